@@ -1,0 +1,3 @@
+from tcpdoctor.cli import main
+
+main()

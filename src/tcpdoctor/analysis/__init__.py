@@ -1,0 +1,1 @@
+"""Analysis: aggregation, rules and advice over a columnar Snapshot."""

@@ -1,0 +1,141 @@
+"""Group-by over snapshot columns: one np.unique over the key columns, one bincount for states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.kernel import NUM_STATES, STATE_NAMES, TCP_ESTABLISHED, parse_state_name
+from tcpdoctor.model import Snapshot, format_addr, is_v4, parse_addr, prefix_masks
+
+GROUP_KEYS = ("remote-ip", "remote-net", "local-port", "remote-port", "process", "state")
+
+
+@dataclass
+class Grouping:
+    by: list[str]
+    groups: list[dict[str, Any]]
+    other: int
+    total: int
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"schema": 1, "by": self.by, "groups": self.groups, "other": self.other}
+
+
+def parse_by(text: str) -> list[str]:
+    keys = [k.strip().lower() for k in text.split(",") if k.strip()]
+    bad = [k for k in keys if k not in GROUP_KEYS]
+    if bad or not keys:
+        raise TcpDoctorError(f"--by: unknown grouping {', '.join(bad) or text!r} "
+                             f"(choose from {', '.join(GROUP_KEYS)})")
+    return list(dict.fromkeys(keys))
+
+
+def _key_columns(snap: Snapshot, key: str, prefix4: int, prefix6: int) -> list[np.ndarray]:
+    c = snap.columns
+    if key == "remote-ip":
+        return [c["raddr_hi"], c["raddr_lo"]]
+    if key == "remote-net":
+        v4 = is_v4(c["raddr_hi"], c["raddr_lo"])
+        hi4, lo4 = prefix_masks(96 + prefix4)
+        hi6, lo6 = prefix_masks(prefix6)
+        return [c["raddr_hi"] & np.where(v4, hi4, hi6), c["raddr_lo"] & np.where(v4, lo4, lo6)]
+    if key == "local-port":
+        return [c["sport"]]
+    if key == "remote-port":
+        return [c["dport"]]
+    if key == "process":
+        if "pid" not in c:
+            raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
+        return [c["pid"]]
+    return [c["state"]]
+
+
+def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
+                prefix6: int) -> dict[str, Any]:
+    if key == "remote-ip":
+        return {key: format_addr(values[0], values[1])}
+    if key == "remote-net":
+        addr = format_addr(values[0], values[1])
+        return {key: f"{addr}/{prefix4 if '.' in addr else prefix6}"}
+    if key in ("local-port", "remote-port"):
+        return {key: int(values[0])}
+    if key == "process":
+        pid = int(values[0])
+        return {"process": snap.process_names.get(pid, "?") if pid >= 0 else None,
+                "pid": pid if pid >= 0 else None}
+    return {key: STATE_NAMES[int(values[0]) - 1]}
+
+
+def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 24,
+          prefix6: int = 64) -> Grouping:
+    """Top groups by count (ties broken by key), each with its per-state breakdown."""
+    n = len(snap)
+    key_cols = [(k, _key_columns(snap, k, prefix4, prefix6)) for k in by]
+    flat = [col for _, cols in key_cols for col in cols]
+    if n == 0:
+        return Grouping(by, [], 0, 0)
+    table = np.empty(n, dtype=[(f"k{i}", col.dtype) for i, col in enumerate(flat)])
+    for i, col in enumerate(flat):
+        table[f"k{i}"] = col
+    uniq, inverse, counts = np.unique(table, return_inverse=True, return_counts=True)
+    per_state = np.bincount(inverse.ravel() * NUM_STATES + snap.columns["state"],
+                            minlength=uniq.shape[0] * NUM_STATES).reshape(-1, NUM_STATES)
+    order = np.argsort(-counts, kind="stable")
+    if limit is not None:
+        order = order[:limit]
+    groups = []
+    for g in order:
+        key: dict[str, Any] = {}
+        pos = 0
+        for name, cols in key_cols:
+            vals = [uniq[g][f"k{pos + j}"] for j in range(len(cols))]
+            key.update(_format_key(snap, name, vals, prefix4, prefix6))
+            pos += len(cols)
+        states = {STATE_NAMES[s - 1]: int(per_state[g, s])
+                  for s in range(1, len(STATE_NAMES) + 1) if per_state[g, s]}
+        groups.append({"key": key, "count": int(counts[g]), "states": states})
+    shown = sum(gr["count"] for gr in groups)
+    return Grouping(by, groups, n - shown, n)
+
+
+def filter_mask(snap: Snapshot, states: list[str] | None = None, ports: list[int] | None = None,
+                ips: list[str] | None = None, pids: list[int] | None = None) -> np.ndarray:
+    """Which sockets pass the --state/--port/--ip/--pid filters (each one an OR of its values)."""
+    c = snap.columns
+    mask = np.ones(len(snap), dtype=bool)
+    if states:
+        wanted = np.zeros(NUM_STATES, dtype=bool)
+        for s in states:
+            key = s.strip().lower().replace("_", "-")
+            if key in ("non-established", "non-estab"):
+                wanted[:] = True
+                wanted[TCP_ESTABLISHED] = False
+                continue
+            try:
+                wanted[parse_state_name(s)] = True
+            except ValueError:
+                raise TcpDoctorError(f"--state: unknown TCP state {s!r} (e.g. time-wait, "
+                                     "close-wait, established, non-established)") from None
+        mask &= wanted[c["state"]]
+    if ports:
+        mask &= np.isin(c["sport"], ports) | np.isin(c["dport"], ports)
+    if ips:
+        hit = np.zeros(len(snap), dtype=bool)
+        for text in ips:
+            try:
+                hi, lo, prefix = parse_addr(text)
+            except ValueError:
+                raise TcpDoctorError(f"--ip: {text!r} is not an IP address or network") from None
+            mhi, mlo = prefix_masks(prefix)
+            hit |= ((c["raddr_hi"] & mhi) == np.uint64(hi)) & ((c["raddr_lo"] & mlo) == np.uint64(lo))
+        mask &= hit
+    if pids:
+        if "pid" not in c:
+            raise TcpDoctorError("--pid needs owner lookup (drop --no-processes)")
+        mask &= np.isin(c["pid"], pids)
+    return mask

@@ -1,0 +1,217 @@
+"""Command-line interface. Parses options, calls sources and analysis, hands results to render."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tcpdoctor import __version__
+from tcpdoctor.errors import TcpDoctorError
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+
+F = Callable[..., Any]
+
+
+def snapshot_options(fn: F) -> F:
+    """Options every live command shares (SPEC.md: common options)."""
+    opts = [
+        click.option("--json", "as_json", is_flag=True,
+                     help="Machine output on stdout (nothing else there)."),
+        click.option("--netns", metavar="NAME|PATH",
+                     help="Inspect another network namespace (/run/netns/NAME or "
+                          "/proc/PID/ns/net)."),
+        click.option("-4", "ipv4_only", is_flag=True, help="IPv4 sockets only."),
+        click.option("-6", "ipv6_only", is_flag=True, help="IPv6 sockets only."),
+        click.option("--source", type=click.Choice(["auto", "netlink", "procfs"]),
+                     default="auto", show_default=True,
+                     help="Where to read sockets from (auto = netlink, else /proc/net/tcp)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def families(ipv4_only: bool, ipv6_only: bool) -> tuple[bool, bool]:
+    if ipv4_only and ipv6_only:
+        return True, True
+    return (not ipv6_only, not ipv4_only)
+
+
+class DefaultGroup(click.Group):
+    """`tcpdoctor` alone (or with only options) runs `check`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h",
+                                                                      "--version")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tcpdoctor")
+def cli() -> None:
+    """Find out why this server's TCP connections are exploding, and how to fix it.
+
+    \b
+    Examples:
+      tcpdoctor                          diagnose this host (same as `tcpdoctor check`)
+      tcpdoctor states                   counts per TCP state
+      tcpdoctor top --by remote-ip,state -n 5
+      tcpdoctor check --netns blue --json
+    """
+
+
+@cli.command()
+@snapshot_options
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+def states(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, source: str,
+           as_csv: bool) -> None:
+    """Counts per TCP state, plus total, established and non_established.
+
+    \b
+    All 11 kernel states are listed, zeros included; request sockets (NEW_SYN_RECV) count
+    as SYN_RECV and LISTEN counts in total, as `ss -tan` lists them.
+
+    \b
+    Examples:
+      tcpdoctor states
+      tcpdoctor states --json | jq .non_established
+      tcpdoctor states --netns blue -4 --csv
+    """
+    from tcpdoctor.sources.collect import take_snapshot
+
+    v4, v6 = families(ipv4_only, ipv6_only)
+    snap = take_snapshot(source, netns, v4, v6, want=frozenset({"state"}))
+    summary = snap.summary()
+    if as_json:
+        from tcpdoctor.render import emit_json
+
+        emit_json({"schema": 1, "source": snap.source, **summary})
+        return
+    from tcpdoctor import render
+
+    if as_csv:
+        render.states_csv(summary)
+    else:
+        where = f" in netns {netns}" if netns else ""
+        render.states_table(summary, f"TCP sockets on {snap.host}{where} ({snap.source})")
+    render.notes(snap.notes)
+
+
+@cli.command()
+@snapshot_options
+@click.option("--by", "by", default="remote-ip", show_default=True,
+              help="Grouping, comma-separated: remote-ip, remote-net, local-port, remote-port, "
+                   "process, state.")
+@click.option("--state", "state_filter", multiple=True,
+              help="Only these states (repeatable): time-wait, close-wait, ..., non-established.")
+@click.option("--port", "ports", multiple=True, type=int,
+              help="Only sockets with this local or remote port (repeatable).")
+@click.option("--ip", "ips", multiple=True,
+              help="Only sockets whose remote address is in ADDR[/PREFIX] (repeatable).")
+@click.option("--pid", "pids", multiple=True, type=int, help="Only sockets of this pid.")
+@click.option("-n", "limit", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Show the N largest groups; the rest is counted in 'other'.")
+@click.option("--prefix", "prefix", default="24,64", show_default=True,
+              help="Prefix lengths for remote-net: IPv4,IPv6.")
+@click.option("--no-processes", is_flag=True, help="Skip the owner lookup.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+def top(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, source: str,
+        by: str, state_filter: tuple[str, ...], ports: tuple[int, ...], ips: tuple[str, ...],
+        pids: tuple[int, ...], limit: int, prefix: str, no_processes: bool,
+        as_csv: bool) -> None:
+    """The largest groups of sockets, by remote IP, network, port, process or state.
+
+    \b
+    Examples:
+      tcpdoctor top --by remote-ip,state -n 5     who holds the most connections, per state
+      tcpdoctor top --by process --state close-wait   which process leaks CLOSE_WAIT
+      tcpdoctor top --by local-port --state time-wait
+      tcpdoctor top --ip 203.0.113.7 --by state   every connection of one client
+      tcpdoctor top --by remote-net --prefix 16,48
+    """
+    from tcpdoctor.analysis import groups
+    from tcpdoctor.sources.collect import take_snapshot
+
+    keys = groups.parse_by(by)
+    p4, p6 = _parse_prefix(prefix)
+    want_owner = ("process" in keys or bool(pids)) and not no_processes
+    v4, v6 = families(ipv4_only, ipv6_only)
+    snap = take_snapshot(source, netns, v4, v6, with_owners=want_owner)
+    if "process" in keys and not want_owner:
+        raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
+    snap = snap.select(groups.filter_mask(snap, list(state_filter), list(ports), list(ips),
+                                          list(pids)))
+    result = groups.group(snap, keys, limit, p4, p6)
+    if as_json:
+        from tcpdoctor.render import emit_json
+
+        emit_json(result.as_json())
+        return
+    from tcpdoctor import render
+
+    if as_csv:
+        render.groups_csv(result)
+    else:
+        render.groups_table(result, f"Top {limit} by {', '.join(keys)} "
+                                    f"({result.total:,} sockets matched)")
+    render.notes(snap.notes)
+
+
+def _parse_prefix(text: str) -> tuple[int, int]:
+    try:
+        p4, p6 = (int(x) for x in text.split(","))
+    except ValueError:
+        raise TcpDoctorError(f"--prefix: expected IPV4,IPV6 prefix lengths, got {text!r}") from None
+    if not (0 <= p4 <= 32 and 0 <= p6 <= 128):
+        raise TcpDoctorError(f"--prefix: lengths out of range in {text!r} (0-32, 0-128)")
+    return p4, p6
+
+
+def _run(fn: Callable[[], Any]) -> int:
+    try:
+        fn()
+    except TcpDoctorError as exc:
+        sys.stderr.write(f"tcpdoctor: {exc}\n")
+        return EXIT_UNKNOWN
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_UNKNOWN
+    except click.exceptions.Abort:
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `tcpdoctor top | head`: stop quietly, as coreutils do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if os.environ.get("TCPDOCTOR_DEBUG"):
+            raise
+        sys.stderr.write(f"tcpdoctor: internal error: {type(exc).__name__}: {exc} "
+                         "(set TCPDOCTOR_DEBUG=1 for a traceback)\n")
+        return EXIT_UNKNOWN
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: exit codes follow SPEC.md (0/1/2 health, 3 = could not run)."""
+    result: list[int] = []
+
+    def invoke() -> None:
+        rc = cli.main(args=argv, prog_name="tcpdoctor", standalone_mode=False)
+        result.append(rc if isinstance(rc, int) else 0)
+
+    code = _run(invoke)
+    sys.exit(code if code != EXIT_OK else (result[0] if result else 0))
+
+
+functools.update_wrapper(main, main)

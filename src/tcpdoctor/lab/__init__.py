@@ -1,0 +1,1 @@
+"""Reproduce connection pathologies inside throwaway network namespaces (root only)."""

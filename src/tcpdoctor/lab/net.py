@@ -1,0 +1,161 @@
+"""Throwaway network namespaces for the lab and the tests.
+
+Layout: the main namespace (the one to inspect) and a peer namespace joined by a veth pair.
+
+    main  198.18.0.1/24  td0 <--veth--> td1  198.18.0.2/24  peer
+
+198.18.0.0/15 is the RFC 2544 benchmarking range. 198.19.0.0/16 is routed from main to the
+peer, which does not forward, so SYNs sent there are silently dropped: that is how SYN_SENT
+piles up. Nothing here has a route to any other network; traffic never leaves the pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpdoctor.errors import TcpDoctorError
+
+MAIN_ADDR = "198.18.0.1"
+PEER_ADDR = "198.18.0.2"
+PHANTOM_NET = "198.19.0.0/16"  # routed to the peer and dropped there
+READY_TIMEOUT = 120.0
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise TcpDoctorError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise TcpDoctorError("the lab needs root (it creates network namespaces)")
+    if shutil.which("ip") is None:
+        raise TcpDoctorError("the lab needs the `ip` command (Debian package iproute2)")
+
+
+@dataclass
+class Worker:
+    name: str
+    netns: str
+    proc: subprocess.Popen[bytes]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@dataclass
+class LabNet:
+    """Two namespaces and their workers; always torn down by close() (or the with block)."""
+
+    prefix: str = "tdlab"
+    name: str = ""
+    peer: str = ""
+    workers: list[Worker] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tag = secrets.token_hex(3)
+        self.name = self.name or f"{self.prefix}-{tag}"
+        self.peer = self.peer or f"{self.name}-peer"
+
+    def __enter__(self) -> LabNet:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        require_root()
+        try:
+            _ip("netns", "add", self.name)
+            _ip("netns", "add", self.peer)
+            for ns in (self.name, self.peer):
+                _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", self.name, "link", "add", "td0", "type", "veth", "peer", "name", "td1",
+                "netns", self.peer)
+            _ip("-n", self.name, "addr", "add", f"{MAIN_ADDR}/24", "dev", "td0")
+            _ip("-n", self.peer, "addr", "add", f"{PEER_ADDR}/24", "dev", "td1")
+            _ip("-n", self.name, "link", "set", "td0", "up")
+            _ip("-n", self.peer, "link", "set", "td1", "up")
+            _ip("-n", self.name, "route", "add", PHANTOM_NET, "via", PEER_ADDR)
+            # The peer sends SYNs from phantom addresses for the SYN-flood scenario.
+            self.sysctl(self.peer, "net.ipv4.ip_nonlocal_bind", "1")
+            self.sysctl(self.peer, "net.ipv4.ip_forward", "0")
+        except BaseException:
+            self.close()
+            raise
+
+    def sysctl(self, ns: str, key: str, value: str) -> None:
+        path = "/proc/sys/" + key.replace(".", "/")
+        proc = subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f'echo "$1" > "$2"',
+                               "sh", value, path], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise TcpDoctorError(f"cannot set {key}={value} in {ns}: {proc.stderr.strip()}")
+
+    def spawn(self, ns: str, name: str, actions: list[dict[str, Any]],
+              timeout: float = READY_TIMEOUT) -> Worker:
+        spec = json.dumps({"name": name, "actions": actions})
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "tcpdoctor.lab.worker", spec],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        worker = Worker(name, ns, proc)
+        self.workers.append(worker)
+        worker.info = self._wait_ready(worker, timeout)
+        return worker
+
+    def _wait_ready(self, worker: Worker, timeout: float) -> dict[str, Any]:
+        assert worker.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        fd = worker.proc.stdout.fileno()
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                line = worker.proc.stdout.readline().decode()
+                if line.startswith("READY "):
+                    info: dict[str, Any] = json.loads(line[6:])
+                    return info
+                break
+            if worker.proc.poll() is not None:
+                break
+        err = worker.proc.stderr.read().decode()[-500:] if worker.proc.poll() is not None \
+            and worker.proc.stderr else ""
+        raise TcpDoctorError(f"lab worker {worker.name} did not start: {err.strip() or 'timeout'}")
+
+    def close(self) -> None:
+        for w in self.workers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(w.proc.pid, signal.SIGKILL)
+        for w in self.workers:
+            with contextlib.suppress(Exception):
+                w.proc.wait(timeout=10)
+            for stream in (w.proc.stdin, w.proc.stdout, w.proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        self.workers.clear()
+        for ns in (self.name, self.peer):
+            if os.path.exists(f"/run/netns/{ns}"):
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def leftover_namespaces(prefix: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix))
+    except FileNotFoundError:
+        return []

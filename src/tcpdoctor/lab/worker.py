@@ -1,0 +1,155 @@
+"""A socket-holding process run inside a lab namespace: `python -m tcpdoctor.lab.worker SPEC`.
+
+SPEC is JSON: {"name": comm name, "actions": [...]}. The worker performs its actions,
+prints one line `READY {json}` and then holds every socket until its stdin reaches EOF
+(the lab exited or died) or it gets SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import ipaddress
+import json
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+PR_SET_NAME = 15  # include/uapi/linux/prctl.h
+IP_FREEBIND = 15  # include/uapi/linux/in.h: bind to an address this host does not own
+
+held: list[socket.socket] = []
+lock = threading.Lock()
+
+
+def set_name(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+def family_of(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def listen(act: dict[str, Any]) -> int:
+    addr = act.get("addr", "0.0.0.0")
+    sock = socket.socket(family_of(addr), socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((addr, act.get("port", 0)))
+    sock.listen(act.get("backlog", 4096))
+    held.append(sock)
+    mode = act.get("accept", "hold")
+    if mode != "none":
+        threading.Thread(target=accept_loop, args=(sock, mode), daemon=True).start()
+    return int(sock.getsockname()[1])
+
+
+def accept_loop(sock: socket.socket, mode: str) -> None:
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ, "listener")
+    while True:
+        for key, _ in sel.select():
+            if key.data == "listener":
+                conn, _ = sock.accept()
+                if mode == "close":
+                    conn.close()  # the server closes first: TIME_WAIT lands on this side
+                elif mode == "close-on-eof":
+                    sel.register(conn, selectors.EVENT_READ, "conn")
+                else:
+                    with lock:
+                        held.append(conn)
+            else:
+                conn = key.fileobj  # type: ignore[assignment]
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(conn)
+                    conn.close()
+
+
+def destinations(act: dict[str, Any]) -> list[str]:
+    n = int(act.get("n", 1))
+    spread = act.get("spread")
+    if not spread:
+        return [act["addr"]] * n
+    hosts = ipaddress.ip_network(spread).hosts()
+    return [str(next(hosts)) for _ in range(n)]
+
+
+def connect(act: dict[str, Any]) -> int:
+    mode = act.get("then", "hold")
+    port = int(act["port"])
+    binds = None
+    if act.get("bind_spread"):
+        src_hosts = ipaddress.ip_network(act["bind_spread"]).hosts()
+        binds = (str(next(src_hosts)) for _ in range(int(act.get("n", 1))))
+    waiting: list[socket.socket] = []
+    made = 0
+    for dst in destinations(act):
+        s = socket.socket(family_of(dst), socket.SOCK_STREAM)
+        if act.get("keepalive"):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if binds is not None:
+            s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            s.bind((next(binds), 0))
+        if mode in ("nonblock",):
+            s.setblocking(False)
+            rc = s.connect_ex((dst, port))
+            if rc not in (0, errno.EINPROGRESS):
+                raise OSError(rc, f"connect to {dst}:{port}")
+        else:
+            s.settimeout(10)
+            try:
+                s.connect((dst, port))
+            except OSError as exc:
+                if act.get("stop_on_error"):
+                    s.close()
+                    break
+                raise exc
+        made += 1
+        if mode == "close":
+            s.close()  # the client closes first: TIME_WAIT lands on this side
+        elif mode == "shutdown-wr":
+            s.shutdown(socket.SHUT_WR)  # FIN_WAIT2 here, CLOSE_WAIT on a server that holds
+            held.append(s)
+        elif mode == "wait-eof-close":
+            waiting.append(s)
+        else:
+            held.append(s)
+        pause = float(act.get("pause", 0))
+        if pause:
+            time.sleep(pause)
+    for s in waiting:
+        with contextlib.suppress(OSError):
+            s.settimeout(10)
+            while s.recv(4096):
+                pass
+        s.close()
+    return made
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    set_name(spec.get("name", "td-worker"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    info: dict[str, Any] = {"ports": [], "connected": []}
+    for act in spec.get("actions", []):
+        if act["kind"] == "listen":
+            info["ports"].append(listen(act))
+        elif act["kind"] == "connect":
+            info["connected"].append(connect(act))
+    sys.stdout.write("READY " + json.dumps(info) + "\n")
+    sys.stdout.flush()
+    # Hold until the lab closes our stdin (or dies, which closes it too).
+    sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The columnar snapshot every view is built on: one numpy array per socket attribute.
+
+Addresses are stored as two big-endian uint64 halves of an IPv6 address, IPv4 mapped
+into ::ffff:a.b.c.d, so that one pair of columns holds both families, sorts naturally and
+takes prefix masks (/24, /64) as plain integer operations.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tcpdoctor.kernel import STATE_NAMES, TCP_ESTABLISHED, TCP_LISTEN, state_counts
+
+V4_MAPPED = np.uint64(0xFFFF_0000_0000)
+
+# Column name -> dtype. Sources fill the base columns; the rest appear when requested.
+BASE_COLUMNS: dict[str, str] = {
+    "family": "u1",
+    "state": "u1",  # kernel number, NEW_SYN_RECV already folded into SYN_RECV
+    "timer": "u1",  # inet_diag / procfs timer code, see kernel.TIMER_*
+    "retrans": "u1",
+    "sport": "u2",
+    "dport": "u2",
+    "laddr_hi": "u8",
+    "laddr_lo": "u8",
+    "raddr_hi": "u8",
+    "raddr_lo": "u8",
+    "expires": "u4",  # milliseconds until the timer fires
+    "rqueue": "u4",  # LISTEN: accept queue length
+    "wqueue": "u4",  # LISTEN: accept queue limit (netlink only)
+    "uid": "u4",
+    "inode": "u4",
+}
+INFO_COLUMNS: dict[str, str] = {
+    "lastsnd": "u4",  # ms since data was last sent (tcp_info.tcpi_last_data_sent)
+    "lastrcv": "u4",  # ms since data was last received
+    "lastack": "u4",  # ms since the last ACK was received
+    "rtt": "u4",  # microseconds
+    "has_info": "?",  # tcp_info present for this socket (full sockets only)
+}
+OWNER_COLUMNS: dict[str, str] = {"pid": "i4"}  # -1 = owner unknown
+
+
+def empty_columns(names: dict[str, str]) -> dict[str, np.ndarray]:
+    return {name: np.zeros(0, dtype=dt) for name, dt in names.items()}
+
+
+def concat_columns(parts: list[dict[str, np.ndarray]], names: dict[str, str]) -> dict[str, np.ndarray]:
+    if not parts:
+        return empty_columns(names)
+    return {
+        name: np.concatenate([p[name] for p in parts]).astype(dt, copy=False)
+        for name, dt in names.items()
+        if all(name in p for p in parts)
+    }
+
+
+def v4_to_mapped(addr_be32: np.ndarray) -> np.ndarray:
+    """IPv4 addresses (host integers of the big-endian value) -> low half of ::ffff:a.b.c.d."""
+    return addr_be32.astype(np.uint64) | V4_MAPPED
+
+
+def format_addr(hi: int, lo: int) -> str:
+    value = (int(hi) << 64) | int(lo)
+    addr = ipaddress.IPv6Address(value)
+    mapped = addr.ipv4_mapped
+    return str(mapped) if mapped is not None else str(addr)
+
+
+def parse_addr(text: str) -> tuple[int, int, int]:
+    """'10.0.0.0/8', '::1', '2001:db8::/32' -> (hi, lo, prefix length in the 128-bit space)."""
+    net = ipaddress.ip_network(text.strip("[]"), strict=False)
+    if isinstance(net, ipaddress.IPv4Network):
+        value = (0xFFFF << 32) | int(net.network_address)
+        prefix = 96 + net.prefixlen
+    else:
+        value = int(net.network_address)
+        prefix = net.prefixlen
+    return value >> 64, value & ((1 << 64) - 1), prefix
+
+
+def prefix_masks(prefix: int) -> tuple[np.uint64, np.uint64]:
+    full = (1 << 128) - 1
+    mask = full ^ ((1 << (128 - prefix)) - 1) if prefix < 128 else full
+    return np.uint64(mask >> 64), np.uint64(mask & ((1 << 64) - 1))
+
+
+def is_v4(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+
+
+@dataclass
+class Snapshot:
+    """Every TCP socket of one namespace at one moment, as columns."""
+
+    columns: dict[str, np.ndarray]
+    source: str
+    host: str = ""
+    kernel: str = ""
+    taken_at: str = ""
+    netns: str | None = None
+    notes: list[str] = field(default_factory=list)
+    process_names: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.columns["state"].shape[0])
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
+
+    def select(self, mask: np.ndarray) -> Snapshot:
+        cols = {k: v[mask] for k, v in self.columns.items()}
+        return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,
+                        list(self.notes), dict(self.process_names))
+
+    def state_counts(self) -> dict[str, int]:
+        return state_counts(self.columns["state"])
+
+    def summary(self) -> dict[str, Any]:
+        states = self.state_counts()
+        total = len(self)
+        return {
+            "total": total,
+            "established": states["ESTABLISHED"],
+            "non_established": total - states["ESTABLISHED"],
+            "states": states,
+        }
+
+    def listening_ports(self) -> np.ndarray:
+        return np.unique(self.columns["sport"][self.columns["state"] == TCP_LISTEN])
+
+    def established_mask(self) -> np.ndarray:
+        return self.columns["state"] == TCP_ESTABLISHED
+
+
+__all__ = ["STATE_NAMES", "Snapshot"]

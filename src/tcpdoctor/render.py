@@ -1,0 +1,116 @@
+"""Terminal and CSV rendering. Interfaces print; nothing here parses or reads the kernel.
+
+rich is imported lazily so that `--json` runs do not pay for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import Any
+
+from tcpdoctor.kernel import STATE_NAMES
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def states_table(summary: dict[str, Any], title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    total = summary["total"] or 1
+    for name in STATE_NAMES:
+        n = summary["states"][name]
+        style = "dim" if n == 0 else ""
+        table.add_row(name, f"{n:,}", f"{100 * n / total:.1f}%", style=style)
+    table.add_section()
+    table.add_row("total", f"{summary['total']:,}", "")
+    table.add_row("established", f"{summary['established']:,}", "")
+    table.add_row("non_established", f"{summary['non_established']:,}", "")
+    console().print(table)
+
+
+def states_csv(summary: dict[str, Any]) -> None:
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["state", "count"])
+    for name in STATE_NAMES:
+        w.writerow([name, summary["states"][name]])
+    for k in ("total", "established", "non_established"):
+        w.writerow([k, summary[k]])
+    sys.stdout.write(out.getvalue())
+
+
+def _key_text(key: dict[str, Any]) -> list[str]:
+    out = []
+    for k, v in key.items():
+        if k == "pid":
+            continue
+        if k == "process":
+            out.append(f"{v}[{key['pid']}]" if v is not None else "(no owner)")
+        else:
+            out.append(str(v))
+    return out
+
+
+def _key_headers(by: list[str]) -> list[str]:
+    return ["process" if b == "process" else b for b in by]
+
+
+def _states_text(states: dict[str, int], limit: int = 3) -> str:
+    top = sorted(states.items(), key=lambda kv: -kv[1])[:limit]
+    return " ".join(f"{k}={v}" for k, v in top)
+
+
+def groups_table(result: Any, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for h in _key_headers(result.by):
+        table.add_column(h, overflow="fold")
+    table.add_column("count", justify="right")
+    if "state" not in result.by:
+        table.add_column("states", overflow="fold")
+    for g in result.groups:
+        row = [*_key_text(g["key"]), f"{g['count']:,}"]
+        if "state" not in result.by:
+            row.append(_states_text(g["states"]))
+        table.add_row(*row)
+    if result.other:
+        table.add_section()
+        table.add_row(*(["other"] + [""] * (len(result.by) - 1)), f"{result.other:,}",
+                      *([""] if "state" not in result.by else []))
+    console().print(table)
+
+
+def groups_csv(result: Any) -> None:
+    out = io.StringIO()
+    w = csv.writer(out)
+    headers = []
+    for b in result.by:
+        headers.extend(["process", "pid"] if b == "process" else [b])
+    w.writerow([*headers, "count", *STATE_NAMES])
+    for g in result.groups:
+        key = [g["key"].get(h) for h in headers]
+        w.writerow([*key, g["count"], *(g["states"].get(s, 0) for s in STATE_NAMES)])
+    if result.other:
+        w.writerow(["other"] + [""] * (len(headers) - 1) + [result.other])
+    sys.stdout.write(out.getvalue())
+
+
+def notes(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(f"note: {line}\n")

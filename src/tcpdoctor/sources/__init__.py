@@ -1,0 +1,1 @@
+"""Sources: where socket tables and kernel figures come from (netlink, procfs, files)."""

@@ -1,0 +1,67 @@
+"""Run a function inside another network namespace without moving the whole process.
+
+setns(CLONE_NEWNET) changes only the calling thread, so a short-lived helper thread enters
+the namespace, opens its sockets and /proc/thread-self/net files there, and exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from tcpdoctor.errors import TcpDoctorError
+
+CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
+NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespaces
+
+T = TypeVar("T")
+
+
+def resolve(netns: str) -> str:
+    """A namespace name (under /run/netns) or a path such as /proc/PID/ns/net."""
+    path = netns if "/" in netns else f"{NETNS_RUN_DIR}/{netns}"
+    if not os.path.exists(path):
+        raise TcpDoctorError(f"network namespace {netns!r} not found ({path} does not exist)")
+    return path
+
+
+def _setns(path: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TcpDoctorError(f"cannot open network namespace {path}: {exc.strerror}") from None
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            hint = " (entering another namespace needs root or CAP_SYS_ADMIN)" if err == 1 else ""
+            raise TcpDoctorError(f"cannot enter network namespace {path}: "
+                                 f"{os.strerror(err)}{hint}")
+    finally:
+        os.close(fd)
+
+
+def run_in(netns: str | None, fn: Callable[[], T]) -> T:
+    """fn() in the given network namespace (None = the current one)."""
+    if netns is None:
+        return fn()
+    path = resolve(netns)
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _setns(path)
+            result.append(fn())
+        except BaseException as exc:  # handed to the caller's thread below
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="tcpdoctor-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
