@@ -93,6 +93,7 @@ def states(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, s
         from tcpdoctor.render import emit_json
 
         emit_json({"schema": 1, "source": snap.source, **summary})
+        render_notes(snap.notes)
         return
     from tcpdoctor import render
 
@@ -153,6 +154,7 @@ def top(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, sour
         from tcpdoctor.render import emit_json
 
         emit_json(result.as_json())
+        render_notes(snap.notes)
         return
     from tcpdoctor import render
 
@@ -162,6 +164,11 @@ def top(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, sour
         render.groups_table(result, f"Top {limit} by {', '.join(keys)} "
                                     f"({result.total:,} sockets matched)")
     render.notes(snap.notes)
+
+
+def render_notes(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(f"note: {line}\n")
 
 
 def _parse_prefix(text: str) -> tuple[int, int]:

@@ -10,7 +10,8 @@ class TcpDoctorError(Exception):
 class ParseError(TcpDoctorError):
     """Input that does not match the expected format, located precisely."""
 
-    def __init__(self, source: str, line: int | None, expected: str, got: bytes | str = b"") -> None:
+    def __init__(self, source: str, line: int | None, expected: str,
+                 got: bytes | str = b"") -> None:
         where = f"{source}:{line}" if line is not None else source
         detail = f", got {got[:60]!r}" if got else ""
         super().__init__(f"{where}: expected {expected}{detail}")

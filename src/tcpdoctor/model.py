@@ -49,7 +49,8 @@ def empty_columns(names: dict[str, str]) -> dict[str, np.ndarray]:
     return {name: np.zeros(0, dtype=dt) for name, dt in names.items()}
 
 
-def concat_columns(parts: list[dict[str, np.ndarray]], names: dict[str, str]) -> dict[str, np.ndarray]:
+def concat_columns(parts: list[dict[str, np.ndarray]],
+                   names: dict[str, str]) -> dict[str, np.ndarray]:
     if not parts:
         return empty_columns(names)
     return {

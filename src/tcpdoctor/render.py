@@ -113,4 +113,4 @@ def groups_csv(result: Any) -> None:
 
 def notes(lines: list[str]) -> None:
     for line in lines:
-        sys.stderr.write(f"note: {line}\n")
+        sys.stderr.write(f"note: {line}\n")  # stderr: stdout stays clean for pipes and --json

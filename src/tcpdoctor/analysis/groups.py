@@ -88,7 +88,7 @@ def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 
     order = np.argsort(-counts, kind="stable")
     if limit is not None:
         order = order[:limit]
-    groups = []
+    groups: list[dict[str, Any]] = []
     for g in order:
         key: dict[str, Any] = {}
         pos = 0
@@ -132,7 +132,8 @@ def filter_mask(snap: Snapshot, states: list[str] | None = None, ports: list[int
             except ValueError:
                 raise TcpDoctorError(f"--ip: {text!r} is not an IP address or network") from None
             mhi, mlo = prefix_masks(prefix)
-            hit |= ((c["raddr_hi"] & mhi) == np.uint64(hi)) & ((c["raddr_lo"] & mlo) == np.uint64(lo))
+            hit |= (((c["raddr_hi"] & mhi) == np.uint64(hi))
+                    & ((c["raddr_lo"] & mlo) == np.uint64(lo)))
         mask &= hit
     if pids:
         if "pid" not in c:

@@ -102,7 +102,7 @@ class LabNet:
 
     def sysctl(self, ns: str, key: str, value: str) -> None:
         path = "/proc/sys/" + key.replace(".", "/")
-        proc = subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f'echo "$1" > "$2"',
+        proc = subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", 'echo "$1" > "$2"',
                                "sh", value, path], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise TcpDoctorError(f"cannot set {key}={value} in {ns}: {proc.stderr.strip()}")

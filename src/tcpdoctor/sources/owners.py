@@ -87,7 +87,7 @@ def scan(proc_root: str = "/proc") -> OwnerTable:
 
 
 def lookup(table: OwnerTable, inodes: np.ndarray) -> np.ndarray:
-    """Owner pid of each socket inode, -1 where unknown (TIME_WAIT and request sockets have none)."""
+    """Owner pid of each socket inode, -1 if unknown (TIME_WAIT, request sockets have none)."""
     out = np.full(inodes.shape[0], -1, dtype=np.int32)
     if table.inodes.size == 0 or inodes.size == 0:
         return out

@@ -80,7 +80,7 @@ def hex_values(chars: np.ndarray, source: str, line_numbers: np.ndarray,
 
 def dec_values(chars: np.ndarray, source: str, line_numbers: np.ndarray,
                expected: str) -> np.ndarray:
-    """Decimal numbers at the start of each row (rows, width<=19) -> uint64; stops at a non-digit."""
+    """Decimal numbers starting each row (rows, width<=19) -> uint64; stops at a non-digit."""
     digits = chars.astype(np.int16) - 48
     valid = np.cumprod((digits >= 0) & (digits <= 9), axis=1).astype(bool)
     length = valid.sum(axis=1)
