@@ -171,6 +171,90 @@ def render_notes(lines: list[str]) -> None:
         sys.stderr.write(f"note: {line}\n")
 
 
+def check_options(fn: F) -> F:
+    opts = [
+        click.option("--config", type=click.Path(dir_okay=False),
+                     help="TOML file of thresholds: [thresholds.RULE_ID] key = value."),
+        click.option("--threshold", "thresholds", multiple=True, metavar="ID.KEY=VALUE",
+                     help="Override one threshold, e.g. CLOSE_WAIT_LEAK.warning=50."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@cli.command()
+@snapshot_options
+@check_options
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between the two counter samples (0: one sample, no rates).")
+@click.option("--no-processes", is_flag=True, help="Skip the owner lookup.")
+def check(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, source: str,
+          config: str | None, thresholds: tuple[str, ...], interval: float,
+          no_processes: bool) -> int:
+    """Diagnose this host: every rule, with evidence, owners and fixes. The main job.
+
+    \b
+    Exit codes: 0 healthy, 1 warning, 2 critical, 3 could not run.
+
+    \b
+    Examples:
+      tcpdoctor                          same as `tcpdoctor check`
+      tcpdoctor check --json | jq '.findings[].id'
+      tcpdoctor check --netns blue --interval 5
+      tcpdoctor check --threshold CLOSE_WAIT_LEAK.warning=20
+    """
+    from tcpdoctor.analysis.check import load_thresholds, run_rules
+    from tcpdoctor.analysis.findings import Context
+    from tcpdoctor.sources import kstate
+    from tcpdoctor.sources.live import sample
+
+    th = load_thresholds(config, list(thresholds))
+    v4, v6 = families(ipv4_only, ipv6_only)
+    got = sample(netns, interval, source, v4, v6, with_owners=not no_processes)
+    ctx = Context(got.snap, got.kernel, got.deltas, got.interval,
+                  got.owners.fd_counts if got.owners else None, kstate.nofile_limit)
+    report = run_rules(ctx, th)
+    if as_json:
+        from tcpdoctor.render import emit_json
+
+        emit_json(report.as_json())
+    else:
+        from tcpdoctor.report import render
+
+        render(report)
+    return report.exit_code()
+
+
+@cli.command()
+@click.argument("scenario", required=False)
+@click.option("--n", "count", type=click.IntRange(min=1), help="How many sockets to build.")
+@click.option("--hold", default=300.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to hold the pathology before tearing it down.")
+@click.option("--list", "list_all", is_flag=True, help="List the scenarios.")
+@click.option("--json", "as_json", is_flag=True, help="Print the lab's details as JSON.")
+def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
+        as_json: bool) -> None:
+    """Build a pathology in a throwaway network namespace and hold it (root only).
+
+    \b
+    Traffic stays inside two namespaces the lab creates (198.18.0.0/15, RFC 2544);
+    everything is removed on exit, Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+      tcpdoctor lab --list
+      sudo tcpdoctor lab close-wait --hold 60 &
+      sudo tcpdoctor check --netns <printed name>
+    """
+    from tcpdoctor.lab import runner
+
+    if list_all or scenario is None:
+        runner.list_scenarios()
+        return
+    runner.run(scenario, count, hold, as_json)
+
+
 def _parse_prefix(text: str) -> tuple[int, int]:
     try:
         p4, p6 = (int(x) for x in text.split(","))

@@ -137,17 +137,25 @@ class LabNet:
             and worker.proc.stderr else ""
         raise TcpDoctorError(f"lab worker {worker.name} did not start: {err.strip() or 'timeout'}")
 
+    def retire(self, name: str) -> None:
+        """Stop the workers of that name (a finished load generator before its rerun)."""
+        for w in [w for w in self.workers if w.name == name]:
+            self._kill(w)
+            self.workers.remove(w)
+
+    def _kill(self, w: Worker) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(w.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            w.proc.wait(timeout=10)
+        for stream in (w.proc.stdin, w.proc.stdout, w.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
     def close(self) -> None:
         for w in self.workers:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(w.proc.pid, signal.SIGKILL)
-        for w in self.workers:
-            with contextlib.suppress(Exception):
-                w.proc.wait(timeout=10)
-            for stream in (w.proc.stdin, w.proc.stdout, w.proc.stderr):
-                if stream is not None:
-                    with contextlib.suppress(OSError):
-                        stream.close()
+            self._kill(w)
         self.workers.clear()
         for ns in (self.name, self.peer):
             if os.path.exists(f"/run/netns/{ns}"):

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 PR_SET_NAME = 15  # include/uapi/linux/prctl.h
-IP_FREEBIND = 15  # include/uapi/linux/in.h: bind to an address this host does not own
+IP_TRANSPARENT = 19  # include/uapi/linux/in.h: use a source address this host does not own
 
 held: list[socket.socket] = []
 lock = threading.Lock()
@@ -97,7 +97,7 @@ def connect(act: dict[str, Any]) -> int:
         if act.get("keepalive"):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if binds is not None:
-            s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            s.setsockopt(socket.IPPROTO_IP, IP_TRANSPARENT, 1)
             s.bind((next(binds), 0))
         if mode in ("nonblock",):
             s.setblocking(False)

@@ -1,0 +1,173 @@
+"""The lab's pathologies. Each builds its sockets in a LabNet and states what `check` should say.
+
+The main namespace is the "server" being diagnosed; the peer plays clients or backends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.lab.net import MAIN_ADDR, PEER_ADDR, PHANTOM_NET, LabNet
+from tcpdoctor.sources.collect import take_snapshot
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    finding: str | None  # the finding id check should report (None: healthy)
+    severity: str | None
+    default_n: int
+    process: str | None  # process name the finding should name
+    port: int | None  # port the finding's evidence should name
+    build: Callable[[LabNet, int], None]
+    settle: tuple[str, float]  # (state, share of n) that must be present before holding
+    refresh: Callable[[LabNet, int], None] | None = None  # re-run the load: TIME_WAIT and
+    refresh_every: float = 50.0  # SYN_RECV expire after ~60 s, so the lab renews them
+    check_args: tuple[str, ...] = field(default=())
+
+
+def _tw_server(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-web", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080,
+                                    "accept": "close"}])
+    _tw_server_load(lab, n)
+
+
+def _tw_server_load(lab: LabNet, n: int) -> None:
+    lab.retire("td-loadgen")
+    lab.spawn(lab.peer, "td-loadgen", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8080,
+                                        "n": n, "then": "wait-eof-close"}])
+
+
+def _tw_client(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.peer, "td-api", [{"kind": "listen", "addr": PEER_ADDR, "port": 8080,
+                                    "accept": "close-on-eof"}])
+    _tw_client_load(lab, n)
+
+
+def _tw_client_load(lab: LabNet, n: int) -> None:
+    lab.retire("td-client")
+    lab.spawn(lab.name, "td-client", [
+        {"kind": "connect", "addr": PEER_ADDR, "port": 8080, "n": n, "then": "close"},
+        {"kind": "connect", "addr": PEER_ADDR, "port": 8080, "n": 2},  # requests in flight
+    ])
+
+
+def _close_wait(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-leaky", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080}])
+    lab.spawn(lab.peer, "td-peer", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8080,
+                                     "n": n, "then": "close"}])
+
+
+def _syn_flood(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-listener", [{"kind": "listen", "addr": MAIN_ADDR, "port": 80}])
+    _syn_flood_load(lab, n)
+
+
+def _syn_flood_load(lab: LabNet, n: int) -> None:
+    # Spoofed sources inside 198.19.0.0/16: the SYN-ACKs are routed to the peer, which drops
+    # them, so the handshakes stay half-open.
+    lab.spawn(lab.peer, "td-flooder", [{"kind": "connect", "addr": MAIN_ADDR, "port": 80,
+                                        "n": n, "then": "nonblock",
+                                        "bind_spread": PHANTOM_NET}])
+
+
+def _accept_overflow(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-slowapp", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080,
+                                        "backlog": 16, "accept": "none"}])
+    lab.spawn(lab.peer, "td-clients", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8080,
+                                        "n": n, "then": "nonblock"}])
+
+
+def _scan(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-scanner", [{"kind": "connect", "spread": PHANTOM_NET, "port": 445,
+                                        "n": n, "then": "nonblock"}])
+
+
+def _dead_upstream(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-app", [{"kind": "connect", "addr": "198.19.0.10", "port": 5432,
+                                    "n": n, "then": "nonblock"}])
+
+
+def _idle(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.peer, "td-redis", [{"kind": "listen", "addr": PEER_ADDR, "port": 6379}])
+    lab.spawn(lab.name, "td-pool", [{"kind": "connect", "addr": PEER_ADDR, "port": 6379,
+                                     "n": n}])
+
+
+def _port_exhaustion(lab: LabNet, n: int) -> None:
+    lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", "40000 40999")
+    lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80}])
+    lab.spawn(lab.name, "td-client", [{"kind": "connect", "addr": PEER_ADDR, "port": 80,
+                                       "n": n}])
+
+
+def _healthy(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-web", [{"kind": "listen", "addr": MAIN_ADDR, "port": 80}])
+    lab.spawn(lab.peer, "td-users", [{"kind": "connect", "addr": MAIN_ADDR, "port": 80,
+                                      "n": n}])
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("time-wait-server", "a server that closes every connection first",
+             "TIME_WAIT_SERVER_CLOSE", "warning", 3000, "td-web", 8080, _tw_server,
+             ("TIME_WAIT", 0.95), refresh=_tw_server_load),
+    Scenario("time-wait-client", "a client that opens a new connection per request",
+             "TIME_WAIT_CLIENT_SHORT", "warning", 3000, "td-client", 8080, _tw_client,
+             ("TIME_WAIT", 0.95), refresh=_tw_client_load),
+    Scenario("close-wait", "a server that never closes connections its clients closed",
+             "CLOSE_WAIT_LEAK", "warning", 200, "td-leaky", 8080, _close_wait,
+             ("CLOSE_WAIT", 1.0)),
+    Scenario("syn-flood", "half-open SYN_RECV from spoofed sources",
+             "SYN_FLOOD", "warning", 300, "td-listener", 80, _syn_flood,
+             ("SYN_RECV", 0.95), refresh=_syn_flood_load),
+    Scenario("accept-overflow", "a listener (backlog 16) that never accepts",
+             "ACCEPT_QUEUE_OVERFLOW", "critical", 100, "td-slowapp", 8080, _accept_overflow,
+             ("ESTABLISHED", 0.16)),
+    Scenario("scan", "SYN_SENT to many distinct hosts (a worm)",
+             "OUTBOUND_SCAN", "critical", 200, "td-scanner", 445, _scan, ("SYN_SENT", 1.0)),
+    Scenario("dead-upstream", "a backend that never answers",
+             "UPSTREAM_UNREACHABLE", "warning", 100, "td-app", 5432, _dead_upstream,
+             ("SYN_SENT", 1.0)),
+    Scenario("idle", "pooled connections that never carry data",
+             "IDLE_ESTABLISHED", "warning", 200, "td-pool", 6379, _idle, ("ESTABLISHED", 1.0),
+             check_args=("--threshold", "IDLE_ESTABLISHED.idle_seconds=2")),
+    Scenario("port-exhaustion", "one destination using 90% of a 1000-port range",
+             "EPHEMERAL_PORT_EXHAUSTION", "critical", 900, "td-client", 80, _port_exhaustion,
+             ("ESTABLISHED", 1.0)),
+    Scenario("healthy", "a listener with a few hundred ESTABLISHED clients",
+             None, None, 300, "td-web", 80, _healthy, ("ESTABLISHED", 1.0)),
+)}
+
+
+def get(name: str) -> Scenario:
+    if name not in SCENARIOS:
+        raise TcpDoctorError(f"unknown lab scenario {name!r} (choose from "
+                             f"{', '.join(SCENARIOS)})")
+    return SCENARIOS[name]
+
+
+def wait_settled(lab: LabNet, scenario: Scenario, n: int, timeout: float = 60.0) -> int:
+    """Wait until the scenario's state holds its share of n sockets in the main namespace."""
+    state, share = scenario.settle
+    want = int(share * n)
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = take_snapshot(netns_name=lab.name, want=frozenset({"state"})).state_counts()[state]
+        if count >= want:
+            return count
+        time.sleep(0.2)
+    raise TcpDoctorError(f"lab {scenario.name}: only {count} of {want} {state} sockets "
+                         f"appeared within {timeout:.0f} s")
+
+
+def build(lab: LabNet, scenario: Scenario, n: int) -> int:
+    scenario.build(lab, n)
+    count = wait_settled(lab, scenario, n)
+    if scenario.name == "idle":
+        time.sleep(2.5)  # let the connections age past the 2 s idle threshold of check_args
+    return count

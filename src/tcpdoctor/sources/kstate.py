@@ -1,0 +1,222 @@
+"""Kernel figures behind the rules: sockstat, TCP counters, sysctls, conntrack, file limits.
+
+Pure readers over an injectable proc root. A file or key the kernel lacks becomes None
+plus a note, never an exception: rules that need it are skipped and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from tcpdoctor.errors import ParseError
+from tcpdoctor.sources.procfs import net_dir
+
+# Sysctls the rules read (names as `sysctl` prints them). Global keys exist only in the
+# initial namespace (KERNEL.md); inside another namespace they are read from the host.
+SYSCTLS: tuple[str, ...] = (
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_max_orphans",
+    "net.ipv4.tcp_mem",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_tw_recycle",
+    "net.ipv4.tcp_tw_timeout",  # Alibaba Cloud Linux only: detect, never assume
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.ipv4.tcp_synack_retries",
+    "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_abort_on_overflow",
+    "net.ipv4.tcp_orphan_retries",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_ehash_entries",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.core.somaxconn",
+    "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_count",
+    "fs.file-max",
+    "fs.nr_open",
+)
+GLOBAL_SYSCTLS = frozenset({"net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans", "fs.file-max",
+                            "fs.nr_open"})
+# TcpExt/Tcp counters that mean something only as rates (monotonic since boot).
+RATE_COUNTERS: tuple[str, ...] = (
+    "TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPTimeWaitOverflow",
+    "TcpExt.TCPReqQFullDrop", "TcpExt.TCPReqQFullDoCookies", "TcpExt.SyncookiesSent",
+    "TcpExt.SyncookiesRecv", "TcpExt.SyncookiesFailed", "TcpExt.TCPAbortOnMemory",
+    "TcpExt.TCPAbortOnTimeout", "TcpExt.TCPAbortOnClose", "TcpExt.TCPAbortOnData",
+    "TcpExt.TCPMemoryPressures", "TcpExt.TW", "TcpExt.TWRecycled", "TcpExt.PAWSEstab",
+    "Tcp.ActiveOpens", "Tcp.PassiveOpens", "Tcp.AttemptFails", "Tcp.EstabResets",
+    "Tcp.RetransSegs", "Tcp.OutRsts", "conntrack.drop", "conntrack.early_drop",
+    "conntrack.insert_failed",
+)
+
+
+@dataclass
+class KernelState:
+    taken: float  # time.monotonic() when read
+    sockstat: dict[str, dict[str, int]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    sysctls: dict[str, str | None] = field(default_factory=dict)
+    file_nr: tuple[int, int, int] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def sysctl_int(self, key: str) -> int | None:
+        value = self.sysctls.get(key)
+        if value is None:
+            return None
+        try:
+            return int(value.split()[0])
+        except (ValueError, IndexError):
+            return None
+
+    def sysctl_ints(self, key: str) -> list[int] | None:
+        value = self.sysctls.get(key)
+        if value is None:
+            return None
+        try:
+            return [int(x) for x in value.split()]
+        except ValueError:
+            return None
+
+
+def parse_key_value_lines(text: str, source: str) -> dict[str, dict[str, int]]:
+    """sockstat format: `TCP: inuse 4 orphan 0 tw 4 alloc 17 mem 1` per line."""
+    out: dict[str, dict[str, int]] = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        head, sep, rest = line.partition(":")
+        words = rest.split()
+        if not sep or len(words) % 2:
+            raise ParseError(source, no, "'PROTO: key value key value ...'", line)
+        try:
+            out[head.strip()] = {words[i]: int(words[i + 1]) for i in range(0, len(words), 2)}
+        except ValueError:
+            raise ParseError(source, no, "integer values", line) from None
+    return out
+
+
+def parse_counter_pairs(text: str, source: str) -> dict[str, int]:
+    """/proc/net/netstat and /proc/net/snmp: a header line then a value line per group."""
+    out: dict[str, int] = {}
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    for i in range(0, len(lines) - 1, 2):
+        head, values = lines[i].split(), lines[i + 1].split()
+        if not head or head[0] != values[0] or len(head) != len(values):
+            raise ParseError(source, i + 2, f"values for the {head[0] if head else '?'} header",
+                             lines[i + 1])
+        group = head[0].rstrip(":")
+        for name, value in zip(head[1:], values[1:], strict=True):
+            try:
+                out[f"{group}.{name}"] = int(value)
+            except ValueError:
+                raise ParseError(source, i + 2, f"an integer for {group}.{name}", value) from None
+    if len(lines) % 2:
+        raise ParseError(source, len(lines), "a value line after the last header", lines[-1])
+    return out
+
+
+def parse_conntrack_stat(text: str, source: str) -> dict[str, int]:
+    """/proc/net/stat/nf_conntrack: a header, then one row of hex numbers per CPU; summed."""
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return {}
+    head = lines[0]
+    totals = dict.fromkeys(head, 0)
+    for no, row in enumerate(lines[1:], 2):
+        if len(row) != len(head):
+            raise ParseError(source, no, f"{len(head)} hex columns", " ".join(row))
+        try:
+            for name, value in zip(head, row, strict=True):
+                totals[name] += int(value, 16)
+        except ValueError:
+            raise ParseError(source, no, "hex numbers", " ".join(row)) from None
+    totals.pop("entries", None)  # a gauge repeated per CPU, not a counter
+    return {f"conntrack.{k}": v for k, v in totals.items()}
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def read_sysctls(proc_root: str = "/proc",
+                 keys: tuple[str, ...] = SYSCTLS) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for key in keys:
+        text = _read(f"{proc_root}/sys/{key.replace('.', '/')}")
+        out[key] = " ".join(text.split()) if text is not None else None
+    return out
+
+
+def read_state(proc_root: str = "/proc", with_sysctls: bool = True) -> KernelState:
+    """Read every kernel figure available in the calling thread's network namespace."""
+    state = KernelState(taken=time.monotonic())
+    net = net_dir(proc_root)
+    for name in ("sockstat", "sockstat6"):
+        text = _read(f"{net}/{name}")
+        if text is not None:
+            state.sockstat.update(parse_key_value_lines(text, f"{net}/{name}"))
+        elif name == "sockstat":
+            state.notes.append(f"{net}/sockstat unreadable: orphan and memory rules skipped")
+    for name in ("netstat", "snmp"):
+        text = _read(f"{net}/{name}")
+        if text is None:
+            state.notes.append(f"{net}/{name} unreadable: counter-based evidence skipped")
+            continue
+        state.counters.update(parse_counter_pairs(text, f"{net}/{name}"))
+    ct = _read(f"{net}/stat/nf_conntrack")
+    if ct is not None:
+        state.counters.update(parse_conntrack_stat(ct, f"{net}/stat/nf_conntrack"))
+    if with_sysctls:
+        state.sysctls = read_sysctls(proc_root)
+    text = _read(f"{proc_root}/sys/fs/file-nr")
+    if text is not None and len(text.split()) == 3:
+        a, b, c = (int(x) for x in text.split())
+        state.file_nr = (a, b, c)
+    return state
+
+
+def fill_global_sysctls(state: KernelState, host: dict[str, str | None]) -> None:
+    """Inside a child namespace the global keys are absent: take the host's values."""
+    for key in GLOBAL_SYSCTLS:
+        if state.sysctls.get(key) is None and host.get(key) is not None:
+            state.sysctls[key] = host[key]
+
+
+def rates(before: KernelState, after: KernelState) -> dict[str, float]:
+    """Per-second change of each monotonic counter between two reads."""
+    dt = after.taken - before.taken
+    if dt <= 0:
+        return {}
+    return {k: (after.counters[k] - before.counters[k]) / dt for k in RATE_COUNTERS
+            if k in before.counters and k in after.counters}
+
+
+def deltas(before: KernelState, after: KernelState) -> dict[str, int]:
+    return {k: after.counters[k] - before.counters[k] for k in RATE_COUNTERS
+            if k in before.counters and k in after.counters}
+
+
+def nofile_limit(pid: int, proc_root: str = "/proc") -> int | None:
+    """Soft RLIMIT_NOFILE of a process from /proc/PID/limits (None if gone or unreadable)."""
+    text = _read(f"{proc_root}/{pid}/limits")
+    if text is None:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            soft = line.split()[3]
+            return None if soft == "unlimited" else int(soft)
+    return None
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
