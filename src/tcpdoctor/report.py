@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from tcpdoctor.analysis.check import Report
@@ -20,7 +21,8 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
             value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
                               for k, v in value.items())
         elif isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
+            value = ", ".join(" ".join(f"{k}={v}" for k, v in item.items())
+                              if isinstance(item, dict) else str(item) for item in value)
         elif isinstance(value, int):
             value = f"{value:,}"
         parts.append(f"{key}={value}")
@@ -34,7 +36,7 @@ def _header(report: Report) -> list[str]:
     states = " · ".join(f"{name} {summary['states'][name]:,}" for name in STATE_NAMES
                         if summary["states"][name])
     return [
-        f"[bold]tcpdoctor check[/] · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
+        f"tcpdoctor check · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
         f"{s.taken_at}",
         f"{summary['total']:,} TCP sockets, {summary['non_established']:,} not established: "
         f"{states or 'none'}",
@@ -43,39 +45,45 @@ def _header(report: Report) -> list[str]:
 
 def render(report: Report) -> None:
     from rich.console import Console
-    from rich.markup import escape
-    from rich.padding import Padding
+    from rich.text import Text
 
     con = Console(highlight=False)
+    width = min(con.width, 100)
 
-    def out(markup: str, indent: int = 0) -> None:
-        # Padding keeps wrapped lines aligned under their first line at any width.
-        con.print(Padding(markup, (0, 0, 0, indent), expand=False))
+    def out(text: str, indent: int = 0, hang: int = 0, style: str = "") -> None:
+        # Plain textwrap: hanging indents and no trailing padding in captured reports.
+        wrapped = textwrap.fill(text, width=width, initial_indent=" " * indent,
+                                subsequent_indent=" " * (indent + hang),
+                                break_on_hyphens=False)
+        con.print(Text(wrapped, style=style), soft_wrap=True)
 
-    for line in _header(report):
-        out(line)
+    head = _header(report)
+    out(head[0], style="bold")
+    out(head[1], hang=2)
     con.print()
     if not report.findings:
-        out("[bold green]No problems found.[/]")
+        out("No problems found.", style="bold green")
     for f in report.findings:
-        out(f"[{STYLE[f.severity]}]{LABEL[f.severity]}[/] [bold]{f.id}[/] — {escape(f.title)}")
-        out(escape(f.summary), 2)
-        out(f"[dim]Evidence:[/] {escape(_evidence_text(f.evidence))}", 2)
+        title = Text.assemble((LABEL[f.severity], STYLE[f.severity]), " ", (f.id, "bold"),
+                              f" — {f.title}")
+        con.print(title)
+        out(f.summary, 2)
+        out(f"Evidence: {_evidence_text(f.evidence)}", 2, 2)
         if f.processes:
             owners = ", ".join(f"{p['name']} (pid {p['pid']}): {p['count']:,}"
                                for p in f.processes)
-            out(f"[dim]Processes:[/] {escape(owners)}", 2)
-        out("[dim]What to do:[/]", 2)
+            out(f"Processes: {owners}", 2, 2)
+        out("What to do:", 2)
         for i, action in enumerate(f.actions, 1):
-            out(f"{i}. {escape(action)}", 4)
+            out(f"{i}. {action}", 4, 3)
         for rec in f.sysctl:
-            out(f"sysctl {rec['key']}: {rec['current']} → {rec['recommended']} "
-                f"— {escape(rec['why'])}", 4)
+            out(f"sysctl {rec['key']}: {rec['current']} -> {rec['recommended']}: {rec['why']}",
+                4, 3)
         con.print()
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in LABEL}
-    con.print(f"Result: {counts['critical']} critical, {counts['warning']} warning, "
-              f"{counts['info']} info (exit {report.exit_code()})")
+    out(f"Result: {counts['critical']} critical, {counts['warning']} warning, "
+        f"{counts['info']} info (exit {report.exit_code()})", style="bold")
     for skip in report.skipped:
-        con.print(f"[dim]Not checked: {skip['id']}: {escape(skip['reason'])}[/]")
+        out(f"Not checked: {skip['id']}: {skip['reason']}", hang=2, style="dim")
     for note in report.notes:
-        con.print(f"[dim]Note: {escape(note)}[/]")
+        out(f"Note: {note}", hang=2, style="dim")

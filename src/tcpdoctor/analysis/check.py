@@ -85,6 +85,8 @@ def available(ctx: Context) -> set[str]:
         have.add("owners")
     if "has_info" in ctx.snap.columns and bool(ctx.snap.columns["has_info"].any()):
         have.add("info")
+    if ctx.fd_counts is not None:
+        have.add("fds")
     if ctx.kernel is not None:
         have.add("kernel")
         if ctx.kernel.sysctls:

@@ -21,6 +21,7 @@ NEEDS_REASONS = {
     "info": "no tcp_info (procfs source or a text dump without it)",
     "kernel": "no kernel figures (sockstat, counters, sysctls) for this input",
     "sysctls": "sysctl values unavailable for this input",
+    "fds": "per-process open-file counts unavailable (owner scan skipped, or offline input)",
 }
 
 

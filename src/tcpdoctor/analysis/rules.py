@@ -50,11 +50,18 @@ def _ports_text(ports: list[tuple[Any, int]]) -> str:
     return ", ".join(str(p) for p, _ in ports[:3])
 
 
-def _listener_owners(ctx: Context, ports: list[int]) -> np.ndarray:
-    """Mask of LISTEN sockets on these ports: TIME_WAIT and request sockets have no owner,
-    so they are attributed to whoever listens on their port."""
+def _owners_by_listen_port(ctx: Context, mask: np.ndarray) -> list[dict[str, Any]]:
+    """TIME_WAIT and request sockets have no owner: attribute them to whoever listens on
+    their local port, counting the matched sockets on that process's ports."""
     c = ctx.snap.columns
-    return (c["state"] == TCP_LISTEN) & np.isin(c["sport"], ports)
+    ports = top_counts(c["sport"][mask], limit=20)
+    per_port = dict(ports)
+    listen = (c["state"] == TCP_LISTEN) & np.isin(c["sport"], list(per_port))
+    procs = ctx.processes(listen)
+    for p in procs:
+        mine = listen & (c["pid"] == p["pid"])
+        p["count"] = sum(per_port.get(int(port), 0) for port in np.unique(c["sport"][mine]))
+    return sorted(procs, key=lambda p: -p["count"])
 
 
 def _server_side_tw(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -76,9 +83,7 @@ def time_wait_server(ctx: Context, th: dict[str, float]) -> Finding | None:
     if sev is None:
         return None
     ports = top_counts(ctx.snap.columns["sport"][server])
-    procs = ctx.processes(_listener_owners(ctx, [p for p, _ in ports]))
-    for p in procs:
-        p["count"] = n if len(procs) == 1 else p["count"]
+    procs = _owners_by_listen_port(ctx, server)
     who = f" ({names_of(procs)})" if procs else ""
     return Finding(
         "TIME_WAIT_SERVER_CLOSE", sev, "The server closes many short connections first",
@@ -312,7 +317,7 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Finding | None:
     ports = top_counts(c["sport"][sr])
     sources = top_destinations(ctx.snap, sr, with_port=False)
     distinct = int(np.unique(c["raddr_lo"][sr]).size)
-    procs = ctx.processes(_listener_owners(ctx, [p for p, _ in ports]))
+    procs = _owners_by_listen_port(ctx, sr)
     recs = []
     syncookies = ctx.sysctl_int("net.ipv4.tcp_syncookies")
     if syncookies == 0:
@@ -473,7 +478,8 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Finding | None:
     procs = ctx.processes(mask)
     recs = []
     if size < WIDE_RANGE[1] - WIDE_RANGE[0] + 1:
-        recs.append(sysctl_rec("net.ipv4.ip_local_port_range", f"{lo} {hi}", f"{WIDE_RANGE[0]} {WIDE_RANGE[1]}",
+        wide = f"{WIDE_RANGE[0]} {WIDE_RANGE[1]}"
+        recs.append(sysctl_rec("net.ipv4.ip_local_port_range", f"{lo} {hi}", wide,
                                "more ephemeral ports per destination (different parity ends, "
                                "as the kernel prefers); list service ports inside the range "
                                "in ip_local_reserved_ports first."))
@@ -646,7 +652,7 @@ def conntrack(ctx: Context, th: dict[str, float]) -> Finding | None:
     )
 
 
-@rule("FD_LIMIT", "Open files near their limit", needs=("owners",),
+@rule("FD_LIMIT", "Open files near their limit", needs=("fds",),
       warning_share=0.8, critical_share=0.95, min_fds=64)
 def fd_limit(ctx: Context, th: dict[str, float]) -> Finding | None:
     """A process near RLIMIT_NOFILE, or the system near fs.file-max."""
