@@ -1,8 +1,11 @@
 """NETLINK_SOCK_DIAG (inet_diag) reader that decodes replies straight into numpy columns.
 
-Replies are read into a bounded buffer and decoded a chunk at a time. Consecutive messages
-of equal length (the common case: the dump is split so that each request returns one kind of
-socket) are decoded as one structured-array view; only irregular messages take a loop.
+Replies are read into a bounded buffer and decoded a chunk at a time, with no loop per
+message: every message of one dump repeats the request's (sequence, port id) in its header,
+so one vectorized search finds the candidate message starts, and the chain rule
+`next = start + align4(length)` validates them exactly (a false candidate inside a message
+body breaks the chain and is skipped). Fields are then gathered column by column. One dump
+per address family covers all states, so the kernel walks its socket hash only once each.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
-from functools import lru_cache
 
 import numpy as np
 
@@ -22,7 +24,6 @@ from tcpdoctor.kernel import (
     AF_INET6,
     TCP_NEW_SYN_RECV,
     TCP_SYN_RECV,
-    TCP_TIME_WAIT,
 )
 from tcpdoctor.model import BASE_COLUMNS, INFO_COLUMNS, V4_MAPPED, concat_columns
 
@@ -71,12 +72,6 @@ TCP_INFO_FIELDS: tuple[tuple[str, str, int], ...] = (
 TCP_INFO_MIN = 72
 
 ALL_STATES_MASK = sum(1 << s for s in range(1, 13))  # 1..NEW_SYN_RECV; not BOUND_INACTIVE
-# One request per group keeps every reply made of one message length (see module doc).
-STATE_GROUPS: tuple[int, ...] = (
-    1 << TCP_TIME_WAIT,
-    (1 << TCP_SYN_RECV) | (1 << TCP_NEW_SYN_RECV),
-    ALL_STATES_MASK & ~((1 << TCP_TIME_WAIT) | (1 << TCP_SYN_RECV) | (1 << TCP_NEW_SYN_RECV)),
-)
 
 CHUNK = 4 << 20  # bytes of replies decoded at once: bounds memory, amortises numpy calls
 MAX_DATAGRAM = 64 << 10  # the kernel caps dump datagrams at 32 KiB; keep room for twice that
@@ -86,80 +81,122 @@ class NetlinkUnavailable(TcpDoctorError):
     """sock_diag cannot be used here (no inet_diag, seccomp, ...): fall back to procfs."""
 
 
-@lru_cache(maxsize=32)
-def _row_dtype(step: int) -> np.dtype:
-    return np.dtype({
-        "names": [f[0] for f in MSG_FIELDS],
-        "formats": [f[1] for f in MSG_FIELDS],
-        "offsets": [f[2] for f in MSG_FIELDS],
-        "itemsize": step,
-    })
+class _Views:
+    """Typed views of one buffer, for gathering fields at arbitrary 4-byte-aligned offsets."""
+
+    def __init__(self, buf: memoryview) -> None:
+        usable = len(buf) - len(buf) % 4
+        self.u8 = np.frombuffer(buf, dtype=np.uint8)
+        self.u16 = np.frombuffer(buf, dtype="=u2", count=usable // 2)
+        self.be16 = np.frombuffer(buf, dtype=">u2", count=usable // 2)
+        self.u32 = np.frombuffer(buf, dtype="=u4", count=usable // 4)
+        self.be32 = np.frombuffer(buf, dtype=">u4", count=usable // 4)
+
+    def addr(self, offs: np.ndarray, field_off: int) -> tuple[np.ndarray, np.ndarray]:
+        """A 16-byte big-endian address field as (high, low) uint64 halves."""
+        w = [self.be32[(offs + field_off) // 4 + k].astype(np.uint64) for k in range(4)]
+        return (w[0] << np.uint64(32)) | w[1], (w[2] << np.uint64(32)) | w[3]
 
 
-def _columns_from_rows(rows: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
+# Scalar fields of struct inet_diag_msg: (column, byte offset, view). See MSG_FIELDS.
+_GATHER: tuple[tuple[str, int, str], ...] = (
+    ("family", 16, "u8"), ("timer", 18, "u8"), ("retrans", 19, "u8"),
+    ("sport", 20, "be16"), ("dport", 22, "be16"), ("expires", 68, "u32"),
+    ("rqueue", 72, "u32"), ("wqueue", 76, "u32"), ("uid", 80, "u32"), ("inode", 84, "u32"),
+)
+_SCALE = {"u8": 1, "be16": 2, "u32": 4}
+
+
+def _gather(v: _Views, offs: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {}
-    for name in ("family", "timer", "retrans", "sport", "dport", "expires", "rqueue",
-                 "wqueue", "uid", "inode"):
+    for name, at, kind in _GATHER:
         if name in want:
-            cols[name] = np.array(rows[name], dtype=BASE_COLUMNS[name])
+            view = getattr(v, kind)
+            cols[name] = view[(offs + at) // _SCALE[kind]].astype(BASE_COLUMNS[name])
     if "state" in want:
-        st = rows["state"]
+        st = v.u8[offs + 17]
         cols["state"] = np.where(st == TCP_NEW_SYN_RECV, TCP_SYN_RECV, st).astype(np.uint8)
     if want & {"laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo"}:
-        v4 = rows["family"] == AF_INET
-        for side, prefix in (("src", "laddr"), ("dst", "raddr")):
-            hi = rows[f"{side}_hi"]
+        v4 = v.u8[offs + 16] == AF_INET
+        for at, prefix in ((24, "laddr"), (40, "raddr")):
+            hi, lo = v.addr(offs, at)
             # IPv4 sits in the first 4 bytes of the 16-byte field: map it to ::ffff:a.b.c.d.
             cols[f"{prefix}_hi"] = np.where(v4, np.uint64(0), hi).astype(np.uint64)
             cols[f"{prefix}_lo"] = np.where(
-                v4, (hi >> np.uint64(32)) | V4_MAPPED, rows[f"{side}_lo"]).astype(np.uint64)
+                v4, (hi >> np.uint64(32)) | V4_MAPPED, lo).astype(np.uint64)
     return cols
 
 
 def _attr_layout(buf: memoryview, off: int, length: int) -> list[tuple[int, int, int]]:
-    """(offset, rta_len, rta_type) of each attribute of one message."""
+    """(offset from message start, rta_len, rta_type) of each attribute of one message."""
     out = []
-    pos = off + MSG_LEN
-    end = off + length
-    while pos + 4 <= end:
-        rta_len, rta_type = struct.unpack_from("=HH", buf, pos)
-        if rta_len < 4 or pos + rta_len > end:
+    pos = MSG_LEN
+    while pos + 4 <= length:
+        rta_len, rta_type = struct.unpack_from("=HH", buf, off + pos)
+        if rta_len < 4 or pos + rta_len > length:
             break
         out.append((pos, rta_len, rta_type))
         pos += (rta_len + 3) & ~3
     return out
 
 
-def _info_single(buf: memoryview, off: int, length: int) -> tuple[bool, list[int]]:
+def _info_columns(buf: memoryview, v: _Views, offs: np.ndarray,
+                  lens: np.ndarray) -> dict[str, np.ndarray]:
+    """tcp_info fields (INET_DIAG_INFO) of every message; zeros where it is absent."""
+    n = offs.shape[0]
+    cols = {name: np.zeros(n, dtype=dt) for name, dt in INFO_COLUMNS.items()}
+    for length in np.unique(lens):
+        rows = np.flatnonzero(lens == length)
+        first = int(offs[rows[0]])
+        layout = _attr_layout(buf, first, int(length))
+        # Rows whose attribute headers match the first row's are read at the same offsets.
+        same = np.ones(rows.shape[0], dtype=bool)
+        for pos, rta_len, rta_type in layout:
+            hdr = v.u16[(offs[rows] + pos) // 2], v.u16[(offs[rows] + pos + 2) // 2]
+            same &= (hdr[0] == rta_len) & (hdr[1] == rta_type)
+        info = [a for a in layout if a[2] == INET_DIAG_INFO and a[1] - 4 >= TCP_INFO_MIN]
+        if info:
+            sel = rows[same]
+            for name, _fmt, o in TCP_INFO_FIELDS:
+                cols[name][sel] = v.u32[(offs[sel] + info[0][0] + 4 + o) // 4]
+            cols["has_info"][sel] = True
+        for i in rows[~same]:
+            _info_single(buf, int(offs[i]), int(length), cols, int(i))
+    return cols
+
+
+def _info_single(buf: memoryview, off: int, length: int, cols: dict[str, np.ndarray],
+                 row: int) -> None:
     for pos, rta_len, rta_type in _attr_layout(buf, off, length):
         if rta_type == INET_DIAG_INFO and rta_len - 4 >= TCP_INFO_MIN:
-            return True, [struct.unpack_from(fmt, buf, pos + 4 + o)[0]
-                          for _, fmt, o in TCP_INFO_FIELDS]
-    return False, [0] * len(TCP_INFO_FIELDS)
+            for name, fmt, o in TCP_INFO_FIELDS:
+                cols[name][row] = struct.unpack_from(fmt, buf, off + pos + 4 + o)[0]
+            cols["has_info"][row] = True
+            return
 
 
-def _info_columns(buf: memoryview, off: int, step: int, n: int) -> dict[str, np.ndarray]:
-    """tcp_info fields for a run of n equal-length messages starting at off."""
-    cols = {name: np.zeros(n, dtype=dt) for name, dt in INFO_COLUMNS.items()}
-    layout = _attr_layout(buf, off, step)
-    info = [a for a in layout if a[2] == INET_DIAG_INFO and a[1] - 4 >= TCP_INFO_MIN]
-    # Rows whose attribute layout equals the first row's are decoded as strided views.
-    same = np.ones(n, dtype=bool)
-    for pos, rta_len, rta_type in layout:
-        hdr = np.ndarray((n,), dtype="=u4", buffer=buf, offset=pos, strides=(step,))
-        same &= hdr == np.uint32(rta_len | (rta_type << 16))
-    if info:
-        pos = info[0][0] + 4
-        for name, fmt, o in TCP_INFO_FIELDS:
-            view = np.ndarray((n,), dtype=fmt, buffer=buf, offset=pos + o, strides=(step,))
-            cols[name][same] = view[same]
-        cols["has_info"][same] = True
-    for i in np.flatnonzero(~same):
-        ok, values = _info_single(buf, off + int(i) * step, step)
-        cols["has_info"][i] = ok
-        for (name, _, _), v in zip(TCP_INFO_FIELDS, values, strict=True):
-            cols[name][i] = v
-    return cols
+def _chain(v: _Views, off: int, end: int, seq: int, port: int) -> tuple[np.ndarray, int]:
+    """Starts of the consecutive sock_diag messages from off, and the offset after them.
+
+    off must be a valid sock_diag message. Candidates are 4-byte-aligned positions whose
+    header repeats (SOCK_DIAG_BY_FAMILY, seq, port id); the chain rule keeps exactly the
+    real messages.
+    """
+    w0, w1 = off // 4, (end - NLMSG_HDRLEN) // 4 + 1
+    cand = np.flatnonzero(v.u32[w0 + 2:w1 + 2] == np.uint32(seq)) + w0
+    cand = cand[(v.u32[cand + 3] == np.uint32(port))
+                & (v.u16[2 * cand + 2] == SOCK_DIAG_BY_FAMILY)]
+    lens = v.u32[cand].astype(np.int64)
+    nxt = cand + ((lens + 3) >> 2)
+    good = (lens >= MSG_LEN) & (nxt * 4 <= end)
+    linked = np.append(nxt[:-1] == cand[1:], True)
+    broken = np.flatnonzero(~(good & linked))
+    k = int(broken[0]) if broken.size else cand.shape[0] - 1
+    if not good[k]:
+        k -= 1  # the breaking message itself is invalid: stop before it
+    if k < 0:
+        return np.zeros(0, dtype=np.int64), off
+    return cand[:k + 1] * 4, int(nxt[k]) * 4
 
 
 def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLUMNS,
@@ -176,18 +213,18 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
     names = {k: v for k, v in BASE_COLUMNS.items() if k in wanted}
     if info:
         names.update(INFO_COLUMNS)
+    views = _Views(buf)
     parts: list[dict[str, np.ndarray]] = []
     off = 0
     done = False
     while off + NLMSG_HDRLEN <= end:
-        length, mtype = struct.unpack_from("=IH", buf, off)
+        length, mtype, _flags, seq, port = struct.unpack_from("=IHHII", buf, off)
         if length < NLMSG_HDRLEN or off + length > end:
             raise ParseError(source, None, f"netlink message length at byte {off}",
                              bytes(buf[off:off + 16]))
-        step = (length + 3) & ~3
         if mtype == NLMSG_DONE:
             done = True
-            off += step
+            off += (length + 3) & ~3
             if stop_at_done:
                 break
             continue
@@ -195,30 +232,19 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
             code = -struct.unpack_from("=i", buf, off + NLMSG_HDRLEN)[0]
             raise NetlinkUnavailable(f"sock_diag error: {os.strerror(code)}")
         if mtype != SOCK_DIAG_BY_FAMILY:
-            off += step
+            off += (length + 3) & ~3
             continue
-        if length < MSG_LEN:
+        if length < MSG_LEN or off % 4:
             raise ParseError(source, None, f"inet_diag_msg of {MSG_LEN} bytes at byte {off}",
                              bytes(buf[off:off + length]))
-        n = _run_length(buf, off, step, length, end)
-        rows = np.ndarray((n,), dtype=_row_dtype(step), buffer=buf, offset=off)
-        cols = _columns_from_rows(rows, wanted)
+        offs, off = _chain(views, off, end, seq, port)
+        cols = _gather(views, offs, wanted)
         if info:
-            cols.update(_info_columns(buf, off, step, n))
+            cols.update(_info_columns(buf, views, offs, views.u32[offs // 4]))
         parts.append(cols)
-        off += n * step
     if off < end and not done:
         raise ParseError(source, None, "a complete netlink message", bytes(buf[off:off + 16]))
     return concat_columns(parts, names), done
-
-
-def _run_length(buf: memoryview, off: int, step: int, length: int, end: int) -> int:
-    """How many consecutive sock_diag messages of this exact length start at off."""
-    k = (end - off) // step
-    lens = np.ndarray((k,), dtype="=u4", buffer=buf, offset=off, strides=(step,))
-    types = np.ndarray((k,), dtype="=u2", buffer=buf, offset=off + 4, strides=(step,))
-    ok = (lens == length) & (types == SOCK_DIAG_BY_FAMILY)
-    return k if bool(ok.all()) else int(np.argmin(ok))
 
 
 def _request(family: int, states: int, ext: int, seq: int) -> bytes:
@@ -321,12 +347,6 @@ def read_sockets(want: Iterable[str] = BASE_COLUMNS, info: bool = False,
         names.update(INFO_COLUMNS)
     parts = []
     with open_socket() as sock:
-        seq = 1
-        for family in families:
-            for group in STATE_GROUPS:
-                mask = group & states
-                if not mask:
-                    continue
-                parts.append(dump(sock, family, mask, wanted, info, seq))
-                seq += 1
+        for seq, family in enumerate(families, 1):
+            parts.append(dump(sock, family, states, wanted, info, seq))
     return concat_columns(parts, names)
