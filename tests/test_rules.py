@@ -191,3 +191,12 @@ def test_threshold_config_file(tmp_path: Any) -> None:
     cfg.write_text("[thresholds\n")
     with pytest.raises(TcpDoctorError, match="not valid TOML"):
         load_thresholds(str(cfg), [])
+
+
+def test_rules_doc_is_current() -> None:
+    from pathlib import Path
+
+    from tcpdoctor.analysis.docs import rules_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
+    assert doc.read_text() == rules_markdown(), "regenerate: python -m tcpdoctor.analysis.docs"

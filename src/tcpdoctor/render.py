@@ -27,7 +27,7 @@ def console() -> Any:
 def states_table(summary: dict[str, Any], title: str) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_edge=False)
+    table = Table(show_edge=False)
     table.add_column("state")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
@@ -40,7 +40,9 @@ def states_table(summary: dict[str, Any], title: str) -> None:
     table.add_row("total", f"{summary['total']:,}", "")
     table.add_row("established", f"{summary['established']:,}", "")
     table.add_row("non_established", f"{summary['non_established']:,}", "")
-    console().print(table)
+    con = console()
+    con.print(title, soft_wrap=True)
+    con.print(table)
 
 
 def states_csv(summary: dict[str, Any]) -> None:
@@ -78,7 +80,7 @@ def _states_text(states: dict[str, int], limit: int = 3) -> str:
 def groups_table(result: Any, title: str) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_edge=False)
+    table = Table(show_edge=False)
     for h in _key_headers(result.by):
         table.add_column(h, overflow="fold")
     table.add_column("count", justify="right")
@@ -93,7 +95,9 @@ def groups_table(result: Any, title: str) -> None:
         table.add_section()
         table.add_row(*(["other"] + [""] * (len(result.by) - 1)), f"{result.other:,}",
                       *([""] if "state" not in result.by else []))
-    console().print(table)
+    con = console()
+    con.print(title, soft_wrap=True)
+    con.print(table)
 
 
 def groups_csv(result: Any) -> None:
