@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tcpdoctor.analysis.check import default_thresholds
-from tcpdoctor.analysis.findings import REGISTRY, NEEDS_REASONS
+from tcpdoctor.analysis.findings import NEEDS_REASONS, REGISTRY
 
 
 def rules_markdown() -> str:
