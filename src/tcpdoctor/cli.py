@@ -255,6 +255,51 @@ def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
     runner.run(scenario, count, hold, as_json)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
+@click.option("--netns", metavar="NAME|PATH", help="Audit/apply in another network namespace.")
+@click.option("--audit-file", "audit_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Audit this file instead of the system's sysctl configuration "
+                   "(repeatable, applied in order).")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False),
+              help="Write the drop-in to FILE (atomically). With --apply: put it there "
+                   "instead of /etc/sysctl.d/99-tcpdoctor.conf.")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Write the drop-in and apply its values now, saving every previous value.")
+@click.option("--rollback", "do_rollback", is_flag=True,
+              help="Restore the values saved by --apply and remove (or restore) the drop-in.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Add a value to the drop-in (validated like the rest).")
+@click.option("--explain", metavar="KEY", help="Explain one key in plain words and exit.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between counter samples for the evidence (0: no rates).")
+@click.option("--state-dir", default="/var/lib/tcpdoctor", show_default=True,
+              help="Where --apply keeps its backups.")
+def tune(as_json: bool, netns: str | None, audit_files: tuple[str, ...],
+         write_path: str | None, do_apply: bool, do_rollback: bool, sets: tuple[str, ...],
+         explain: str | None, interval: float, state_dir: str) -> int:
+    """Audit sysctls against the running kernel; print, write, apply or roll back a drop-in.
+
+    \b
+    Dry run by default. Obsolete or harmful settings (tcp_tw_recycle, a tiny
+    tcp_max_tw_buckets, syncookies off, ...) are flagged where they are configured;
+    values are recommended only with evidence (e.g. somaxconn after accept-queue
+    overflows) and never outside the key's valid range.
+
+    \b
+    Examples:
+      tcpdoctor tune                             audit this host
+      tcpdoctor tune --audit-file /etc/sysctl.conf --json
+      tcpdoctor tune --explain net.ipv4.tcp_fin_timeout
+      sudo tcpdoctor tune --apply                write /etc/sysctl.d/99-tcpdoctor.conf, apply
+      sudo tcpdoctor tune --rollback             restore the saved values
+    """
+    from tcpdoctor.tune_cli import run_tune
+
+    return run_tune(as_json, netns, list(audit_files), write_path, do_apply, do_rollback,
+                    list(sets), explain, interval, state_dir)
+
+
 def _parse_prefix(text: str) -> tuple[int, int]:
     try:
         p4, p6 = (int(x) for x in text.split(","))

@@ -87,3 +87,53 @@ def render(report: Report) -> None:
         out(f"Not checked: {skip['id']}: {skip['reason']}", hang=2, style="dim")
     for note in report.notes:
         out(f"Note: {note}", hang=2, style="dim")
+
+
+def render_tune(result: Any, header: str, dropin: str, action: str | None) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    con = Console(highlight=False)
+    width = min(con.width, 100)
+
+    def out(text: str, indent: int = 0, hang: int = 0, style: str = "") -> None:
+        wrapped = textwrap.fill(text, width=width, initial_indent=" " * indent,
+                                subsequent_indent=" " * (indent + hang),
+                                break_on_hyphens=False)
+        con.print(Text(wrapped, style=style), soft_wrap=True)
+
+    out(header, style="bold")
+    groups = [
+        ("Needs attention", [e for e in result.entries if e.severity in ("critical", "warning")]),
+        ("Suggested by the current evidence",
+         [e for e in result.entries if e.severity == "info" and e.recommended]),
+        ("Explained (harmless, but not what the folklore says)",
+         [e for e in result.entries if e.severity == "info" and not e.recommended]),
+    ]
+    for title, entries in groups:
+        if not entries:
+            continue
+        con.print()
+        out(f"{title}:", style="bold")
+        for e in entries:
+            label = LABEL.get(e.severity, e.severity.upper())
+            now = e.current if e.current is not None else "not in this kernel"
+            cfg = f", configured {e.configured} at {e.configured_at}" if e.configured_at else ""
+            rec = f", recommended {e.recommended}" if e.recommended else ""
+            out(f"{label} {e.key}: current {now}{cfg}{rec}", 2, 4,
+                style=STYLE.get(e.severity, ""))
+            out(e.why, 6)
+    fine = [e for e in result.entries if e.severity == "ok"]
+    if fine:
+        con.print()
+        out("Fine: " + ", ".join(f"{e.key.split('.')[-1]}={e.current}" for e in fine), hang=2,
+            style="dim")
+    con.print()
+    if dropin.count("\n") > dropin.count("\n#") + 1 or "=" in dropin.replace("# ", ""):
+        out(action or "Drop-in (dry run: --write FILE saves it, --apply applies it):",
+            style="bold")
+        con.print(Text(dropin.rstrip()), soft_wrap=True)
+    else:
+        out("Nothing to change.", style="bold green")
+    for note in result.notes:
+        out(f"Note: {note}", hang=2, style="dim")

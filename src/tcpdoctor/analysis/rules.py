@@ -116,8 +116,10 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Finding | None:
     _, client = _server_side_tw(ctx)
     n = int(client.sum())
     dests = top_destinations(ctx.snap, client)
+    if n == 0:
+        return None
     lo, hi = _port_range(ctx)
-    worst = dests[0][1] if dests else 0
+    worst = dests[0][1]
     sev = level(n, th["warning"], float("inf"))
     if worst >= th["critical_range_share"] * (hi - lo + 1):
         sev = "critical"
@@ -159,7 +161,9 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Finding | None:
 
 def _port_range(ctx: Context) -> tuple[int, int]:
     rng = ctx.kernel.sysctl_ints("net.ipv4.ip_local_port_range") if ctx.kernel else None
-    return (rng[0], rng[1]) if rng and len(rng) == 2 else DEFAULT_PORT_RANGE
+    if rng and len(rng) == 2 and 0 < rng[0] <= rng[1]:
+        return rng[0], rng[1]
+    return DEFAULT_PORT_RANGE  # absent or nonsensical (the kernel would reject it)
 
 
 @rule("TW_BUCKET_OVERFLOW", "TIME_WAIT at the tcp_max_tw_buckets limit",
@@ -705,9 +709,10 @@ def unsafe_sysctl(ctx: Context, th: dict[str, float]) -> Finding | None:
     buckets = ctx.sysctl_int("net.ipv4.tcp_max_tw_buckets")
     ehash = ctx.sysctl_int("net.ipv4.tcp_ehash_entries")
     default = abs(ehash) // 2 if ehash else 131072
+    # Judged against this machine's default (ehash/2, small on small VMs), not a constant.
     if buckets is not None and buckets < min(th["tw_buckets_warning"], default):
-        sev = "critical" if buckets <= th["tw_buckets_critical"] else "warning"
-        issues.append((sev, sysctl_rec(
+        crit = buckets <= min(th["tw_buckets_critical"], default // 4)
+        issues.append(("critical" if crit else "warning", sysctl_rec(
             "net.ipv4.tcp_max_tw_buckets", buckets, default,
             "past this cap the kernel silently skips TIME_WAIT (TCPTimeWaitOverflow); the "
             "docs say never lower it artificially.")))

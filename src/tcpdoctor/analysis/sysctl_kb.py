@@ -1,0 +1,235 @@
+"""What tcpdoctor knows about each sysctl it audits: one entry per key, each with its source.
+
+Facts follow ../shared/KERNEL.md (checked against Linux 6.18: Documentation/networking/
+ip-sysctl.rst, net/ipv4/sysctl_net_ipv4.c, tcp_ipv4.c, tcp.c). Defaults that scale with
+memory or the hash size are computed from the running kernel, never quoted from a blog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+INT_MAX = 2**31 - 1
+IP_SYSCTL = "Documentation/networking/ip-sysctl.rst"
+NF_SYSCTL = "Documentation/networking/nf_conntrack-sysctl.rst"
+FS_SYSCTL = "Documentation/admin-guide/sysctl/fs.rst"
+
+# (values, ehash entries of this machine) -> (severity, reason) when the value is harmful.
+# Some defaults scale with the established hash, so "lowered" is judged against it.
+Harm = Callable[[list[int], int], tuple[str, str] | None]
+
+
+@dataclass(frozen=True)
+class Knob:
+    key: str
+    meaning: str
+    default: str  # the default, and how the kernel computes it
+    valid: tuple[int, int] | None  # inclusive range of each integer value (None: free-form)
+    count: int = 1  # integers in the value (3 for tcp_mem); 0 = free-form list
+    per_netns: bool = True
+    history: str = ""  # kernel versions that added, changed or removed it
+    myths: tuple[str, ...] = ()
+    source: str = IP_SYSCTL
+    harm: Harm | None = None  # returns (severity, why) for a harmful value
+    removed_in: tuple[int, int] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def parse(self, text: str) -> list[int] | None:
+        """The integers of a value, or None if it is not of this key's shape or range."""
+        if self.count == 0:
+            return []
+        try:
+            values = [int(x) for x in text.replace(",", " ").split()]
+        except ValueError:
+            return None
+        if len(values) != self.count:
+            return None
+        if self.valid and not all(self.valid[0] <= v <= self.valid[1] for v in values):
+            return None
+        return values
+
+
+def _below_half_ehash(why: str) -> Harm:
+    return lambda v, ehash: ("warning", why) if v and v[0] < min(4096, ehash // 2) else None
+
+
+def _equals(bad: int, sev: str, why: str) -> Harm:
+    return lambda v, ehash: (sev, why) if v and v[0] == bad else None
+
+
+def _tw_buckets(v: list[int], ehash: int) -> tuple[str, str] | None:
+    default = ehash // 2
+    if not v or v[0] >= min(32768, default):
+        return None
+    if v[0] <= min(10000, default // 4):
+        return ("critical", "past this cap the kernel destroys TIME_WAIT sockets early "
+                "(TCPTimeWaitOverflow, no log line): delayed segments can corrupt new "
+                "connections. The docs say never lower it artificially.")
+    return ("warning", "below this machine's default (half the established hash): TIME_WAIT "
+            "may be skipped under load.")
+
+
+def _port_range(v: list[int], ehash: int) -> tuple[str, str] | None:
+    if len(v) != 2:
+        return None
+    if v[0] > v[1]:
+        return ("critical", "the low end is above the high end: the kernel rejects it.")
+    if v[0] < 1024:
+        return ("warning", "ephemeral ports below 1024 collide with privileged service ports.")
+    if v[0] < 32768 and v[0] % 2 == v[1] % 2:
+        return ("warning", "collides with service ports (a later bind() fails with "
+                "EADDRINUSE) and same-parity ends draw a kernel warning; reserve service "
+                "ports in ip_local_reserved_ports when widening.")
+    return None
+
+
+def _triplet(v: list[int], ehash: int) -> tuple[str, str] | None:
+    if len(v) == 3 and not v[0] <= v[1] <= v[2]:
+        return ("critical", "the three values must be ordered min <= default/pressure <= max.")
+    return None
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("net.ipv4.tcp_tw_recycle",
+         "Fast recycling of TIME_WAIT sockets using per-host timestamps.",
+         "gone: the key does not exist since Linux 4.12", (0, 1),
+         history="removed in Linux 4.12 (commit 4396e46187ca, 2017)",
+         myths=("'Set tcp_tw_recycle = 1 to get rid of TIME_WAIT': it silently dropped SYNs "
+                "from clients behind NAT, broke for everyone once timestamps got "
+                "per-connection offsets, and was removed; `sysctl -p` errors on it.",),
+         harm=lambda v, ehash: ("critical", "removed in Linux 4.12: it dropped SYNs from "
+                                "clients "
+                         "behind NAT. Remove the line.") if v and v[0] else
+         ("warning", "obsolete key (removed in Linux 4.12): `sysctl -p` errors on it. "
+          "Remove the line."),
+         removed_in=(4, 12)),
+    Knob("net.ipv4.tcp_tw_reuse",
+         "Lets outgoing connect() reuse a TIME_WAIT 4-tuple whose connection used timestamps "
+         "and is older than tcp_tw_reuse_delay. 0 off, 1 on, 2 loopback only.",
+         "2 (loopback only) since Linux 4.19", (0, 2),
+         history="per namespace since 4.11; value 2 added in 4.19 (2018) and made default",
+         myths=("'tcp_tw_reuse = 1 removes TIME_WAIT': it only helps this host's outgoing "
+                "connections; a server's inbound TIME_WAIT is untouched.",)),
+    Knob("net.ipv4.tcp_tw_reuse_delay",
+         "Minimum age (ms) of a TIME_WAIT socket before tcp_tw_reuse may reuse it. It is not "
+         "the TIME_WAIT length.", "1000 ms", (1, 60000),
+         history="new in recent kernels (2025, 6.1x); absent before: detected, not assumed"),
+    Knob("net.ipv4.tcp_tw_timeout",
+         "Vendor key (Alibaba Cloud Linux) setting the TIME_WAIT length.",
+         "60 s where it exists; no upstream kernel has it", (1, 600),
+         history="vendor kernels only",
+         myths=("No upstream sysctl changes TIME_WAIT's 60 s (TCP_TIMEWAIT_LEN).",)),
+    Knob("net.ipv4.tcp_fin_timeout",
+         "How long an orphaned FIN_WAIT2 socket waits for the peer's FIN.", "60 s", (1, 600),
+         myths=("'tcp_fin_timeout = 30 shortens TIME_WAIT': false. TIME_WAIT is fixed at 60 s "
+                "(TCP_TIMEWAIT_LEN) and restarts when a segment arrives; this key bounds "
+                "orphaned FIN_WAIT2 only. 30 is harmless, it just does not do what the blog "
+                "post promised.",)),
+    Knob("net.ipv4.tcp_max_tw_buckets",
+         "Maximum TIME_WAIT (and orphaned FIN_WAIT2) minisockets; past it new closes skip "
+         "TIME_WAIT.", "half the established hash (tcp_ehash_entries / 2)", (0, INT_MAX),
+         myths=("'tcp_max_tw_buckets = 5000 fixes TIME_WAIT': it makes the kernel destroy "
+                "them early, silently (TCPTimeWaitOverflow).",
+                "'The default is 180000': that was a 2.6-era value; today it is "
+                "ehash/2.",),
+         harm=_tw_buckets),
+    Knob("net.ipv4.tcp_syncookies",
+         "Answer SYNs with cookies when the SYN queue overflows. 0 off, 1 on overflow, "
+         "2 always.", "1", (0, 2),
+         myths=("'Set tcp_syncookies = 1, the default is 0': the default is already 1. It "
+                "is unrelated to TIME_WAIT.",),
+         harm=lambda v, ehash: ("warning", "without cookies a SYN flood fills the SYN queue "
+                                "and real "
+                         "clients are refused.") if v and v[0] == 0 else
+         ("warning", "2 sends cookies for every SYN (a testing mode): TCP options are "
+          "degraded.") if v and v[0] == 2 else None),
+    Knob("net.ipv4.tcp_max_syn_backlog",
+         "SYN queue limit, enforced only while syncookies are off.",
+         "max(128, tcp_ehash_entries / 128)", (1, INT_MAX),
+         myths=("'tcp_max_syn_backlog = 8192 fixes dropped connections': with syncookies on "
+                "(the default) it hardly matters; the real limit is min(listen() backlog, "
+                "net.core.somaxconn).",)),
+    Knob("net.core.somaxconn",
+         "Cap on every listen() backlog (accept queue and SYN queue).",
+         "4096 since Linux 5.4 (128 before)", (1, INT_MAX),
+         history="default raised from 128 to 4096 in 5.4"),
+    Knob("net.ipv4.tcp_keepalive_time",
+         "Idle seconds before the first keepalive probe, for sockets that set SO_KEEPALIVE.",
+         "7200 s (with tcp_keepalive_intvl 75, tcp_keepalive_probes 9)", (1, 32767),
+         myths=("'tcp_keepalive_time = 1200 reduces TIME_WAIT': unrelated. It only affects "
+                "sockets whose application enabled SO_KEEPALIVE.",)),
+    Knob("net.ipv4.ip_local_port_range",
+         "Ephemeral ports for outgoing connections (per source ip, destination ip and port).",
+         "32768 60999", (1, 65535), count=2,
+         myths=("'ip_local_port_range = 1024 65000': collides with service ports and has "
+                "same-parity ends, which the kernel warns about.",),
+         harm=_port_range),
+    Knob("net.ipv4.ip_local_reserved_ports",
+         "Ports inside the ephemeral range that connect() must not pick (service ports).",
+         "empty", None, count=0),
+    Knob("net.ipv4.tcp_max_orphans",
+         "Maximum orphaned sockets (closed by the application, still in the kernel); past it "
+         "they are reset ('TCP: too many orphaned sockets').",
+         "tcp_ehash_entries / 2", (0, INT_MAX), per_netns=False,
+         harm=_below_half_ehash("lowering it makes the kernel reset connections that are "
+                                "still closing; raise it, never lower it.")),
+    Knob("net.ipv4.tcp_orphan_retries",
+         "Retries before an orphaned socket is killed (0 means 8).", "0 (= 8)", (0, 255)),
+    Knob("net.ipv4.tcp_synack_retries",
+         "SYN-ACK retransmissions for a half-open connection (5 = about 63 s).", "5", (1, 255)),
+    Knob("net.ipv4.tcp_syn_retries",
+         "SYN retransmissions of an outgoing connect() (6 = about 127 s).", "6", (1, 127)),
+    Knob("net.ipv4.tcp_abort_on_overflow",
+         "Reset new connections when the accept queue is full instead of dropping the ACK.",
+         "0", (0, 1),
+         harm=_equals(1, "warning", "clients get resets during bursts instead of retrying; "
+                      "fix the slow accept() instead.")),
+    Knob("net.ipv4.tcp_mem",
+         "Global TCP memory thresholds in pages: low, pressure, high.",
+         "computed from RAM at boot", (0, 2**62), count=3, per_netns=False, harm=_triplet),
+    Knob("net.ipv4.tcp_rmem", "Receive buffer sizes in bytes: min, default, max.",
+         "4096 131072 6291456", (1, INT_MAX), count=3, harm=_triplet),
+    Knob("net.ipv4.tcp_wmem", "Send buffer sizes in bytes: min, default, max.",
+         "4096 16384 4194304", (1, INT_MAX), count=3, harm=_triplet),
+    Knob("net.ipv4.tcp_timestamps",
+         "TCP timestamps (RFC 7323): needed by PAWS and by tcp_tw_reuse.", "1", (0, 2),
+         harm=_equals(0, "warning", "disables PAWS protection and makes tcp_tw_reuse "
+                      "useless.")),
+    Knob("net.netfilter.nf_conntrack_max",
+         "Connection tracking table size ('nf_conntrack: table full, dropping packet').",
+         "computed from RAM; read-only inside child namespaces", (1, INT_MAX),
+         per_netns=False, source=NF_SYSCTL),
+    Knob("net.netfilter.nf_conntrack_tcp_timeout_time_wait",
+         "How long conntrack keeps a TIME_WAIT flow.", "120 s", (1, INT_MAX),
+         source=NF_SYSCTL),
+    Knob("net.netfilter.nf_conntrack_tcp_timeout_established",
+         "How long conntrack keeps an idle established flow.", "432000 s (5 days)",
+         (1, INT_MAX), source=NF_SYSCTL),
+    Knob("fs.file-max", "System-wide limit of open files (ENFILE past it).",
+         "about 10% of RAM in KB", (1, 2**63 - 1), per_netns=False, source=FS_SYSCTL),
+    Knob("fs.nr_open", "Ceiling for any process's RLIMIT_NOFILE.", "1048576",
+         (8, 2**30), per_netns=False, source=FS_SYSCTL),
+)
+BY_KEY: dict[str, Knob] = {k.key: k for k in KNOBS}
+
+
+def normalize_key(key: str) -> str:
+    """sysctl accepts net/ipv4/x and net.ipv4.x; the table uses dots."""
+    return key.strip().strip("-").replace("/", ".")
+
+
+def explain(key: str) -> str:
+    knob = BY_KEY[normalize_key(key)]
+    lines = [knob.key, "", knob.meaning, f"Default: {knob.default}."]
+    if knob.valid and knob.count:
+        lines.append(f"Valid range: {knob.valid[0]}..{knob.valid[1]}"
+                     + (f" (each of {knob.count} values)." if knob.count > 1 else "."))
+    lines.append("Per network namespace." if knob.per_netns
+                 else "Global: exists only in the initial network namespace.")
+    if knob.history:
+        lines.append(f"History: {knob.history}.")
+    for myth in knob.myths:
+        lines.append(f"Myth: {myth}")
+    lines.append(f"Source: {knob.source} (Linux 6.18), ../shared/KERNEL.md.")
+    return "\n".join(lines)

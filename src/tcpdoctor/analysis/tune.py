@@ -1,0 +1,178 @@
+"""The sysctl audit behind `tcpdoctor tune`: running values, configured values and the
+evidence of the current snapshot, judged against the knowledge table."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpdoctor.analysis.findings import RANK, Finding
+from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, Knob
+from tcpdoctor.sources.sysctl_files import Setting
+
+EHASH_FALLBACK = 262144
+
+
+@dataclass
+class Entry:
+    key: str
+    current: str | None
+    configured: str | None
+    recommended: str | None
+    why: str
+    severity: str  # ok | info | warning | critical
+    configured_at: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"key": self.key, "current": self.current, "configured": self.configured,
+                "recommended": self.recommended, "why": self.why, "severity": self.severity,
+                "configured_at": self.configured_at}
+
+
+@dataclass
+class Audit:
+    entries: list[Entry]
+    findings: list[Finding]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> str:
+        sev = [e.severity for e in self.entries] + [f.severity for f in self.findings]
+        return max((s for s in sev if s in RANK), key=RANK.__getitem__, default="ok")
+
+    def exit_code(self) -> int:
+        return {"critical": 2, "warning": 1}.get(self.worst, 0)
+
+
+def kernel_version(release: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def safe_value(key: str, ehash: int) -> str | None:
+    """The value to restore when a harmful one is in force (None: remove the line)."""
+    return {
+        "net.ipv4.tcp_max_tw_buckets": str(ehash // 2),
+        "net.ipv4.tcp_max_orphans": str(ehash // 2),
+        "net.ipv4.tcp_syncookies": "1",
+        "net.ipv4.tcp_abort_on_overflow": "0",
+        "net.ipv4.tcp_timestamps": "1",
+        "net.ipv4.ip_local_port_range": "32768 60999",
+    }.get(key)
+
+
+def _harm(knob: Knob, value: str | None, ehash: int) -> tuple[str, str] | None:
+    if value is None or knob.harm is None:
+        return None
+    values = knob.parse(value)
+    if values is None:
+        return ("warning", f"{value!r} is not a valid value ({knob.count or 'a list of'} "
+                f"integer(s) in {knob.valid}).")
+    return knob.harm(values, ehash)
+
+
+def _judge(knob: Knob, current: str | None, cfg: Setting | None, release: tuple[int, int],
+           ehash: int, evidence: dict[str, tuple[str, str]]) -> Entry:
+    configured = cfg.value if cfg else None
+    entry = Entry(knob.key, current, configured, None, knob.meaning, "ok",
+                  cfg.where if cfg else None)
+    harm = _harm(knob, configured, ehash) or _harm(knob, current, ehash)
+    if current is None and cfg is not None and knob.removed_in and release >= knob.removed_in:
+        harm = harm or ("warning", f"removed in Linux {knob.removed_in[0]}."
+                        f"{knob.removed_in[1]}: remove the line.")
+    if harm:
+        entry.severity, entry.why = harm
+        entry.recommended = safe_value(knob.key, ehash)
+        return entry
+    if cfg is not None and knob.myths:
+        entry.severity, entry.why = "info", knob.myths[0]
+    if knob.key in evidence and current is not None:
+        entry.recommended, why = evidence[knob.key]
+        entry.why = why if entry.severity == "ok" else f"{why} ({entry.why})"
+        entry.severity = "info"
+    return entry
+
+
+def audit(current: dict[str, str | None], configured: dict[str, Setting],
+          findings: list[Finding], release: str, ehash: int | None,
+          exists: dict[str, bool] | None = None) -> Audit:
+    """Judge every known key present in the kernel or in the configuration.
+
+    findings: the check's findings; their sysctl recommendations are the evidence-backed
+    suggestions (e.g. somaxconn only when a listener overflowed).
+    exists: for configured keys outside the table, whether the kernel has them.
+    """
+    ver = kernel_version(release)
+    eh = abs(ehash) if ehash else EHASH_FALLBACK
+    evidence: dict[str, tuple[str, str]] = {}
+    for f in findings:
+        for rec in f.sysctl:
+            evidence.setdefault(rec["key"], (str(rec["recommended"]),
+                                             f"{rec['why']} Evidence: {f.id}."))
+    entries = [_judge(k, current.get(k.key), configured.get(k.key), ver, eh, evidence)
+               for k in KNOBS if current.get(k.key) is not None or k.key in configured]
+    for key, s in configured.items():
+        if key not in BY_KEY and exists is not None and not exists.get(key, True):
+            entries.append(Entry(key, None, s.value, None,
+                                 "unknown to this kernel (removed or misspelled): sysctl "
+                                 "--system reports an error for it. Remove the line.",
+                                 "warning", s.where))
+    unsafe = unsafe_finding(entries)
+    kept = [f for f in findings if f.sysctl and f.id != "UNSAFE_SYSCTL"]
+    return Audit(entries, ([unsafe] if unsafe else []) + kept)
+
+
+def unsafe_finding(entries: list[Entry]) -> Finding | None:
+    bad = [e for e in entries if e.severity in ("warning", "critical")]
+    if not bad:
+        return None
+    sev = max((e.severity for e in bad), key=RANK.__getitem__)
+    configured = [e for e in bad if e.configured_at]
+    actions = []
+    if configured:
+        actions.append("Remove or fix these lines: " + "; ".join(
+            f"{e.configured_at}: {e.key} = {e.configured}" for e in configured) + ".")
+    actions.append("Then apply the recommended values (`tcpdoctor tune --apply`, undone by "
+                   "`tcpdoctor tune --rollback`).")
+    return Finding(
+        "UNSAFE_SYSCTL", sev, "Dangerous or obsolete sysctl settings",
+        f"{len(bad)} harmful, obsolete or unknown setting(s): "
+        + ", ".join(f"{e.key.split('.')[-1]}={e.configured or e.current}" for e in bad) + ".",
+        {"settings": {e.key: {"current": e.current, "configured": e.configured,
+                              "at": e.configured_at, "why": e.why} for e in bad}},
+        actions, [],
+        [{"key": e.key, "current": e.current, "recommended": e.recommended, "why": e.why}
+         for e in bad],
+    )
+
+
+def dropin_values(audit_result: Audit, netns: bool) -> dict[str, str]:
+    """Keys the drop-in sets: recommended, known to this kernel, settable in this namespace."""
+    out = {}
+    for e in audit_result.entries:
+        knob = BY_KEY.get(e.key)
+        if e.recommended is None or e.current is None or knob is None:
+            continue
+        if netns and not knob.per_netns:
+            continue
+        out[e.key] = e.recommended
+    return out
+
+
+def dropin_text(audit_result: Audit, values: dict[str, str], header: str) -> str:
+    why = {e.key: e for e in audit_result.entries}
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines.append("# Undo with `tcpdoctor tune --rollback` (same --write/--netns).")
+    for key, value in values.items():
+        e = why.get(key)
+        note = f"now {e.current}. {e.why}" if e else "set with --set."
+        lines += ["#", *textwrap.wrap(f"{key}: {note}", 76, initial_indent="# ",
+                                      subsequent_indent="#   "), f"{key} = {value}"]
+    stale = [e for e in audit_result.entries if e.configured_at and e.severity in
+             ("warning", "critical")]
+    if stale:
+        lines += ["#", "# Also remove these lines elsewhere (they override or break this file):"]
+        lines += [f"#   {e.configured_at}: {e.key} = {e.configured}" for e in stale]
+    return "\n".join(lines) + "\n"
