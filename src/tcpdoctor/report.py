@@ -89,7 +89,8 @@ def render(report: Report) -> None:
         out(f"Note: {note}", hang=2, style="dim")
 
 
-def render_tune(result: Any, header: str, dropin: str, action: str | None) -> None:
+def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
+                action: str | None) -> None:
     from rich.console import Console
     from rich.text import Text
 
@@ -129,7 +130,7 @@ def render_tune(result: Any, header: str, dropin: str, action: str | None) -> No
         out("Fine: " + ", ".join(f"{e.key.split('.')[-1]}={e.current}" for e in fine), hang=2,
             style="dim")
     con.print()
-    if dropin.count("\n") > dropin.count("\n#") + 1 or "=" in dropin.replace("# ", ""):
+    if values:
         out(action or "Drop-in (dry run: --write FILE saves it, --apply applies it):",
             style="bold")
         con.print(Text(dropin.rstrip()), soft_wrap=True)

@@ -98,5 +98,5 @@ def run_tune(as_json: bool, netns: str | None, audit_files: list[str], write_pat
     else:
         from tcpdoctor.report import render_tune
 
-        render_tune(result, header, text, action)
+        render_tune(result, header, text, values, action)
     return 0 if (do_apply or write_path) else result.exit_code()
