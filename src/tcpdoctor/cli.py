@@ -109,7 +109,7 @@ def states(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, s
 @snapshot_options
 @click.option("--by", "by", default="remote-ip", show_default=True,
               help="Grouping, comma-separated: remote-ip, remote-net, local-port, remote-port, "
-                   "process, state.")
+                   "service-port (listening port, else remote port), process, state.")
 @click.option("--state", "state_filter", multiple=True,
               help="Only these states (repeatable): time-wait, close-wait, ..., non-established.")
 @click.option("--port", "ports", multiple=True, type=int,
@@ -298,6 +298,47 @@ def tune(as_json: bool, netns: str | None, audit_files: tuple[str, ...],
 
     return run_tune(as_json, netns, list(audit_files), write_path, do_apply, do_rollback,
                     list(sets), explain, interval, state_dir)
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:9816", show_default=True, metavar="HOST:PORT",
+              help="Address to serve /metrics on (loopback by default).")
+@click.option("--netns", "netns_list", multiple=True, metavar="NAME|PATH",
+              help="Export this network namespace (repeatable) instead of the host's.")
+@click.option("--all-netns", is_flag=True,
+              help="Export the host and every namespace under /run/netns.")
+@click.option("--top", "top_n", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="Per-port and per-remote series: the N largest, the rest as 'other'.")
+@click.option("--max-scrape-seconds", default=10.0, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="Slower samples are answered with the previous one, flagged stale.")
+@click.option("--processes", is_flag=True,
+              help="Look up owners each scrape (enables FD_LIMIT; costs a /proc scan).")
+@click.option("--textfile", "textfile_dir", type=click.Path(file_okay=False),
+              help="Write DIR/tcpdoctor.prom for node_exporter's textfile collector instead "
+                   "of serving HTTP.")
+@click.option("--interval", default=15.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --textfile: seconds between writes.")
+@click.option("--once", is_flag=True, help="With --textfile: write once and exit.")
+@click.option("--web-config-file", type=click.Path(dir_okay=False),
+              help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
+def exporter(listen: str, netns_list: tuple[str, ...], all_netns: bool, top_n: int,
+             max_scrape_seconds: float, processes: bool, textfile_dir: str | None,
+             interval: float, once: bool, web_config_file: str | None, verbose: bool) -> None:
+    """Prometheus metrics: states, top ports and remotes, findings, kernel limits.
+
+    \b
+    Examples:
+      tcpdoctor exporter                          serve http://127.0.0.1:9816/metrics
+      tcpdoctor exporter --listen 0.0.0.0:9816 --web-config-file web.yml
+      tcpdoctor exporter --all-netns
+      tcpdoctor exporter --textfile /var/lib/node_exporter/textfile --once
+    """
+    from tcpdoctor.exporter_run import run_exporter
+
+    run_exporter(listen, list(netns_list), all_netns, top_n, max_scrape_seconds, processes,
+                 textfile_dir, interval, once, web_config_file, verbose)
 
 
 def _parse_prefix(text: str) -> tuple[int, int]:

@@ -11,7 +11,8 @@ from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.kernel import NUM_STATES, STATE_NAMES, TCP_ESTABLISHED, parse_state_name
 from tcpdoctor.model import Snapshot, format_addr, is_v4, parse_addr, prefix_masks
 
-GROUP_KEYS = ("remote-ip", "remote-net", "local-port", "remote-port", "process", "state")
+GROUP_KEYS = ("remote-ip", "remote-net", "local-port", "remote-port", "service-port", "process",
+              "state")
 
 
 @dataclass
@@ -48,6 +49,10 @@ def _key_columns(snap: Snapshot, key: str, prefix4: int, prefix6: int) -> list[n
         return [c["sport"]]
     if key == "remote-port":
         return [c["dport"]]
+    if key == "service-port":
+        # The local port when it is one of this host's listeners, else the remote port: client
+        # sockets then group by the service they call, not by their ephemeral port.
+        return [np.where(np.isin(c["sport"], snap.listening_ports()), c["sport"], c["dport"])]
     if key == "process":
         if "pid" not in c:
             raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
@@ -62,7 +67,7 @@ def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
     if key == "remote-net":
         addr = format_addr(values[0], values[1])
         return {key: f"{addr}/{prefix4 if '.' in addr else prefix6}"}
-    if key in ("local-port", "remote-port"):
+    if key in ("local-port", "remote-port", "service-port"):
         return {key: int(values[0])}
     if key == "process":
         pid = int(values[0])

@@ -1,0 +1,308 @@
+"""Issue 7: the exporter's exposition, bounds, robustness, and a real Prometheus scraping it."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from tcpdoctor.analysis.check import run_rules
+from tcpdoctor.analysis.findings import Context
+from tcpdoctor.exporter import Sample, build_registry
+from tcpdoctor.lab import scenarios
+from tcpdoctor.lab.net import LabNet
+from tcpdoctor.sources.kstate import KernelState
+
+from . import synth
+from .conftest import DATA, live, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+PROM = ROOT / "contrib" / "prometheus"
+
+
+def fixed_sample(ns: str | None) -> Sample:
+    snap = synth.snapshot(
+        {"state": "LISTEN", "sport": 8080, "dport": 0, "raddr": "0.0.0.0", "rqueue": 3,
+         "wqueue": 128},
+        {"n": 150, "state": "CLOSE_WAIT", "sport": 8080, "raddr": lambda i: f"10.1.0.{i % 12}"},
+        {"n": 40, "state": "TIME_WAIT", "sport": lambda i: 33000 + i, "dport": 443,
+         "raddr": "192.0.2.7"})
+    kernel = KernelState(0.0, sockstat={"TCP": {"inuse": 151, "orphan": 0, "tw": 40,
+                                                "alloc": 160, "mem": 12}},
+                         counters={"TcpExt.ListenOverflows": 7, "Tcp.ActiveOpens": 1234},
+                         sysctls={"net.ipv4.tcp_max_tw_buckets": "131072",
+                                  "net.ipv4.tcp_max_orphans": "131072",
+                                  "net.ipv4.tcp_mem": "1000 2000 3000"})
+    findings = run_rules(Context(snap, kernel)).findings
+    return Sample(snap, kernel, findings, 0.125)
+
+
+def test_exposition_golden() -> None:
+    registry = build_registry([None], 5, 5.0, False, sampler=fixed_sample)
+    text = generate_latest(registry).decode()
+    golden = DATA / "exporter_golden.prom"
+    if os.environ.get("TCPDOCTOR_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Exporter:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tcpdoctor", "exporter", "--listen",
+             f"127.0.0.1:{self.port}", *args], stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        assert "serving" in line, line + self.proc.stderr.read()
+
+    def get(self, path: str = "/metrics", **kw: object) -> str:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        with urllib.request.urlopen(url, timeout=30, **kw) as r:  # type: ignore[arg-type]
+            return str(r.read().decode())
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def lab() -> Iterator[LabNet]:
+    net = LabNet(prefix="tdexp")
+    try:
+        net.open()
+        yield net
+    finally:
+        net.close()
+
+
+def series(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+
+
+@live
+def test_series_stay_bounded_with_5000_remotes(lab: LabNet) -> None:
+    sc = scenarios.SCENARIOS["scan"]
+    scenarios.build(lab, sc, 5000)  # SYN_SENT to 5,000 distinct addresses
+    exp = Exporter("--netns", lab.name, "--top", "10")
+    try:
+        text = exp.get()
+    finally:
+        exp.stop()
+    lines = series(text)
+    remotes = {m.group(1) for ln in lines
+               if (m := re.search(r'tcpdoctor_sockets_by_remote\{.*remote="([^"]+)"', ln))}
+    assert len(remotes) == 11 and "other" in remotes  # top 10 + other
+    assert len(lines) < 250, len(lines)
+    assert f'tcpdoctor_sockets{{netns="{lab.name}",state="SYN_SENT"}} 5000.0' in text
+    assert 'tcpdoctor_finding{id="OUTBOUND_SCAN"' in text.replace(f'netns="{lab.name}",', "")
+
+
+def malformed(port: int, rng: random.Random) -> None:
+    payloads = [
+        b"GARBAGE\r\n\r\n", b"GET\r\n\r\n",
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        b"GET /metrics HTTP/1.1\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n",
+        b"GET /" + b"x" * 70000 + b" HTTP/1.1\r\n\r\n",
+        bytes(rng.randrange(256) for _ in range(300)),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n",  # never finishes its headers
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello to a plain server
+        b"GET /metrics HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(200)) + b"\r\n",
+    ]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(rng.choice(payloads))
+        s.settimeout(0.5)
+        with contextlib.suppress(OSError):
+            s.recv(1024)
+
+
+@live
+def test_concurrent_and_malformed_requests(lab: LabNet) -> None:
+    scenarios.build(lab, scenarios.SCENARIOS["close-wait"], 200)
+    exp = Exporter("--netns", lab.name)
+    rng = random.Random(1)
+
+    def storm() -> None:
+        """200 concurrent scrapes while 300 malformed requests arrive."""
+        errors: list[BaseException] = []
+
+        def scrape() -> None:
+            try:
+                assert 'state="CLOSE_WAIT"} 200.0' in exp.get()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=scrape) for _ in range(200)]
+        for t in threads:
+            t.start()
+        seeds = [rng.random() for _ in range(300)]
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(lambda seed: malformed(exp.port, random.Random(seed)), seeds))
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors[:3]
+
+    try:
+        storm()  # the first storm sizes thread stacks and malloc arenas
+        first = exp.rss_kb()
+        for _ in range(2):
+            storm()
+        last = exp.rss_kb()
+        assert last - first < 10_000, (first, last)  # flat across storms: nothing accumulates
+        for method in ("POST", "PUT", "DELETE"):
+            req = urllib.request.Request(f"http://127.0.0.1:{exp.port}/metrics", method=method)
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=10)
+            assert err.value.code == 405
+        assert 'state="CLOSE_WAIT"} 200.0' in exp.get()  # still serving, still right
+        assert exp.proc.poll() is None
+    finally:
+        exp.stop()
+
+
+def test_basic_auth_and_tls(tmp_path: Path) -> None:
+    import bcrypt
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                   f"basic_auth_users:\n  prom: '{hashed}'\n")
+    exp = Exporter("--web-config-file", str(cfg))
+    ctx = ssl.create_default_context(cafile=str(cert))
+    url = f"https://127.0.0.1:{exp.port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=10, context=ctx)
+        assert err.value.code == 401
+        auth = "Basic " + base64.b64encode(b"prom:s3cret").decode()
+        req = urllib.request.Request(url, headers={"Authorization": auth})
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            assert b"tcpdoctor_sockets" in r.read()
+        bad = urllib.request.Request(url, headers={
+            "Authorization": "Basic " + base64.b64encode(b"prom:nope").decode()})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(bad, timeout=10, context=ctx)
+    finally:
+        exp.stop()
+
+
+def test_textfile_once(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tcpdoctor", "exporter", "--textfile",
+                           str(tmp_path), "--once"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["tcpdoctor.prom"]
+    text = (tmp_path / "tcpdoctor.prom").read_text()
+    assert 'tcpdoctor_sockets{netns="host",state="LISTEN"}' in text
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool not installed (.ci/run installs Debian's prometheus)")
+    return path
+
+
+def test_alert_rules_check_and_unit_tests() -> None:
+    tool = promtool()
+    for args in (["check", "rules", "tcpdoctor-rules.yml"],
+                 ["test", "rules", "tcpdoctor-rules.test.yml"]):
+        proc = subprocess.run([tool, *args], cwd=PROM, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_alert_rules_are_generated_and_cover_every_finding() -> None:
+    from tcpdoctor.analysis.docs import alert_rules_yaml
+    from tcpdoctor.analysis.findings import REGISTRY
+
+    text = (PROM / "tcpdoctor-rules.yml").read_text()
+    assert text == alert_rules_yaml(), "regenerate: python -m tcpdoctor.analysis.docs alerts"
+    for rid in REGISTRY:
+        assert f'id="{rid}"' in text
+
+
+def test_dashboard_queries_exported_metrics() -> None:
+    dash = json.loads((ROOT / "contrib" / "grafana" / "tcpdoctor.json").read_text())
+    exported = set(re.findall(r"^# TYPE (\w+)", (DATA / "exporter_golden.prom").read_text(),
+                              re.M))
+    exported |= {f"{m}_total" for m in exported}
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            for metric in re.findall(r"\b(tcpdoctor_\w+)", target["expr"]):
+                assert metric in exported, (panel["title"], metric)
+
+
+@live
+def test_prometheus_scrapes_the_lab(lab: LabNet, tmp_path: Path) -> None:
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("prometheus not installed (.ci/run installs Debian's prometheus)")
+    scenarios.build(lab, scenarios.SCENARIOS["close-wait"], 200)
+    exp = Exporter("--netns", lab.name)
+    prom_port = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"scrape_configs:\n  - job_name: tcpdoctor\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{exp.port}']\n")
+    prom = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def query(expr: str) -> list[dict]:
+        url = (f"http://127.0.0.1:{prom_port}/api/v1/query?"
+               + urllib.parse.urlencode({"query": expr}))
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return list(json.loads(r.read())["data"]["result"])
+        except OSError:
+            return []
+
+    try:
+        cw = 'tcpdoctor_sockets{state="CLOSE_WAIT"}'
+        assert wait_for(lambda: [r["value"][1] for r in query(cw)] == ["200"], timeout=90,
+                        interval=1), query(cw)
+        found = 'tcpdoctor_finding{id="CLOSE_WAIT_LEAK"}'
+        assert wait_for(lambda: [r["value"][1] for r in query(found)] == ["1"], timeout=30,
+                        interval=1)
+        assert query(found)[0]["metric"]["severity"] == "warning"
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+        exp.stop()
