@@ -176,9 +176,9 @@ class TcpCollector(Collector):
             "conntrack": _ratio(k.sysctl_int("net.netfilter.nf_conntrack_count"),
                                 k.sysctl_int("net.netfilter.nf_conntrack_max")),
         }
-        for name, value in ratios.items():
-            if value is not None:
-                f.usage.add_metric([ns, name], value)
+        for name, ratio in ratios.items():
+            if ratio is not None:
+                f.usage.add_metric([ns, name], ratio)
         for name in kstate.RATE_COUNTERS:
             if name in k.counters:
                 f.counters.add_metric([ns, name], k.counters[name])
