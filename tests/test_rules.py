@@ -200,3 +200,20 @@ def test_rules_doc_is_current() -> None:
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
     assert doc.read_text() == rules_markdown(), "regenerate: python -m tcpdoctor.analysis.docs"
+
+
+def test_factorize_many_wide_columns() -> None:
+    import numpy as np
+
+    from tcpdoctor.analysis.groups import factorize
+
+    rng = np.random.default_rng(3)
+    cols = [rng.integers(0, 2**63, 5000, dtype=np.uint64) for _ in range(3)]
+    cols.append(np.tile(np.arange(10, dtype=np.uint16), 500))
+    cols = [np.concatenate([c, c[:100]]) for c in cols]  # 100 duplicated rows
+    values, inverse, counts = factorize(cols)
+    assert values[0].shape[0] == 5000 and counts.sum() == 5100 and (counts <= 2).all()
+    rows = list(zip(*(c.tolist() for c in cols), strict=True))
+    assert sorted(set(rows)) == sorted(zip(*(v.tolist() for v in values), strict=True))
+    for i in (0, 4999, 5050):
+        assert tuple(v[inverse[i]] for v in values) == rows[i]

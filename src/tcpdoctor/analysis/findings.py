@@ -121,19 +121,22 @@ def top_counts(values: np.ndarray, limit: int = 5) -> list[tuple[Any, int]]:
 def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
                      with_port: bool = True) -> list[tuple[str, int]]:
     """Most common remote ip[:port] among the sockets in mask."""
+    from tcpdoctor.analysis.groups import factorize
+
     c = snap.columns
     if not mask.any():
         return []
-    keys = np.empty(int(mask.sum()), dtype=[("hi", "u8"), ("lo", "u8"), ("port", "u2")])
-    keys["hi"], keys["lo"] = c["raddr_hi"][mask], c["raddr_lo"][mask]
-    keys["port"] = c["dport"][mask] if with_port else 0
-    uniq, counts = np.unique(keys, return_counts=True)
+    cols = [c["raddr_hi"][mask], c["raddr_lo"][mask]]
+    if with_port:
+        cols.append(c["dport"][mask])
+    values, _, counts = factorize(cols)
     order = np.argsort(-counts, kind="stable")[:limit]
     out = []
     for i in order:
-        addr = format_addr(uniq[i]["hi"], uniq[i]["lo"])
+        addr = format_addr(values[0][i], values[1][i])
         if with_port:
-            addr = f"[{addr}]:{uniq[i]['port']}" if ":" in addr else f"{addr}:{uniq[i]['port']}"
+            port = int(values[2][i])
+            addr = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
         out.append((addr, int(counts[i])))
     return out
 

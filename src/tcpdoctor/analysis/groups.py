@@ -76,6 +76,29 @@ def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
     return {key: STATE_NAMES[int(values[0]) - 1]}
 
 
+def factorize(cols: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Distinct combinations of several key columns: (values per column, group of each row,
+    rows per group), groups in lexical order of the keys.
+
+    Each column is factorized alone (a fast 1-D integer sort); the codes are combined into
+    one int64 (mixed radix), so the final np.unique sorts integers, never structured rows.
+    Key values are read back from the first row of each group.
+    """
+    combined = np.zeros(cols[0].shape[0], dtype=np.int64)
+    size = 1
+    for col in cols:
+        values, codes = np.unique(col, return_inverse=True)
+        if size * values.shape[0] >= 2**62:  # re-densify so the mixed radix cannot overflow
+            _, combined = np.unique(combined, return_inverse=True)
+            combined = combined.ravel().astype(np.int64)
+            size = int(combined.max()) + 1
+        combined = combined * values.shape[0] + codes.ravel()
+        size *= values.shape[0]
+    _, first, inverse, counts = np.unique(combined, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    return [col[first] for col in cols], inverse.ravel(), counts
+
+
 def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 24,
           prefix6: int = 64) -> Grouping:
     """Top groups by count (ties broken by key), each with its per-state breakdown."""
@@ -84,12 +107,9 @@ def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 
     flat = [col for _, cols in key_cols for col in cols]
     if n == 0:
         return Grouping(by, [], 0, 0)
-    table = np.empty(n, dtype=[(f"k{i}", col.dtype) for i, col in enumerate(flat)])
-    for i, col in enumerate(flat):
-        table[f"k{i}"] = col
-    uniq, inverse, counts = np.unique(table, return_inverse=True, return_counts=True)
-    per_state = np.bincount(inverse.ravel() * NUM_STATES + snap.columns["state"],
-                            minlength=uniq.shape[0] * NUM_STATES).reshape(-1, NUM_STATES)
+    uniq, inverse, counts = factorize(flat)
+    per_state = np.bincount(inverse * NUM_STATES + snap.columns["state"],
+                            minlength=uniq[0].shape[0] * NUM_STATES).reshape(-1, NUM_STATES)
     order = np.argsort(-counts, kind="stable")
     if limit is not None:
         order = order[:limit]
@@ -98,7 +118,7 @@ def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 
         key: dict[str, Any] = {}
         pos = 0
         for name, cols in key_cols:
-            vals = [uniq[g][f"k{pos + j}"] for j in range(len(cols))]
+            vals = [uniq[pos + j][g] for j in range(len(cols))]
             key.update(_format_key(snap, name, vals, prefix4, prefix6))
             pos += len(cols)
         states = {STATE_NAMES[s - 1]: int(per_state[g, s])

@@ -20,6 +20,7 @@ from tcpdoctor.analysis.findings import (
     top_counts,
     top_destinations,
 )
+from tcpdoctor.analysis.groups import factorize
 from tcpdoctor.kernel import (
     TCP_CLOSE_WAIT,
     TCP_ESTABLISHED,
@@ -463,21 +464,18 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Finding | None:
     m = (c["state"] != TCP_LISTEN) & (c["sport"] >= lo) & (c["sport"] <= hi)
     if not m.any() or size <= 0:
         return None
-    keys = np.empty(int(m.sum()), dtype=[("l", "u8"), ("h", "u8"), ("lo", "u8"), ("p", "u2")])
-    keys["l"], keys["h"] = c["laddr_lo"][m], c["raddr_hi"][m]
-    keys["lo"], keys["p"] = c["raddr_lo"][m], c["dport"][m]
-    uniq, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    values, inv, counts = factorize([c["laddr_lo"][m], c["raddr_hi"][m], c["raddr_lo"][m],
+                                     c["dport"][m]])
     g = int(np.argmax(counts))
     worst = int(counts[g])
     share = worst / size
     sev = level(share, th["warning_share"], th["critical_share"])
     if sev is None:
         return None
-    sel = np.flatnonzero(m)[inv.ravel() == g]
     mask = np.zeros(len(ctx.snap), dtype=bool)
-    mask[sel] = True
-    dest = format_addr(uniq[g]["h"], uniq[g]["lo"])
-    dest = f"{dest}:{uniq[g]['p']}" if "." in dest else f"[{dest}]:{uniq[g]['p']}"
+    mask[np.flatnonzero(m)[inv == g]] = True
+    dest = format_addr(values[1][g], values[2][g])
+    dest = f"{dest}:{values[3][g]}" if "." in dest else f"[{dest}]:{values[3][g]}"
     tw = int((mask & (c["state"] == TCP_TIME_WAIT)).sum())
     procs = ctx.processes(mask)
     recs = []
