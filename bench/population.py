@@ -18,8 +18,18 @@ from tcpdoctor.sources.collect import take_snapshot
 PER_PROCESS = 15000  # sockets one holder keeps; below the 20,000 open-files limit
 
 
-def build(lab: LabNet, sockets: int, time_wait: int = 0) -> dict[str, int]:
-    """About `sockets` ESTABLISHED sockets (pairs), then `time_wait` server-side TIME_WAIT."""
+def build(lab: LabNet, sockets: int, time_wait: int = 0, close_wait: int = 0,
+          syn_sent: int = 0) -> dict[str, int]:
+    """About `sockets` ESTABLISHED sockets (pairs), CLOSE_WAIT held by a leaky server,
+    SYN_SENT towards a backend that never answers, then `time_wait` server-side TIME_WAIT
+    last (they expire after 60 s)."""
+    if close_wait:
+        lab.spawn(lab.name, "td-leaky", [{"kind": "listen", "addr": MAIN_ADDR, "port": 19998}])
+        lab.spawn(lab.peer, "td-peer", [{"kind": "connect", "addr": MAIN_ADDR, "port": 19998,
+                                         "n": close_wait, "then": "close"}], timeout=600)
+    if syn_sent:
+        lab.spawn(lab.name, "td-app", [{"kind": "connect", "addr": "198.19.0.10", "port": 5432,
+                                        "n": syn_sent, "then": "nonblock"}], timeout=600)
     pairs = sockets // 2
     port = 20000
     while pairs > 0:
