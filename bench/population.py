@@ -44,7 +44,7 @@ def build(lab: LabNet, sockets: int, time_wait: int = 0, close_wait: int = 0,
         lab.sysctl(lab.name, "net.ipv4.tcp_max_tw_buckets", str(max(262144, 2 * time_wait)))
         lab.spawn(lab.name, "td-tw-srv", [{"kind": "listen", "addr": MAIN_ADDR, "port": 19999,
                                            "accept": "close"}])
-        per = 20000
+        per = PER_PROCESS
         for i in range(0, time_wait, per):
             lab.spawn(lab.name, f"td-tw-c{i // per}", [{
                 "kind": "connect", "addr": MAIN_ADDR, "port": 19999,

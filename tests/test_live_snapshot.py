@@ -148,3 +148,44 @@ def test_bad_options_exit_3_one_line(args: list[str]) -> None:
     proc = tcpdoctor("top", *args)
     assert proc.returncode == 3
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_parallel_split_reads_every_socket_exactly_once(population: LabNet) -> None:
+    from tcpdoctor.sources import netlink
+    from tcpdoctor.sources.netns import run_in
+
+    key = ("state", "sport", "dport", "laddr_lo", "raddr_lo", "raddr_hi", "inode")
+
+    def rows(parallel: bool) -> list[tuple[int, ...]]:
+        cols = run_in(population.name, lambda: netlink.read_sockets(parallel=parallel))
+        return sorted(zip(*(cols[k].tolist() for k in key), strict=True))
+
+    single, split = rows(False), rows(True)
+    assert split == single and len(split) == sum(POPULATION.values())
+
+
+def test_split_bytecode_halves_are_complementary() -> None:
+    from tcpdoctor.sources.netlink import SPLIT_PORT, split_bytecode
+
+    # Evaluate both filters as the kernel does (inet_diag_bc_run) on every port pair class.
+    def run(bc: bytes, sport: int, dport: int) -> bool:
+        import struct
+
+        pos, length = 0, len(bc)
+        while pos < length:
+            code, yes, no = struct.unpack_from("=BBH", bc, pos)
+            if code == 1:  # JMP: always takes `no`
+                pos += no
+                continue
+            port = struct.unpack_from("=BBH", bc, pos + 4)[2]
+            ok = {2: sport >= port, 3: sport <= port, 4: dport >= port, 5: dport <= port}[code]
+            pos += yes if ok else no
+        assert pos in (length, length + 4)
+        return pos == length
+
+    for sport in (0, 80, SPLIT_PORT - 1, SPLIT_PORT, 60999, 65535):
+        for dport in (0, 443, SPLIT_PORT - 1, SPLIT_PORT, 50000, 65535):
+            same, diff = run(split_bytecode(True), sport, dport), run(split_bytecode(False),
+                                                                         sport, dport)
+            assert same != diff
+            assert same == ((sport >= SPLIT_PORT) == (dport >= SPLIT_PORT))

@@ -247,11 +247,53 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
     return concat_columns(parts, names), done
 
 
-def _request(family: int, states: int, ext: int, seq: int) -> bytes:
-    # struct inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed sockid.
+def _request(family: int, states: int, ext: int, seq: int, bytecode: bytes = b"") -> bytes:
+    # struct inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed sockid;
+    # optionally an INET_DIAG_REQ_BYTECODE attribute (a filter the kernel runs per socket).
     body = struct.pack("=BBBBI", family, IPPROTO_TCP, ext, 0, states) + bytes(48)
+    if bytecode:
+        body += struct.pack("=HH", 4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     return struct.pack("=IHHII", NLMSG_HDRLEN + len(body), SOCK_DIAG_BY_FAMILY,
                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+# inet_diag filter bytecode (include/uapi/linux/inet_diag.h, net/ipv4/inet_diag.c):
+# struct inet_diag_bc_op {u8 code; u8 yes; u16 no;}; a port comparison is followed by a
+# second op whose `no` holds the port. The kernel runs it per socket: a true test moves by
+# `yes`, a false one by `no`; JMP always moves by `no`. Ending exactly on the end accepts,
+# 4 bytes past it rejects. The audit (inet_diag_bc_audit) walks the `yes` chain only and
+# requires every `no` target to lie on it, hence a linear `yes` chain and a JMP to accept.
+INET_DIAG_REQ_BYTECODE = 1
+BC_JMP, BC_S_GE, BC_S_LE, BC_D_GE, BC_D_LE = 1, 2, 3, 4, 5
+SPLIT_PORT = 46884  # middle of the default ephemeral range 32768-60999
+
+
+def _op(code: int, yes: int, no: int) -> bytes:
+    return struct.pack("=BBH", code, yes, no)
+
+
+def _cmp(code: int, port: int, yes: int, no: int) -> bytes:
+    return _op(code, yes, no) + _op(0, 0, port)
+
+
+def split_bytecode(same_side: bool, port: int = SPLIT_PORT) -> bytes:
+    """Half of the sockets: local and remote port on the same side of `port`, or not.
+
+    A server's sockets have one fixed port and one ephemeral (uniformly spread) port, a
+    client's the other way round, so either way the two halves come out about equal.
+
+        @0  sport >= P ?      yes -> @8     no -> @20
+        @8  dport >= P ?      yes -> @16    no -> reject      (>= P, or < P for the rest)
+        @16 JMP               (yes @20)     no -> accept
+        @20 dport <= P - 1 ?  yes -> accept no -> reject      (<= P-1, or >= P)
+    """
+    high_first, low_second = (BC_D_GE, BC_D_LE) if same_side else (BC_D_LE, BC_D_GE)
+    second_port = port - 1 if low_second == BC_D_LE else port
+    first_port = port if high_first == BC_D_GE else port - 1
+    return (_cmp(BC_S_GE, port, 8, 20)
+            + _cmp(high_first, first_port, 8, 24)
+            + _op(BC_JMP, 4, 12)
+            + _cmp(low_second, second_port, 8, 12))
 
 
 def open_socket() -> socket.socket:
@@ -264,11 +306,11 @@ def open_socket() -> socket.socket:
 
 
 def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], info: bool,
-         seq: int = 1) -> dict[str, np.ndarray]:
+         seq: int = 1, bytecode: bytes = b"") -> dict[str, np.ndarray]:
     """One inet_diag dump request, decoded chunk by chunk into columns."""
     ext = 1 << (INET_DIAG_INFO - 1) if info else 0
     try:
-        sock.send(_request(family, states, ext, seq))
+        sock.send(_request(family, states, ext, seq, bytecode))
     except OSError as exc:
         raise NetlinkUnavailable(f"sock_diag request failed: {exc.strerror}") from exc
     buf = bytearray(CHUNK)
@@ -339,14 +381,66 @@ def families_for(ipv4: bool, ipv6: bool) -> list[int]:
 
 def read_sockets(want: Iterable[str] = BASE_COLUMNS, info: bool = False,
                  families: Iterable[int] = (AF_INET, AF_INET6),
-                 states: int = ALL_STATES_MASK) -> dict[str, np.ndarray]:
-    """Every TCP socket of the calling thread's network namespace, as columns."""
+                 states: int = ALL_STATES_MASK,
+                 parallel: bool | None = None) -> dict[str, np.ndarray]:
+    """Every TCP socket of the calling thread's network namespace, as columns.
+
+    parallel (default: with 2+ CPUs) splits each family's dump in two halves filtered by
+    the kernel (split_bytecode) and reads them on two threads: the kernel's work, which is
+    most of the cost, then runs on two cores (recv releases the GIL).
+    """
     wanted = frozenset(want) | {"state"}
     names = {k: v for k, v in BASE_COLUMNS.items() if k in wanted}
     if info:
         names.update(INFO_COLUMNS)
-    parts = []
-    with open_socket() as sock:
-        for seq, family in enumerate(families, 1):
-            parts.append(dump(sock, family, states, wanted, info, seq))
-    return concat_columns(parts, names)
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) > 1
+    jobs = [(family, bc) for family in families
+            for bc in ((split_bytecode(True), split_bytecode(False)) if parallel else (b"",))]
+    if not parallel:
+        with open_socket() as sock:
+            parts = [dump(sock, f, states, wanted, info, seq, bc)
+                     for seq, (f, bc) in enumerate(jobs, 1)]
+        return concat_columns(parts, names)
+    return concat_columns(_dump_threads(jobs, states, wanted, info), names)
+
+
+def _dump_threads(jobs: list[tuple[int, bytes]], states: int, wanted: frozenset[str],
+                  info: bool) -> list[dict[str, np.ndarray]]:
+    """Run the dumps two at a time, each on its own socket and thread, in this netns."""
+    import threading
+
+    from tcpdoctor.sources.netns import current_netns_fd
+
+    results: list[dict[str, np.ndarray] | BaseException | None] = [None] * len(jobs)
+    # Threads start in the process's namespace; follow the caller (maybe a setns'd thread).
+    ns_fd = current_netns_fd()
+
+    def work(i: int) -> None:
+        try:
+            from tcpdoctor.sources.netns import enter_fd
+
+            enter_fd(ns_fd)
+            family, bc = jobs[i]
+            with open_socket() as sock:
+                results[i] = dump(sock, family, states, wanted, info, i + 1, bc)
+        except BaseException as exc:  # re-raised in the caller below
+            results[i] = exc
+
+    try:
+        for start in range(0, len(jobs), 2):
+            threads = [threading.Thread(target=work, args=(i,), daemon=True)
+                       for i in range(start, min(start + 2, len(jobs)))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        os.close(ns_fd)
+    out = []
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+        assert r is not None
+        out.append(r)
+    return out

@@ -28,18 +28,29 @@ def resolve(netns: str) -> str:
     return path
 
 
-def _setns(path: str) -> None:
+def current_netns_fd() -> int:
+    """An fd of the calling thread's network namespace (threads it starts begin elsewhere)."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def enter_fd(fd: int, what: str = "the caller's network namespace") -> None:
+    """setns() the calling thread into the namespace of fd, unless it is already there."""
+    if os.stat(f"/proc/self/fd/{fd}").st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
+        return  # already there: no privilege needed
     libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        hint = " (entering another namespace needs root or CAP_SYS_ADMIN)" if err == 1 else ""
+        raise TcpDoctorError(f"cannot enter {what}: {os.strerror(err)}{hint}")
+
+
+def _setns(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise TcpDoctorError(f"cannot open network namespace {path}: {exc.strerror}") from None
     try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            hint = " (entering another namespace needs root or CAP_SYS_ADMIN)" if err == 1 else ""
-            raise TcpDoctorError(f"cannot enter network namespace {path}: "
-                                 f"{os.strerror(err)}{hint}")
+        enter_fd(fd, f"network namespace {path}")
     finally:
         os.close(fd)
 
