@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import time
 
@@ -58,6 +59,8 @@ def main() -> None:
     ap.add_argument("--time-wait", type=int, default=0)
     ap.add_argument("--hold", type=float, default=600)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unwind: the lab tears down
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with LabNet(prefix="tdbench") as lab:
         t0 = time.monotonic()
         counts = build(lab, args.sockets, args.time_wait)

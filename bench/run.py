@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -55,7 +56,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GNU_TIME = "/usr/bin/time"
 
 
-def measure(ns: str, argv: list[str]) -> tuple[float, int]:
+def measure(ns: str, argv: list[str], timeout: float) -> tuple[float, int] | None:
     """(wall seconds, peak RSS in KB) of one run inside the namespace.
 
     The tool is started by GNU time, a 2 MB process: a child forked (or vforked) straight
@@ -65,9 +66,15 @@ def measure(ns: str, argv: list[str]) -> tuple[float, int]:
     env = dict(os.environ, PYTHONPATH=ROOT)
     with tempfile.NamedTemporaryFile("r") as out:
         t0 = time.perf_counter()
-        proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", out.name, "ip", "netns", "exec",
-                               ns, *argv], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, check=False)
+        proc = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", out.name, "ip", "netns", "exec",
+                                 ns, *argv], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the tool and its pipeline
+            proc.wait()
+            return None
         wall = time.perf_counter() - t0
         rss = out.read().strip().splitlines()
     if proc.returncode not in (0, 1, 2):  # check exits 1/2 when it finds problems
@@ -96,7 +103,8 @@ def counts(ns: str) -> dict[str, int]:
     return {"total": data["total"], **{k: v for k, v in data["states"].items() if v}}
 
 
-def bench_population(sockets: int, runs: int, time_wait: int) -> dict[str, Any]:
+def bench_population(sockets: int, runs: int, time_wait: int,
+                     timeout: float) -> dict[str, Any]:
     with LabNet(prefix="tdbench") as lab:
         t0 = time.monotonic()
         build(lab, sockets, time_wait=time_wait, close_wait=max(100, sockets // 200),
@@ -106,23 +114,36 @@ def bench_population(sockets: int, runs: int, time_wait: int) -> dict[str, Any]:
         try:
             before = counts(lab.name)
             results: dict[str, list[tuple[float, int]]] = {}
+            slow: set[str] = set()
             for _ in range(runs):
                 for name, argv in tools(port).items():  # alternate: every tool each round
-                    results.setdefault(name, []).append(measure(lab.name, argv))
+                    if name in slow:
+                        continue
+                    got = measure(lab.name, argv, timeout)
+                    if got is None:  # past --timeout: reported as such, not run again
+                        slow.add(name)
+                        continue
+                    results.setdefault(name, []).append(got)
             after = counts(lab.name)
         finally:
             if node is not None:
                 node.terminate()
                 node.wait()
+    out = {k: {"wall": statistics.median(w for w, _ in v), "rss_mb": max(r for _, r in v) / 1024,
+               "runs": len(v)} for k, v in results.items()}
+    for name in slow - set(results):
+        out[name] = {"wall": float("inf"), "rss_mb": float("nan"), "runs": 0}
     return {"sockets": sockets, "built_seconds": round(built, 1), "before": before,
-            "after": after, "runs": runs,
-            "results": {k: {"wall": statistics.median(w for w, _ in v),
-                            "rss_mb": max(r for _, r in v) / 1024} for k, v in results.items()}}
+            "after": after, "runs": runs, "timeout": timeout, "results": out}
 
 
 def ratio(res: dict[str, Any], a: str, b: str) -> str:
     if a not in res or b not in res:
         return "n/a"
+    if res[a]["runs"] == 0:
+        return "timeout"
+    if res[b]["runs"] == 0:
+        return "< " + f"{res[a]['wall'] / res[b]['wall']:.2f}x" if res[a]["runs"] else "n/a"
     return f"{res[a]['wall'] / res[b]['wall']:.2f}x"
 
 
@@ -134,7 +155,11 @@ def report(data: dict[str, Any]) -> str:
              f"median of {data['runs']} alternating runs, whole process",
              "", f"{'command':45} {'wall s':>8} {'peak RSS MB':>12}"]
     for name, r in res.items():
-        lines.append(f"{name:45} {r['wall']:8.3f} {r['rss_mb']:12.1f}")
+        if r["runs"] == 0:
+            lines.append(f"{name:45} {'> ' + format(data['timeout'], '.0f'):>8} {'':>12}")
+        else:
+            note = "" if r["runs"] == data["runs"] else f"  ({r['runs']} runs)"
+            lines.append(f"{name:45} {r['wall']:8.3f} {r['rss_mb']:12.1f}{note}")
     st, top, chk = ("tcpdoctor states --json", "tcpdoctor top --by remote-ip,state --json",
                     "tcpdoctor check --json --interval 0")
     floor = "floor (netlink dump, discard)"
@@ -164,15 +189,21 @@ def main() -> None:
     ap.add_argument("--time-wait", type=float, default=0.1,
                     help="TIME_WAIT sockets as a share of the population")
     ap.add_argument("--quick", action="store_true", help="20k sockets, 3 runs (CI smoke)")
+    ap.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds after which a tool's run is stopped and reported as slower")
     ap.add_argument("--json", dest="json_out", help="also write the results to this file")
     args = ap.parse_args()
+    # Always tear the namespaces down: SIGTERM, and SIGINT even when started in the background
+    # (a non-interactive shell starts background jobs with SIGINT ignored).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.geteuid() != 0:
         sys.exit("bench: needs root (it builds the population in network namespaces)")
     sizes = [20000] if args.quick else [int(x) for x in args.sockets.split(",")]
     runs = 3 if args.quick else args.runs
     out = []
     for n in sizes:
-        data = bench_population(n, runs, int(n * args.time_wait))
+        data = bench_population(n, runs, int(n * args.time_wait), args.timeout)
         out.append(data)
         print(report(data), "\n", flush=True)
     if args.json_out:

@@ -14,10 +14,13 @@ CHUNK = 64
 
 def atomic_write(path: str, data: str, mode: int = 0o644) -> None:
     """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
+    atomic_write_bytes(path, data.encode(), mode)
+
+
+def atomic_write_bytes(path: str, raw: bytes, mode: int = 0o644) -> None:
     directory = os.path.dirname(os.path.abspath(path)) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tcpdoctor-{os.getpid()}.tmp")
     slow = float(os.environ.get(SLOW_ENV, "0") or 0)
-    raw = data.encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         for i in range(0, len(raw), CHUNK if slow else len(raw) or 1):

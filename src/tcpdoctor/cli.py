@@ -341,6 +341,99 @@ def exporter(listen: str, netns_list: tuple[str, ...], all_netns: bool, top_n: i
                  textfile_dir, interval, once, web_config_file, verbose)
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
+@click.option("--proc-dir", type=click.Path(file_okay=False),
+              help="Saved /proc files (sockstat, netstat, snmp; or a /proc-like tree) to "
+                   "analyse with the sockets.")
+@click.option("--strict", is_flag=True, help="Lines that cannot be parsed are an error.")
+@check_options
+def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict: bool,
+            config: str | None, thresholds: tuple[str, ...]) -> int:
+    """The check report from saved output, format auto-detected ('-' reads stdin).
+
+    \b
+    Reads ss -tan[poime] (with or without -H), netstat -an[tpo], Windows netstat -ano,
+    /proc/net/tcp and tcp6, raw `ss -D FILE` netlink dumps and tcpdoctor snapshots
+    (gzip-compressed or not). Several files are analysed together.
+
+    \b
+    Examples:
+      tcpdoctor analyze ticket-netstat.txt
+      ssh web1 ss -tanpi | tcpdoctor analyze -
+      tcpdoctor analyze tcp.txt tcp6.txt --proc-dir saved-proc/ --json
+    """
+    from tcpdoctor.analysis.check import load_thresholds, run_rules
+    from tcpdoctor.analysis.findings import Context
+    from tcpdoctor.sources import offline
+
+    th = load_thresholds(config, list(thresholds))
+    loaded = [offline.load(f, strict) for f in files]
+    snap = offline.merge([s for s, _, _ in loaded])
+    kernel = next((k for _, k, _ in loaded if k is not None), None)
+    if proc_dir:
+        kernel = offline.proc_dir_state(proc_dir)
+    report = run_rules(Context(snap, kernel), th)
+    if as_json:
+        from tcpdoctor.render import emit_json
+
+        emit_json(report.as_json())
+    else:
+        from tcpdoctor.report import render
+
+        render(report)
+    return report.exit_code()
+
+
+@cli.command()
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="File to write (gzip-compressed when it ends in .gz).")
+@click.option("--netns", metavar="NAME|PATH", help="Snapshot another network namespace.")
+@click.option("--no-processes", is_flag=True, help="Skip the owner lookup.")
+def snapshot(output: str, netns: str | None, no_processes: bool) -> None:
+    """Save every socket, owners, sysctls and counters to a versioned JSON file.
+
+    \b
+    Examples:
+      tcpdoctor snapshot -o before.json.gz
+      tcpdoctor analyze before.json.gz
+      tcpdoctor diff before.json.gz after.json.gz
+    """
+    from tcpdoctor import snapshot_file
+    from tcpdoctor.sources.live import sample
+
+    got = sample(netns, 0.0, with_owners=not no_processes)
+    snapshot_file.write(output, got.snap, got.kernel)
+    sys.stderr.write(f"wrote {len(got.snap):,} sockets to {output}\n")
+
+
+@cli.command()
+@click.argument("before")
+@click.argument("after")
+@click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
+@click.option("-n", "limit", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Groups to show per dimension.")
+def diff(before: str, after: str, as_json: bool, limit: int) -> None:
+    """Compare two snapshots (or any inputs `analyze` reads): states, top movers, findings,
+    sysctls.
+
+    \b
+    Examples:
+      tcpdoctor snapshot -o before.json.gz; (tune, deploy...); tcpdoctor snapshot -o after.json.gz
+      tcpdoctor diff before.json.gz after.json.gz
+    """
+    from tcpdoctor.analysis.compare import compare, render_text
+
+    result = compare(before, after, limit)
+    if as_json:
+        from tcpdoctor.render import emit_json
+
+        emit_json(result)
+    else:
+        sys.stdout.write(render_text(result))
+
+
 def _parse_prefix(text: str) -> tuple[int, int]:
     try:
         p4, p6 = (int(x) for x in text.split(","))

@@ -35,9 +35,10 @@ def _header(report: Report) -> list[str]:
     summary = s.summary()
     states = " · ".join(f"{name} {summary['states'][name]:,}" for name in STATE_NAMES
                         if summary["states"][name])
+    head = (f"tcpdoctor check · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
+            f"{s.taken_at}" if s.kernel else f"tcpdoctor analyze · {s.source} · {s.taken_at}")
     return [
-        f"tcpdoctor check · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
-        f"{s.taken_at}",
+        head,
         f"{summary['total']:,} TCP sockets, {summary['non_established']:,} not established: "
         f"{states or 'none'}",
     ]

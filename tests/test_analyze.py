@@ -1,0 +1,233 @@
+"""Issue 5: analyze saved ss/netstat/proc/netlink output the way a live check sees it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.lab import scenarios
+from tcpdoctor.lab.net import LabNet
+from tcpdoctor.sources import offline, textdump
+
+from .conftest import DATA, in_netns, live, ss_state_counts, tcpdoctor
+
+CAPTURES = {
+    "ss-tanp.txt": "ss -tanp",
+    "ss-tanoi.txt": "ss -tanoi",
+    "ss-Htan.txt": "ss -Htan",
+    "netstat-antp.txt": "netstat -antp",
+    "netstat-an.txt": "netstat -an",
+    "proc-tcp.txt": "cat /proc/net/tcp",
+    "ss-D.dump": "ss -tan -D {out}",
+}
+# Finding ids a capture can support: text dumps carry no kernel counters or sysctls.
+NEEDS_OWNER_OR_INFO = {"IDLE_ESTABLISHED"}
+
+
+def capture(ns: str, tmp: Path) -> dict[str, Path]:
+    out = {}
+    for name, cmd in CAPTURES.items():
+        path = tmp / name
+        if "{out}" in cmd:
+            in_netns(ns, "sh", "-c", cmd.format(out=path) + " > /dev/null")
+        else:
+            in_netns(ns, "sh", "-c", f"{cmd} > {path}")
+        out[name] = path
+    return out
+
+
+@pytest.fixture
+def lab() -> Iterator[LabNet]:
+    net = LabNet(prefix="tdana")
+    try:
+        net.open()
+        yield net
+    finally:
+        net.close()
+
+
+@live
+@pytest.mark.parametrize("name", ["close-wait", "time-wait-server", "scan", "dead-upstream"])
+def test_analyze_captures_like_live_check(lab: LabNet, tmp_path: Path, name: str) -> None:
+    sc = scenarios.SCENARIOS[name]
+    scenarios.build(lab, sc, sc.default_n)
+    files = capture(lab.name, tmp_path)
+    oracle = ss_state_counts(lab.name)
+    live_ids = {f["id"] for f in json.loads(
+        tcpdoctor("check", "--json", "--interval", "0", "--netns", lab.name).stdout)["findings"]}
+    for fname, path in files.items():
+        proc = tcpdoctor("analyze", "--json", str(path))
+        assert "Traceback" not in proc.stderr, proc.stderr
+        report = json.loads(proc.stdout)
+        states = {k: v for k, v in report["states"].items() if v}
+        # TIME_WAIT may drift by expiries between the captures and the ss oracle.
+        assert {k: v for k, v in states.items() if k != "TIME_WAIT"} == \
+            {k: v for k, v in oracle.items() if k != "TIME_WAIT"}, fname
+        assert abs(states.get("TIME_WAIT", 0) - oracle.get("TIME_WAIT", 0)) <= 5, fname
+        ids = {f["id"] for f in report["findings"]}
+        assert sc.finding in ids, (fname, ids)
+        assert ids - live_ids == set(), (fname, ids - live_ids)
+        if "p" in fname.split(".")[0].split("-")[-1] and sc.finding != "TIME_WAIT_SERVER_CLOSE":
+            f = next(f for f in report["findings"] if f["id"] == sc.finding)
+            assert sc.process in [p["name"] for p in f["processes"]], (fname, f["processes"])
+
+
+def test_ss1_dump_analyzed() -> None:
+    v4 = tcpdoctor("analyze", "--json", str(DATA / "ss1.dump"))
+    report = json.loads(v4.stdout)
+    # The file holds an IPv4 dump (what ss prints: LISTEN 1, ESTAB 3) and an IPv6 dump.
+    assert report["states"]["LISTEN"] == 2 and report["states"]["ESTABLISHED"] == 5
+    snap, _, _ = offline.load(str(DATA / "ss1.dump"))
+    v4_only = snap.select(snap.columns["family"] == 2)
+    assert v4_only.state_counts()["LISTEN"] == 1 and v4_only.state_counts()["ESTABLISHED"] == 3
+
+
+SS_SAMPLE = """State      Recv-Q Send-Q   Local Address:Port    Peer Address:Port Process
+LISTEN     0      4096      198.18.0.1:8080         0.0.0.0:*     users:(("td leaky",pid=42,fd=3))
+CLOSE-WAIT 1      0         198.18.0.1:8080      198.18.0.2:5000  users:(("td leaky",pid=42,fd=8),("td leaky",pid=43,fd=8))
+ESTAB      0      0     [fe80::1%eth0]:22   [fe80::2%eth0]:40000 timer:(keepalive,119min,0)
+\t cubic wscale:7,7 rto:204 rtt:0.05/0.025 lastsnd:700000 lastrcv:650000 lastack:650000
+TIME-WAIT  0      0               [::1]:443             [::1]:5555 timer:(timewait,59sec,0)
+"""
+NETSTAT_SAMPLE = """Active Internet connections (servers and established)
+Proto Recv-Q Send-Q Local Address           Foreign Address         State       PID/Program name
+tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN      812/sshd: /usr/sbin
+tcp        1      0 10.0.0.5:8080           10.0.0.9:51234          CLOSE_WAIT  1234/java
+tcp6       0      0 :::80                   :::*                    LISTEN      -
+tcp6       0      0 2001:db8:1234:5678:9:443 2001:db8:aaaa:bbbb:54321 TIME_WAIT  -
+udp        0      0 0.0.0.0:68              0.0.0.0:*                           600/dhclient
+Active UNIX domain sockets (servers and established)
+unix  2      [ ACC ]     STREAM     LISTENING     12345    /run/systemd/private
+"""
+WINDOWS_SAMPLE = """
+Active Connections
+
+  Proto  Local Address          Foreign Address        State           PID
+  TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1028
+  TCP    192.168.1.5:49754      52.1.1.1:443           ESTABLISHED     4567
+  TCP    [::]:445               [::]:0                 LISTENING       4
+  TCP    192.168.1.5:49755      52.1.1.1:443           TIME_WAIT       0
+  UDP    0.0.0.0:5353           *:*                                    2100
+"""
+
+
+@pytest.mark.parametrize(("text", "states", "pids"), [
+    (SS_SAMPLE, {"LISTEN": 1, "CLOSE_WAIT": 1, "ESTABLISHED": 1, "TIME_WAIT": 1}, {42: "td leaky"}),
+    (NETSTAT_SAMPLE, {"LISTEN": 2, "CLOSE_WAIT": 1, "TIME_WAIT": 1}, {812: "sshd:", 1234: "java"}),
+    (WINDOWS_SAMPLE, {"LISTEN": 2, "ESTABLISHED": 1, "TIME_WAIT": 1}, {}),
+])
+def test_text_formats(tmp_path: Path, text: str, states: dict[str, int],
+                      pids: dict[int, str]) -> None:
+    path = tmp_path / "dump.txt"
+    path.write_text(text)
+    snap, _, _notes = offline.load(str(path))
+    assert {k: v for k, v in snap.state_counts().items() if v} == states
+    for pid, name in pids.items():
+        assert snap.process_names[pid] == name
+    assert "pid" in snap.columns
+
+
+def test_ss_extras_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "ss.txt"
+    path.write_text(SS_SAMPLE)
+    snap, _, _ = offline.load(str(path))
+    c = snap.columns
+    est = int((c["state"] == 1).nonzero()[0][0])
+    assert c["lastrcv"][est] == 650000 and c["timer"][est] == 2 and c["has_info"][est]
+    assert c["expires"][est] == 119 * 60 * 1000
+
+
+def test_netstat_truncated_ipv6_is_opaque_and_noted(tmp_path: Path) -> None:
+    path = tmp_path / "netstat.txt"
+    path.write_text(NETSTAT_SAMPLE)
+    proc = tcpdoctor("analyze", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "truncated address" in proc.stdout
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "empty file"),
+    (b"\x00\x01\x02garbage\xff" * 10, "binary data"),
+    (b"hello world\nthis is not a socket dump\n", "expected ss -D netlink dump"),
+])
+def test_bad_input_is_one_line_exit_3(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    proc = tcpdoctor("analyze", str(path))
+    assert proc.returncode == 3 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_truncated_lines_counted_or_strict(tmp_path: Path) -> None:
+    path = tmp_path / "ss.txt"
+    path.write_text(SS_SAMPLE + "ESTAB 0 0 10.0.0.1:22\n")
+    lenient = tcpdoctor("analyze", "--json", str(path))
+    assert lenient.returncode == 0
+    assert any("not understood (first at line 7)" in n for n in json.loads(lenient.stdout)["notes"])
+    strict = tcpdoctor("analyze", "--strict", str(path))
+    assert strict.returncode == 3 and f"{path}:7: expected an ss line" in strict.stderr
+
+
+def test_stdin_and_proc_dir(tmp_path: Path) -> None:
+    pdir = tmp_path / "proc"
+    pdir.mkdir()
+    for name in ("sockstat", "netstat", "snmp"):
+        (pdir / name).write_bytes((DATA / f"ne_{name}").read_bytes())
+    proc = subprocess.run(["python", "-m", "tcpdoctor", "analyze", "-", "--json", "--proc-dir",
+                           str(pdir)], input=SS_SAMPLE, capture_output=True, text=True)
+    report = json.loads(proc.stdout)
+    assert report["total"] == 4
+    skipped = {s["id"] for s in report["rules_skipped"]}
+    assert "ORPHAN_PRESSURE" not in skipped  # sockstat came from --proc-dir
+
+
+@live
+def test_snapshot_and_diff(lab: LabNet, tmp_path: Path) -> None:
+    before, after = tmp_path / "before.json.gz", tmp_path / "after.json"
+    lab.spawn(lab.name, "td-web", [{"kind": "listen", "addr": "198.18.0.1", "port": 80}])
+    assert tcpdoctor("snapshot", "--netns", lab.name, "-o", str(before)).returncode == 0
+    scenarios.build(lab, scenarios.SCENARIOS["close-wait"], 150)
+    assert tcpdoctor("snapshot", "--netns", lab.name, "-o", str(after)).returncode == 0
+    snap, _, _ = offline.load(str(after))
+    assert snap.state_counts()["CLOSE_WAIT"] == 150 and snap.process_names
+    again = json.loads(tcpdoctor("analyze", "--json", str(after)).stdout)
+    assert "CLOSE_WAIT_LEAK" in {f["id"] for f in again["findings"]}
+    d = json.loads(tcpdoctor("diff", "--json", str(before), str(after)).stdout)
+    assert d["states"]["CLOSE_WAIT"] == {"before": 0, "after": 150, "change": 150}
+    assert d["findings"]["appeared"] == ["CLOSE_WAIT_LEAK"]
+    assert d["movers"]["process"][0]["key"].startswith("td-leaky")
+    text = tcpdoctor("diff", str(before), str(after)).stdout
+    assert "CLOSE_WAIT" in text and "+150" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([SS_SAMPLE, NETSTAT_SAMPLE, WINDOWS_SAMPLE]),
+       st.integers(0, 400), st.text(max_size=8))
+def test_text_parsers_fuzz(sample: str, pos: int, junk: str) -> None:
+    mutated = sample[:pos] + junk + sample[pos + len(junk):]
+    kind = textdump.detect(mutated.splitlines()[:50])
+    if kind in textdump.PARSERS:
+        for strict in (False, True):
+            b = textdump.Builder("f", strict)
+            try:
+                textdump.PARSERS[kind](enumerate(mutated.splitlines(), 1), b)
+                b.columns()
+            except ParseError:
+                pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300))
+def test_loader_fuzz(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("fz") / "in"
+    path.write_bytes(data)
+    with contextlib.suppress(ParseError, TcpDoctorError):
+        offline.load(str(path))
