@@ -153,8 +153,9 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Finding | None:
             f"{hi - lo + 1:,} ephemeral ports that caps new connections per destination at "
             f"about {(hi - lo + 1) // 60:,}/s.",
             TIME_WAIT_FIXED,
-            "If the pool cannot be fixed soon: tcp_tw_reuse=1 (below) lets outgoing connects "
-            "reuse old TIME_WAIT ports safely when timestamps are on.",
+            "If the pool cannot be fixed soon: tcp_tw_reuse=1"
+            + (" (below)" if recs else "") + " lets outgoing connects reuse old TIME_WAIT "
+            "ports safely when timestamps are on.",
         ],
         procs, recs,
     )
