@@ -46,12 +46,8 @@ def capture(ns: str, tmp: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def lab() -> Iterator[LabNet]:
-    net = LabNet(prefix="tdana")
-    try:
-        net.open()
+    with LabNet(prefix="tdana") as net:  # torn down even when the test fails
         yield net
-    finally:
-        net.close()
 
 
 @live

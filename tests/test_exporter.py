@@ -98,12 +98,8 @@ class Exporter:
 
 @pytest.fixture
 def lab() -> Iterator[LabNet]:
-    net = LabNet(prefix="tdexp")
-    try:
-        net.open()
+    with LabNet(prefix="tdexp") as net:  # torn down even when the test fails
         yield net
-    finally:
-        net.close()
 
 
 def series(text: str) -> list[str]:

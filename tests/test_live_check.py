@@ -18,12 +18,8 @@ EXIT = {None: 0, "info": 0, "warning": 1, "critical": 2}
 
 @pytest.fixture
 def lab() -> Iterator[LabNet]:
-    net = LabNet(prefix="tdcheck")
-    try:
-        net.open()
+    with LabNet(prefix="tdcheck") as net:  # torn down even when the test fails
         yield net
-    finally:
-        net.close()
 
 
 @pytest.mark.parametrize("name", list(scenarios.SCENARIOS))

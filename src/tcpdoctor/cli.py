@@ -215,15 +215,7 @@ def check(as_json: bool, netns: str | None, ipv4_only: bool, ipv6_only: bool, so
     ctx = Context(got.snap, got.kernel, got.deltas, got.interval,
                   got.owners.fd_counts if got.owners else None, kstate.nofile_limit)
     report = run_rules(ctx, th)
-    if as_json:
-        from tcpdoctor.render import emit_json
-
-        emit_json(report.as_json())
-    else:
-        from tcpdoctor.report import render
-
-        render(report)
-    return report.exit_code()
+    return _emit_report(report, as_json)
 
 
 @cli.command()
@@ -375,15 +367,7 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     if proc_dir:
         kernel = offline.proc_dir_state(proc_dir)
     report = run_rules(Context(snap, kernel), th)
-    if as_json:
-        from tcpdoctor.render import emit_json
-
-        emit_json(report.as_json())
-    else:
-        from tcpdoctor.report import render
-
-        render(report)
-    return report.exit_code()
+    return _emit_report(report, as_json)
 
 
 @cli.command()
@@ -432,6 +416,19 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> None:
         emit_json(result)
     else:
         sys.stdout.write(render_text(result))
+
+
+def _emit_report(report: Any, as_json: bool) -> int:
+    """The check/analyze report as JSON or text; returns the exit code (SPEC.md)."""
+    if as_json:
+        from tcpdoctor.render import emit_json
+
+        emit_json(report.as_json())
+    else:
+        from tcpdoctor.report import render
+
+        render(report)
+    return int(report.exit_code())
 
 
 def _parse_prefix(text: str) -> tuple[int, int]:

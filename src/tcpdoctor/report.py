@@ -44,7 +44,9 @@ def _header(report: Report) -> list[str]:
     ]
 
 
-def render(report: Report) -> None:
+def _printer() -> tuple[Any, Any]:
+    """A rich console and a print function that wraps plain text with hanging indents
+    (textwrap, not rich padding: no trailing spaces in captured reports)."""
     from rich.console import Console
     from rich.text import Text
 
@@ -52,11 +54,18 @@ def render(report: Report) -> None:
     width = min(con.width, 100)
 
     def out(text: str, indent: int = 0, hang: int = 0, style: str = "") -> None:
-        # Plain textwrap: hanging indents and no trailing padding in captured reports.
         wrapped = textwrap.fill(text, width=width, initial_indent=" " * indent,
                                 subsequent_indent=" " * (indent + hang),
                                 break_on_hyphens=False)
         con.print(Text(wrapped, style=style), soft_wrap=True)
+
+    return con, out
+
+
+def render(report: Report) -> None:
+    from rich.text import Text
+
+    con, out = _printer()
 
     head = _header(report)
     out(head[0], style="bold")
@@ -92,17 +101,9 @@ def render(report: Report) -> None:
 
 def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
                 action: str | None) -> None:
-    from rich.console import Console
     from rich.text import Text
 
-    con = Console(highlight=False)
-    width = min(con.width, 100)
-
-    def out(text: str, indent: int = 0, hang: int = 0, style: str = "") -> None:
-        wrapped = textwrap.fill(text, width=width, initial_indent=" " * indent,
-                                subsequent_indent=" " * (indent + hang),
-                                break_on_hyphens=False)
-        con.print(Text(wrapped, style=style), soft_wrap=True)
+    con, out = _printer()
 
     out(header, style="bold")
     groups = [
