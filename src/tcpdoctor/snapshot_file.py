@@ -91,7 +91,7 @@ def _snapshot(doc: dict[str, Any], source: str) -> Snapshot:
     if "state" not in cols:
         raise ParseError(source, None, "a 'state' column")
     names = {int(k): str(v) for k, v in (doc.get("process_names") or {}).items()
-             if str(k).lstrip("-").isdigit()}
+             if str(k).lstrip("-").isascii() and str(k).lstrip("-").isdigit()}
     return Snapshot(cols, str(doc.get("source", "snapshot")), str(doc.get("host", "")),
                     str(doc.get("kernel", "")), str(doc.get("taken_at", "")), doc.get("netns"),
                     [str(n) for n in doc.get("notes") or []], names)

@@ -126,6 +126,11 @@ class Builder:
         return out
 
 
+def _num(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '¹' and other characters int() rejects."""
+    return text.isascii() and text.isdigit()
+
+
 def _state(word: str) -> int | None:
     return STATE_ALIASES.get(word.upper())
 
@@ -180,7 +185,7 @@ def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
                 continue
             f = f[1:]
         state = _state(f[0]) if f and f[0] in SS_STATES else None
-        if state is None or len(f) < 5 or not (f[1].isdigit() and f[2].isdigit()):
+        if state is None or len(f) < 5 or not (_num(f[1]) and _num(f[2])):
             b.reject(no, "an ss line: STATE RECV-Q SEND-Q LOCAL:PORT PEER:PORT [...]", line)
             last_ok = False
             continue
@@ -199,7 +204,7 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if not f or f[0] not in ("tcp", "tcp6"):
             continue  # headers, udp, unix sockets
         state = _state(f[5]) if len(f) > 5 else None
-        if state is None or not (f[1].isdigit() and f[2].isdigit()):
+        if state is None or not (_num(f[1]) and _num(f[2])):
             b.reject(no, "a netstat line: tcp RECV-Q SEND-Q LOCAL FOREIGN STATE [PID/NAME]", line)
             continue
         if not b.add(state, f[3], f[4], int(f[1]), int(f[2])):
@@ -209,7 +214,7 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if rest and ("/" in rest[0] or rest[0] == "-"):
             b.has_pid = True
             pid, _, name = rest[0].partition("/")
-            if pid.isdigit():
+            if _num(pid):
                 b.set_last("pid", int(pid))
                 b.names[int(pid)] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
         if (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
@@ -227,7 +232,7 @@ def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if state is None or not b.add(state, f[1], f[2]):
             b.reject(no, "a Windows netstat line: TCP LOCAL FOREIGN STATE [PID]", line)
             continue
-        if len(f) > 4 and f[4].isdigit():
+        if len(f) > 4 and _num(f[4]):
             b.has_pid = True
             b.set_last("pid", int(f[4]))
 
