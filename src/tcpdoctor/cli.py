@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable
@@ -480,5 +479,3 @@ def main(argv: list[str] | None = None) -> None:
     code = _run(invoke)
     sys.exit(code if code != EXIT_OK else (result[0] if result else 0))
 
-
-functools.update_wrapper(main, main)

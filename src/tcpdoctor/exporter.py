@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -244,5 +244,3 @@ def all_netns() -> list[str | None]:
     except FileNotFoundError:
         return [None]
 
-
-__all__ = ["Any", "Sample", "Shared", "TcpCollector", "build_registry", "take_sample"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tcpdoctor.kernel import STATE_NAMES, TCP_ESTABLISHED, TCP_LISTEN, state_counts
+from tcpdoctor.kernel import STATE_NAMES, TCP_LISTEN, state_counts
 
 V4_MAPPED = np.uint64(0xFFFF_0000_0000)
 
@@ -133,9 +133,6 @@ class Snapshot:
 
     def listening_ports(self) -> np.ndarray:
         return np.unique(self.columns["sport"][self.columns["state"] == TCP_LISTEN])
-
-    def established_mask(self) -> np.ndarray:
-        return self.columns["state"] == TCP_ESTABLISHED
 
 
 __all__ = ["STATE_NAMES", "Snapshot"]

@@ -6,7 +6,6 @@ plus a note, never an exception: rules that need it are skipped and say why.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -192,15 +191,6 @@ def fill_global_sysctls(state: KernelState, host: dict[str, str | None]) -> None
             state.sysctls[key] = host[key]
 
 
-def rates(before: KernelState, after: KernelState) -> dict[str, float]:
-    """Per-second change of each monotonic counter between two reads."""
-    dt = after.taken - before.taken
-    if dt <= 0:
-        return {}
-    return {k: (after.counters[k] - before.counters[k]) / dt for k in RATE_COUNTERS
-            if k in before.counters and k in after.counters}
-
-
 def deltas(before: KernelState, after: KernelState) -> dict[str, int]:
     return {k: after.counters[k] - before.counters[k] for k in RATE_COUNTERS
             if k in before.counters and k in after.counters}
@@ -217,6 +207,3 @@ def nofile_limit(pid: int, proc_root: str = "/proc") -> int | None:
             return None if soft == "unlimited" else int(soft)
     return None
 
-
-def is_root() -> bool:
-    return os.geteuid() == 0

@@ -98,27 +98,27 @@ class _Views:
         return (w[0] << np.uint64(32)) | w[1], (w[2] << np.uint64(32)) | w[3]
 
 
-# Scalar fields of struct inet_diag_msg: (column, byte offset, view). See MSG_FIELDS.
-_GATHER: tuple[tuple[str, int, str], ...] = (
-    ("family", 16, "u8"), ("timer", 18, "u8"), ("retrans", 19, "u8"),
-    ("sport", 20, "be16"), ("dport", 22, "be16"), ("expires", 68, "u32"),
-    ("rqueue", 72, "u32"), ("wqueue", 76, "u32"), ("uid", 80, "u32"), ("inode", 84, "u32"),
-)
-_SCALE = {"u8": 1, "be16": 2, "u32": 4}
+# The typed view each MSG_FIELDS format is gathered through, with its element size.
+_VIEW = {"u1": ("u8", 1), ">u2": ("be16", 2), "=u4": ("u32", 4)}
+_OFFSET = {name: at for name, _, at in MSG_FIELDS}
+# Scalar columns read straight from the message (state and addresses need conversion).
+_GATHER: tuple[tuple[str, int, str, int], ...] = tuple(
+    (name, at, *_VIEW[fmt]) for name, fmt, at in MSG_FIELDS
+    if name in BASE_COLUMNS and name != "state")
 
 
 def _gather(v: _Views, offs: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {}
-    for name, at, kind in _GATHER:
+    for name, at, kind, size in _GATHER:
         if name in want:
             view = getattr(v, kind)
-            cols[name] = view[(offs + at) // _SCALE[kind]].astype(BASE_COLUMNS[name])
+            cols[name] = view[(offs + at) // size].astype(BASE_COLUMNS[name])
     if "state" in want:
-        st = v.u8[offs + 17]
+        st = v.u8[offs + _OFFSET["state"]]
         cols["state"] = np.where(st == TCP_NEW_SYN_RECV, TCP_SYN_RECV, st).astype(np.uint8)
     if want & {"laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo"}:
-        v4 = v.u8[offs + 16] == AF_INET
-        for at, prefix in ((24, "laddr"), (40, "raddr")):
+        v4 = v.u8[offs + _OFFSET["family"]] == AF_INET
+        for at, prefix in ((_OFFSET["src_hi"], "laddr"), (_OFFSET["dst_hi"], "raddr")):
             hi, lo = v.addr(offs, at)
             # IPv4 sits in the first 4 bytes of the 16-byte field: map it to ::ffff:a.b.c.d.
             cols[f"{prefix}_hi"] = np.where(v4, np.uint64(0), hi).astype(np.uint64)
@@ -368,15 +368,6 @@ def _ends_with_done(view: memoryview, start: int, end: int) -> bool:
             return True
         off += (length + 3) & ~3
     return False
-
-
-def families_for(ipv4: bool, ipv6: bool) -> list[int]:
-    fams = []
-    if ipv4:
-        fams.append(AF_INET)
-    if ipv6:
-        fams.append(AF_INET6)
-    return fams
 
 
 def read_sockets(want: Iterable[str] = BASE_COLUMNS, info: bool = False,

@@ -262,4 +262,3 @@ def detect(head: list[str]) -> str | None:
 
 
 PARSERS = {"ss": parse_ss, "netstat": parse_netstat, "windows": parse_windows}
-FAMILIES = (AF_INET, AF_INET6)
