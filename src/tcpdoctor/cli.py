@@ -63,6 +63,8 @@ def cli() -> None:
       tcpdoctor states                   counts per TCP state
       tcpdoctor top --by remote-ip,state -n 5
       tcpdoctor check --netns blue --json
+      tcpdoctor watch                    live view, q quits
+      tcpdoctor record --interval 10 &   history; then: tcpdoctor history --html report.html
     """
 
 
@@ -415,6 +417,140 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> None:
         emit_json(result)
     else:
         sys.stdout.write(render_text(result))
+
+
+def _sampler(netns: str | None, source: str, no_processes: bool, top_n: int,
+             config: str | None, thresholds: tuple[str, ...]) -> Any:
+    from tcpdoctor.analysis.check import load_thresholds
+    from tcpdoctor.history.sampler import Sampler
+
+    th = load_thresholds(config, list(thresholds))
+    return Sampler(netns, source, not no_processes, top_n, th)
+
+
+@cli.command()
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between samples.")
+@click.option("--netns", metavar="NAME|PATH", help="Watch another network namespace.")
+@click.option("--source", type=click.Choice(["auto", "netlink", "procfs"]), default="auto",
+              show_default=True, help="Where to read sockets from.")
+@click.option("--by", "by", default="remote-ip", show_default=True,
+              type=click.Choice(["remote-ip", "service-port", "process", "remote-net"]),
+              help="First grouping of the top table (g cycles through them).")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after N samples.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per sample (with rates and finding events).")
+@click.option("--no-processes", is_flag=True, help="Skip the owner lookup.")
+@check_options
+def watch(interval: float, netns: str | None, source: str, by: str, count: int | None,
+          as_json: bool, no_processes: bool, config: str | None,
+          thresholds: tuple[str, ...]) -> None:
+    """Live view: states with rates and sparklines, top groups of the growing states,
+    findings as they appear and clear.
+
+    \b
+    Keys: g switch grouping (remote IP, service port, process, remote /24), p pause, q quit.
+    When stdout is not a terminal, prints one line per sample (and per finding event).
+
+    \b
+    Examples:
+      tcpdoctor watch
+      tcpdoctor watch --netns blue --interval 1 --by process
+      tcpdoctor watch --count 30 > watch.log
+      tcpdoctor watch --json | jq -c '{t: .taken_at, cw: .states.CLOSE_WAIT}'
+    """
+    from tcpdoctor import watch as w
+
+    sampler = _sampler(netns, source, no_processes, 5, config, thresholds)
+    dims = tuple(d for d in w.DIMS if d != "process" or not no_processes)
+    view = w.View(dims, dims.index(by) if by in dims else 0)
+    if sys.stdout.isatty() and sys.stdin.isatty() and not as_json:
+        w.run_terminal(sampler, view, interval, netns or "host", count)
+    else:
+        w.run_lines(sampler, view, interval, count, as_json)
+
+
+@cli.command()
+@click.option("--db", metavar="PATH",
+              help="History database [default: /var/lib/tcpdoctor/history.db as root, "
+                   "else $XDG_STATE_HOME/tcpdoctor/history.db].")
+@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between samples.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after N samples "
+              "(default: until stopped).")
+@click.option("--keep", default="14d", show_default=True, help="Delete samples older than this.")
+@click.option("--downsample-after", default="1d", show_default=True,
+              help="Thin samples older than this ...")
+@click.option("--downsample-to", "bucket", default="5m", show_default=True,
+              help="... to one per period (the one with most non-established sockets).")
+@click.option("--top", "top_n", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Groups kept per state for remote IP, service port and process.")
+@click.option("--netns", metavar="NAME|PATH", help="Record another network namespace.")
+@click.option("--source", type=click.Choice(["auto", "netlink", "procfs"]), default="auto",
+              show_default=True, help="Where to read sockets from.")
+@click.option("--no-processes", is_flag=True, help="Skip the owner lookup.")
+@click.option("--json", "as_json", is_flag=True, help="Print each stored sample as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@check_options
+def record(db: str | None, interval: float, count: int | None, keep: str,
+           downsample_after: str, bucket: str, top_n: int, netns: str | None, source: str,
+           no_processes: bool, as_json: bool, quiet: bool, config: str | None,
+           thresholds: tuple[str, ...]) -> None:
+    """Sample states, kernel figures, top groups and findings into the history database.
+
+    \b
+    SQLite in WAL mode, one transaction per sample: a kill at any moment loses at most the
+    sample being written. SIGTERM (systemd stop) and Ctrl-C stop cleanly. Old samples are
+    thinned, then deleted (--downsample-after, --keep), at start and hourly.
+
+    \b
+    Examples:
+      sudo tcpdoctor record                        every 10 s until stopped
+      tcpdoctor record --db /tmp/h.db --interval 1 --count 60
+      sudo systemctl enable --now tcpdoctor-record  (contrib/systemd)
+    """
+    from tcpdoctor.history_cli import RecordOptions, run_record
+
+    run_record(RecordOptions(db, interval, count, keep, downsample_after, bucket, as_json,
+                             quiet),
+               _sampler(netns, source, no_processes, top_n, config, thresholds))
+
+
+@cli.command()
+@click.option("--db", metavar="PATH", help="History database (default as for record).")
+@click.option("--since", metavar="WHEN", help="From: 2h (ago), 1d, 2026-11-24T08:00, now.")
+@click.option("--until", metavar="WHEN", help="To (same forms as --since).")
+@click.option("--state", "states", multiple=True,
+              help="Only these states in the table/JSON/CSV (repeatable): close-wait, ...")
+@click.option("--json", "as_json", is_flag=True, help="Machine output on stdout (SPEC shape).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+@click.option("--plot", metavar="FILE.png", help="Draw states and findings over time "
+              "(needs the plot extra: matplotlib).")
+@click.option("--html", metavar="FILE", help="Write a self-contained page with interactive "
+              "charts: states, findings timeline, top owners, remotes and ports.")
+@click.option("--compare", nargs=2, metavar="A..B C..D",
+              help="Compare two windows, e.g. before and after tuning: --compare 2d..1d 1d..now")
+@click.option("--last", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Table rows shown (the most recent samples).")
+@click.option("-n", "limit", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Top groups per dimension in --compare.")
+def history(db: str | None, since: str | None, until: str | None, states: tuple[str, ...],
+            as_json: bool, as_csv: bool, plot: str | None, html: str | None,
+            compare: tuple[str, ...] | None, last: int, limit: int) -> None:
+    """Query the history database: table, JSON, CSV, a PNG plot, an HTML report, or
+    a before/after comparison of two windows.
+
+    \b
+    Examples:
+      tcpdoctor history --since 2h
+      tcpdoctor history --since 1d --state close-wait --csv > cw.csv
+      tcpdoctor history --since 1d --html report.html
+      tcpdoctor history --compare 2d..1d 1d..now
+    """
+    from tcpdoctor.history_cli import HistoryOptions, run_history
+
+    run_history(HistoryOptions(db, since, until, states, as_json, as_csv, plot, html,
+                               tuple(compare or ()), last, limit))
 
 
 def _emit_report(report: Any, as_json: bool) -> int:

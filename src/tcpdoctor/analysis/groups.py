@@ -36,7 +36,7 @@ def parse_by(text: str) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def _key_columns(snap: Snapshot, key: str, prefix4: int, prefix6: int) -> list[np.ndarray]:
+def key_columns(snap: Snapshot, key: str, prefix4: int, prefix6: int) -> list[np.ndarray]:
     c = snap.columns
     if key == "remote-ip":
         return [c["raddr_hi"], c["raddr_lo"]]
@@ -76,6 +76,14 @@ def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
     return {key: STATE_NAMES[int(values[0]) - 1]}
 
 
+def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:
+    """One group key as a short text: '10.0.0.7', '8080', 'nginx (1234)', 'CLOSE_WAIT'."""
+    if key == "process":
+        pid = int(values[0])
+        return f"{snap.process_names.get(pid, '?')} ({pid})" if pid >= 0 else "?"
+    return str(next(iter(_format_key(snap, key, values, 24, 64).values())))
+
+
 def factorize(cols: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Distinct combinations of several key columns: (values per column, group of each row,
     rows per group), groups in lexical order of the keys.
@@ -103,7 +111,7 @@ def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 
           prefix6: int = 64) -> Grouping:
     """Top groups by count (ties broken by key), each with its per-state breakdown."""
     n = len(snap)
-    key_cols = [(k, _key_columns(snap, k, prefix4, prefix6)) for k in by]
+    key_cols = [(k, key_columns(snap, k, prefix4, prefix6)) for k in by]
     flat = [col for _, cols in key_cols for col in cols]
     if n == 0:
         return Grouping(by, [], 0, 0)

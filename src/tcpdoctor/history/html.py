@@ -1,0 +1,70 @@
+"""`history --html`: one self-contained page (no network, no external script) with
+interactive charts: states over time, the largest non-ESTABLISHED owners and remotes over
+time, and a findings timeline. Data from the machine is inserted with textContent only.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from tcpdoctor.history.query import NON_ESTABLISHED, busy_states
+from tcpdoctor.history.sampler import iso
+from tcpdoctor.history.store import History, Stored
+
+SERIES_LIMIT = 6
+
+
+def page_data(db: History, samples: list[Stored], title: str) -> dict[str, Any]:
+    first, last = samples[0].id, samples[-1].id
+    ids = [s.id for s in samples]
+    states = busy_states(samples)
+    data: dict[str, Any] = {
+        "title": title, "db": db.path, "from": iso(samples[0].ts), "to": iso(samples[-1].ts),
+        "host": samples[-1].host, "netns": samples[-1].netns,
+        "t": [round(s.ts, 3) for s in samples],
+        "states": {n: [s.states[n] for s in samples] for n in states},
+        "total": [s.total for s in samples],
+        "findings": findings_timeline(samples),
+        "groups": {},
+    }
+    for dim, key, state, total in db.group_totals(first, last, NON_ESTABLISHED, SERIES_LIMIT):
+        series = db.group_series(first, last, dim, key, state)
+        data["groups"].setdefault(dim, []).append({
+            "name": f"{key} {state}", "total": total,
+            "values": [series.get(i, 0) for i in ids]})
+    return data
+
+
+def findings_timeline(samples: list[Stored]) -> list[dict[str, Any]]:
+    """Per finding id, the spans of consecutive samples in which it was active."""
+    rows: dict[str, dict[str, Any]] = {}
+    open_span: dict[str, list[Any]] = {}
+    for i, s in enumerate(samples):
+        active = {f["id"]: f for f in s.findings}
+        for fid, f in active.items():
+            row = rows.setdefault(fid, {"id": fid, "spans": []})
+            span = open_span.get(fid)
+            if span is not None and span[1] == i - 1:
+                span[1] = i
+                span[2] = _worse(span[2], f["severity"])
+                span[3] = f["summary"]
+            else:
+                span = [i, i, f["severity"], f["summary"]]
+                open_span[fid] = span
+                row["spans"].append(span)
+    return list(rows.values())
+
+
+def _worse(a: str, b: str) -> str:
+    order = ["info", "warning", "critical"]
+    return a if order.index(a) >= order.index(b) else b
+
+
+def render(db: History, samples: list[Stored], title: str) -> str:
+    template = resources.files("tcpdoctor.history").joinpath("report.html").read_text()
+    payload = json.dumps(page_data(db, samples, title), separators=(",", ":"))
+    # Inside <script type="application/json">, "</" could end the element early.
+    payload = payload.replace("</", "<\\/")
+    return template.replace("/*TCPDOCTOR_DATA*/{}", payload, 1)

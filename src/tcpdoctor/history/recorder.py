@@ -1,0 +1,69 @@
+"""`tcpdoctor record`: sample at a fixed cadence into the history database until told to stop."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from tcpdoctor.history.sampler import Point, Sampler
+from tcpdoctor.history.store import History
+
+PRUNE_EVERY = 3600.0  # seconds between retention passes while recording
+
+
+class Stopped(Exception):
+    """SIGTERM (systemd stop) or SIGINT: leave after rolling back any unfinished sample."""
+
+
+@dataclass
+class Retention:
+    keep: float  # seconds of history to keep
+    downsample_after: float  # older samples are thinned ...
+    bucket: float  # ... to one per bucket seconds
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def record(history: History, sampler: Sampler, interval: float, count: int | None,
+           retention: Retention, on_stored: Callable[[int, Point], None],
+           on_pruned: Callable[[int, int], None]) -> int:
+    """Returns how many samples were stored. A sample is stored whole or not at all."""
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    stored = 0
+    try:
+        on_pruned(*history.prune(retention.keep, retention.downsample_after, retention.bucket))
+        last_prune = time.monotonic()
+        start = time.monotonic()
+        while count is None or stored < count:
+            taken = sampler.take()
+            last = history.last_ts()
+            if last is not None and taken.point.ts <= last:
+                taken.point.ts = last + 1e-3  # the wall clock stepped back: keep order
+            sid = history.add(taken.point)
+            stored += 1
+            on_stored(sid, taken.point)
+            if count is not None and stored >= count:
+                break
+            if time.monotonic() - last_prune >= PRUNE_EVERY:
+                on_pruned(*history.prune(retention.keep, retention.downsample_after,
+                                         retention.bucket))
+                last_prune = time.monotonic()
+            _sleep_until_next(start, interval)
+    except Stopped:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return stored
+
+
+def _sleep_until_next(start: float, interval: float) -> None:
+    """Keep a fixed cadence; a sample that overran its slot skips to the next one."""
+    now = time.monotonic()
+    slots = int((now - start) / interval) + 1
+    time.sleep(max(0.0, start + slots * interval - now))

@@ -1,0 +1,258 @@
+"""The history database: SQLite in WAL mode, one transaction per sample.
+
+A sample is written in one transaction, so a process killed at any moment (SIGKILL included)
+leaves the database as it was before that sample: SQLite's journal makes the commit atomic,
+and WAL with synchronous=NORMAL is durable against a crashed process (a power loss may lose
+the last commits, never the database's integrity).
+
+The schema is versioned with PRAGMA user_version and upgraded by MIGRATIONS, in order, each
+in its own transaction; a database newer than this tcpdoctor is refused, never altered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tcpdoctor.atomic import SLOW_ENV
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.history.sampler import Point
+from tcpdoctor.kernel import STATE_NAMES
+
+STATE_COLUMNS = tuple(name.lower() for name in STATE_NAMES)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    # One column per state, named as the state in lower case (`established` is also the
+    # SPEC's established total), so that plain SQL reads the history: SELECT ts, close_wait.
+    cols = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in STATE_COLUMNS)
+    db.execute(f"""CREATE TABLE samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        host TEXT NOT NULL,
+        netns TEXT,
+        total INTEGER NOT NULL,
+        non_established INTEGER NOT NULL,
+        {cols},
+        kernel TEXT NOT NULL DEFAULT '{{}}')""")
+    db.execute("""CREATE TABLE groups (
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        dim TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, count INTEGER NOT NULL)""")
+    db.execute("""CREATE TABLE findings (
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        id TEXT NOT NULL, severity TEXT NOT NULL, summary TEXT NOT NULL,
+        processes TEXT NOT NULL DEFAULT '[]')""")
+    db.execute("CREATE INDEX samples_ts ON samples(ts)")
+    db.execute("CREATE INDEX groups_sample ON groups(sample_id)")
+    db.execute("CREATE INDEX findings_sample ON findings(sample_id)")
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # Downsampling keeps one sample per bucket; `covers` says how many it stands for.
+    db.execute("ALTER TABLE samples ADD COLUMN covers INTEGER NOT NULL DEFAULT 1")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_path() -> str:
+    """/var/lib/tcpdoctor/history.db for root, else $XDG_STATE_HOME/tcpdoctor/history.db."""
+    if os.geteuid() == 0:
+        return "/var/lib/tcpdoctor/history.db"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "tcpdoctor", "history.db")
+
+
+@dataclass
+class Stored:
+    """One sample as read back from the database."""
+
+    id: int
+    ts: float
+    host: str
+    netns: str | None
+    states: dict[str, int]
+    kernel: dict[str, float]
+    covers: int
+    findings: list[dict[str, Any]]
+
+    @property
+    def total(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def established(self) -> int:
+        return self.states["ESTABLISHED"]
+
+
+class History:
+    def __init__(self, path: str, create: bool = True) -> None:
+        self.path = path
+        if not create and not os.path.exists(path):
+            raise TcpDoctorError(f"{path}: no history database (run `tcpdoctor record` first)")
+        if create:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise TcpDoctorError(f"{path}: not a usable history database ({exc})") from None
+        self._slow = float(os.environ.get(SLOW_ENV, "0") or 0)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        have = self.version()
+        if have > SCHEMA_VERSION:
+            raise TcpDoctorError(f"{self.path}: schema version {have} is newer than this "
+                                 f"tcpdoctor understands ({SCHEMA_VERSION}); upgrade tcpdoctor")
+        for number in range(have, SCHEMA_VERSION):
+            with self.transaction() as db:
+                MIGRATIONS[number](db)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def _pause(self) -> None:
+        # Test-only fault injection (TCPDOCTOR_SLOW_WRITE): widen the window in which a
+        # SIGKILL lands inside the transaction.
+        if self._slow:
+            time.sleep(self._slow)
+
+    def add(self, p: Point) -> int:
+        """Store one sample in one transaction; returns its id."""
+        cols = ", ".join(STATE_COLUMNS)
+        marks = ", ".join("?" for _ in STATE_COLUMNS)
+        with self.transaction() as db:
+            cur = db.execute(
+                f"INSERT INTO samples (ts, host, netns, total, non_established, "
+                f"{cols}, kernel) VALUES (?, ?, ?, ?, ?, {marks}, ?)",
+                (p.ts, p.host, p.netns, p.total, p.total - p.established,
+                 *(p.states[s] for s in STATE_NAMES), json.dumps(p.kernel)))
+            sid = int(cur.lastrowid or 0)
+            self._pause()
+            db.executemany("INSERT INTO groups VALUES (?, ?, ?, ?, ?)",
+                           [(sid, *g) for g in p.groups])
+            self._pause()
+            db.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?)",
+                           [(sid, f["id"], f["severity"], f["summary"],
+                             json.dumps(f["processes"])) for f in p.findings])
+            self._pause()
+        return sid
+
+    def last_ts(self) -> float | None:
+        row = self.db.execute("SELECT max(ts) FROM samples").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def samples(self, since: float | None = None, until: float | None = None) -> list[Stored]:
+        cols = ", ".join(STATE_COLUMNS)
+        rows = self.db.execute(
+            f"SELECT id, ts, host, netns, kernel, covers, {cols} FROM samples "
+            "WHERE ts >= ? AND ts <= ? ORDER BY ts, id",
+            (since if since is not None else float("-inf"),
+             until if until is not None else float("inf"))).fetchall()
+        found: dict[int, list[dict[str, Any]]] = {}
+        if rows:
+            for sid, fid, sev, summary, procs in self.db.execute(
+                    "SELECT sample_id, id, severity, summary, processes FROM findings "
+                    "WHERE sample_id BETWEEN ? AND ?", (rows[0][0], rows[-1][0])):
+                found.setdefault(sid, []).append({"id": fid, "severity": sev, "summary": summary,
+                                                  "processes": json.loads(procs)})
+        return [Stored(r[0], r[1], r[2], r[3], dict(zip(STATE_NAMES, r[6:], strict=True)),
+                       json.loads(r[4]), r[5], found.get(r[0], [])) for r in rows]
+
+    def group_totals(self, first_id: int, last_id: int, states: tuple[str, ...],
+                     limit: int) -> list[tuple[str, str, str, int]]:
+        """(dimension, key, state, summed count) of the largest groups between two sample ids,
+        `limit` per dimension."""
+        marks = ", ".join("?" for _ in states)
+        rows = self.db.execute(
+            f"SELECT dim, key, state, sum(count) AS n FROM groups WHERE sample_id BETWEEN ? "
+            f"AND ? AND state IN ({marks}) GROUP BY dim, key, state ORDER BY n DESC, dim, key",
+            (first_id, last_id, *states)).fetchall()
+        seen: dict[str, int] = {}
+        out = []
+        for dim, key, state, n in rows:
+            if seen.get(dim, 0) < limit:
+                seen[dim] = seen.get(dim, 0) + 1
+                out.append((dim, key, state, int(n)))
+        return out
+
+    def group_series(self, first_id: int, last_id: int, dim: str, key: str,
+                     state: str) -> dict[int, int]:
+        """Sample id -> count of one group (absent = not among that sample's top groups)."""
+        return {int(sid): int(n) for sid, n in self.db.execute(
+            "SELECT sample_id, count FROM groups WHERE sample_id BETWEEN ? AND ? AND dim = ? "
+            "AND key = ? AND state = ?", (first_id, last_id, dim, key, state))}
+
+    def prune(self, keep: float, downsample_after: float, bucket: float,
+              now: float | None = None) -> tuple[int, int]:
+        """Drop samples older than `keep` seconds; thin those older than `downsample_after`
+        to one per `bucket` seconds, keeping the one with most non-established sockets (the
+        peak an SRE looks for) and the union of the findings seen in the bucket.
+        Returns (deleted as expired, deleted by downsampling)."""
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            expired = db.execute("DELETE FROM samples WHERE ts < ?", (now - keep,)).rowcount
+            rows = db.execute(
+                "SELECT id, CAST(ts / ? AS INTEGER) AS b, non_established, covers FROM samples "
+                "WHERE ts < ? ORDER BY b, non_established DESC, ts DESC",
+                (bucket, now - downsample_after)).fetchall()
+            thinned = 0
+            by_bucket: dict[int, list[tuple[int, int]]] = {}
+            for sid, b, _, covers in rows:
+                by_bucket.setdefault(b, []).append((sid, covers))
+            for members in by_bucket.values():
+                if len(members) > 1:
+                    thinned += self._merge(db, members)
+        return expired, thinned
+
+    @staticmethod
+    def _merge(db: sqlite3.Connection, members: list[tuple[int, int]]) -> int:
+        keep_id = members[0][0]
+        drop = [sid for sid, _ in members[1:]]
+        marks = ", ".join("?" for _ in drop)
+        have = {r[0] for r in db.execute("SELECT id FROM findings WHERE sample_id = ?",
+                                         (keep_id,))}
+        for fid, sev, summary, procs in db.execute(
+                f"SELECT id, severity, summary, processes FROM findings WHERE sample_id IN "
+                f"({marks}) ORDER BY sample_id DESC", drop).fetchall():
+            if fid not in have:
+                have.add(fid)
+                db.execute("INSERT INTO findings VALUES (?, ?, ?, ?, ?)",
+                           (keep_id, fid, sev, summary, procs))
+        db.execute("UPDATE samples SET covers = ? WHERE id = ?",
+                   (sum(c for _, c in members), keep_id))
+        db.execute(f"DELETE FROM samples WHERE id IN ({marks})", drop)
+        return len(drop)
+
+    def integrity(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
