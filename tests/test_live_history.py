@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,7 @@ def test_sigkill_never_corrupts(leak: LabNet, tmp_path: Path) -> None:
             samples = h.samples()
         ids = [s.id for s in samples]
         assert ids == sorted(set(ids)), "sample ids not strictly increasing"
-        assert all(a.ts < b.ts for a, b in zip(samples, samples[1:], strict=False))
+        assert all(a.ts < b.ts for a, b in pairwise(samples))
         assert set(reported) <= set(ids), "a sample reported as stored is missing"
         extra = len(samples) - before - len(reported)
         assert extra in (0, 1), f"{extra} unreported samples appeared after one kill"
@@ -243,3 +244,33 @@ def test_html_report_in_headless_chromium(leak: LabNet, tmp_path: Path) -> None:
     keep = os.environ.get("TCPDOCTOR_ARTIFACTS")
     if keep:  # CI can keep the screenshot for a human to look at
         shutil.copy(shot, Path(keep) / "history-report.png")
+
+
+def test_systemd_unit_command_and_sigterm(leak: LabNet, tmp_path: Path) -> None:
+    """The unit's ExecStart runs as written (plus a test database and netns), and SIGTERM, as
+    `systemctl stop` sends it, ends the recorder cleanly with every printed sample stored."""
+    unit = Path(__file__).parents[1] / "contrib" / "systemd" / "tcpdoctor-record.service"
+    exec_start = next(x for x in unit.read_text().splitlines() if x.startswith("ExecStart="))
+    argv = exec_start.split("=", 1)[1].split()
+    assert argv[0] == "/usr/local/bin/tcpdoctor" and argv[1] == "record"
+    if shutil.which("systemd-analyze"):
+        copy = tmp_path / unit.name
+        copy.write_text(unit.read_text().replace("/usr/local/bin/tcpdoctor",
+                                                 shutil.which("tcpdoctor") or sys.executable))
+        check = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
+                               text=True, check=False)
+        assert "tcpdoctor-record.service" not in check.stderr, check.stderr
+    db = tmp_path / "svc.db"
+    args = [a for a in argv[2:] if a != "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "record", *args, "--db",
+                             str(db), "--netns", leak.name, "--interval", "0.2", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    printed = [json.loads(x)["id"] for x in out.splitlines()]
+    assert len(printed) >= 3
+    with History(str(db)) as h:
+        assert h.integrity() == "ok"
+        assert [s.id for s in h.samples()][:len(printed)] == printed

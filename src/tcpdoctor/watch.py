@@ -129,23 +129,25 @@ def screen(view: View, where: str, interval: float) -> Any:
     assert view.last is not None
     p = view.last.point
     status = "PAUSED — p resumes" if view.paused else f"every {interval:g} s"
-    head = Text(f"tcpdoctor watch · {where} · {iso(p.ts)} · {status} · "
-                "keys: g grouping  p pause  q quit", style="bold")
+    head = Text(f"tcpdoctor watch · {where} · {iso(p.ts, 'seconds')[11:19]} · {status} · "
+                "g grouping · p pause · q quit", style="bold")
     states = Table(show_edge=False, expand=False)
+    span = len(view.times)
     for name, justify in (("state", "left"), ("count", "right"), ("Δ/s", "right"),
-                          ("last samples", "left")):
+                          (f"Δ {span} samples", "right"), ("last samples", "left")):
         states.add_column(name, justify=justify)  # type: ignore[arg-type]
     for name in STATE_NAMES:
         n = p.states[name]
         if not n and not any(view.counts[name]):
             continue
         r = view.rate(name)
+        window = view.counts[name]
         states.add_row(name, f"{n:,}", "" if r is None else f"{r:+,.1f}",
-                       sparkline(list(view.counts[name])))
+                       f"{window[-1] - window[0]:+,}", sparkline(list(window)))
     states.add_section()
-    states.add_row("total", f"{p.total:,}", "", "")
-    states.add_row("established", f"{p.established:,}", "", "")
-    states.add_row("non_established", f"{p.total - p.established:,}", "", "")
+    states.add_row("total", f"{p.total:,}")
+    states.add_row("established", f"{p.established:,}")
+    states.add_row("non_established", f"{p.total - p.established:,}")
     parts: list[Any] = [head, Text(""), states, Text("")]
     parts.extend(_top_table(view))
     parts.append(Text(""))
