@@ -73,9 +73,10 @@ def normalize_states(states: np.ndarray) -> np.ndarray:
     return np.where(states == TCP_NEW_SYN_RECV, TCP_SYN_RECV, states).astype(np.uint8)
 
 
-def state_counts(states: np.ndarray) -> dict[str, int]:
+def state_counts(states: np.ndarray, weights: np.ndarray | None = None) -> dict[str, int]:
     """Counts for all 11 states (zeros included), table-driven with one bincount."""
-    counts = np.bincount(normalize_states(states), minlength=NUM_STATES)
+    counts = np.bincount(normalize_states(states), weights=weights, minlength=NUM_STATES)
+    counts = counts.astype(np.int64)
     return {name: int(counts[i + 1]) for i, name in enumerate(STATE_NAMES)}
 
 

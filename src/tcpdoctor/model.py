@@ -43,6 +43,9 @@ INFO_COLUMNS: dict[str, str] = {
     "has_info": "?",  # tcp_info present for this socket (full sockets only)
 }
 OWNER_COLUMNS: dict[str, str] = {"pid": "i4"}  # -1 = owner unknown
+# A reduced snapshot (offline analysis of huge dumps) has one row per distinct combination
+# of the kept columns, and this column says how many sockets each row stands for.
+WEIGHT = "weight"
 
 
 def empty_columns(names: dict[str, str]) -> dict[str, np.ndarray]:
@@ -108,7 +111,19 @@ class Snapshot:
     process_names: dict[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
+        """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""
         return int(self.columns["state"].shape[0])
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        return self.columns.get(WEIGHT)
+
+    def count(self, mask: np.ndarray | None = None) -> int:
+        """Sockets (not rows) in mask, or in the snapshot."""
+        w = self.weights
+        if w is None:
+            return len(self) if mask is None else int(np.count_nonzero(mask))
+        return int(w.sum(dtype=np.int64) if mask is None else w[mask].sum(dtype=np.int64))
 
     def has(self, name: str) -> bool:
         return name in self.columns
@@ -119,11 +134,11 @@ class Snapshot:
                         list(self.notes), dict(self.process_names))
 
     def state_counts(self) -> dict[str, int]:
-        return state_counts(self.columns["state"])
+        return state_counts(self.columns["state"], self.weights)
 
     def summary(self) -> dict[str, Any]:
         states = self.state_counts()
-        total = len(self)
+        total = self.count()
         return {
             "total": total,
             "established": states["ESTABLISHED"],

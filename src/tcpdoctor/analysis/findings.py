@@ -62,15 +62,26 @@ class Context:
     def delta(self, name: str) -> int:
         return int(self.deltas.get(name, 0)) if self.deltas else 0
 
+    def count(self, mask: np.ndarray) -> int:
+        """Sockets in mask (rows of a reduced snapshot stand for several)."""
+        return self.snap.count(mask)
+
+    def top(self, column: str, mask: np.ndarray, limit: int = 5) -> list[tuple[Any, int]]:
+        """Most common values of a column among the sockets in mask."""
+        w = self.snap.weights
+        return top_counts(self.snap.columns[column][mask], limit,
+                          None if w is None else w[mask])
+
     def processes(self, mask: np.ndarray, limit: int = 5) -> list[dict[str, Any]]:
         """Owners of the sockets in mask, most sockets first."""
         if "pid" not in self.snap.columns:
             return []
-        pids = self.snap.columns["pid"][mask]
-        pids = pids[pids >= 0]
-        if pids.size == 0:
+        known = mask & (self.snap.columns["pid"] >= 0)
+        if not known.any():
             return []
-        uniq, counts = np.unique(pids, return_counts=True)
+        w = self.snap.weights
+        uniq, inverse = np.unique(self.snap.columns["pid"][known], return_inverse=True)
+        counts = np.bincount(inverse.ravel(), None if w is None else w[known])
         order = np.argsort(-counts, kind="stable")[:limit]
         return [{"pid": int(uniq[i]), "name": self.snap.process_names.get(int(uniq[i]), "?"),
                  "count": int(counts[i])} for i in order]
@@ -109,10 +120,12 @@ def level(value: float, warning: float, critical: float) -> str | None:
     return None
 
 
-def top_counts(values: np.ndarray, limit: int = 5) -> list[tuple[Any, int]]:
+def top_counts(values: np.ndarray, limit: int = 5,
+               weights: np.ndarray | None = None) -> list[tuple[Any, int]]:
     if values.size == 0:
         return []
-    uniq, counts = np.unique(values, return_counts=True)
+    uniq, inverse = np.unique(values, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights).astype(np.int64)
     order = np.argsort(-counts, kind="stable")[:limit]
     return [(uniq[i].item() if hasattr(uniq[i], "item") else uniq[i], int(counts[i]))
             for i in order]
@@ -129,7 +142,8 @@ def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
     cols = [c["raddr_hi"][mask], c["raddr_lo"][mask]]
     if with_port:
         cols.append(c["dport"][mask])
-    values, _, counts = factorize(cols)
+    w = snap.weights
+    values, _, counts = factorize(cols, None if w is None else w[mask])
     order = np.argsort(-counts, kind="stable")[:limit]
     out = []
     for i in order:

@@ -84,9 +84,10 @@ def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:
     return str(next(iter(_format_key(snap, key, values, 24, 64).values())))
 
 
-def factorize(cols: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def factorize(cols: list[np.ndarray], weights: np.ndarray | None = None,
+              ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Distinct combinations of several key columns: (values per column, group of each row,
-    rows per group), groups in lexical order of the keys.
+    rows per group, or the sum of the rows' weights), groups in lexical order of the keys.
 
     Each column is factorized alone (a fast 1-D integer sort); the codes are combined into
     one int64 (mixed radix), so the final np.unique sorts integers, never structured rows.
@@ -104,20 +105,24 @@ def factorize(cols: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.
         size *= values.shape[0]
     _, first, inverse, counts = np.unique(combined, return_index=True, return_inverse=True,
                                           return_counts=True)
-    return [col[first] for col in cols], inverse.ravel(), counts
+    inverse = inverse.ravel()
+    if weights is not None:
+        counts = np.bincount(inverse, weights, minlength=first.shape[0]).astype(np.int64)
+    return [col[first] for col in cols], inverse, counts
 
 
 def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 24,
           prefix6: int = 64) -> Grouping:
     """Top groups by count (ties broken by key), each with its per-state breakdown."""
-    n = len(snap)
+    n = snap.count()
     key_cols = [(k, key_columns(snap, k, prefix4, prefix6)) for k in by]
     flat = [col for _, cols in key_cols for col in cols]
-    if n == 0:
+    if len(snap) == 0:
         return Grouping(by, [], 0, 0)
-    uniq, inverse, counts = factorize(flat)
-    per_state = np.bincount(inverse * NUM_STATES + snap.columns["state"],
+    uniq, inverse, counts = factorize(flat, snap.weights)
+    per_state = np.bincount(inverse * NUM_STATES + snap.columns["state"], snap.weights,
                             minlength=uniq[0].shape[0] * NUM_STATES).reshape(-1, NUM_STATES)
+    per_state = per_state.astype(np.int64)
     order = np.argsort(-counts, kind="stable")
     if limit is not None:
         order = order[:limit]

@@ -17,7 +17,6 @@ from tcpdoctor.analysis.findings import (
     names_of,
     rule,
     sysctl_rec,
-    top_counts,
     top_destinations,
 )
 from tcpdoctor.analysis.groups import factorize
@@ -55,7 +54,7 @@ def _owners_by_listen_port(ctx: Context, mask: np.ndarray) -> list[dict[str, Any
     """TIME_WAIT and request sockets have no owner: attribute them to whoever listens on
     their local port, counting the matched sockets on that process's ports."""
     c = ctx.snap.columns
-    ports = top_counts(c["sport"][mask], limit=20)
+    ports = ctx.top("sport", mask, limit=20)
     per_port = dict(ports)
     listen = (c["state"] == TCP_LISTEN) & np.isin(c["sport"], list(per_port))
     procs = ctx.processes(listen)
@@ -77,20 +76,20 @@ def _server_side_tw(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 def time_wait_server(ctx: Context, th: dict[str, float]) -> Finding | None:
     """TIME_WAIT whose local port is a listening port: this host closed its side first."""
     server, _ = _server_side_tw(ctx)
-    n = int(server.sum())
+    n = ctx.count(server)
     cap = ctx.sysctl_int("net.ipv4.tcp_max_tw_buckets")
     crit = th["critical_bucket_share"] * cap if cap else float("inf")
     sev = level(n, th["warning"], max(crit, th["warning"]))
     if sev is None:
         return None
-    ports = top_counts(ctx.snap.columns["sport"][server])
+    ports = ctx.top("sport", server)
     procs = _owners_by_listen_port(ctx, server)
     who = f" ({names_of(procs)})" if procs else ""
     return Finding(
         "TIME_WAIT_SERVER_CLOSE", sev, "The server closes many short connections first",
         f"{n:,} TIME_WAIT sockets sit on this host's listening port(s) {_ports_text(ports)}"
         f"{who}: the server closes each connection before its clients do.",
-        {"time_wait_server_side": n, "time_wait_total": int(_state(ctx, TCP_TIME_WAIT).sum()),
+        {"time_wait_server_side": n, "time_wait_total": ctx.count(_state(ctx, TCP_TIME_WAIT)),
          "ports": {str(p): k for p, k in ports}, "tcp_max_tw_buckets": cap},
         [
             "Keep connections open: enable HTTP keep-alive / persistent connections (e.g. nginx "
@@ -115,7 +114,7 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Finding | None:
     """TIME_WAIT towards a remote service port: this host's client opens short connections."""
     c = ctx.snap.columns
     _, client = _server_side_tw(ctx)
-    n = int(client.sum())
+    n = ctx.count(client)
     dests = top_destinations(ctx.snap, client)
     if n == 0:
         return None
@@ -180,7 +179,7 @@ def tw_buckets(ctx: Context, th: dict[str, float]) -> Finding | None:
         tw = int(tcp["tw"])
     else:
         c = ctx.snap.columns
-        tw = int(((c["state"] == TCP_TIME_WAIT) | (c["timer"] == TIMER_TIME_WAIT)).sum())
+        tw = ctx.count((c["state"] == TCP_TIME_WAIT) | (c["timer"] == TIMER_TIME_WAIT))
     overflow = ctx.delta("TcpExt.TCPTimeWaitOverflow")
     share = tw / cap
     sev = level(share, th["warning_share"], th["critical_share"])
@@ -218,13 +217,13 @@ def tw_buckets(ctx: Context, th: dict[str, float]) -> Finding | None:
 def close_wait(ctx: Context, th: dict[str, float]) -> Finding | None:
     """CLOSE_WAIT: the peer closed; the kernel waits for the application to close() too."""
     cw = _state(ctx, TCP_CLOSE_WAIT)
-    n = int(cw.sum())
+    n = ctx.count(cw)
     sev = level(n, th["warning"], th["critical"])
     if sev is None:
         return None
-    ports = top_counts(ctx.snap.columns["sport"][cw])
+    ports = ctx.top("sport", cw)
     # The peer's FIN occupies one sequence number: Recv-Q 1 in CLOSE_WAIT means no data.
-    unread = int((cw & (ctx.snap.columns["rqueue"] > 1)).sum())
+    unread = ctx.count(cw & (ctx.snap.columns["rqueue"] > 1))
     procs = ctx.processes(cw)
     owner = (f"{procs[0]['name']} (pid {procs[0]['pid']}) holds {procs[0]['count']:,} of them"
              if procs else "their owner is unknown (run as root to see it)")
@@ -253,11 +252,11 @@ def fin_wait2(ctx: Context, th: dict[str, float]) -> Finding | None:
     """FIN_WAIT2: we sent FIN, the peer ACKed it but never sent its own FIN."""
     c = ctx.snap.columns
     fw = c["state"] == TCP_FIN_WAIT2
-    n = int(fw.sum())
+    n = ctx.count(fw)
     sev = level(n, th["warning"], th["critical"])
     if sev is None:
         return None
-    orphaned = int((fw & ((c["timer"] == TIMER_TIME_WAIT) | (c["inode"] == 0))).sum())
+    orphaned = ctx.count(fw & ((c["timer"] == TIMER_TIME_WAIT) | (c["inode"] == 0)))
     fin_timeout = ctx.sysctl_int("net.ipv4.tcp_fin_timeout")
     recs = []
     if fin_timeout is not None and fin_timeout > 30 and orphaned > n // 2:
@@ -286,11 +285,11 @@ def last_ack(ctx: Context, th: dict[str, float]) -> Finding | None:
     """LAST_ACK: we answered the peer's FIN with ours; the final ACK never comes back."""
     c = ctx.snap.columns
     la = c["state"] == TCP_LAST_ACK
-    n = int(la.sum())
+    n = ctx.count(la)
     sev = level(n, th["warning"], th["critical"])
     if sev is None:
         return None
-    retrans = int((la & (c["timer"] == TIMER_RETRANSMIT)).sum())
+    retrans = ctx.count(la & (c["timer"] == TIMER_RETRANSMIT))
     dests = top_destinations(ctx.snap, la, with_port=False)
     return Finding(
         "LAST_ACK_BUILDUP", sev, "Final ACKs are not arriving",
@@ -312,7 +311,7 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Finding | None:
     """SYN_RECV request sockets piling up, SYN queue drops or syncookies firing."""
     c = ctx.snap.columns
     sr = c["state"] == TCP_SYN_RECV
-    n = int(sr.sum())
+    n = ctx.count(sr)
     cookies = ctx.delta("TcpExt.SyncookiesSent")
     qdrop = ctx.delta("TcpExt.TCPReqQFullDrop")
     sev = level(n, th["warning"], th["critical"])
@@ -320,7 +319,7 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Finding | None:
         sev = "critical" if n >= th["warning"] or qdrop else (sev or "warning")
     if sev is None:
         return None
-    ports = top_counts(c["sport"][sr])
+    ports = ctx.top("sport", sr)
     sources = top_destinations(ctx.snap, sr, with_port=False)
     distinct = int(np.unique(c["raddr_lo"][sr]).size)
     procs = _owners_by_listen_port(ctx, sr)
@@ -398,7 +397,7 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Finding | None:
 def _syn_sent(ctx: Context) -> tuple[np.ndarray, int, int]:
     ss = _state(ctx, TCP_SYN_SENT)
     distinct = int(np.unique(ctx.snap.columns["raddr_lo"][ss]).size)
-    return ss, int(ss.sum()), distinct
+    return ss, ctx.count(ss), distinct
 
 
 @rule("OUTBOUND_SCAN", "SYN_SENT fanning out to many hosts (scanner or worm)",
@@ -408,7 +407,7 @@ def outbound_scan(ctx: Context, th: dict[str, float]) -> Finding | None:
     ss, n, distinct = _syn_sent(ctx)
     if n < th["min_syn_sent"] or distinct < th["distinct"]:
         return None
-    ports = top_counts(ctx.snap.columns["dport"][ss])
+    ports = ctx.top("dport", ss)
     procs = ctx.processes(ss)
     who = names_of(procs) if procs else "an unknown process (run as root to see it)"
     return Finding(
@@ -462,11 +461,16 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Finding | None:
     c = ctx.snap.columns
     lo, hi = _port_range(ctx)
     size = hi - lo + 1
+    # A socket on a listening port is the server side: it holds no ephemeral port (and
+    # connect() never picks a port a listener holds), even when the service port lies
+    # inside the range.
     m = (c["state"] != TCP_LISTEN) & (c["sport"] >= lo) & (c["sport"] <= hi)
+    m &= ~np.isin(c["sport"], ctx.snap.listening_ports())
     if not m.any() or size <= 0:
         return None
+    w = ctx.snap.weights
     values, inv, counts = factorize([c["laddr_lo"][m], c["raddr_hi"][m], c["raddr_lo"][m],
-                                     c["dport"][m]])
+                                     c["dport"][m]], None if w is None else w[m])
     g = int(np.argmax(counts))
     worst = int(counts[g])
     share = worst / size
@@ -477,7 +481,7 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Finding | None:
     mask[np.flatnonzero(m)[inv == g]] = True
     dest = format_addr(values[1][g], values[2][g])
     dest = f"{dest}:{values[3][g]}" if "." in dest else f"[{dest}]:{values[3][g]}"
-    tw = int((mask & (c["state"] == TCP_TIME_WAIT)).sum())
+    tw = ctx.count(mask & (c["state"] == TCP_TIME_WAIT))
     procs = ctx.processes(mask)
     recs = []
     if size < WIDE_RANGE[1] - WIDE_RANGE[0] + 1:
@@ -512,7 +516,7 @@ def peer_concentration(ctx: Context, th: dict[str, float]) -> Finding | None:
         (c["raddr_lo"] >> np.uint64(24)) & np.uint64(0xFF) == np.uint64(127))
     loop |= (c["raddr_hi"] == 0) & (c["raddr_lo"] == 1)
     m = (c["state"] != TCP_LISTEN) & ~loop
-    total = int(m.sum())
+    total = ctx.count(m)
     if total < th["min_count"]:
         return None
     top = top_destinations(ctx.snap, m, limit=1, with_port=False)
@@ -539,11 +543,11 @@ def idle(ctx: Context, th: dict[str, float]) -> Finding | None:
     c = ctx.snap.columns
     quiet = np.minimum(c["lastrcv"], c["lastsnd"])
     m = (c["state"] == TCP_ESTABLISHED) & c["has_info"] & (quiet >= th["idle_seconds"] * 1000)
-    n = int(m.sum())
+    n = ctx.count(m)
     sev = level(n, th["warning"], th["critical"])
     if sev is None:
         return None
-    keepalive = int((m & (c["timer"] == TIMER_KEEPALIVE)).sum())
+    keepalive = ctx.count(m & (c["timer"] == TIMER_KEEPALIVE))
     dests = top_destinations(ctx.snap, m)
     procs = ctx.processes(m)
     longest = int(quiet[m].max()) // 1000
@@ -554,7 +558,7 @@ def idle(ctx: Context, th: dict[str, float]) -> Finding | None:
         + (f", held by {names_of(procs)}" if procs else "")
         + f"; keepalive is on for {keepalive:,} of them.",
         {"idle": n, "idle_seconds": th["idle_seconds"], "longest_idle_seconds": longest,
-         "established": int((c["state"] == TCP_ESTABLISHED).sum()),
+         "established": ctx.count(c["state"] == TCP_ESTABLISHED),
          "keepalive_on": keepalive, "top_remotes": dict(dests)},
         [
             "Give the pool or session an idle timeout / max lifetime so that connections no "
