@@ -75,6 +75,13 @@ def test_analyze_captures_like_live_check(lab: LabNet, tmp_path: Path, name: str
         if fname == "ss-tanp.txt" and sc.finding != "TIME_WAIT_SERVER_CLOSE":
             f = next(f for f in report["findings"] if f["id"] == sc.finding)
             assert sc.process in [p["name"] for p in f["processes"]], (fname, f["processes"])
+        if fname.endswith(".txt"):  # text is streamed: folded, it must say the same
+            folded = json.loads(tcpdoctor("analyze", "--json", "--reduce-above", "10",
+                                          str(path)).stdout)
+            assert folded["states"] == report["states"], fname
+            assert [(f["id"], f["severity"], f["processes"]) for f in folded["findings"]] == \
+                [(f["id"], f["severity"], f["processes"]) for f in report["findings"]], fname
+            assert any("distinct kinds" in n for n in folded["notes"]), fname
 
 
 def test_ss1_dump_analyzed() -> None:

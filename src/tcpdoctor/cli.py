@@ -341,9 +341,13 @@ def exporter(listen: str, netns_list: tuple[str, ...], all_netns: bool, top_n: i
               help="Saved /proc files (sockstat, netstat, snmp; or a /proc-like tree) to "
                    "analyse with the sockets.")
 @click.option("--strict", is_flag=True, help="Lines that cannot be parsed are an error.")
+@click.option("--reduce-above", default=1_000_000, show_default=True, metavar="SOCKETS",
+              type=click.IntRange(min=1),
+              help="Bigger text dumps are folded into one row per distinct kind of socket "
+                   "(exact counts and findings, bounded memory; ephemeral ports folded).")
 @check_options
 def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict: bool,
-            config: str | None, thresholds: tuple[str, ...]) -> int:
+            reduce_above: int, config: str | None, thresholds: tuple[str, ...]) -> int:
     """The check report from saved output, format auto-detected ('-' reads stdin).
 
     \b
@@ -356,17 +360,19 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
       tcpdoctor analyze ticket-netstat.txt
       ssh web1 ss -tanpi | tcpdoctor analyze -
       tcpdoctor analyze tcp.txt tcp6.txt --proc-dir saved-proc/ --json
+      tcpdoctor analyze huge-netstat.txt.gz     (streamed: memory follows distinct kinds)
     """
     from tcpdoctor.analysis.check import load_thresholds, run_rules
     from tcpdoctor.analysis.findings import Context
     from tcpdoctor.sources import offline
 
     th = load_thresholds(config, list(thresholds))
-    loaded = [offline.load(f, strict) for f in files]
+    saved = offline.proc_dir_state(proc_dir) if proc_dir else None
+    ports = saved.sysctl_ints("net.ipv4.ip_local_port_range") if saved else None
+    port_range = (ports[0], ports[1]) if ports and len(ports) == 2 else None
+    loaded = [offline.load(f, strict, reduce_above, port_range) for f in files]
     snap = offline.merge([s for s, _, _ in loaded])
-    kernel = next((k for _, k, _ in loaded if k is not None), None)
-    if proc_dir:
-        kernel = offline.proc_dir_state(proc_dir)
+    kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
     report = run_rules(Context(snap, kernel), th)
     return _emit_report(report, as_json)
 

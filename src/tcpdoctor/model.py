@@ -63,6 +63,26 @@ def concat_columns(parts: list[dict[str, np.ndarray]],
     }
 
 
+def constant(value: Any, n: int, dtype: Any) -> np.ndarray:
+    """A read-only column of n equal values that takes no memory (a stride-0 view): the
+    columns a dump does not carry (no timers, no owners) cost nothing per socket."""
+    return np.broadcast_to(np.array(value, dtype=dtype), (n,))
+
+
+def is_constant(col: np.ndarray) -> bool:
+    return col.ndim == 1 and col.strides == (0,)
+
+
+def concat_keep_constant(arrays: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate, except that equal constant columns stay a constant view."""
+    if arrays and all(is_constant(a) for a in arrays) and len(
+            {a[0].item() for a in arrays if a.shape[0]}) <= 1:
+        first = next((a for a in arrays if a.shape[0]), arrays[0])
+        value = first[0] if first.shape[0] else 0
+        return constant(value, sum(a.shape[0] for a in arrays), arrays[0].dtype)
+    return np.concatenate(arrays)
+
+
 def v4_to_mapped(addr_be32: np.ndarray) -> np.ndarray:
     """IPv4 addresses (host integers of the big-endian value) -> low half of ::ffff:a.b.c.d."""
     return addr_be32.astype(np.uint64) | V4_MAPPED
@@ -95,6 +115,33 @@ def prefix_masks(prefix: int) -> tuple[np.uint64, np.uint64]:
 
 def is_v4(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+
+
+def factorize(cols: list[np.ndarray], weights: np.ndarray | None = None,
+              ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Distinct combinations of several key columns: (values per column, group of each row,
+    rows per group, or the sum of the rows' weights), groups in lexical order of the keys.
+
+    Each column is factorized alone (a fast 1-D integer sort); the codes are combined into
+    one int64 (mixed radix), so the final np.unique sorts integers, never structured rows.
+    Key values are read back from the first row of each group.
+    """
+    combined = np.zeros(cols[0].shape[0], dtype=np.int64)
+    size = 1
+    for col in cols:
+        values, codes = np.unique(col, return_inverse=True)
+        if size * values.shape[0] >= 2**62:  # re-densify so the mixed radix cannot overflow
+            _, combined = np.unique(combined, return_inverse=True)
+            combined = combined.ravel().astype(np.int64)
+            size = int(combined.max()) + 1
+        combined = combined * values.shape[0] + codes.ravel()
+        size *= values.shape[0]
+    _, first, inverse, counts = np.unique(combined, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    inverse = inverse.ravel()
+    if weights is not None:
+        counts = np.bincount(inverse, weights, minlength=first.shape[0]).astype(np.int64)
+    return [col[first] for col in cols], inverse, counts
 
 
 @dataclass

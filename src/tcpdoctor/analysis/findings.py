@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tcpdoctor.model import Snapshot, format_addr
+from tcpdoctor.model import Snapshot, factorize, format_addr
 from tcpdoctor.sources.kstate import KernelState
 
 SEVERITIES = ("info", "warning", "critical")
@@ -134,8 +134,6 @@ def top_counts(values: np.ndarray, limit: int = 5,
 def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
                      with_port: bool = True) -> list[tuple[str, int]]:
     """Most common remote ip[:port] among the sockets in mask."""
-    from tcpdoctor.analysis.groups import factorize
-
     c = snap.columns
     if not mask.any():
         return []

@@ -9,7 +9,14 @@ import numpy as np
 
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.kernel import NUM_STATES, STATE_NAMES, TCP_ESTABLISHED, parse_state_name
-from tcpdoctor.model import Snapshot, format_addr, is_v4, parse_addr, prefix_masks
+from tcpdoctor.model import (
+    Snapshot,
+    factorize,
+    format_addr,
+    is_v4,
+    parse_addr,
+    prefix_masks,
+)
 
 GROUP_KEYS = ("remote-ip", "remote-net", "local-port", "remote-port", "service-port", "process",
               "state")
@@ -82,33 +89,6 @@ def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:
         pid = int(values[0])
         return f"{snap.process_names.get(pid, '?')} ({pid})" if pid >= 0 else "?"
     return str(next(iter(_format_key(snap, key, values, 24, 64).values())))
-
-
-def factorize(cols: list[np.ndarray], weights: np.ndarray | None = None,
-              ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Distinct combinations of several key columns: (values per column, group of each row,
-    rows per group, or the sum of the rows' weights), groups in lexical order of the keys.
-
-    Each column is factorized alone (a fast 1-D integer sort); the codes are combined into
-    one int64 (mixed radix), so the final np.unique sorts integers, never structured rows.
-    Key values are read back from the first row of each group.
-    """
-    combined = np.zeros(cols[0].shape[0], dtype=np.int64)
-    size = 1
-    for col in cols:
-        values, codes = np.unique(col, return_inverse=True)
-        if size * values.shape[0] >= 2**62:  # re-densify so the mixed radix cannot overflow
-            _, combined = np.unique(combined, return_inverse=True)
-            combined = combined.ravel().astype(np.int64)
-            size = int(combined.max()) + 1
-        combined = combined * values.shape[0] + codes.ravel()
-        size *= values.shape[0]
-    _, first, inverse, counts = np.unique(combined, return_index=True, return_inverse=True,
-                                          return_counts=True)
-    inverse = inverse.ravel()
-    if weights is not None:
-        counts = np.bincount(inverse, weights, minlength=first.shape[0]).astype(np.int64)
-    return [col[first] for col in cols], inverse, counts
 
 
 def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 24,

@@ -19,7 +19,6 @@ from tcpdoctor.analysis.findings import (
     sysctl_rec,
     top_destinations,
 )
-from tcpdoctor.analysis.groups import factorize
 from tcpdoctor.kernel import (
     TCP_CLOSE_WAIT,
     TCP_ESTABLISHED,
@@ -33,7 +32,7 @@ from tcpdoctor.kernel import (
     TIMER_RETRANSMIT,
     TIMER_TIME_WAIT,
 )
-from tcpdoctor.model import format_addr, is_v4
+from tcpdoctor.model import factorize, format_addr, is_v4
 
 TIME_WAIT_FIXED = ("TIME_WAIT lasts a fixed 60 s on Linux (TCP_TIMEWAIT_LEN): tcp_fin_timeout "
                    "does not shorten it, and tcp_tw_recycle was removed in Linux 4.12 (it broke "

@@ -15,9 +15,9 @@ import numpy as np
 
 from tcpdoctor.analysis.check import Report, run_rules
 from tcpdoctor.analysis.findings import Context
-from tcpdoctor.analysis.groups import factorize, format_key_text, key_columns
+from tcpdoctor.analysis.groups import format_key_text, key_columns
 from tcpdoctor.kernel import STATE_NAMES
-from tcpdoctor.model import Snapshot
+from tcpdoctor.model import Snapshot, factorize
 from tcpdoctor.sources import kstate
 from tcpdoctor.sources.live import sample as live_sample
 

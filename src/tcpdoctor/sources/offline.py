@@ -2,44 +2,86 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 import struct
 import sys
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from tcpdoctor import snapshot_file
 from tcpdoctor.errors import ParseError, TcpDoctorError
-from tcpdoctor.kernel import AF_INET, AF_INET6
-from tcpdoctor.model import Snapshot
-from tcpdoctor.sources import kstate, netlink, procfs, textdump
+from tcpdoctor.kernel import AF_INET, AF_INET6, TCP_LISTEN
+from tcpdoctor.model import (
+    BASE_COLUMNS,
+    INFO_COLUMNS,
+    WEIGHT,
+    Snapshot,
+    concat_columns,
+    concat_keep_constant,
+    empty_columns,
+)
+from tcpdoctor.sources import kstate, netlink, procfs, reduce, textdump
 from tcpdoctor.sources.kstate import KernelState
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
            "netstat -an[tpo] or Windows netstat -ano")
 
 
-def _read(path: str) -> bytes:
-    if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
+HEAD = 65536  # bytes read to detect the format
+BINARY_LIMIT = 512 << 20  # netlink dumps and snapshots are read whole; text is streamed
+REDUCE_ABOVE = 1_000_000  # sockets kept one row each; above, rows are folded (reduce.py)
+BLOCK_ROWS = 65_536  # sockets parsed between two hand-overs to the accumulator
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read to detect the format, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head = memoryview(head)
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self.head:
+            n = min(len(buf), len(self.head))
+            buf[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[BinaryIO]:
+    """The input as a binary stream, gunzipped when it starts with the gzip magic."""
+    try:
+        fh: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise TcpDoctorError(f"{path}: {exc.strerror}") from None
+    try:
+        magic = fh.read(2)
+        stream: BinaryIO = io.BufferedReader(_Prefixed(magic, fh), 1 << 20)
+        if magic == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        yield stream
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \
+                and exc.strerror:
             raise TcpDoctorError(f"{path}: {exc.strerror}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise ParseError(path, None, f"a complete gzip stream ({exc})") from None
-    if not data.strip():
-        raise TcpDoctorError(f"{path}: empty file (expected {FORMATS})")
-    return data
+        raise ParseError(path, None, f"a complete gzip stream ({exc})") from None
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
 
 
 def _is_netlink(data: bytes) -> bool:
@@ -50,60 +92,207 @@ def _is_netlink(data: bytes) -> bool:
                                                     netlink.NLMSG_DONE, netlink.NLMSG_ERROR)
 
 
-def _lines(data: bytes) -> Iterator[tuple[int, str]]:
-    for no, raw in enumerate(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8",
-                                              errors="replace"), 1):
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    for no, raw in enumerate(text, 1):
         yield no, raw.rstrip("\r\n")
 
 
-def load(path: str, strict: bool = False) -> tuple[Snapshot, KernelState | None, list[str]]:
-    data = _read(path)
+def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
+         port_range: tuple[int, int] | None = None,
+         ) -> tuple[Snapshot, KernelState | None, list[str]]:
     name = "stdin" if path == "-" else path
-    notes: list[str] = []
-    kernel = None
-    if _is_netlink(data):
-        cols, _ = netlink.decode(data, source=name, stop_at_done=False)
-        kind = "ss -D netlink dump"
-    elif snapshot_file.looks_like(data[:4096]):
-        snap, kernel = snapshot_file.from_bytes(data, name)
-        snap.notes.append(f"loaded tcpdoctor snapshot {name}")
-        return snap, kernel, notes
-    else:
-        head = data[:65536]
+    with _open(path) as stream:
+        head = stream.read(HEAD)
+        if not head.strip():
+            raise TcpDoctorError(f"{name}: empty file (expected {FORMATS})")
+        if _is_netlink(head) or snapshot_file.looks_like(head[:4096]):
+            return _load_binary(head + _read_rest(stream, name), name, path)
         if b"\x00" in head:
             raise TcpDoctorError(f"{name}: binary data that is not a netlink dump (expected "
                                  f"{FORMATS})")
         kind = textdump.detect(head.decode("utf-8", "replace").splitlines()[:200]) or ""
         if not kind:
             raise ParseError(name, 1, FORMATS, head.split(b"\n", 1)[0])
-        if kind == "proc":
-            cols = _proc(data, name)
-        else:
-            b = textdump.Builder(name, strict)
-            textdump.PARSERS[kind](_lines(data), b)
-            cols = b.columns()
-            if b.bad_count:
-                notes.append(f"{b.bad_count} line(s) of {name} not understood (first at line "
-                             f"{', '.join(map(str, b.bad))}); --strict makes this an error")
-            if b.opaque:
-                notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
-                             "kept as opaque keys")
-            kind = {"ss": "ss", "netstat": "netstat", "windows": "Windows netstat"}[kind]
-        if not cols["state"].shape[0] and not notes:
-            notes.append(f"{name}: no TCP sockets found")
+        rescan = None if path == "-" else (lambda: _listen_ports(path, kind))
+        acc = Accumulator(reduce_above, rescan, port_range or reduce.DEFAULT_PORT_RANGE)
+        notes, names = _stream_text(_Prefixed(head, stream), kind, name, strict, acc)
+    cols = acc.result()
+    notes.extend(acc.notes)
+    if not cols["state"].shape[0] and not notes:
+        notes.append(f"{name}: no TCP sockets found")
     taken = datetime.fromtimestamp(os.path.getmtime(path), UTC) if path != "-" else None
-    snap = Snapshot(cols, f"{kind} ({name})", taken_at=taken.isoformat(timespec="seconds")
+    label = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
+             "windows": "Windows netstat"}[kind]
+    snap = Snapshot(cols, f"{label} ({name})", taken_at=taken.isoformat(timespec="seconds")
                     if taken else "", notes=list(notes))
-    if "pid" in cols and kind in ("ss", "netstat", "Windows netstat"):
-        snap.process_names = dict(b.names)
-    return snap, kernel, notes
+    if "pid" in cols:
+        snap.process_names = names
+    return snap, None, notes
 
 
-def _proc(data: bytes, name: str) -> dict[str, np.ndarray]:
-    first = data.split(b"\n", 2)[1] if data.count(b"\n") >= 1 else b""
-    fields = first.split()
-    family = AF_INET6 if len(fields) > 1 and len(fields[1]) > 13 else AF_INET
-    return procfs.parse_file(io.BytesIO(data), family, name)
+def _read_rest(stream: BinaryIO, name: str) -> bytes:
+    data = stream.read(BINARY_LIMIT + 1)
+    if len(data) > BINARY_LIMIT:
+        raise TcpDoctorError(f"{name}: over {BINARY_LIMIT >> 20} MB of netlink dump or "
+                             "snapshot, which are read whole; save `ss -tan` text instead, "
+                             "which is streamed in bounded memory")
+    return data
+
+
+def _load_binary(data: bytes, name: str, path: str,
+                 ) -> tuple[Snapshot, KernelState | None, list[str]]:
+    if snapshot_file.looks_like(data[:4096]):
+        snap, kernel = snapshot_file.from_bytes(data, name)
+        snap.notes.append(f"loaded tcpdoctor snapshot {name}")
+        return snap, kernel, []
+    cols, _ = netlink.decode(data, source=name, stop_at_done=False)
+    notes = [] if cols["state"].shape[0] else [f"{name}: no TCP sockets found"]
+    taken = datetime.fromtimestamp(os.path.getmtime(path), UTC) if path != "-" else None
+    snap = Snapshot(cols, f"ss -D netlink dump ({name})",
+                    taken_at=taken.isoformat(timespec="seconds") if taken else "",
+                    notes=list(notes))
+    return snap, None, notes
+
+
+def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Accumulator,
+                 ) -> tuple[list[str], dict[int, str]]:
+    """Parse block by block into the accumulator; returns notes and process names."""
+    stream = io.BufferedReader(raw, 1 << 20)
+    if kind == "proc":
+        family = _proc_family(stream.peek(4096))
+        for part in procfs.iter_file(stream, family, name):
+            acc.add(part)
+        return [], {}
+    b = textdump.Builder(name, strict, sink=acc.add, block=BLOCK_ROWS)
+    textdump.PARSERS[kind](_lines(stream), b)
+    b.flush()
+    acc.finish(b.has_pid, b.has_info)
+    notes = []
+    if b.bad_count:
+        notes.append(f"{b.bad_count} line(s) of {name} not understood (first at line "
+                     f"{', '.join(map(str, b.bad))}); --strict makes this an error")
+    if b.opaque:
+        notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
+                     "kept as opaque keys")
+    return notes, dict(b.names)
+
+
+def _proc_family(head: bytes) -> int:
+    lines = head.split(b"\n", 2)
+    fields = lines[1].split() if len(lines) > 1 else []
+    return AF_INET6 if len(fields) > 1 and len(fields[1]) > 13 else AF_INET
+
+
+def _listen_ports(path: str, kind: str) -> np.ndarray:
+    """A first pass over a big file: the local ports of its LISTEN sockets, so that folding
+    knows which side of every other socket is the service (LISTEN lines are few: only they
+    are parsed)."""
+    ports: list[np.ndarray] = []
+
+    def keep(cols: dict[str, np.ndarray]) -> None:
+        ports.append(cols["sport"][cols["state"] == TCP_LISTEN])
+
+    with _open(path) as stream:
+        if kind == "proc":
+            family = _proc_family(stream.peek(4096))  # type: ignore[attr-defined]
+            for part in procfs.iter_file(stream, family, path):
+                keep(part)
+        else:
+            b = textdump.Builder(path, False, sink=keep)
+            wanted = ((no, line) for no, line in enumerate(stream, 1) if b"LISTEN" in line)
+            textdump.PARSERS[kind](((no, text.decode("utf-8", "replace").rstrip("\r\n"))
+                                    for no, text in wanted), b)
+            b.flush()
+    return np.unique(np.concatenate(ports)) if ports else np.zeros(0, np.uint16)
+
+
+class Accumulator:
+    """Blocks of columns from a streamed parse. Up to `limit` sockets they are kept as they
+    are; beyond, every block is folded and combined (reduce.py), so that memory follows the
+    number of distinct socket kinds instead of the number of sockets."""
+
+    def __init__(self, limit: int, rescan: Callable[[], np.ndarray] | None,
+                 port_range: tuple[int, int]) -> None:
+        self.limit = limit
+        self.rescan = rescan
+        self.port_range = port_range
+        self.blocks: list[dict[str, np.ndarray]] = []
+        self.sockets = 0
+        self.listen = np.zeros(0, np.uint16)
+        self.reducing = False
+        self.reduced: dict[str, np.ndarray] | None = None
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.pending_rows = 0
+        self.drop: list[str] = []
+        self.notes: list[str] = []
+
+    def add(self, cols: dict[str, np.ndarray]) -> None:
+        self.sockets += cols["state"].shape[0]
+        found = cols["sport"][cols["state"] == TCP_LISTEN]
+        if found.size:
+            self.listen = np.union1d(self.listen, found)
+        if not self.reducing and self.sockets <= self.limit:
+            self.blocks.append(cols)
+            return
+        if not self.reducing:
+            self._start_reducing()
+        self._fold(cols)
+
+    def _start_reducing(self) -> None:
+        if self.rescan is not None:
+            self.listen = np.union1d(self.listen, self.rescan())
+        else:
+            self.notes.append("input read from a pipe: listening ports are those listed "
+                              "before the input grew past --reduce-above")
+        self.reducing = True
+        while self.blocks:
+            self._fold(self.blocks.pop(0))
+
+    def _fold(self, cols: dict[str, np.ndarray]) -> None:
+        self.pending.append(reduce.fold(cols, self.listen, self.port_range))
+        self.pending_rows += cols["state"].shape[0]
+        have = self.reduced["state"].shape[0] if self.reduced else 0
+        # Combining sorts the reduced rows again: wait for a quarter of them more (amortized
+        # cost), but no longer, since the pending rows are the memory peak.
+        if self.pending_rows >= max(have // 4, 1 << 16):
+            self._combine()
+
+    def _combine(self) -> None:
+        parts = ([self.reduced] if self.reduced else []) + self.pending
+        self.reduced, self.pending, self.pending_rows = None, [], 0
+        names = list(parts[0])
+        joined = {}
+        for k in names:
+            joined[k] = concat_keep_constant([p.pop(k) for p in parts])
+        del parts
+        self.reduced = reduce.combine(joined)
+
+    def finish(self, has_pid: bool, has_info: bool) -> None:
+        """Columns the whole input lacked (no pid, no tcp_info) are dropped at the end."""
+        if not has_pid:
+            self.drop.append("pid")
+        if not has_info:
+            self.drop.extend(INFO_COLUMNS)
+
+    def result(self) -> dict[str, np.ndarray]:
+        if not self.reducing:
+            cols = concat_columns(self.blocks, {k: str(v.dtype) for k, v in
+                                                (self.blocks[0].items() if self.blocks else
+                                                 [])}) if self.blocks else \
+                empty_columns(BASE_COLUMNS)
+            self.blocks = []
+        else:
+            if self.pending:
+                self._combine()
+            assert self.reduced is not None
+            cols = self.reduced
+            self.notes.append(reduce.NOTE.format(
+                sockets=self.sockets, rows=cols["state"].shape[0], limit=self.limit,
+                lo=self.port_range[0]))
+        for name in self.drop:
+            cols.pop(name, None)
+        return cols
 
 
 def merge(parts: list[Snapshot]) -> Snapshot:
@@ -111,11 +300,12 @@ def merge(parts: list[Snapshot]) -> Snapshot:
     if len(parts) == 1:
         return parts[0]
     common = set.intersection(*(set(p.columns) for p in parts))
-    if any("pid" in p.columns for p in parts):
-        common.add("pid")
+    missing = {"pid": (-1, np.int32), WEIGHT: (1, np.uint32)}  # unknown owner; one socket
+    common |= {name for name in missing if any(name in p.columns for p in parts)}
     cols = {}
     for name in common:
-        arrays = [p.columns[name] if name in p.columns else np.full(len(p), -1, np.int32)
+        fill, dtype = missing.get(name, (0, np.uint8))
+        arrays = [p.columns[name] if name in p.columns else np.full(len(p), fill, dtype)
                   for p in parts]
         cols[name] = np.concatenate(arrays)
     names: dict[int, str] = {}

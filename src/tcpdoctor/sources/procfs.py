@@ -128,9 +128,15 @@ def _blocks(fh: BinaryIO, src: str) -> Iterator[tuple[np.ndarray, int]]:
         yield np.frombuffer(rest, dtype=np.uint8), line_no
 
 
+def iter_file(fh: BinaryIO, family: int, src: str) -> Iterator[dict[str, np.ndarray]]:
+    """The file's sockets, one block of columns at a time (bounded memory)."""
+    for arr, first in _blocks(fh, src):
+        if part := parse_block(arr, family, src, first):
+            yield part
+
+
 def parse_file(fh: BinaryIO, family: int, src: str) -> dict[str, np.ndarray]:
-    parts = [p for arr, first in _blocks(fh, src) if (p := parse_block(arr, family, src, first))]
-    return concat_columns(parts, BASE_COLUMNS)
+    return concat_columns(list(iter_file(fh, family, src)), BASE_COLUMNS)
 
 
 def net_dir(proc_root: str) -> str:

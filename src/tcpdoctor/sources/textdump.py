@@ -11,14 +11,14 @@ import ipaddress
 import re
 import zlib
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tcpdoctor.errors import ParseError
 from tcpdoctor.kernel import AF_INET, AF_INET6, STATE_ALIASES, TIMER_TIME_WAIT
-from tcpdoctor.model import BASE_COLUMNS, INFO_COLUMNS
+from tcpdoctor.model import BASE_COLUMNS, INFO_COLUMNS, constant
 
 SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
              "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
@@ -31,25 +31,44 @@ INFO = re.compile(r"\b(lastsnd|lastrcv|lastack):(\d+)|\brtt:([\d.]+)/")
 OPAQUE_NET = 0x0100_0000_0000_0000  # 100::/64 (RFC 6666 discard-only): truncated addresses
 
 
+# Columns every line fills; the others (pid, timers, tcp_info, ...) are set on some lines only
+# and are kept sparsely as (row, value) pairs, then scattered once per block.
+DENSE = ("family", "state", "sport", "dport", "laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo",
+         "rqueue", "wqueue")
+SPEC = {**BASE_COLUMNS, **INFO_COLUMNS, "pid": "i4"}
+TYPECODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i4": "i", "?": "B"}
+
+
 @dataclass
 class Builder:
-    """Columns under construction (typed arrays, one entry per socket)."""
+    """Columns under construction (typed arrays, no object per socket).
+
+    With a sink, every `block` sockets are handed over as numpy columns and the arrays start
+    again, so that a parser's memory stays bounded however long its input is.
+    """
 
     source: str
     strict: bool
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None
+    block: int = 65_536
     cols: dict[str, array[int]] = field(default_factory=dict)
+    extra: dict[str, tuple[array[int], array[int]]] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
     bad: list[int] = field(default_factory=list)
     bad_count: int = 0
     opaque: int = 0
+    rows: int = 0
     has_pid: bool = False
     has_info: bool = False
     _addr: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        codes = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i4": "i", "?": "B"}
-        spec = {**BASE_COLUMNS, **INFO_COLUMNS, "pid": "i4"}
-        self.cols = {name: array(codes[dt]) for name, dt in spec.items()}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.cols = {name: array(TYPECODES[SPEC[name]]) for name in DENSE}
+        self.extra = {name: (array("I"), array(TYPECODES[dt])) for name, dt in SPEC.items()
+                      if name not in DENSE}
 
     def reject(self, line_no: int, expected: str, line: str) -> None:
         if self.strict:
@@ -62,10 +81,17 @@ class Builder:
         """'1.2.3.4', '[::1]', '*', 'fe80::1%eth0' -> (family, hi, lo)."""
         hit = self._addr.get(text)
         if hit is None:
+            if len(self._addr) >= 1 << 16:  # bounded: a dump of random (spoofed) addresses
+                self._addr.clear()
             hit = self._addr[text] = self._parse_address(text)
         return hit
 
     def _parse_address(self, text: str) -> tuple[int, int, int]:
+        quad = text.split(".")
+        if len(quad) == 4 and all(_num(q) and len(q) <= 3 for q in quad):
+            a, b, c, d = (int(q) for q in quad)
+            if a < 256 and b < 256 and c < 256 and d < 256:  # dotted quad: the common case,
+                return AF_INET, 0, (0xFFFF << 32) | (a << 24) | (b << 16) | (c << 8) | d
         raw = text.strip("[]").split("%", 1)[0]
         if raw in ("*", ""):
             raw = "0.0.0.0"
@@ -94,6 +120,8 @@ class Builder:
             return False
         fam, lhi, llo = self.address(laddr)
         _, rhi, rlo = self.address(raddr)
+        if self.sink is not None and len(self.cols["state"]) >= self.block:
+            self.flush()
         c = self.cols
         c["family"].append(fam)
         c["state"].append(state)
@@ -105,25 +133,48 @@ class Builder:
         c["raddr_lo"].append(rlo)
         c["rqueue"].append(min(rq, 2**32 - 1))
         c["wqueue"].append(min(wq, 2**32 - 1))
-        for name in ("timer", "retrans", "expires", "uid", "inode", "lastsnd", "lastrcv",
-                     "lastack", "rtt", "has_info"):
-            c[name].append(TIMER_TIME_WAIT if name == "timer" and state == 6 else 0)
-        c["pid"].append(-1)
+        self.rows += 1
         return True
 
     def set_last(self, name: str, value: int) -> None:
-        self.cols[name][-1] = value
+        rows, values = self.extra[name]
+        rows.append(len(self.cols["state"]) - 1)
+        values.append(value)
 
-    def columns(self) -> dict[str, np.ndarray]:
-        spec = {**BASE_COLUMNS, **INFO_COLUMNS, "pid": "i4"}
-        out = {name: np.frombuffer(arr, dtype=arr.typecode).astype(spec[name])
-               if len(arr) else np.zeros(0, dtype=spec[name]) for name, arr in self.cols.items()}
-        if not self.has_pid:
+    def columns(self, complete: bool = False) -> dict[str, np.ndarray]:
+        """The sockets not yet handed to the sink, as numpy columns. complete=True keeps the
+        pid and tcp_info columns even when no line so far had them (blocks must agree).
+        Columns no line set (and IPv4-only address halves) are constant views: no memory."""
+        n = len(self.cols["state"])
+        out = {name: np.frombuffer(arr, dtype=arr.typecode).astype(SPEC[name])
+               if n else np.zeros(0, dtype=SPEC[name]) for name, arr in self.cols.items()}
+        for half in ("laddr_hi", "raddr_hi"):
+            if n and not out[half].any():
+                out[half] = constant(0, n, SPEC[half])
+        # TIME_WAIT lines carry no timer word: their timer is the TIME_WAIT timer.
+        out["timer"] = np.where(out["state"] == 6, TIMER_TIME_WAIT, 0).astype(SPEC["timer"])
+        for name, (rows, values) in self.extra.items():
+            default = -1 if name == "pid" else 0
+            if name != "timer" and not len(rows):
+                out[name] = constant(default, n, SPEC[name])
+                continue
+            if name != "timer":
+                out[name] = np.full(n, default, dtype=SPEC[name])
+            if len(rows):
+                out[name][np.frombuffer(rows, dtype=rows.typecode)] = np.frombuffer(
+                    values, dtype=values.typecode)
+        if not self.has_pid and not complete:
             del out["pid"]
-        if not self.has_info:
+        if not self.has_info and not complete:
             for name in INFO_COLUMNS:
                 del out[name]
         return out
+
+    def flush(self) -> None:
+        """Hand the pending sockets to the sink (at the end of the input, too)."""
+        if self.sink is not None and len(self.cols["state"]):
+            self.sink(self.columns(complete=True))
+            self._reset()
 
 
 def _num(text: str) -> bool:
@@ -217,7 +268,7 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
             if _num(pid):
                 b.set_last("pid", int(pid))
                 b.names[int(pid)] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
-        if (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
+        if "(" in line and (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
             b.set_last("timer", TIMERS[m.group(1)])
             b.set_last("expires", int(float(m.group(2)) * 1000))
 
