@@ -274,3 +274,27 @@ def test_systemd_unit_command_and_sigterm(leak: LabNet, tmp_path: Path) -> None:
     with History(str(db)) as h:
         assert h.integrity() == "ok"
         assert [s.id for s in h.samples()][:len(printed)] == printed
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(x.split()[1]) for x in fh if x.startswith("VmRSS:"))
+
+
+def test_watch_memory_stays_flat(leak: LabNet) -> None:
+    """Bounded memory over long runs: RSS after 300 samples is what it was after 60."""
+    proc = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "watch", "--netns", leak.name,
+                             "--interval", "0.05", "--count", "300", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    marks = {}
+    try:
+        for i, _ in enumerate(proc.stdout, 1):
+            if i in (60, 290):
+                marks[i] = rss_kb(proc.pid)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0 and set(marks) == {60, 290}
+    growth = marks[290] - marks[60]
+    print(f"watch RSS after 60 samples {marks[60]} kB, after 290 {marks[290]} kB")
+    assert growth < 4096, f"RSS grew {growth} kB over 230 samples"
