@@ -167,7 +167,7 @@ def test_blocks_concatenate_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(offline.Accumulator, "add",
                         lambda self, cols: (seen.append(len(cols["state"])), add(self, cols)))
     pieces, _, _ = offline.load(str(path))
-    assert len(seen) > 50 and max(seen) == 97
+    assert len(seen) > 20  # many blocks (of about 97 x 100 bytes of lines)
     assert set(pieces.columns) == set(whole.columns) and WEIGHT not in whole.columns
     for name, col in whole.columns.items():
         assert np.array_equal(np.asarray(pieces.columns[name]), np.asarray(col)), name

@@ -27,7 +27,7 @@ from tcpdoctor.model import (
     concat_keep_constant,
     empty_columns,
 )
-from tcpdoctor.sources import kstate, netlink, procfs, reduce, textdump
+from tcpdoctor.sources import kstate, netlink, netstat_fast, procfs, reduce, textdump
 from tcpdoctor.sources.kstate import KernelState
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
@@ -165,7 +165,13 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
             acc.add(part)
         return [], {}
     b = textdump.Builder(name, strict, sink=acc.add, block=BLOCK_ROWS)
-    textdump.PARSERS[kind](_lines(stream), b)
+    if kind == "netstat":
+        for block, first in _line_blocks(stream, BLOCK_ROWS * 40):
+            cols, rest = netstat_fast.parse(block, first)
+            b.add_block(cols)
+            textdump.parse_netstat(rest, b)
+    else:
+        textdump.PARSERS[kind](_lines(stream), b)
     b.flush()
     acc.finish(b.has_pid, b.has_info)
     notes = []
@@ -176,6 +182,37 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
                      "kept as opaque keys")
     return notes, dict(b.names)
+
+
+def _line_blocks(stream: BinaryIO, size: int) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole lines (about size bytes) with the number of each block's first line."""
+    line_no = 1
+    rest = b""
+    while True:
+        data = stream.read(size)
+        if not data:
+            break
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        block, rest = data[:cut], data[cut:]
+        yield block, line_no
+        line_no += block.count(b"\n")
+    if rest:
+        yield rest, line_no
+
+
+def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:
+    """The lines of block that contain word (bytes.find runs in C; the loop is per hit)."""
+    pos = block.find(word)
+    while pos >= 0:
+        start = block.rfind(b"\n", 0, pos) + 1
+        end = block.find(b"\n", pos)
+        end = len(block) if end < 0 else end
+        yield block[start:end]
+        pos = block.find(word, end)
 
 
 def _proc_family(head: bytes) -> int:
@@ -200,9 +237,10 @@ def _listen_ports(path: str, kind: str) -> np.ndarray:
                 keep(part)
         else:
             b = textdump.Builder(path, False, sink=keep)
-            wanted = ((no, line) for no, line in enumerate(stream, 1) if b"LISTEN" in line)
-            textdump.PARSERS[kind](((no, text.decode("utf-8", "replace").rstrip("\r\n"))
-                                    for no, text in wanted), b)
+            wanted = (line.decode("utf-8", "replace").rstrip("\r")
+                      for block, _ in _line_blocks(stream, 1 << 22)
+                      for line in _lines_with(block, b"LISTEN"))
+            textdump.PARSERS[kind](((0, text) for text in wanted), b)
             b.flush()
     return np.unique(np.concatenate(ports)) if ports else np.zeros(0, np.uint16)
 

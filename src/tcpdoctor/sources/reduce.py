@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from tcpdoctor.kernel import TCP_LISTEN
-from tcpdoctor.model import WEIGHT, constant, is_constant
+from tcpdoctor.model import WEIGHT, constant, factorize, is_constant
 
 FOLDED = ("expires", "retrans", "lastack", "rtt")
 DEFAULT_PORT_RANGE = (32768, 60999)
@@ -75,28 +75,10 @@ def combine(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     key = [cols.pop(k) for k in varying]
     weights = cols.pop(WEIGHT)
     cols.clear()
-    out = _sum_equal_rows(key, weights, varying)
-    rows = out[WEIGHT].shape[0]
-    out.update({k: constant(v, rows, dtypes[k]) for k, v in fixed.items()})
-    return out
-
-
-def _sum_equal_rows(key: list[np.ndarray], weights: np.ndarray,
-                    names: list[str]) -> dict[str, np.ndarray]:
-    """One lexsort, then runs of equal keys: about 24 bytes per row of scratch (an order,
-    a run flag, run starts), where np.unique per column would need several times that."""
-    order = np.lexsort(key[::-1])
-    n = order.shape[0]
-    new_run = np.zeros(n, dtype=bool)
-    new_run[0] = True
-    for col in key:
-        ordered = col[order]
-        new_run[1:] |= ordered[1:] != ordered[:-1]
-        del ordered
-    starts = np.flatnonzero(new_run)
-    del new_run
-    out = {name: col[order[starts]] for name, col in zip(names, key, strict=True)}
-    key.clear()
-    sums = np.add.reduceat(np.asarray(weights, dtype=np.int64)[order], starts)
-    out[WEIGHT] = sums.astype(np.uint32)
+    values, _, counts = factorize(key, weights)
+    del key, weights
+    rows = counts.shape[0]
+    out = {k: constant(v, rows, dtypes[k]) for k, v in fixed.items()}
+    out.update(zip(varying, values, strict=True))
+    out[WEIGHT] = counts.astype(np.uint32)
     return out

@@ -18,7 +18,7 @@ import numpy as np
 
 from tcpdoctor.errors import ParseError
 from tcpdoctor.kernel import AF_INET, AF_INET6, STATE_ALIASES, TIMER_TIME_WAIT
-from tcpdoctor.model import BASE_COLUMNS, INFO_COLUMNS, constant
+from tcpdoctor.model import BASE_COLUMNS, INFO_COLUMNS, constant, is_constant
 
 SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
              "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
@@ -148,19 +148,11 @@ class Builder:
         n = len(self.cols["state"])
         out = {name: np.frombuffer(arr, dtype=arr.typecode).astype(SPEC[name])
                if n else np.zeros(0, dtype=SPEC[name]) for name, arr in self.cols.items()}
-        for half in ("laddr_hi", "raddr_hi"):
-            if n and not out[half].any():
-                out[half] = constant(0, n, SPEC[half])
-        # TIME_WAIT lines carry no timer word: their timer is the TIME_WAIT timer.
-        out["timer"] = np.where(out["state"] == 6, TIMER_TIME_WAIT, 0).astype(SPEC["timer"])
+        out = self._complete(out, n)
         for name, (rows, values) in self.extra.items():
-            default = -1 if name == "pid" else 0
-            if name != "timer" and not len(rows):
-                out[name] = constant(default, n, SPEC[name])
-                continue
-            if name != "timer":
-                out[name] = np.full(n, default, dtype=SPEC[name])
             if len(rows):
+                if is_constant(out[name]):
+                    out[name] = np.array(out[name])
                 out[name][np.frombuffer(rows, dtype=rows.typecode)] = np.frombuffer(
                     values, dtype=values.typecode)
         if not self.has_pid and not complete:
@@ -169,6 +161,29 @@ class Builder:
             for name in INFO_COLUMNS:
                 del out[name]
         return out
+
+    @staticmethod
+    def _complete(dense: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """Every SPEC column: the given ones, the rest at their defaults (constant views)."""
+        out = dict(dense)
+        for half in ("laddr_hi", "raddr_hi"):
+            if half not in out or (n and not out[half].any()):
+                out[half] = constant(0, n, SPEC[half])
+        # TIME_WAIT lines carry no timer word: their timer is the TIME_WAIT timer.
+        out["timer"] = np.where(out["state"] == 6, TIMER_TIME_WAIT, 0).astype(SPEC["timer"])
+        for name in SPEC:
+            if name not in out:
+                out[name] = constant(-1 if name == "pid" else 0, n, SPEC[name])
+        return out
+
+    def add_block(self, dense: dict[str, np.ndarray]) -> None:
+        """Sockets decoded elsewhere (a vectorized parser), handed straight to the sink."""
+        assert self.sink is not None
+        n = int(dense["state"].shape[0])
+        if n:
+            self.flush()
+            self.rows += n
+            self.sink(self._complete(dense, n))
 
     def flush(self) -> None:
         """Hand the pending sockets to the sink (at the end of the input, too)."""
