@@ -291,9 +291,9 @@ class Accumulator:
         self.pending.append(reduce.fold(cols, self.listen, self.port_range))
         self.pending_rows += cols["state"].shape[0]
         have = self.reduced["state"].shape[0] if self.reduced else 0
-        # Combining sorts the reduced rows again: wait for a quarter of them more (amortized
+        # Combining sorts the reduced rows again: wait for an eighth of them more (amortized
         # cost), but no longer, since the pending rows are the memory peak.
-        if self.pending_rows >= max(have // 4, 1 << 16):
+        if self.pending_rows >= max(have // 8, 1 << 16):
             self._combine()
 
     def _combine(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from tcpdoctor.kernel import TCP_LISTEN
-from tcpdoctor.model import WEIGHT, constant, factorize, is_constant
+from tcpdoctor.model import WEIGHT, constant, group_rows, is_constant
 
 FOLDED = ("expires", "retrans", "lastack", "rtt")
 DEFAULT_PORT_RANGE = (32768, 60999)
@@ -75,10 +75,12 @@ def combine(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     key = [cols.pop(k) for k in varying]
     weights = cols.pop(WEIGHT)
     cols.clear()
-    values, _, counts = factorize(key, weights)
-    del key, weights
+    first, inverse, counts = group_rows(key, weights)
+    del weights, inverse
     rows = counts.shape[0]
     out = {k: constant(v, rows, dtypes[k]) for k, v in fixed.items()}
-    out.update(zip(varying, values, strict=True))
+    for i, name in enumerate(varying):  # free each input column once it is copied
+        out[name] = key[i][first]
+        key[i] = key[i][:0]
     out[WEIGHT] = counts.astype(np.uint32)
     return out
