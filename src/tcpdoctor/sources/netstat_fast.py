@@ -32,8 +32,8 @@ def parse(block: bytes, first_line: int,
     first_token = np.cumsum(counts) - counts
     # Other control characters and non-ASCII bytes (Unicode spaces such as U+00A0 split
     # differently) send their line to the per-line parser, which splits like str.split().
-    odd = arr[:n]
-    odd = np.flatnonzero(((odd < 32) & (odd != 9) & (odd != 10) & (odd != 13)) | (odd > 126))
+    raw = arr[:n]
+    odd = np.flatnonzero(((raw < 32) & (raw != 9) & (raw != 10) & (raw != 13)) | (raw > 126))
     counts[np.searchsorted(nl, odd)] = 0
     six = np.flatnonzero(counts == 6)
     tok = first_token[six][:, None] + np.arange(6)[None, :]
