@@ -427,8 +427,12 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> None:
 
 def _sampler(netns: str | None, source: str, no_processes: bool, top_n: int,
              config: str | None, thresholds: tuple[str, ...]) -> Any:
+    """The sampler of the long-running `watch` and `record` (memory flat over days)."""
     from tcpdoctor.analysis.check import load_thresholds
     from tcpdoctor.history.sampler import Sampler
+    from tcpdoctor.malloc import limit_malloc_arenas
+
+    limit_malloc_arenas()
 
     th = load_thresholds(config, list(thresholds))
     return Sampler(netns, source, not no_processes, top_n, th)

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
 
 from tcpdoctor.atomic import atomic_write, remove_stale_temps
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.malloc import limit_malloc_arenas
 from tcpdoctor.sources import netns as netns_mod
-
-M_ARENA_MAX = -8  # glibc malloc.h
-
-
-def limit_malloc_arenas(count: int = 2) -> None:
-    """A thread per connection otherwise gets its own glibc arena: RSS climbs by ~100 MB
-    under bursts of concurrent scrapes and never comes back (measured in
-    tests/test_exporter.py). Not glibc (musl): nothing to do."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
 
 
 def run_exporter(listen: str, netns_list: list[str], all_netns: bool, top_n: int,
