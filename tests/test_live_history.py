@@ -90,8 +90,10 @@ def test_record_matches_ss_while_growing(leak: LabNet, tmp_path: Path) -> None:
         assert min(near) <= s.states["CLOSE_WAIT"] <= max(near), (s.states, near)
         assert "CLOSE_WAIT_LEAK" in [f["id"] for f in s.findings]
     assert stored[0].states["CLOSE_WAIT"] < stored[-1].states["CLOSE_WAIT"] <= 320
+    # "?": sockets still in td-leaky's accept queue when sampled belong to no process yet.
     owners = h_groups(db, "process")
-    assert owners and all(k.startswith("td-leaky (") for k in owners)
+    assert any(k.startswith("td-leaky (") for k in owners)
+    assert all(k.startswith("td-leaky (") or k == "?" for k in owners), owners
 
 
 def h_groups(db: Path, dim: str) -> set[str]:
