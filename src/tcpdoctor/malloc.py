@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 
-M_ARENA_MAX = -8  # glibc malloc.h
+M_MMAP_THRESHOLD = -3  # glibc malloc.h
+M_ARENA_MAX = -8
+MMAP_THRESHOLD = 128 * 1024
 
 
 def limit_malloc_arenas(count: int = 2) -> None:
@@ -15,4 +17,9 @@ def limit_malloc_arenas(count: int = 2) -> None:
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_ARENA_MAX, count)
+        # A fixed threshold keeps every large (numpy) block in its own mapping, returned to
+        # the kernel when freed; glibc's sliding threshold otherwise moves them onto the heap
+        # after the first frees, where RSS then rises in steps of a few MB.
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
