@@ -82,7 +82,7 @@ def top_per_state(snap: Snapshot, dim: str, limit: int) -> list[tuple[str, str, 
         return []
     state = snap.columns["state"]
     cols = key_columns(snap, dim, 24, 64)
-    uniq, inverse, counts = factorize([*cols, state])
+    uniq, _, counts = factorize([*cols, state])
     group_state = uniq[-1]
     out: list[tuple[str, str, str, int]] = []
     for s in np.unique(group_state):
@@ -91,7 +91,6 @@ def top_per_state(snap: Snapshot, dim: str, limit: int) -> list[tuple[str, str, 
         for g in best:
             text = format_key_text(snap, dim, [u[g] for u in uniq[:-1]])
             out.append((dim, text, STATE_NAMES[int(s) - 1], int(counts[g])))
-    del inverse
     return out
 
 

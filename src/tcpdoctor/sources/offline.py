@@ -27,7 +27,15 @@ from tcpdoctor.model import (
     concat_keep_constant,
     empty_columns,
 )
-from tcpdoctor.sources import kstate, netlink, netstat_fast, procfs, reduce, textdump
+from tcpdoctor.sources import (
+    kstate,
+    netlink,
+    netstat_fast,
+    procfs,
+    reduce,
+    textcols,
+    textdump,
+)
 from tcpdoctor.sources.kstate import KernelState
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
@@ -166,7 +174,7 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         return [], {}
     b = textdump.Builder(name, strict, sink=acc.add, block=BLOCK_ROWS)
     if kind == "netstat":
-        for block, first in _line_blocks(stream, BLOCK_ROWS * 40):
+        for block, first in textcols.line_blocks(stream, BLOCK_ROWS * 40):
             cols, rest = netstat_fast.parse(block, first)
             b.add_block(cols)
             textdump.parse_netstat(rest, b)
@@ -182,26 +190,6 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
                      "kept as opaque keys")
     return notes, dict(b.names)
-
-
-def _line_blocks(stream: BinaryIO, size: int) -> Iterator[tuple[bytes, int]]:
-    """Blocks of whole lines (about size bytes) with the number of each block's first line."""
-    line_no = 1
-    rest = b""
-    while True:
-        data = stream.read(size)
-        if not data:
-            break
-        data = rest + data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            rest = data
-            continue
-        block, rest = data[:cut], data[cut:]
-        yield block, line_no
-        line_no += block.count(b"\n")
-    if rest:
-        yield rest, line_no
 
 
 def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:
@@ -238,7 +226,7 @@ def _listen_ports(path: str, kind: str) -> np.ndarray:
         else:
             b = textdump.Builder(path, False, sink=keep)
             wanted = (line.decode("utf-8", "replace").rstrip("\r")
-                      for block, _ in _line_blocks(stream, 1 << 22)
+                      for block, _ in textcols.line_blocks(stream, 1 << 22)
                       for line in _lines_with(block, b"LISTEN"))
             textdump.PARSERS[kind](((0, text) for text in wanted), b)
             b.flush()

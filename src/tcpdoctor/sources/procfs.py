@@ -109,23 +109,9 @@ def _blocks(fh: BinaryIO, src: str) -> Iterator[tuple[np.ndarray, int]]:
     header = fh.readline()
     if not header.lstrip().startswith(b"sl"):
         raise ParseError(src, 1, "the /proc/net/tcp header line starting with 'sl'", header)
-    line_no = 2
-    rest = b""
-    while True:
-        data = fh.read(BLOCK)
-        if not data:
-            break
-        data = rest + data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            rest = data
-            continue
-        block, rest = data[:cut], data[cut:]
-        arr = np.frombuffer(block, dtype=np.uint8)
-        yield arr, line_no
-        line_no += int(np.count_nonzero(arr == 10))
-    if rest.strip():
-        yield np.frombuffer(rest, dtype=np.uint8), line_no
+    for block, first in textcols.line_blocks(fh, BLOCK, first_line=2):
+        if block.strip():
+            yield np.frombuffer(block, dtype=np.uint8), first
 
 
 def iter_file(fh: BinaryIO, family: int, src: str) -> Iterator[dict[str, np.ndarray]]:

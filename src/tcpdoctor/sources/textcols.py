@@ -7,6 +7,9 @@ lookups and dot products.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import BinaryIO
+
 import numpy as np
 
 from tcpdoctor.errors import ParseError
@@ -18,6 +21,28 @@ for _i, _c in enumerate(b"0123456789abcdef"):
 for _i, _c in enumerate(b"ABCDEF"):
     _HEX[_c] = 10 + _i
 _POW16 = np.array([16**k for k in range(16)][::-1], dtype=np.uint64)
+
+
+def line_blocks(stream: BinaryIO, size: int, first_line: int = 1,
+                ) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole lines (about size bytes each) and the number of each block's first
+    line, so that a parser working a block at a time still names the line at fault."""
+    line_no = first_line
+    rest = b""
+    while True:
+        data = stream.read(size)
+        if not data:
+            break
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        block, rest = data[:cut], data[cut:]
+        yield block, line_no
+        line_no += block.count(b"\n")
+    if rest:
+        yield rest, line_no
 
 
 def line_bounds(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
