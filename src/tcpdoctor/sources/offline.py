@@ -129,14 +129,19 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
     notes.extend(acc.notes)
     if not cols["state"].shape[0] and not notes:
         notes.append(f"{name}: no TCP sockets found")
-    taken = datetime.fromtimestamp(os.path.getmtime(path), UTC) if path != "-" else None
     label = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
              "windows": "Windows netstat"}[kind]
-    snap = Snapshot(cols, f"{label} ({name})", taken_at=taken.isoformat(timespec="seconds")
-                    if taken else "", notes=list(notes))
+    snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes))
     if "pid" in cols:
         snap.process_names = names
     return snap, None, notes
+
+
+def _file_time(path: str) -> str:
+    """When a saved file was written (its mtime), the best guess of its snapshot's time."""
+    if path == "-":
+        return ""
+    return datetime.fromtimestamp(os.path.getmtime(path), UTC).isoformat(timespec="seconds")
 
 
 def _read_rest(stream: BinaryIO, name: str) -> bytes:
@@ -156,9 +161,7 @@ def _load_binary(data: bytes, name: str, path: str,
         return snap, kernel, []
     cols, _ = netlink.decode(data, source=name, stop_at_done=False)
     notes = [] if cols["state"].shape[0] else [f"{name}: no TCP sockets found"]
-    taken = datetime.fromtimestamp(os.path.getmtime(path), UTC) if path != "-" else None
-    snap = Snapshot(cols, f"ss -D netlink dump ({name})",
-                    taken_at=taken.isoformat(timespec="seconds") if taken else "",
+    snap = Snapshot(cols, f"ss -D netlink dump ({name})", taken_at=_file_time(path),
                     notes=list(notes))
     return snap, None, notes
 
@@ -302,11 +305,11 @@ class Accumulator:
             self.drop.extend(INFO_COLUMNS)
 
     def result(self) -> dict[str, np.ndarray]:
-        if not self.reducing:
-            cols = concat_columns(self.blocks, {k: str(v.dtype) for k, v in
-                                                (self.blocks[0].items() if self.blocks else
-                                                 [])}) if self.blocks else \
-                empty_columns(BASE_COLUMNS)
+        if not self.reducing and not self.blocks:
+            cols = empty_columns(BASE_COLUMNS)
+        elif not self.reducing:
+            dtypes = {k: str(v.dtype) for k, v in self.blocks[0].items()}
+            cols = concat_columns(self.blocks, dtypes)
             self.blocks = []
         else:
             if self.pending:
