@@ -56,7 +56,8 @@ def states_csv(summary: dict[str, Any]) -> None:
     sys.stdout.write(out.getvalue())
 
 
-def _key_text(key: dict[str, Any]) -> list[str]:
+def key_text(key: dict[str, Any]) -> list[str]:
+    """A group's key as cells: '10.0.0.7', '8080', 'nginx[1234]' or '(no owner)'."""
     out = []
     for k, v in key.items():
         if k == "pid":
@@ -87,7 +88,7 @@ def groups_table(result: Any, title: str) -> None:
     if "state" not in result.by:
         table.add_column("states", overflow="fold")
     for g in result.groups:
-        row = [*_key_text(g["key"]), f"{g['count']:,}"]
+        row = [*key_text(g["key"]), f"{g['count']:,}"]
         if "state" not in result.by:
             row.append(_states_text(g["states"]))
         table.add_row(*row)

@@ -25,6 +25,7 @@ from typing import Any
 from tcpdoctor.analysis.groups import filter_mask, group
 from tcpdoctor.history.sampler import Sampler, Taken, iso
 from tcpdoctor.kernel import STATE_NAMES
+from tcpdoctor.render import key_text
 
 SPARK_POINTS = 40
 BARS = "▁▂▃▄▅▆▇█"
@@ -172,10 +173,7 @@ def _top_table(view: View) -> list[Any]:
     table.add_column("sockets", justify="right")
     table.add_column("states")
     for g in result.groups:
-        key = g["key"]
-        text = f"{key.get('process')} ({key.get('pid')})" if dim == "process" else \
-            str(next(iter(key.values())))
-        table.add_row(text, f"{g['count']:,}",
+        table.add_row(" ".join(key_text(g["key"])), f"{g['count']:,}",
                       ", ".join(f"{s} {n:,}" for s, n in g["states"].items()))
     if result.other:
         table.add_row("other", f"{result.other:,}", "")
