@@ -103,17 +103,7 @@ def build_population(lab: LabNet) -> None:
                               "accept": "close-on-eof"}])
     lab.spawn(ns, "td-short", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8083, "n": 10,
                                 "then": "close"}])
-    settled = wait_for(lambda: {k: v for k, v in ss_state_counts(ns).items()} == POPULATION)
-    if not settled:
-        # Seen once in ~40 runs: one TIME_WAIT short of 22 (the kernel may let a new SYN take
-        # over a TIME_WAIT 4-tuple). Top it up with that many more short connections.
-        now = ss_state_counts(ns)
-        missing = POPULATION["TIME_WAIT"] - now["TIME_WAIT"]
-        if 0 < missing <= 3 and {k: v for k, v in now.items() if k != "TIME_WAIT"} == \
-                {k: v for k, v in POPULATION.items() if k != "TIME_WAIT"}:
-            lab.spawn(ns, "td-short2", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8083,
-                                         "n": missing, "then": "close"}])
-            settled = wait_for(lambda: dict(ss_state_counts(ns)) == POPULATION)
+    settled = wait_for(lambda: dict(ss_state_counts(ns)) == POPULATION)
     assert settled, f"population did not settle: {dict(ss_state_counts(ns))}"
 
 
