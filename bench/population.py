@@ -14,7 +14,7 @@ import sys
 import time
 
 from tcpdoctor.lab.net import MAIN_ADDR, LabNet
-from tcpdoctor.sources.collect import take_snapshot
+from tcpdoctor.sources.live import take_snapshot
 
 PER_PROCESS = 15000  # sockets one holder keeps; below the 20,000 open-files limit
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from tcpdoctor.kernel import STATE_BY_NAME
-from tcpdoctor.model import BASE_COLUMNS, INFO_COLUMNS, Snapshot, parse_addr
+from tcpdoctor.model.addresses import parse_addr
+from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import STATE_BY_NAME
 
 DEFAULTS: dict[str, Any] = {"state": "ESTABLISHED", "sport": 40000, "dport": 443,
                             "laddr": "10.0.0.1", "raddr": "192.0.2.10", "timer": 0,

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from tcpdoctor.errors import ParseError, TcpDoctorError
 from tcpdoctor.lab import scenarios
 from tcpdoctor.lab.net import LabNet
-from tcpdoctor.sources import offline, textdump
+from tcpdoctor.sources import offline
+from tcpdoctor.sources.offline import textdump
 
 from .conftest import DATA, in_netns, live, ss_state_counts, tcpdoctor
 

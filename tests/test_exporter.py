@@ -24,11 +24,11 @@ import pytest
 from prometheus_client import generate_latest
 
 from tcpdoctor.analysis.check import run_rules
-from tcpdoctor.analysis.findings import Context
-from tcpdoctor.exporter import Sample, build_registry
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.exporter.collector import Sample, build_registry
 from tcpdoctor.lab import scenarios
 from tcpdoctor.lab.net import LabNet
-from tcpdoctor.sources.kstate import KernelState
+from tcpdoctor.model.kernel_state import KernelState
 
 from . import synth
 from .conftest import DATA, live, wait_for
@@ -55,7 +55,7 @@ def fixed_sample(ns: str | None) -> Sample:
 
 
 def test_exposition_golden() -> None:
-    registry = build_registry([None], 5, 5.0, False, sampler=fixed_sample)
+    registry = build_registry({"host": lambda: fixed_sample(None)}, 5, 5.0)
     text = generate_latest(registry).decode()
     golden = DATA / "exporter_golden.prom"
     if os.environ.get("TCPDOCTOR_UPDATE_GOLDEN"):
@@ -244,11 +244,11 @@ def test_alert_rules_check_and_unit_tests() -> None:
 
 
 def test_alert_rules_are_generated_and_cover_every_finding() -> None:
-    from tcpdoctor.analysis.docs import alert_rules_yaml
-    from tcpdoctor.analysis.findings import REGISTRY
+    from tcpdoctor.analysis.registry import REGISTRY
+    from tcpdoctor.render.ruledocs import alert_rules_yaml
 
     text = (PROM / "tcpdoctor-rules.yml").read_text()
-    assert text == alert_rules_yaml(), "regenerate: python -m tcpdoctor.analysis.docs alerts"
+    assert text == alert_rules_yaml(), "regenerate: python -m tcpdoctor.render.ruledocs alerts"
     for rid in REGISTRY:
         assert f'id="{rid}"' in text
 

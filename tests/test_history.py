@@ -16,7 +16,7 @@ from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history import query
 from tcpdoctor.history.sampler import Point
 from tcpdoctor.history.store import MIGRATIONS, SCHEMA_VERSION, History
-from tcpdoctor.kernel import STATE_NAMES
+from tcpdoctor.model.tcp import STATE_NAMES
 
 from .conftest import tcpdoctor
 

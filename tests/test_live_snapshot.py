@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from tcpdoctor.kernel import STATE_NAMES
 from tcpdoctor.lab.net import LabNet
-from tcpdoctor.sources.collect import take_snapshot
+from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.sources.live import take_snapshot
 
 from .conftest import (
     POPULATION,
@@ -120,7 +120,7 @@ def test_top_csv_and_table(population: LabNet) -> None:
 
 UNPRIVILEGED = """
 import os, sys
-import tcpdoctor.cli, tcpdoctor.sources.collect, tcpdoctor.analysis.groups, tcpdoctor.render
+import tcpdoctor.cli, tcpdoctor.sources.live, tcpdoctor.analysis.groups, tcpdoctor.render
 import rich.console, rich.table, numpy.ma, numpy.lib.recfunctions
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 tcpdoctor.cli.main(sys.argv[1:])
@@ -165,7 +165,7 @@ def test_parallel_split_reads_every_socket_exactly_once(population: LabNet) -> N
 
 
 def test_split_bytecode_halves_are_complementary() -> None:
-    from tcpdoctor.sources.netlink import SPLIT_PORT, split_bytecode
+    from tcpdoctor.sources.netlink.bytecode import SPLIT_PORT, split_bytecode
 
     # Evaluate both filters as the kernel does (inet_diag_bc_run) on every port pair class.
     def run(bc: bytes, sport: int, dport: int) -> bool:

@@ -10,7 +10,7 @@ from bench import bigdump
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcpdoctor.sources import netstat_fast, textdump
+from tcpdoctor.sources.offline import netstat_fast, textdump
 
 GOOD = [
     "tcp        0      0 10.0.0.5:80             198.51.100.7:51234      TIME_WAIT   ",

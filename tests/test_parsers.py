@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcpdoctor.errors import ParseError
-from tcpdoctor.kernel import AF_INET, AF_INET6, STATE_NAMES
-from tcpdoctor.model import format_addr
+from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.tcp import AF_INET, AF_INET6, STATE_NAMES
 from tcpdoctor.sources import kstate, netlink, procfs
 
 from .conftest import DATA, SS_STATES

@@ -18,10 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcpdoctor.analysis.check import run_rules
-from tcpdoctor.analysis.findings import Context
+from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.groups import group
-from tcpdoctor.model import WEIGHT, Snapshot
-from tcpdoctor.sources import offline, reduce
+from tcpdoctor.model.columns import WEIGHT
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.sources import offline
+from tcpdoctor.sources.offline import loader as offline_load
+from tcpdoctor.sources.offline import reduce
+from tcpdoctor.sources.offline.accumulate import Accumulator
 
 from . import synth
 from .conftest import tcpdoctor
@@ -161,10 +165,10 @@ def test_blocks_concatenate_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = tmp_path / "netstat.txt"
     big_netstat(path, 5_000)
     whole, _, _ = offline.load(str(path))
-    monkeypatch.setattr(offline, "BLOCK_ROWS", 97)
+    monkeypatch.setattr(offline_load, "BLOCK_ROWS", 97)
     seen: list[int] = []
-    add = offline.Accumulator.add
-    monkeypatch.setattr(offline.Accumulator, "add",
+    add = Accumulator.add
+    monkeypatch.setattr(Accumulator, "add",
                         lambda self, cols: (seen.append(len(cols["state"])), add(self, cols)))
     pieces, _, _ = offline.load(str(path))
     assert len(seen) > 20  # many blocks (of about 97 x 100 bytes of lines)

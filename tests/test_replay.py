@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tcpdoctor.errors import ParseError
-from tcpdoctor.kernel import STATE_NAMES
-from tcpdoctor.model import format_addr
+from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.sources import netlink
 
 from .conftest import DATA

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from tcpdoctor.analysis.check import load_thresholds, run_rules
-from tcpdoctor.analysis.findings import REGISTRY, Context
+from tcpdoctor.analysis.check import run_rules
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.registry import REGISTRY
+from tcpdoctor.cli.options import load_thresholds
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.sources.kstate import KernelState
+from tcpdoctor.model.kernel_state import KernelState
 
 from . import synth
 
@@ -179,27 +181,27 @@ def test_rules_without_inputs_are_skipped_with_reason() -> None:
                                       "CLOSE_WAIT_LEAK.warning=abc", "CLOSE_WAIT_LEAK"])
 def test_bad_threshold_overrides(override: str) -> None:
     with pytest.raises(TcpDoctorError):
-        load_thresholds(None, [override])
+        load_thresholds(None, (override,))
 
 
 def test_threshold_config_file(tmp_path: Any) -> None:
     cfg = tmp_path / "t.toml"
     cfg.write_text("[thresholds.CLOSE_WAIT_LEAK]\nwarning = 5\n")
-    th = load_thresholds(str(cfg), ["CLOSE_WAIT_LEAK.critical=10"])
+    th = load_thresholds(str(cfg), ("CLOSE_WAIT_LEAK.critical=10",))
     ctx = Context(synth.snapshot({"n": 6, "state": "CLOSE_WAIT"}), kernel())
     assert run_rules(ctx, th, only={"CLOSE_WAIT_LEAK"}).findings[0].severity == "warning"
     cfg.write_text("[thresholds\n")
     with pytest.raises(TcpDoctorError, match="not valid TOML"):
-        load_thresholds(str(cfg), [])
+        load_thresholds(str(cfg), ())
 
 
 def test_rules_doc_is_current() -> None:
     from pathlib import Path
 
-    from tcpdoctor.analysis.docs import rules_markdown
+    from tcpdoctor.render.ruledocs import rules_markdown
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
-    assert doc.read_text() == rules_markdown(), "regenerate: python -m tcpdoctor.analysis.docs"
+    assert doc.read_text() == rules_markdown(), "regenerate: python -m tcpdoctor.render.ruledocs"
 
 
 def test_factorize_many_wide_columns() -> None:

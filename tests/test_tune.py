@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from tcpdoctor.analysis import tune
 from tcpdoctor.analysis.check import run_rules
-from tcpdoctor.analysis.findings import Context
-from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS
-from tcpdoctor.sources.kstate import KernelState
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, harmful
+from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources.sysctl_files import Setting
 
 from . import synth
@@ -211,4 +211,4 @@ def test_recommendations_are_always_in_range(current: dict[str, str],
         if e.recommended is not None:
             knob = BY_KEY[e.key]
             assert knob.parse(e.recommended) is not None, (e.key, e.recommended)
-            assert not (knob.harm and knob.harm(knob.parse(e.recommended) or [], ehash)), e
+            assert not harmful(knob, e.recommended, ehash), e

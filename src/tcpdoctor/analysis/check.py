@@ -1,15 +1,18 @@
-"""Run every rule over a snapshot and the kernel figures: the report `check` and `analyze` print."""
+"""Run every rule over a snapshot and the kernel figures: the report `check` and `analyze`
+print, and the findings `watch`, `record`, the exporter and `tune` use."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers the rules)
-from tcpdoctor.analysis.findings import NEEDS_REASONS, RANK, REGISTRY, Context, Finding
-from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.model import Snapshot
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.registry import NEEDS_REASONS, REGISTRY, Finding
+from tcpdoctor.analysis.severity import Severity, exit_code, worst
+from tcpdoctor.analysis.thresholds import Thresholds, defaults
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.status import ExitCode
 
 SCHEMA = 1
 
@@ -23,11 +26,11 @@ class Report:
     interval: float = 0.0
 
     @property
-    def worst(self) -> str | None:
-        return max((f.severity for f in self.findings), key=RANK.__getitem__, default=None)
+    def worst(self) -> Severity | None:
+        return worst(f.severity for f in self.findings)
 
-    def exit_code(self) -> int:
-        return {"critical": 2, "warning": 1}.get(self.worst or "", 0)
+    def exit_code(self) -> ExitCode:
+        return exit_code(f.severity for f in self.findings)
 
     def as_json(self) -> dict[str, Any]:
         s = self.snap
@@ -38,45 +41,6 @@ class Report:
             "rules_skipped": self.skipped, "notes": self.notes,
             "interval_seconds": self.interval,
         }
-
-
-def default_thresholds() -> dict[str, dict[str, float]]:
-    return {rid: dict(r.defaults) for rid, r in REGISTRY.items()}
-
-
-def load_thresholds(config: str | None, overrides: list[str]) -> dict[str, dict[str, float]]:
-    """Defaults, then a TOML config file ([thresholds.RULE_ID] key = value), then ID.key=value."""
-    th = default_thresholds()
-    if config:
-        try:
-            with open(config, "rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise TcpDoctorError(f"{config}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise TcpDoctorError(f"{config}: not valid TOML ({exc})") from None
-        for rid, values in data.get("thresholds", {}).items():
-            for key, value in values.items():
-                _set(th, rid, key, value, config)
-    for item in overrides:
-        name, sep, value = item.partition("=")
-        rid, dot, key = name.partition(".")
-        if not sep or not dot:
-            raise TcpDoctorError(f"--threshold: expected RULE_ID.key=value, got {item!r}")
-        _set(th, rid, key, value, "--threshold")
-    return th
-
-
-def _set(th: dict[str, dict[str, float]], rid: str, key: str, value: Any, where: str) -> None:
-    if rid not in th:
-        raise TcpDoctorError(f"{where}: unknown rule {rid!r}")
-    if key not in th[rid]:
-        known = ", ".join(th[rid]) or "none"
-        raise TcpDoctorError(f"{where}: rule {rid} has no threshold {key!r} (known: {known})")
-    try:
-        th[rid][key] = float(value)
-    except (TypeError, ValueError):
-        raise TcpDoctorError(f"{where}: {rid}.{key} must be a number, got {value!r}") from None
 
 
 def available(ctx: Context) -> set[str]:
@@ -94,9 +58,13 @@ def available(ctx: Context) -> set[str]:
     return have
 
 
-def run_rules(ctx: Context, thresholds: dict[str, dict[str, float]] | None = None,
+def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = False,
               only: set[str] | None = None) -> Report:
-    th = thresholds or default_thresholds()
+    """Every registered rule whose inputs are present; the others are listed as skipped.
+
+    live: the input is this host now (a missing counter sample is then worth a note about
+    --interval; a saved capture has no such option). only: run just these rule ids."""
+    th = thresholds or defaults()
     have = available(ctx)
     findings: list[Finding] = []
     skipped = []
@@ -107,12 +75,14 @@ def run_rules(ctx: Context, thresholds: dict[str, dict[str, float]] | None = Non
         if missing:
             skipped.append({"id": rid, "reason": NEEDS_REASONS[missing[0]]})
             continue
-        found = r.fn(ctx, th[rid])
+        found = r.run(ctx, th[rid])
         if found is not None:
             findings.append(found)
-    findings.sort(key=lambda f: -RANK[f.severity])
+    findings.sort(key=lambda f: -f.severity.rank)
     notes = list(ctx.snap.notes) + (ctx.kernel.notes if ctx.kernel else [])
     if ctx.deltas is None and ctx.kernel is not None:
         notes.append("counters sampled once (--interval 0): rate-based evidence "
-                     "(overflows, drops, cookies) was not measured")
+                     "(overflows, drops, cookies) was not measured" if live else
+                     "the input holds one reading of the kernel counters: rate-based "
+                     "evidence (overflows, drops, cookies) was not measured")
     return Report(ctx.snap, findings, skipped, notes, ctx.interval)

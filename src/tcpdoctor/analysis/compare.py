@@ -1,4 +1,4 @@
-"""`tcpdoctor diff`: what changed between two snapshots."""
+"""`tcpdoctor diff`: what changed between two inputs (snapshots, dumps, bundles)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from typing import Any
 
 from tcpdoctor.analysis import groups
 from tcpdoctor.analysis.check import run_rules
-from tcpdoctor.analysis.findings import Context
-from tcpdoctor.kernel import STATE_NAMES
-from tcpdoctor.model import Snapshot
-from tcpdoctor.sources import offline
-
-DIMENSIONS = ("remote-ip", "service-port", "process")
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.groups import HISTORY_DIMENSIONS as DIMENSIONS
+from tcpdoctor.analysis.groups import owner_label
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import STATE_NAMES
 
 
 def _counts(snap: Snapshot, key: str) -> dict[str, int]:
@@ -21,7 +21,7 @@ def _counts(snap: Snapshot, key: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for g in res.groups:
         k = g["key"]
-        label = f"{k['process']}[{k['pid']}]" if key == "process" else str(k[key])
+        label = owner_label(k["process"], k["pid"]) if key == "process" else str(k[key])
         out[label] = out.get(label, 0) + g["count"]
     return out
 
@@ -34,8 +34,11 @@ def _movers(a: dict[str, int], b: dict[str, int], limit: int) -> list[dict[str, 
              "change": b.get(k, 0) - a.get(k, 0)} for k in changed[:limit]]
 
 
-def compare(before: str, after: str, limit: int = 5) -> dict[str, Any]:
-    (sa, ka, _), (sb, kb, _) = offline.load(before), offline.load(after)
+Loaded = tuple[Snapshot, KernelState | None]
+
+
+def compare(before: Loaded, after: Loaded, limit: int = 5) -> dict[str, Any]:
+    (sa, ka), (sb, kb) = before, after
     fa = {f.id: f.severity for f in run_rules(Context(sa, ka)).findings}
     fb = {f.id: f.severity for f in run_rules(Context(sb, kb)).findings}
     xa, xb = sa.summary(), sb.summary()
@@ -56,26 +59,3 @@ def compare(before: str, after: str, limit: int = 5) -> dict[str, Any]:
                      "remaining": sorted(set(fa) & set(fb))},
         "sysctls": sysctl_changes,
     }
-
-
-def render_text(r: dict[str, Any]) -> str:
-    out = [f"before: {r['before']['source']} {r['before']['taken_at']}",
-           f"after:  {r['after']['source']} {r['after']['taken_at']}", "",
-           f"{'':18}{'before':>10}{'after':>10}{'change':>10}"]
-    rows = [(k, v) for k, v in r["totals"].items()]
-    rows += [(s, v) for s, v in r["states"].items() if v["before"] or v["after"]]
-    for name, v in rows:
-        out.append(f"{name:18}{v['before']:>10,}{v['after']:>10,}{v['change']:>+10,}")
-    for dim, moved in r["movers"].items():
-        if moved:
-            out += ["", f"largest changes by {dim}:"]
-            out += [f"  {m['key']:30}{m['before']:>10,}{m['after']:>10,}{m['change']:>+10,}"
-                    for m in moved]
-    f = r["findings"]
-    out += ["", f"findings appeared: {', '.join(f['appeared']) or 'none'}",
-            f"findings resolved: {', '.join(f['resolved']) or 'none'}",
-            f"findings remaining: {', '.join(f['remaining']) or 'none'}"]
-    if r["sysctls"]:
-        out += ["", "sysctls changed:"]
-        out += [f"  {k}: {v['before']} -> {v['after']}" for k, v in r["sysctls"].items()]
-    return "\n".join(out) + "\n"

@@ -8,18 +8,17 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.kernel import NUM_STATES, STATE_NAMES, TCP_ESTABLISHED, parse_state_name
-from tcpdoctor.model import (
-    Snapshot,
-    factorize,
-    format_addr,
-    is_v4,
-    parse_addr,
-    prefix_masks,
-)
+from tcpdoctor.model.addresses import format_addr, is_v4, parse_addr, prefix_masks
+from tcpdoctor.model.columns import factorize
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import NUM_STATES, STATE_NAMES, TCP_ESTABLISHED, parse_state_name
 
 GROUP_KEYS = ("remote-ip", "remote-net", "local-port", "remote-port", "service-port", "process",
               "state")
+# The dimensions history, diff and the exporter keep (what tells a cause apart), and the
+# ones `watch` cycles through.
+HISTORY_DIMENSIONS = ("remote-ip", "service-port", "process")
+WATCH_DIMENSIONS = (*HISTORY_DIMENSIONS, "remote-net")
 
 
 @dataclass
@@ -81,6 +80,11 @@ def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
         return {"process": snap.process_names.get(pid, "?") if pid >= 0 else None,
                 "pid": pid if pid >= 0 else None}
     return {key: STATE_NAMES[int(values[0]) - 1]}
+
+
+def owner_label(name: str | None, pid: int | None) -> str:
+    """How every table, diff and view names a socket's owner: 'nginx[1234]', '(no owner)'."""
+    return f"{name}[{pid}]" if pid is not None and name is not None else "(no owner)"
 
 
 def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:

@@ -1,23 +1,31 @@
 """What tcpdoctor knows about each sysctl it audits: one entry per key, each with its source.
 
-Facts follow ../shared/KERNEL.md (checked against Linux 6.18: Documentation/networking/
-ip-sysctl.rst, net/ipv4/sysctl_net_ipv4.c, tcp_ipv4.c, tcp.c). Defaults that scale with
-memory or the hash size are computed from the running kernel, never quoted from a blog.
+This is the one definition of a harmful setting: the UNSAFE_SYSCTL rule judges running
+values with it, `tune` judges running and configured ones. Facts follow docs/kernel.md
+(checked against Linux 6.18: Documentation/networking/ip-sysctl.rst,
+net/ipv4/sysctl_net_ipv4.c, tcp_ipv4.c, tcp.c). Defaults that scale with memory or the hash
+size are computed from the running kernel, never quoted from a blog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from tcpdoctor.model.tcp import DEFAULT_PORT_RANGE
 
 INT_MAX = 2**31 - 1
 IP_SYSCTL = "Documentation/networking/ip-sysctl.rst"
 NF_SYSCTL = "Documentation/networking/nf_conntrack-sysctl.rst"
 FS_SYSCTL = "Documentation/admin-guide/sysctl/fs.rst"
 
-# (values, ehash entries of this machine) -> (severity, reason) when the value is harmful.
-# Some defaults scale with the established hash, so "lowered" is judged against it.
-Harm = Callable[[list[int], int], tuple[str, str] | None]
+EHASH_FALLBACK = 262144  # tcp_ehash_entries when the kernel does not say (pre-6.1)
+# Limits of the harm checks; the UNSAFE_SYSCTL rule exposes them as its thresholds.
+HARM_LIMITS = {"tw_buckets_warning": 32768.0, "tw_buckets_critical": 10000.0}
+
+# (values, ehash entries of this machine, limits) -> (severity, reason) when the value is
+# harmful. Some defaults scale with the established hash, so "lowered" is judged against it.
+Harm = Callable[[list[int], int, Mapping[str, float]], tuple[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -51,18 +59,18 @@ class Knob:
 
 
 def _below_half_ehash(why: str) -> Harm:
-    return lambda v, ehash: ("warning", why) if v and v[0] < min(4096, ehash // 2) else None
+    return lambda v, ehash, lim: ("warning", why) if v and v[0] < min(4096, ehash // 2) else None
 
 
 def _equals(bad: int, sev: str, why: str) -> Harm:
-    return lambda v, ehash: (sev, why) if v and v[0] == bad else None
+    return lambda v, ehash, lim: (sev, why) if v and v[0] == bad else None
 
 
-def _tw_buckets(v: list[int], ehash: int) -> tuple[str, str] | None:
+def _tw_buckets(v: list[int], ehash: int, lim: Mapping[str, float]) -> tuple[str, str] | None:
     default = ehash // 2
-    if not v or v[0] >= min(32768, default):
+    if not v or v[0] >= min(lim["tw_buckets_warning"], default):
         return None
-    if v[0] <= min(10000, default // 4):
+    if v[0] <= min(lim["tw_buckets_critical"], default // 4):
         return ("critical", "past this cap the kernel destroys TIME_WAIT sockets early "
                 "(TCPTimeWaitOverflow, no log line): delayed segments can corrupt new "
                 "connections. The docs say never lower it artificially.")
@@ -70,21 +78,21 @@ def _tw_buckets(v: list[int], ehash: int) -> tuple[str, str] | None:
             "may be skipped under load.")
 
 
-def _port_range(v: list[int], ehash: int) -> tuple[str, str] | None:
+def _port_range(v: list[int], ehash: int, lim: Mapping[str, float]) -> tuple[str, str] | None:
     if len(v) != 2:
         return None
     if v[0] > v[1]:
         return ("critical", "the low end is above the high end: the kernel rejects it.")
     if v[0] < 1024:
         return ("warning", "ephemeral ports below 1024 collide with privileged service ports.")
-    if v[0] < 32768 and v[0] % 2 == v[1] % 2:
+    if v[0] < DEFAULT_PORT_RANGE[0] and v[0] % 2 == v[1] % 2:
         return ("warning", "collides with service ports (a later bind() fails with "
                 "EADDRINUSE) and same-parity ends draw a kernel warning; reserve service "
                 "ports in ip_local_reserved_ports when widening.")
     return None
 
 
-def _triplet(v: list[int], ehash: int) -> tuple[str, str] | None:
+def _triplet(v: list[int], ehash: int, lim: Mapping[str, float]) -> tuple[str, str] | None:
     if len(v) == 3 and not v[0] <= v[1] <= v[2]:
         return ("critical", "the three values must be ordered min <= default/pressure <= max.")
     return None
@@ -98,11 +106,8 @@ KNOBS: tuple[Knob, ...] = (
          myths=("'Set tcp_tw_recycle = 1 to get rid of TIME_WAIT': it silently dropped SYNs "
                 "from clients behind NAT, broke for everyone once timestamps got "
                 "per-connection offsets, and was removed; `sysctl -p` errors on it.",),
-         harm=lambda v, ehash: ("critical", "removed in Linux 4.12: it dropped SYNs from "
-                                "clients "
-                         "behind NAT. Remove the line.") if v and v[0] else
-         ("warning", "obsolete key (removed in Linux 4.12): `sysctl -p` errors on it. "
-          "Remove the line."),
+         harm=_equals(1, "critical", "removed in Linux 4.12: it dropped SYNs from clients "
+                      "behind NAT. Remove the line."),
          removed_in=(4, 12)),
     Knob("net.ipv4.tcp_tw_reuse",
          "Lets outgoing connect() reuse a TIME_WAIT 4-tuple whose connection used timestamps "
@@ -139,7 +144,7 @@ KNOBS: tuple[Knob, ...] = (
          "2 always.", "1", (0, 2),
          myths=("'Set tcp_syncookies = 1, the default is 0': the default is already 1. It "
                 "is unrelated to TIME_WAIT.",),
-         harm=lambda v, ehash: ("warning", "without cookies a SYN flood fills the SYN queue "
+         harm=lambda v, ehash, lim: ("warning", "without cookies a SYN flood fills the SYN queue "
                                 "and real "
                          "clients are refused.") if v and v[0] == 0 else
          ("warning", "2 sends cookies for every SYN (a testing mode): TCP options are "
@@ -161,7 +166,7 @@ KNOBS: tuple[Knob, ...] = (
                 "sockets whose application enabled SO_KEEPALIVE.",)),
     Knob("net.ipv4.ip_local_port_range",
          "Ephemeral ports for outgoing connections (per source ip, destination ip and port).",
-         "32768 60999", (1, 65535), count=2,
+         f"{DEFAULT_PORT_RANGE[0]} {DEFAULT_PORT_RANGE[1]}", (1, 65535), count=2,
          myths=("'ip_local_port_range = 1024 65000': collides with service ports and has "
                 "same-parity ends, which the kernel warns about.",),
          harm=_port_range),
@@ -231,5 +236,37 @@ def explain(key: str) -> str:
         lines.append(f"History: {knob.history}.")
     for myth in knob.myths:
         lines.append(f"Myth: {myth}")
-    lines.append(f"Source: {knob.source} (Linux 6.18), ../shared/KERNEL.md.")
+    lines.append(f"Source: {knob.source} (Linux 6.18); see docs/kernel.md.")
     return "\n".join(lines)
+
+
+def safe_value(key: str, ehash: int) -> str | None:
+    """The value to restore when a harmful one is in force (None: remove the line)."""
+    return {
+        "net.ipv4.tcp_max_tw_buckets": str(ehash // 2),
+        "net.ipv4.tcp_max_orphans": str(ehash // 2),
+        "net.ipv4.tcp_syncookies": "1",
+        "net.ipv4.tcp_abort_on_overflow": "0",
+        "net.ipv4.tcp_timestamps": "1",
+        "net.ipv4.ip_local_port_range": f"{DEFAULT_PORT_RANGE[0]} {DEFAULT_PORT_RANGE[1]}",
+    }.get(key)
+
+
+def harmful(knob: Knob, value: str | None, ehash: int,
+            limits: Mapping[str, float] = HARM_LIMITS) -> tuple[str, str] | None:
+    """(severity, why) when this value of the key is harmful, else None."""
+    if value is None or knob.harm is None:
+        return None
+    values = knob.parse(value)
+    if values is None:
+        return ("warning", f"{value!r} is not a valid value ({knob.count or 'a list of'} "
+                f"integer(s) in {knob.valid}).")
+    return knob.harm(values, ehash, limits)
+
+
+def ehash_entries(text: str | None) -> int:
+    """tcp_ehash_entries as the kernel prints it (negative: per-netns hash), else a fallback."""
+    value = (text or "").strip()
+    if value.lstrip("-").isdigit() and int(value):
+        return abs(int(value))
+    return EHASH_FALLBACK

@@ -8,11 +8,12 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcpdoctor.analysis.findings import RANK, Finding
-from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, Knob
+from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers UNSAFE_SYSCTL)
+from tcpdoctor.analysis.registry import REGISTRY, Finding, Found
+from tcpdoctor.analysis.severity import Severity, exit_code, worst
+from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, Knob, harmful, safe_value
 from tcpdoctor.sources.sysctl_files import Setting
-
-EHASH_FALLBACK = 262144
+from tcpdoctor.status import ExitCode
 
 
 @dataclass
@@ -38,12 +39,12 @@ class Audit:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def worst(self) -> str:
-        sev = [e.severity for e in self.entries] + [f.severity for f in self.findings]
-        return max((s for s in sev if s in RANK), key=RANK.__getitem__, default="ok")
+    def worst(self) -> Severity:
+        return worst([e.severity for e in self.entries]
+                     + [f.severity for f in self.findings]) or Severity.OK
 
-    def exit_code(self) -> int:
-        return {"critical": 2, "warning": 1}.get(self.worst, 0)
+    def exit_code(self) -> ExitCode:
+        return exit_code([self.worst])
 
 
 def kernel_version(release: str) -> tuple[int, int]:
@@ -51,34 +52,12 @@ def kernel_version(release: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def safe_value(key: str, ehash: int) -> str | None:
-    """The value to restore when a harmful one is in force (None: remove the line)."""
-    return {
-        "net.ipv4.tcp_max_tw_buckets": str(ehash // 2),
-        "net.ipv4.tcp_max_orphans": str(ehash // 2),
-        "net.ipv4.tcp_syncookies": "1",
-        "net.ipv4.tcp_abort_on_overflow": "0",
-        "net.ipv4.tcp_timestamps": "1",
-        "net.ipv4.ip_local_port_range": "32768 60999",
-    }.get(key)
-
-
-def _harm(knob: Knob, value: str | None, ehash: int) -> tuple[str, str] | None:
-    if value is None or knob.harm is None:
-        return None
-    values = knob.parse(value)
-    if values is None:
-        return ("warning", f"{value!r} is not a valid value ({knob.count or 'a list of'} "
-                f"integer(s) in {knob.valid}).")
-    return knob.harm(values, ehash)
-
-
 def _judge(knob: Knob, current: str | None, cfg: Setting | None, release: tuple[int, int],
            ehash: int, evidence: dict[str, tuple[str, str]]) -> Entry:
     configured = cfg.value if cfg else None
     entry = Entry(knob.key, current, configured, None, knob.meaning, "ok",
                   cfg.where if cfg else None)
-    harm = _harm(knob, configured, ehash) or _harm(knob, current, ehash)
+    harm = harmful(knob, configured, ehash) or harmful(knob, current, ehash)
     if current is None and cfg is not None and knob.removed_in and release >= knob.removed_in:
         harm = harm or ("warning", f"removed in Linux {knob.removed_in[0]}."
                         f"{knob.removed_in[1]}: remove the line.")
@@ -96,7 +75,7 @@ def _judge(knob: Knob, current: str | None, cfg: Setting | None, release: tuple[
 
 
 def audit(current: dict[str, str | None], configured: dict[str, Setting],
-          findings: list[Finding], release: str, ehash: int | None,
+          findings: list[Finding], release: str, ehash: int,
           exists: dict[str, bool] | None = None) -> Audit:
     """Judge every known key present in the kernel or in the configuration.
 
@@ -105,13 +84,12 @@ def audit(current: dict[str, str | None], configured: dict[str, Setting],
     exists: for configured keys outside the table, whether the kernel has them.
     """
     ver = kernel_version(release)
-    eh = abs(ehash) if ehash else EHASH_FALLBACK
     evidence: dict[str, tuple[str, str]] = {}
     for f in findings:
         for rec in f.sysctl:
             evidence.setdefault(rec["key"], (str(rec["recommended"]),
                                              f"{rec['why']} Evidence: {f.id}."))
-    entries = [_judge(k, current.get(k.key), configured.get(k.key), ver, eh, evidence)
+    entries = [_judge(k, current.get(k.key), configured.get(k.key), ver, ehash, evidence)
                for k in KNOBS if current.get(k.key) is not None or k.key in configured]
     for key, s in configured.items():
         if key not in BY_KEY and exists is not None and not exists.get(key, True):
@@ -125,10 +103,10 @@ def audit(current: dict[str, str | None], configured: dict[str, Setting],
 
 
 def unsafe_finding(entries: list[Entry]) -> Finding | None:
-    bad = [e for e in entries if e.severity in ("warning", "critical")]
+    """UNSAFE_SYSCTL as tune sees it: running and configured values, with file:line."""
+    bad = [e for e in entries if e.severity in (Severity.WARNING, Severity.CRITICAL)]
     if not bad:
         return None
-    sev = max((e.severity for e in bad), key=RANK.__getitem__)
     configured = [e for e in bad if e.configured_at]
     actions = []
     if configured:
@@ -136,8 +114,8 @@ def unsafe_finding(entries: list[Entry]) -> Finding | None:
             f"{e.configured_at}: {e.key} = {e.configured}" for e in configured) + ".")
     actions.append("Then apply the recommended values (`tcpdoctor tune --apply`, undone by "
                    "`tcpdoctor tune --rollback`).")
-    return Finding(
-        "UNSAFE_SYSCTL", sev, "Dangerous or obsolete sysctl settings",
+    found = Found(
+        worst(e.severity for e in bad) or Severity.WARNING,
         f"{len(bad)} harmful, obsolete or unknown setting(s): "
         + ", ".join(f"{e.key.split('.')[-1]}={e.configured or e.current}" for e in bad) + ".",
         {"settings": {e.key: {"current": e.current, "configured": e.configured,
@@ -146,6 +124,7 @@ def unsafe_finding(entries: list[Entry]) -> Finding | None:
         [{"key": e.key, "current": e.current, "recommended": e.recommended, "why": e.why}
          for e in bad],
     )
+    return REGISTRY["UNSAFE_SYSCTL"].finding(found)
 
 
 def dropin_values(audit_result: Audit, netns: bool) -> dict[str, str]:

@@ -9,6 +9,7 @@ import json
 from importlib import resources
 from typing import Any
 
+from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.history.query import NON_ESTABLISHED, busy_states
 from tcpdoctor.history.sampler import iso
 from tcpdoctor.history.store import History, Stored
@@ -58,8 +59,7 @@ def findings_timeline(samples: list[Stored]) -> list[dict[str, Any]]:
 
 
 def _worse(a: str, b: str) -> str:
-    order = ["info", "warning", "critical"]
-    return a if order.index(a) >= order.index(b) else b
+    return str(max(Severity(a), Severity(b)))
 
 
 def render(db: History, samples: list[Stored], title: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.sampler import iso
 from tcpdoctor.history.store import History, Stored
-from tcpdoctor.kernel import STATE_NAMES, parse_state_name
+from tcpdoctor.model.tcp import STATE_NAMES, parse_state_name
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")

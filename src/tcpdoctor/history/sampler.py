@@ -6,23 +6,22 @@ that rate-based rules (overflows, drops, cookies) see the increase since the las
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from tcpdoctor.analysis.check import Report, run_rules
-from tcpdoctor.analysis.findings import Context
-from tcpdoctor.analysis.groups import format_key_text, key_columns
-from tcpdoctor.kernel import STATE_NAMES
-from tcpdoctor.model import Snapshot, factorize
-from tcpdoctor.sources import kstate
-from tcpdoctor.sources.live import sample as live_sample
+from tcpdoctor.analysis.check import Report
+from tcpdoctor.analysis.groups import HISTORY_DIMENSIONS, format_key_text, key_columns
+from tcpdoctor.diagnose import Diagnoser, Diagnosis
+from tcpdoctor.model.columns import factorize
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import STATE_NAMES
 
 # Dimensions stored per sample; "process" only when owners were looked up.
-DIMENSIONS = ("remote-ip", "service-port", "process")
+DIMENSIONS = HISTORY_DIMENSIONS
 # Kernel figures kept per sample: sockstat levels, then counter increases per second.
 SOCKSTAT_KEYS = (("TCP", "inuse"), ("TCP", "orphan"), ("TCP", "tw"), ("TCP", "alloc"),
                  ("TCP", "mem"), ("TCP6", "inuse"))
@@ -94,7 +93,7 @@ def top_per_state(snap: Snapshot, dim: str, limit: int) -> list[tuple[str, str, 
     return out
 
 
-def kernel_figures(kernel: kstate.KernelState, deltas: dict[str, int] | None,
+def kernel_figures(kernel: KernelState, deltas: dict[str, int] | None,
                    interval: float) -> dict[str, float]:
     out: dict[str, float] = {}
     for proto, key in SOCKSTAT_KEYS:
@@ -110,32 +109,24 @@ def kernel_figures(kernel: kstate.KernelState, deltas: dict[str, int] | None,
 
 @dataclass
 class Sampler:
-    netns: str | None = None
-    source: str = "auto"
-    with_owners: bool = True
+    """Diagnoses of one target, each kept as a Point (rates since the previous one)."""
+
+    diagnoser: Diagnoser
     top_n: int = 5
-    thresholds: dict[str, dict[str, float]] | None = None
-    _prev: kstate.KernelState | None = field(default=None, repr=False)
+
+    @property
+    def netns(self) -> str | None:
+        return self.diagnoser.target.netns
 
     def take(self) -> Taken:
-        started = time.time()  # the sample's time is when the sockets were read
-        got = live_sample(self.netns, 0.0, self.source, with_owners=self.with_owners)
-        deltas, interval = None, 0.0
-        if self._prev is not None:
-            deltas = kstate.deltas(self._prev, got.kernel)
-            interval = got.kernel.taken - self._prev.taken
-        self._prev = got.kernel
-        ctx = Context(got.snap, got.kernel, deltas, interval,
-                      got.owners.fd_counts if got.owners else None, kstate.nofile_limit)
-        report = run_rules(ctx, self.thresholds)
-        return Taken(self.point(started, got.snap, got.kernel, deltas, interval, report),
-                     got.snap, report)
+        d = self.diagnoser()
+        return Taken(self.point(d), d.sample.snap, d.report)
 
-    def point(self, ts: float, snap: Snapshot, kernel: kstate.KernelState,
-              deltas: dict[str, int] | None, interval: float, report: Report) -> Point:
-        dims = [d for d in DIMENSIONS if d != "process" or "pid" in snap.columns]
-        groups = [g for d in dims for g in top_per_state(snap, d, self.top_n)]
-        findings = [{"id": f.id, "severity": f.severity, "summary": f.summary,
-                     "processes": f.processes} for f in report.findings]
-        return Point(ts, snap.host, self.netns, snap.state_counts(),
-                     kernel_figures(kernel, deltas, interval), groups, findings)
+    def point(self, d: Diagnosis) -> Point:
+        snap, got = d.sample.snap, d.sample
+        dims = [dim for dim in DIMENSIONS if dim != "process" or "pid" in snap.columns]
+        groups = [g for dim in dims for g in top_per_state(snap, dim, self.top_n)]
+        findings = [{"id": f.id, "severity": str(f.severity), "summary": f.summary,
+                     "processes": f.processes} for f in d.report.findings]
+        return Point(d.started, snap.host, self.netns, snap.state_counts(),
+                     kernel_figures(got.kernel, got.deltas, got.interval), groups, findings)

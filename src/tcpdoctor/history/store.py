@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tcpdoctor.atomic import SLOW_ENV
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.sampler import Point
-from tcpdoctor.kernel import STATE_NAMES
+from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.system.atomic import SLOW_ENV
 
 STATE_COLUMNS = tuple(name.lower() for name in STATE_NAMES)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.model.kernel_state import sysctl_path
 
 MAIN_ADDR = "198.18.0.1"
 PEER_ADDR = "198.18.0.2"
@@ -106,7 +107,7 @@ class LabNet:
             raise
 
     def sysctl(self, ns: str, key: str, value: str) -> None:
-        path = "/proc/sys/" + key.replace(".", "/")
+        path = sysctl_path(key)
         proc = subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", 'echo "$1" > "$2"',
                                "sh", value, path], capture_output=True, text=True, check=False)
         if proc.returncode != 0:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.lab.net import MAIN_ADDR, PEER_ADDR, PHANTOM_NET, LabNet
-from tcpdoctor.sources.collect import take_snapshot
+from tcpdoctor.sources.live import take_snapshot
 
 
 @dataclass(frozen=True)

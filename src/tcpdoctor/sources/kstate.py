@@ -7,80 +7,10 @@ plus a note, never an exception: rules that need it are skipped and say why.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 from tcpdoctor.errors import ParseError
+from tcpdoctor.model.kernel_state import SYSCTLS, KernelState, sysctl_path
 from tcpdoctor.sources.procfs import net_dir
-
-# Sysctls the rules read (names as `sysctl` prints them). Global keys exist only in the
-# initial namespace (KERNEL.md); inside another namespace they are read from the host.
-SYSCTLS: tuple[str, ...] = (
-    "net.ipv4.tcp_max_tw_buckets",
-    "net.ipv4.tcp_max_orphans",
-    "net.ipv4.tcp_mem",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_tw_reuse",
-    "net.ipv4.tcp_tw_reuse_delay",
-    "net.ipv4.tcp_tw_recycle",
-    "net.ipv4.tcp_tw_timeout",  # Alibaba Cloud Linux only: detect, never assume
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.tcp_max_syn_backlog",
-    "net.ipv4.tcp_synack_retries",
-    "net.ipv4.tcp_syn_retries",
-    "net.ipv4.tcp_abort_on_overflow",
-    "net.ipv4.tcp_orphan_retries",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_timestamps",
-    "net.ipv4.tcp_ehash_entries",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.core.somaxconn",
-    "net.netfilter.nf_conntrack_max",
-    "net.netfilter.nf_conntrack_count",
-    "fs.file-max",
-    "fs.nr_open",
-)
-GLOBAL_SYSCTLS = frozenset({"net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans", "fs.file-max",
-                            "fs.nr_open"})
-# TcpExt/Tcp counters that mean something only as rates (monotonic since boot).
-RATE_COUNTERS: tuple[str, ...] = (
-    "TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPTimeWaitOverflow",
-    "TcpExt.TCPReqQFullDrop", "TcpExt.TCPReqQFullDoCookies", "TcpExt.SyncookiesSent",
-    "TcpExt.SyncookiesRecv", "TcpExt.SyncookiesFailed", "TcpExt.TCPAbortOnMemory",
-    "TcpExt.TCPAbortOnTimeout", "TcpExt.TCPAbortOnClose", "TcpExt.TCPAbortOnData",
-    "TcpExt.TCPMemoryPressures", "TcpExt.TW", "TcpExt.TWRecycled", "TcpExt.PAWSEstab",
-    "Tcp.ActiveOpens", "Tcp.PassiveOpens", "Tcp.AttemptFails", "Tcp.EstabResets",
-    "Tcp.RetransSegs", "Tcp.OutRsts", "conntrack.drop", "conntrack.early_drop",
-    "conntrack.insert_failed",
-)
-
-
-@dataclass
-class KernelState:
-    taken: float  # time.monotonic() when read
-    sockstat: dict[str, dict[str, int]] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
-    sysctls: dict[str, str | None] = field(default_factory=dict)
-    file_nr: tuple[int, int, int] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def sysctl_int(self, key: str) -> int | None:
-        value = self.sysctls.get(key)
-        if value is None:
-            return None
-        try:
-            return int(value.split()[0])
-        except (ValueError, IndexError):
-            return None
-
-    def sysctl_ints(self, key: str) -> list[int] | None:
-        value = self.sysctls.get(key)
-        if value is None:
-            return None
-        try:
-            return [int(x) for x in value.split()]
-        except ValueError:
-            return None
 
 
 def parse_key_value_lines(text: str, source: str) -> dict[str, dict[str, int]]:
@@ -151,7 +81,7 @@ def read_sysctls(proc_root: str = "/proc",
                  keys: tuple[str, ...] = SYSCTLS) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for key in keys:
-        text = _read(f"{proc_root}/sys/{key.replace('.', '/')}")
+        text = _read(sysctl_path(key, proc_root))
         out[key] = " ".join(text.split()) if text is not None else None
     return out
 
@@ -182,18 +112,6 @@ def read_state(proc_root: str = "/proc", with_sysctls: bool = True) -> KernelSta
         a, b, c = (int(x) for x in text.split())
         state.file_nr = (a, b, c)
     return state
-
-
-def fill_global_sysctls(state: KernelState, host: dict[str, str | None]) -> None:
-    """Inside a child namespace the global keys are absent: take the host's values."""
-    for key in GLOBAL_SYSCTLS:
-        if state.sysctls.get(key) is None and host.get(key) is not None:
-            state.sysctls[key] = host[key]
-
-
-def deltas(before: KernelState, after: KernelState) -> dict[str, int]:
-    return {k: after.counters[k] - before.counters[k] for k in RATE_COUNTERS
-            if k in before.counters and k in after.counters}
 
 
 def nofile_limit(pid: int, proc_root: str = "/proc") -> int | None:

@@ -1,40 +1,134 @@
-"""A live check: counters, snapshot (with owners and tcp_info), counters again after --interval."""
+"""The one face of the live sources: take a snapshot, or take a sample (counters, snapshot
+with owners and tcp_info, counters again after an interval). Netlink first, else procfs."""
 
 from __future__ import annotations
 
+import os
+import platform
+import socket
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from tcpdoctor.model import Snapshot
-from tcpdoctor.sources import kstate, netns
-from tcpdoctor.sources.collect import attach_owners, take_snapshot
+import numpy as np
+
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.model import kernel_state
+from tcpdoctor.model.columns import BASE_COLUMNS
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import AF_INET, AF_INET6
+from tcpdoctor.sources import kstate, netlink, netns, owners, procfs
 from tcpdoctor.sources.owners import OwnerTable
+
+SOURCES = ("auto", "netlink", "procfs")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bool,
+          proc_root: str) -> tuple[dict[str, np.ndarray], str, list[str]]:
+    notes: list[str] = []
+    if source in ("auto", "netlink"):
+        try:
+            return netlink.read_sockets(want, info, families), "netlink", notes
+        except netlink.NetlinkUnavailable as exc:
+            if source == "netlink":
+                raise
+            notes.append(f"netlink unavailable ({exc}); read /proc/net/tcp instead")
+    cols, more = procfs.read_sockets(proc_root, families)
+    if info:
+        notes.append("procfs has no tcp_info: idle-time figures are unavailable")
+    return cols, "procfs", notes + more
+
+
+def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: bool = True,
+                  ipv6: bool = True, want: frozenset[str] | None = None, info: bool = False,
+                  with_owners: bool = False, proc_root: str = "/proc") -> Snapshot:
+    """Every TCP socket of this host (or of netns_name) as a columnar Snapshot."""
+    if source not in SOURCES:
+        raise TcpDoctorError(f"unknown source {source!r} (choose from {', '.join(SOURCES)})")
+    families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on)
+    wanted = frozenset(BASE_COLUMNS) if want is None else want | {"state"}
+    if with_owners:
+        wanted |= {"inode"}
+    cols, used, notes = netns.run_in(
+        netns_name, lambda: _read(source, families, wanted, info, proc_root))
+    snap = Snapshot(cols, used, host=socket.gethostname(), kernel=platform.release(),
+                    taken_at=now_iso(), netns=netns_name, notes=notes)
+    if with_owners:
+        attach_owners(snap, proc_root)
+    return snap
+
+
+def attach_owners(snap: Snapshot, proc_root: str = "/proc") -> owners.OwnerTable:
+    table = owners.scan(proc_root)
+    snap.columns["pid"] = owners.lookup(table, snap.columns["inode"])
+    used = np.unique(snap.columns["pid"])
+    snap.process_names = {int(p): table.names.get(int(p), "?") for p in used if p >= 0}
+    snap.notes.extend(table.notes())
+    if os.geteuid() != 0 and not table.denied:
+        snap.notes.append("not running as root: owners of other users' sockets may be missing")
+    return table
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a live read looks at: the namespace, the source, the address families, and
+    whether sockets get their owning processes."""
+
+    netns: str | None = None
+    source: str = "auto"
+    ipv4: bool = True
+    ipv6: bool = True
+    owners: bool = True
+    proc_root: str = "/proc"
+
+    @property
+    def where(self) -> str:
+        return f"netns {self.netns}" if self.netns else "host"
 
 
 @dataclass
 class LiveSample:
     snap: Snapshot
-    kernel: kstate.KernelState
-    deltas: dict[str, int] | None
-    interval: float
+    kernel: KernelState
+    deltas: dict[str, int] | None  # counter increases since the first reading
+    interval: float  # seconds between the two readings (0: one reading, no rates)
     owners: OwnerTable | None
 
 
-def sample(netns_name: str | None = None, interval: float = 1.0, source: str = "auto",
-           ipv4: bool = True, ipv6: bool = True, with_owners: bool = True,
-           proc_root: str = "/proc") -> LiveSample:
-    first = netns.run_in(netns_name, lambda: kstate.read_state(proc_root))
-    if netns_name is not None:
-        kstate.fill_global_sysctls(first, kstate.read_sysctls(
-            proc_root, tuple(kstate.GLOBAL_SYSCTLS)))
-    snap = take_snapshot(source, netns_name, ipv4, ipv6, info=True, proc_root=proc_root)
-    table = attach_owners(snap, proc_root) if with_owners else None
+def read_kernel(target: Target, with_sysctls: bool = True) -> KernelState:
+    """Kernel figures of the target namespace; global sysctls from the host's."""
+    state = netns.run_in(target.netns,
+                         lambda: kstate.read_state(target.proc_root, with_sysctls))
+    if with_sysctls and target.netns is not None:
+        kernel_state.fill_global_sysctls(state, kstate.read_sysctls(
+            target.proc_root, tuple(kernel_state.GLOBAL_SYSCTLS)))
+    return state
+
+
+def sample(target: Target, interval: float = 1.0,
+           previous: KernelState | None = None) -> LiveSample:
+    """Counters, the snapshot (tcp_info, owners), then counters again after `interval`.
+
+    With `previous` (the kernel figures of an earlier sample, as watch, record and the
+    exporter keep them), the rates are taken since then and no second reading is made."""
+    first = read_kernel(target)
+    snap = take_snapshot(target.source, target.netns, target.ipv4, target.ipv6, info=True,
+                         proc_root=target.proc_root)
+    table = attach_owners(snap, target.proc_root) if target.owners else None
+    if previous is not None:
+        return LiveSample(snap, first, kernel_state.deltas(previous, first),
+                          first.taken - previous.taken, table)
     if interval <= 0:
         return LiveSample(snap, first, None, 0.0, table)
     remaining = interval - (time.monotonic() - first.taken)
     if remaining > 0:
         time.sleep(remaining)
-    second = netns.run_in(netns_name, lambda: kstate.read_state(proc_root, with_sysctls=False))
+    second = read_kernel(target, with_sysctls=False)
     second.sysctls = first.sysctls
-    return LiveSample(snap, second, kstate.deltas(first, second),
+    return LiveSample(snap, second, kernel_state.deltas(first, second),
                       second.taken - first.taken, table)

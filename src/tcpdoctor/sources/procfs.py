@@ -14,8 +14,9 @@ from typing import BinaryIO
 import numpy as np
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
-from tcpdoctor.kernel import AF_INET, AF_INET6, TCP_NEW_SYN_RECV, TCP_SYN_RECV
-from tcpdoctor.model import BASE_COLUMNS, V4_MAPPED, concat_columns
+from tcpdoctor.model.addresses import V4_MAPPED
+from tcpdoctor.model.columns import BASE_COLUMNS, concat_columns
+from tcpdoctor.model.tcp import AF_INET, AF_INET6, TCP_NEW_SYN_RECV, normalize_states
 from tcpdoctor.sources import textcols
 
 # Token index of each field in a /proc/net/tcp line (header: sl local_address rem_address st
@@ -90,7 +91,7 @@ def parse_block(arr: np.ndarray, family: int, src: str, first_line: int) -> dict
     if ((st == 0) | (st > TCP_NEW_SYN_RECV)).any():
         r = int(np.flatnonzero((st == 0) | (st > TCP_NEW_SYN_RECV))[0])
         raise ParseError(src, int(lines[r]), "a TCP state 01..0C", bytes(mat[r]).rstrip())
-    cols["state"] = np.where(st == TCP_NEW_SYN_RECV, TCP_SYN_RECV, st).astype(np.uint8)
+    cols["state"] = normalize_states(st)
     cols["wqueue"] = hexf(TOK_QUEUES, 0, 8, "hex tx_queue").astype(np.uint32)
     cols["rqueue"] = hexf(TOK_QUEUES, 9, 8, "hex rx_queue").astype(np.uint32)
     cols["timer"] = hexf(TOK_TIMER, 0, 2, "hex timer code").astype(np.uint8)

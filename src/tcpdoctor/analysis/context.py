@@ -1,0 +1,106 @@
+"""What a rule sees (Context) and the helpers rules share to read it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.columns import factorize
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
+
+
+@dataclass
+class Context:
+    """Everything a rule may look at. kernel/deltas are None for inputs that lack them."""
+
+    snap: Snapshot
+    kernel: KernelState | None = None
+    deltas: dict[str, int] | None = None  # counter increase over the sampling interval
+    interval: float = 0.0
+    fd_counts: dict[int, int] | None = None
+    nofile: Callable[[int], int | None] | None = None
+
+    def sysctl_int(self, key: str) -> int | None:
+        return self.kernel.sysctl_int(key) if self.kernel else None
+
+    def delta(self, name: str) -> int:
+        return int(self.deltas.get(name, 0)) if self.deltas else 0
+
+    def count(self, mask: np.ndarray) -> int:
+        """Sockets in mask (rows of a reduced snapshot stand for several)."""
+        return self.snap.count(mask)
+
+    def top(self, column: str, mask: np.ndarray, limit: int = 5) -> list[tuple[Any, int]]:
+        """Most common values of a column among the sockets in mask."""
+        w = self.snap.weights
+        return top_counts(self.snap.columns[column][mask], limit,
+                          None if w is None else w[mask])
+
+    def processes(self, mask: np.ndarray, limit: int = 5) -> list[dict[str, Any]]:
+        """Owners of the sockets in mask, most sockets first."""
+        if "pid" not in self.snap.columns:
+            return []
+        known = mask & (self.snap.columns["pid"] >= 0)
+        if not known.any():
+            return []
+        w = self.snap.weights
+        uniq, inverse = np.unique(self.snap.columns["pid"][known], return_inverse=True)
+        counts = np.bincount(inverse.ravel(), None if w is None else w[known])
+        order = np.argsort(-counts, kind="stable")[:limit]
+        return [{"pid": int(uniq[i]), "name": self.snap.process_names.get(int(uniq[i]), "?"),
+                 "count": int(counts[i])} for i in order]
+
+
+def level(value: float, warning: float, critical: float) -> Severity | None:
+    if value >= critical:
+        return Severity.CRITICAL
+    if value >= warning:
+        return Severity.WARNING
+    return None
+
+
+def top_counts(values: np.ndarray, limit: int = 5,
+               weights: np.ndarray | None = None) -> list[tuple[Any, int]]:
+    if values.size == 0:
+        return []
+    uniq, inverse = np.unique(values, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights).astype(np.int64)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    return [(uniq[i].item() if hasattr(uniq[i], "item") else uniq[i], int(counts[i]))
+            for i in order]
+
+
+def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
+                     with_port: bool = True) -> list[tuple[str, int]]:
+    """Most common remote ip[:port] among the sockets in mask."""
+    c = snap.columns
+    if not mask.any():
+        return []
+    cols = [c["raddr_hi"][mask], c["raddr_lo"][mask]]
+    if with_port:
+        cols.append(c["dport"][mask])
+    w = snap.weights
+    values, _, counts = factorize(cols, None if w is None else w[mask])
+    order = np.argsort(-counts, kind="stable")[:limit]
+    out = []
+    for i in order:
+        addr = format_addr(values[0][i], values[1][i])
+        if with_port:
+            port = int(values[2][i])
+            addr = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+        out.append((addr, int(counts[i])))
+    return out
+
+
+def names_of(procs: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{p['name']} (pid {p['pid']})" for p in procs[:3])
+
+
+def sysctl_rec(key: str, current: Any, recommended: Any, why: str) -> dict[str, Any]:
+    return {"key": key, "current": current, "recommended": recommended, "why": why}

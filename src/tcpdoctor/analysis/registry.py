@@ -1,0 +1,103 @@
+"""Findings and the rule registry: each rule is a small function registered with its id,
+title, default thresholds (documented in docs/rules.md, overridable) and what it needs.
+
+A rule returns what it found (severity, summary, evidence, actions...); the registry adds
+the id and title it was registered with, so a rule never restates them, and refuses a
+second rule with the same id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.severity import Severity
+
+# Inputs a rule may need; a rule whose needs are not met is skipped with the reason.
+NEEDS_REASONS = {
+    "owners": "process owners were not looked up (--no-processes or unavailable)",
+    "info": "no tcp_info (procfs source or a text dump without it)",
+    "kernel": "no kernel figures (sockstat, counters, sysctls) for this input",
+    "sysctls": "sysctl values unavailable for this input",
+    "fds": "per-process open-file counts unavailable (owner scan skipped, or offline input)",
+}
+
+
+
+
+@dataclass
+class Found:
+    """What a rule found, before the registry names it."""
+
+    severity: Severity
+    summary: str
+    evidence: dict[str, Any]
+    actions: list[str]
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    sysctl: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.severity = Severity(self.severity)
+
+
+@dataclass
+class Finding:
+    id: str
+    severity: Severity
+    title: str
+    summary: str
+    evidence: dict[str, Any]
+    actions: list[str]
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    sysctl: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"id": self.id, "severity": str(self.severity), "title": self.title,
+               "summary": self.summary, "evidence": self.evidence,
+               "processes": self.processes, "actions": self.actions}
+        if self.sysctl:
+            out["sysctl"] = self.sysctl
+        return out
+
+
+
+RuleFn = Callable[[Context, dict[str, float]], Found | None]
+
+
+@dataclass
+class Rule:
+    id: str
+    title: str
+    needs: frozenset[str]
+    defaults: dict[str, float]
+    fn: RuleFn
+    doc: str = ""
+
+    def finding(self, found: Found) -> Finding:
+        return Finding(self.id, found.severity, self.title, found.summary, found.evidence,
+                       found.actions, found.processes, found.sysctl)
+
+    def run(self, ctx: Context, thresholds: dict[str, float]) -> Finding | None:
+        found = self.fn(ctx, thresholds)
+        return None if found is None else self.finding(found)
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, title: str, needs: tuple[str, ...] = (),
+         **defaults: float) -> Callable[[RuleFn], RuleFn]:
+    unknown = set(needs) - set(NEEDS_REASONS)
+    if unknown:
+        raise ValueError(f"rule {rule_id}: unknown needs {sorted(unknown)}")
+
+    def register(fn: RuleFn) -> RuleFn:
+        if rule_id in REGISTRY:
+            raise ValueError(f"rule id {rule_id} registered twice "
+                             f"({REGISTRY[rule_id].fn.__module__} and {fn.__module__})")
+        REGISTRY[rule_id] = Rule(rule_id, title, frozenset(needs), dict(defaults), fn,
+                                 (fn.__doc__ or "").strip())
+        return fn
+    return register

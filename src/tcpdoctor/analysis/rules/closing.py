@@ -1,0 +1,116 @@
+"""Rules for connections stuck while closing: CLOSE_WAIT, FIN_WAIT2, LAST_ACK.
+
+Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
+figures that triggered it, the owners where known, and actions that start with the
+application-level fix before any sysctl.
+"""
+
+from __future__ import annotations
+
+from tcpdoctor.analysis.context import Context, level, sysctl_rec, top_destinations
+from tcpdoctor.analysis.registry import Found, rule
+from tcpdoctor.analysis.rules.common import (
+    in_state,
+    ports_text,
+)
+from tcpdoctor.model.tcp import (
+    TCP_CLOSE_WAIT,
+    TCP_FIN_WAIT2,
+    TCP_LAST_ACK,
+    TIMER_RETRANSMIT,
+    TIMER_TIME_WAIT,
+)
+
+
+@rule("CLOSE_WAIT_LEAK", "A process does not close sockets its peers have closed",
+      warning=100, critical=1000)
+def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
+    """CLOSE_WAIT: the peer closed; the kernel waits for the application to close() too."""
+    cw = in_state(ctx, TCP_CLOSE_WAIT)
+    n = ctx.count(cw)
+    sev = level(n, th["warning"], th["critical"])
+    if sev is None:
+        return None
+    ports = ctx.top("sport", cw)
+    # The peer's FIN occupies one sequence number: Recv-Q 1 in CLOSE_WAIT means no data.
+    unread = ctx.count(cw & (ctx.snap.columns["rqueue"] > 1))
+    procs = ctx.processes(cw)
+    owner = (f"{procs[0]['name']} (pid {procs[0]['pid']}) holds {procs[0]['count']:,} of them"
+             if procs else "their owner is unknown (run as root to see it)")
+    return Found(
+        sev,
+        f"{n:,} sockets in CLOSE_WAIT on local port(s) {ports_text(ports)}; {owner}: "
+        "the peers closed these connections and the application never called close().",
+        {"close_wait": n, "local_ports": {str(p): k for p, k in ports},
+         "with_unread_data": unread},
+        [
+            (f"Fix {procs[0]['name']}: " if procs else "Fix the owning application: ")
+            + "when read() returns 0 (EOF) or an error, close the socket; check error paths, "
+            "exceptions and connection pools that keep dead connections.",
+            "No sysctl frees CLOSE_WAIT: the kernel waits for the application, forever. "
+            "Restarting the process frees them now, but the leak returns.",
+            "Each CLOSE_WAIT holds a file descriptor: the process will hit its open-files "
+            "limit (EMFILE) if the leak continues.",
+        ],
+        procs,
+    )
+
+
+@rule("FIN_WAIT2_BUILDUP", "This side closed but peers never finish their close",
+      warning=500, critical=5000)
+def fin_wait2(ctx: Context, th: dict[str, float]) -> Found | None:
+    """FIN_WAIT2: we sent FIN, the peer ACKed it but never sent its own FIN."""
+    c = ctx.snap.columns
+    fw = c["state"] == TCP_FIN_WAIT2
+    n = ctx.count(fw)
+    sev = level(n, th["warning"], th["critical"])
+    if sev is None:
+        return None
+    orphaned = ctx.count(fw & ((c["timer"] == TIMER_TIME_WAIT) | (c["inode"] == 0)))
+    fin_timeout = ctx.sysctl_int("net.ipv4.tcp_fin_timeout")
+    recs = []
+    if fin_timeout is not None and fin_timeout > 30 and orphaned > n // 2:
+        recs.append(sysctl_rec("net.ipv4.tcp_fin_timeout", fin_timeout, 30,
+                               "bounds how long orphaned FIN_WAIT2 sockets wait for the peer's "
+                               "FIN (it does not change TIME_WAIT)."))
+    dests = top_destinations(ctx.snap, fw, with_port=False)
+    return Found(
+        sev,
+        f"{n:,} sockets in FIN_WAIT2 ({orphaned:,} orphaned), most with {dests[0][0]}: "
+        "peers acknowledged our close but never closed their side.",
+        {"fin_wait2": n, "orphaned": orphaned, "held_by_processes": n - orphaned,
+         "top_remotes": dict(dests), "tcp_fin_timeout": fin_timeout},
+        [
+            "Find out why the peers (top remotes above) keep their half open: a client that "
+            "never closes, or a half-close (shutdown) protocol waiting on them.",
+            "Sockets still held by a process stay in FIN_WAIT2 until it closes them; only "
+            "orphaned ones time out after tcp_fin_timeout.",
+        ],
+        ctx.processes(fw), recs,
+    )
+
+
+@rule("LAST_ACK_BUILDUP", "Final ACKs are not arriving", warning=500, critical=5000)
+def last_ack(ctx: Context, th: dict[str, float]) -> Found | None:
+    """LAST_ACK: we answered the peer's FIN with ours; the final ACK never comes back."""
+    c = ctx.snap.columns
+    la = c["state"] == TCP_LAST_ACK
+    n = ctx.count(la)
+    sev = level(n, th["warning"], th["critical"])
+    if sev is None:
+        return None
+    retrans = ctx.count(la & (c["timer"] == TIMER_RETRANSMIT))
+    dests = top_destinations(ctx.snap, la, with_port=False)
+    return Found(
+        sev,
+        f"{n:,} sockets in LAST_ACK ({retrans:,} retransmitting their FIN), most with "
+        f"{dests[0][0]}: peers vanished or a firewall/path drops the last ACK.",
+        {"last_ack": n, "retransmitting": retrans, "top_remotes": dict(dests)},
+        [
+            "Check the path to the top remotes: a stateful firewall or load balancer that "
+            "forgets connections early drops the final ACK.",
+            "Peers that disappear (crashed clients, NAT timeouts) leave LAST_ACK until the FIN "
+            "retransmissions give up; tcp_orphan_retries bounds that for orphaned sockets.",
+        ],
+        ctx.processes(la),
+    )

@@ -1,0 +1,54 @@
+"""Helpers the rule families share, and the kernel facts their advice quotes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.model.tcp import DEFAULT_PORT_RANGE, TCP_LISTEN, TCP_TIME_WAIT
+
+TIME_WAIT_FIXED = ("TIME_WAIT lasts a fixed 60 s on Linux (TCP_TIMEWAIT_LEN): tcp_fin_timeout "
+                   "does not shorten it, and tcp_tw_recycle was removed in Linux 4.12 (it broke "
+                   "clients behind NAT) — do not use either for this.")
+WIDE_RANGE = (16384, 65535)  # even/odd ends, as the kernel prefers; leaves 1024-16383 to services
+
+
+def in_state(ctx: Context, state: int) -> np.ndarray:
+    return ctx.snap.columns["state"] == state
+
+
+def ports_text(ports: list[tuple[Any, int]]) -> str:
+    return ", ".join(str(p) for p, _ in ports[:3])
+
+
+def owners_by_listen_port(ctx: Context, mask: np.ndarray) -> list[dict[str, Any]]:
+    """TIME_WAIT and request sockets have no owner: attribute them to whoever listens on
+    their local port, counting the matched sockets on that process's ports."""
+    c = ctx.snap.columns
+    ports = ctx.top("sport", mask, limit=20)
+    per_port = dict(ports)
+    listen = (c["state"] == TCP_LISTEN) & np.isin(c["sport"], list(per_port))
+    procs = ctx.processes(listen)
+    for p in procs:
+        mine = listen & (c["pid"] == p["pid"])
+        p["count"] = sum(per_port.get(int(port), 0) for port in np.unique(c["sport"][mine]))
+    return sorted(procs, key=lambda p: -p["count"])
+
+
+def server_side_tw(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    c = ctx.snap.columns
+    tw = c["state"] == TCP_TIME_WAIT
+    server = tw & np.isin(c["sport"], ctx.snap.listening_ports())
+    return server, tw & ~server
+
+
+
+
+
+def port_range(ctx: Context) -> tuple[int, int]:
+    rng = ctx.kernel.sysctl_ints("net.ipv4.ip_local_port_range") if ctx.kernel else None
+    if rng and len(rng) == 2 and 0 < rng[0] <= rng[1]:
+        return rng[0], rng[1]
+    return DEFAULT_PORT_RANGE  # absent or nonsensical (the kernel would reject it)

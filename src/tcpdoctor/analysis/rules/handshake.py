@@ -1,0 +1,172 @@
+"""Rules for connections stuck while opening: SYN floods, full accept queues, scans, dead upstreams.
+
+Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
+figures that triggered it, the owners where known, and actions that start with the
+application-level fix before any sysctl.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tcpdoctor.analysis.context import Context, level, names_of, sysctl_rec, top_destinations
+from tcpdoctor.analysis.registry import Found, rule
+from tcpdoctor.analysis.rules.common import (
+    in_state,
+    owners_by_listen_port,
+    ports_text,
+)
+from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.model.tcp import (
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+)
+
+
+@rule("SYN_FLOOD", "Many half-open connections (SYN_RECV)", warning=256, critical=2048)
+def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
+    """SYN_RECV request sockets piling up, SYN queue drops or syncookies firing."""
+    c = ctx.snap.columns
+    sr = c["state"] == TCP_SYN_RECV
+    n = ctx.count(sr)
+    cookies = ctx.delta("TcpExt.SyncookiesSent")
+    qdrop = ctx.delta("TcpExt.TCPReqQFullDrop")
+    sev = level(n, th["warning"], th["critical"])
+    if cookies or qdrop:
+        sev = Severity.CRITICAL if n >= th["warning"] or qdrop else (sev or Severity.WARNING)
+    if sev is None:
+        return None
+    ports = ctx.top("sport", sr)
+    sources = top_destinations(ctx.snap, sr, with_port=False)
+    distinct = int(np.unique(c["raddr_lo"][sr]).size)
+    procs = owners_by_listen_port(ctx, sr)
+    recs = []
+    syncookies = ctx.sysctl_int("net.ipv4.tcp_syncookies")
+    if syncookies == 0:
+        recs.append(sysctl_rec("net.ipv4.tcp_syncookies", 0, 1,
+                               "cookies answer SYNs without queue space once the SYN queue "
+                               "overflows; the default is 1."))
+    synack = ctx.sysctl_int("net.ipv4.tcp_synack_retries")
+    if synack is not None and synack > 3:
+        recs.append(sysctl_rec("net.ipv4.tcp_synack_retries", synack, 2,
+                               "half-open entries then expire after ~7 s instead of ~63 s."))
+    return Found(
+        sev,
+        f"{n:,} half-open connections (SYN_RECV) on port(s) {ports_text(ports)} from "
+        f"{distinct:,} sources; syncookies sent during the sample: {cookies:,}.",
+        {"syn_recv": n, "ports": {str(p): k for p, k in ports}, "distinct_sources": distinct,
+         "top_sources": dict(sources), "SyncookiesSent_delta": cookies,
+         "TCPReqQFullDrop_delta": qdrop, "tcp_syncookies": syncookies},
+        [
+            "If the sources are few, block them upstream (firewall, provider DDoS "
+            "protection); if they are many and spoofed, keep syncookies on and filter upstream.",
+            "If this is legitimate load, raise the listener's backlog in the application "
+            "(listen(fd, N)) and net.core.somaxconn: cookies under real load mean the backlog "
+            "is too small. tcp_max_syn_backlog only matters with syncookies off.",
+        ],
+        procs, recs,
+    )
+
+
+@rule("ACCEPT_QUEUE_OVERFLOW", "A listener's accept queue is full")
+def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
+    """LISTEN sockets whose accept queue is full, or ListenOverflows rising."""
+    c = ctx.snap.columns
+    lst = (c["state"] == TCP_LISTEN) & (c["wqueue"] > 0)
+    full = lst & (c["rqueue"] >= c["wqueue"])
+    overflows = ctx.delta("TcpExt.ListenOverflows")
+    drops = ctx.delta("TcpExt.ListenDrops")
+    if not full.any() and overflows <= 0:
+        return None
+    sev = Severity.CRITICAL if full.any() else Severity.WARNING
+    idx = np.flatnonzero(full)[:5]
+    listeners = [{"port": int(c["sport"][i]), "queue": int(c["rqueue"][i]),
+                  "limit": int(c["wqueue"][i])} for i in idx]
+    procs = ctx.processes(full)
+    somaxconn = ctx.sysctl_int("net.core.somaxconn")
+    recs = []
+    if somaxconn and any(li["limit"] >= somaxconn for li in listeners):
+        recs.append(sysctl_rec("net.core.somaxconn", somaxconn, max(4096, somaxconn * 2),
+                               "the listen() backlog is capped at somaxconn; raise both the "
+                               "application's backlog and this cap."))
+    where = (", ".join(f"port {li['port']} ({li['queue']}/{li['limit']})" for li in listeners)
+             if listeners else "no listener full at the snapshot")
+    owner = f" owned by {names_of(procs)}" if procs else ""
+    return Found(
+        sev,
+        f"Accept queue full on {where}{owner}; ListenOverflows rose by {overflows:,} during "
+        "the sample: new connections are being dropped because the application accepts too "
+        "slowly.",
+        {"full_listeners": listeners, "ListenOverflows_delta": overflows,
+         "ListenDrops_delta": drops, "somaxconn": somaxconn},
+        [
+            (f"Make {procs[0]['name']} accept faster: " if procs else "Make the application "
+             "accept faster: ") + "more worker threads/processes, a non-blocking accept loop, "
+            "no slow work before accept().",
+            "Then raise the listen() backlog in the application (the queue limit shown) and "
+            "net.core.somaxconn, which caps it.",
+            "Keep tcp_abort_on_overflow=0: with 1, clients get resets instead of a retry.",
+        ],
+        procs, recs,
+    )
+
+
+def _syn_sent(ctx: Context) -> tuple[np.ndarray, int, int]:
+    ss = in_state(ctx, TCP_SYN_SENT)
+    distinct = int(np.unique(ctx.snap.columns["raddr_lo"][ss]).size)
+    return ss, ctx.count(ss), distinct
+
+
+@rule("OUTBOUND_SCAN", "SYN_SENT fanning out to many hosts (scanner or worm)",
+      min_syn_sent=20, distinct=50)
+def outbound_scan(ctx: Context, th: dict[str, float]) -> Found | None:
+    """SYN_SENT to many distinct remote IPs: a scanner or a worm on this host."""
+    ss, n, distinct = _syn_sent(ctx)
+    if n < th["min_syn_sent"] or distinct < th["distinct"]:
+        return None
+    ports = ctx.top("dport", ss)
+    procs = ctx.processes(ss)
+    who = names_of(procs) if procs else "an unknown process (run as root to see it)"
+    return Found(
+        Severity.CRITICAL,
+        f"{n:,} outgoing connection attempts (SYN_SENT) to {distinct:,} distinct hosts on "
+        f"port(s) {ports_text(ports)}, from {who}: this looks like a network scan.",
+        {"syn_sent": n, "distinct_remote_ips": distinct,
+         "remote_ports": {str(p): k for p, k in ports}},
+        [
+            f"Identify {who}: if it is not a known scanner or crawler, treat the host as "
+            "compromised (isolate it, keep evidence, then clean or rebuild).",
+            "Block unexpected egress on those ports at the firewall.",
+            "No sysctl fixes this; the sockets disappear once the process stops.",
+        ],
+        procs,
+    )
+
+
+@rule("UPSTREAM_UNREACHABLE", "Connections to a backend never complete",
+      warning=20, critical=500, distinct=50)
+def upstream(ctx: Context, th: dict[str, float]) -> Found | None:
+    """SYN_SENT piling up towards few destinations: the backend is down or filtered."""
+    ss, n, distinct = _syn_sent(ctx)
+    sev = level(n, th["warning"], th["critical"])
+    if sev is None or distinct >= th["distinct"]:
+        return None
+    dests = top_destinations(ctx.snap, ss)
+    procs = ctx.processes(ss)
+    return Found(
+        sev,
+        f"{n:,} connection attempts stuck in SYN_SENT towards {dests[0][0]}"
+        + (f" and {len(dests) - 1} more" if len(dests) > 1 else "")
+        + (f", from {names_of(procs)}" if procs else "")
+        + ": the destination does not answer (down, or SYNs filtered).",
+        {"syn_sent": n, "destinations": dict(dests), "distinct_remote_ips": distinct,
+         "tcp_syn_retries": ctx.sysctl_int("net.ipv4.tcp_syn_retries")},
+        [
+            f"Check that {dests[0][0]} is up and reachable from here (routing, firewall, "
+            "security groups).",
+            "Give the client a connect timeout and back-off/circuit breaking, so requests fail "
+            "fast instead of piling up for the kernel's ~127 s of SYN retries.",
+        ],
+        procs,
+    )

@@ -1,0 +1,142 @@
+"""Rules about kernel-wide limits: orphans, TCP memory, conntrack, open files.
+
+Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
+figures that triggered it, the owners where known, and actions that start with the
+application-level fix before any sysctl.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tcpdoctor.analysis.context import Context, level
+from tcpdoctor.analysis.registry import Found, rule
+from tcpdoctor.analysis.severity import Severity
+
+
+@rule("ORPHAN_PRESSURE", "Orphan sockets near tcp_max_orphans", needs=("kernel",),
+      warning_share=0.25, critical_share=0.8)
+def orphans(ctx: Context, th: dict[str, float]) -> Found | None:
+    """Orphans (closed by the app, still in the kernel) against the global tcp_max_orphans."""
+    assert ctx.kernel is not None
+    n = ctx.kernel.sockstat.get("TCP", {}).get("orphan")
+    cap = ctx.sysctl_int("net.ipv4.tcp_max_orphans")
+    if n is None or not cap:
+        return None
+    share = n / cap
+    sev = level(share, th["warning_share"], th["critical_share"])
+    if sev is None:
+        return None
+    return Found(
+        sev,
+        f"{n:,} orphan sockets against tcp_max_orphans={cap:,} ({share:.0%}); past the limit "
+        "(or a quarter of it under retransmission) the kernel resets them.",
+        {"orphans": n, "tcp_max_orphans": cap, "share": round(share, 3)},
+        [
+            "Find what closes connections that cannot finish (peers gone, lossy path): see "
+            "FIN_WAIT1/LAST_ACK/CLOSING counts.",
+            "Lower tcp_orphan_retries to 2-3 on loaded web servers; raise tcp_max_orphans "
+            "(global), never lower it.",
+        ],
+    )
+
+
+@rule("TCP_MEMORY_PRESSURE", "TCP memory near tcp_mem limits", needs=("kernel",),
+      critical_high_share=0.9)
+def tcp_memory(ctx: Context, th: dict[str, float]) -> Found | None:
+    """sockstat mem (pages) against tcp_mem's pressure and high thresholds."""
+    assert ctx.kernel is not None
+    mem = ctx.kernel.sockstat.get("TCP", {}).get("mem")
+    limits = ctx.kernel.sysctl_ints("net.ipv4.tcp_mem")
+    if mem is None or not limits or len(limits) != 3:
+        return None
+    _, pressure, high = limits
+    pressures = ctx.delta("TcpExt.TCPMemoryPressures")
+    aborts = ctx.delta("TcpExt.TCPAbortOnMemory")
+    sev = None
+    if mem >= pressure or pressures > 0:
+        sev = Severity.WARNING
+    if mem >= th["critical_high_share"] * high or aborts > 0:
+        sev = Severity.CRITICAL
+    if sev is None:
+        return None
+    return Found(
+        sev,
+        f"TCP uses {mem:,} pages against tcp_mem pressure={pressure:,} high={high:,}; "
+        f"memory aborts during the sample: {aborts:,}.",
+        {"mem_pages": mem, "tcp_mem": limits, "TCPMemoryPressures_delta": pressures,
+         "TCPAbortOnMemory_delta": aborts},
+        [
+            "Find the sockets holding buffers: large Recv-Q (the app reads too slowly) or "
+            "Send-Q (slow peers) in `tcpdoctor top`.",
+            "Raise tcp_mem (global, in pages) only if the memory is really available.",
+        ],
+    )
+
+
+@rule("CONNTRACK_FULL", "Connection tracking table near full", needs=("kernel",),
+      warning_share=0.8, critical_share=0.95)
+def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
+    """nf_conntrack_count against nf_conntrack_max, and conntrack drops."""
+    count = ctx.sysctl_int("net.netfilter.nf_conntrack_count")
+    cap = ctx.sysctl_int("net.netfilter.nf_conntrack_max")
+    if count is None or not cap:
+        return None
+    drops = sum(ctx.delta(f"conntrack.{k}") for k in ("drop", "early_drop", "insert_failed"))
+    share = count / cap
+    sev = level(share, th["warning_share"], th["critical_share"])
+    if drops > 0:
+        sev = Severity.CRITICAL
+    if sev is None:
+        return None
+    return Found(
+        sev,
+        f"conntrack holds {count:,} of {cap:,} entries ({share:.0%}); {drops:,} drops during "
+        "the sample ('nf_conntrack: table full, dropping packet').",
+        {"count": count, "max": cap, "share": round(share, 3), "drops_delta": drops},
+        [
+            "Reduce tracked flows: fewer short connections (keep-alive), or NOTRACK rules for "
+            "traffic that needs no NAT/stateful filtering.",
+            "Raise nf_conntrack_max (and the hash size) if memory allows; entries for idle "
+            "established flows live 5 days (nf_conntrack_tcp_timeout_established).",
+        ],
+    )
+
+
+@rule("FD_LIMIT", "Open files near their limit", needs=("fds",),
+      warning_share=0.8, critical_share=0.95, min_fds=64)
+def fd_limit(ctx: Context, th: dict[str, float]) -> Found | None:
+    """A process near RLIMIT_NOFILE, or the system near fs.file-max."""
+    worst: list[dict[str, Any]] = []
+    for pid, count in (ctx.fd_counts or {}).items():
+        if count < th["min_fds"] or ctx.nofile is None:
+            continue
+        limit = ctx.nofile(pid)
+        if limit:
+            worst.append({"pid": pid, "fds": count, "limit": limit, "share": count / limit})
+    worst.sort(key=lambda w: -w["share"])
+    share = worst[0]["share"] if worst else 0.0
+    file_nr = ctx.kernel.file_nr if ctx.kernel else None
+    sys_share = file_nr[0] / file_nr[2] if file_nr and file_nr[2] else 0.0
+    sev = level(max(share, sys_share), th["warning_share"], th["critical_share"])
+    if sev is None:
+        return None
+    names = ctx.snap.process_names
+    procs = [{"pid": w["pid"], "name": names.get(w["pid"], "?"), "count": w["fds"]}
+             for w in worst[:5] if w["share"] >= th["warning_share"]]
+    return Found(
+        sev,
+        (f"{procs[0]['name']} (pid {procs[0]['pid']}) has {worst[0]['fds']:,} of "
+         f"{worst[0]['limit']:,} allowed open files ({share:.0%})" if procs else
+         f"The system has {file_nr[0] if file_nr else 0:,} open files of fs.file-max "
+         f"({sys_share:.0%})") + "; at the limit accept()/connect() fail with EMFILE/ENFILE.",
+        {"processes": [{k: (round(v, 3) if k == "share" else v) for k, v in w.items()}
+                       for w in worst[:5]],
+         "file_nr": list(file_nr) if file_nr else None},
+        [
+            "First check for a descriptor leak (CLOSE_WAIT, sockets never closed).",
+            "Then raise the process's limit (systemd LimitNOFILE=, ulimit -n); fs.nr_open caps "
+            "it, fs.file-max caps the whole system.",
+        ],
+        procs,
+    )

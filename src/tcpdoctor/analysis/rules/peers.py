@@ -1,0 +1,142 @@
+"""Rules about whom connections go to: ports per destination, a dominant peer, idle pools.
+
+Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
+figures that triggered it, the owners where known, and actions that start with the
+application-level fix before any sysctl.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tcpdoctor.analysis.context import Context, level, names_of, sysctl_rec, top_destinations
+from tcpdoctor.analysis.registry import Found, rule
+from tcpdoctor.analysis.rules.common import (
+    WIDE_RANGE,
+    port_range,
+)
+from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.model.addresses import format_addr, is_v4
+from tcpdoctor.model.columns import factorize
+from tcpdoctor.model.tcp import (
+    TCP_ESTABLISHED,
+    TCP_LISTEN,
+    TCP_TIME_WAIT,
+    TIMER_KEEPALIVE,
+)
+
+
+@rule("EPHEMERAL_PORT_EXHAUSTION", "Local ports to one destination running out",
+      warning_share=0.5, critical_share=0.8)
+def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
+    """Connections to one remote ip:port use a large share of ip_local_port_range."""
+    c = ctx.snap.columns
+    lo, hi = port_range(ctx)
+    size = hi - lo + 1
+    # A socket on a listening port is the server side: it holds no ephemeral port (and
+    # connect() never picks a port a listener holds), even when the service port lies
+    # inside the range.
+    m = (c["state"] != TCP_LISTEN) & (c["sport"] >= lo) & (c["sport"] <= hi)
+    m &= ~np.isin(c["sport"], ctx.snap.listening_ports())
+    if not m.any() or size <= 0:
+        return None
+    w = ctx.snap.weights
+    values, inv, counts = factorize([c["laddr_lo"][m], c["raddr_hi"][m], c["raddr_lo"][m],
+                                     c["dport"][m]], None if w is None else w[m])
+    g = int(np.argmax(counts))
+    worst = int(counts[g])
+    share = worst / size
+    sev = level(share, th["warning_share"], th["critical_share"])
+    if sev is None:
+        return None
+    mask = np.zeros(len(ctx.snap), dtype=bool)
+    mask[np.flatnonzero(m)[inv == g]] = True
+    dest = format_addr(values[1][g], values[2][g])
+    dest = f"{dest}:{values[3][g]}" if "." in dest else f"[{dest}]:{values[3][g]}"
+    tw = ctx.count(mask & (c["state"] == TCP_TIME_WAIT))
+    procs = ctx.processes(mask)
+    recs = []
+    if size < WIDE_RANGE[1] - WIDE_RANGE[0] + 1:
+        wide = f"{WIDE_RANGE[0]} {WIDE_RANGE[1]}"
+        recs.append(sysctl_rec("net.ipv4.ip_local_port_range", f"{lo} {hi}", wide,
+                               "more ephemeral ports per destination (different parity ends, "
+                               "as the kernel prefers); list service ports inside the range "
+                               "in ip_local_reserved_ports first."))
+    return Found(
+        sev,
+        f"{worst:,} connections to {dest} use {share:.0%} of the {size:,} ephemeral ports "
+        f"({lo}-{hi}); {tw:,} of them in TIME_WAIT. New connects there fail with "
+        "EADDRNOTAVAIL when none is left.",
+        {"destination": dest, "connections": worst, "ip_local_port_range": [lo, hi],
+         "share": round(share, 3), "time_wait": tw},
+        [
+            f"Pool and reuse connections to {dest} (keep-alive) instead of opening new ones.",
+            "Spread the load over more destination IPs or ports (the limit is per local ip, "
+            "remote ip and remote port); set IP_BIND_ADDRESS_NO_PORT when binding a source IP.",
+            "If many of them are TIME_WAIT, tcp_tw_reuse=1 lets connect() reuse them safely.",
+        ],
+        procs, recs,
+    )
+
+
+@rule("PEER_CONCENTRATION", "One remote holds an outsized share of connections",
+      min_count=500, share=0.5, warning_count=10000)
+def peer_concentration(ctx: Context, th: dict[str, float]) -> Found | None:
+    """One remote IP holds a large share of all (non-loopback) connections."""
+    c = ctx.snap.columns
+    loop = is_v4(c["raddr_hi"], c["raddr_lo"]) & (
+        (c["raddr_lo"] >> np.uint64(24)) & np.uint64(0xFF) == np.uint64(127))
+    loop |= (c["raddr_hi"] == 0) & (c["raddr_lo"] == 1)
+    m = (c["state"] != TCP_LISTEN) & ~loop
+    total = ctx.count(m)
+    if total < th["min_count"]:
+        return None
+    top = top_destinations(ctx.snap, m, limit=1, with_port=False)
+    remote, count = top[0]
+    share = count / total
+    if count < th["min_count"] or share < th["share"]:
+        return None
+    sev = Severity.WARNING if count >= th["warning_count"] else Severity.INFO
+    return Found(
+        sev,
+        f"{remote} holds {count:,} of {total:,} connections ({share:.0%}).",
+        {"remote": remote, "connections": count, "total": total, "share": round(share, 3)},
+        [
+            f"Check whether {remote} is expected to dominate (a load balancer or proxy) or is "
+            "an abusive client; rate-limit or block it if not.",
+        ],
+    )
+
+
+@rule("IDLE_ESTABLISHED", "ESTABLISHED connections idle for a long time", needs=("info",),
+      idle_seconds=600, warning=100, critical=10000)
+def idle(ctx: Context, th: dict[str, float]) -> Found | None:
+    """ESTABLISHED with no data either way for idle_seconds (tcp_info lastrcv/lastsnd)."""
+    c = ctx.snap.columns
+    quiet = np.minimum(c["lastrcv"], c["lastsnd"])
+    m = (c["state"] == TCP_ESTABLISHED) & c["has_info"] & (quiet >= th["idle_seconds"] * 1000)
+    n = ctx.count(m)
+    sev = level(n, th["warning"], th["critical"])
+    if sev is None:
+        return None
+    keepalive = ctx.count(m & (c["timer"] == TIMER_KEEPALIVE))
+    dests = top_destinations(ctx.snap, m)
+    procs = ctx.processes(m)
+    longest = int(quiet[m].max()) // 1000
+    return Found(
+        sev,
+        f"{n:,} ESTABLISHED connections carried no data for over {th['idle_seconds']:.0f} s "
+        f"(longest {longest:,} s), mostly with {dests[0][0]}"
+        + (f", held by {names_of(procs)}" if procs else "")
+        + f"; keepalive is on for {keepalive:,} of them.",
+        {"idle": n, "idle_seconds": th["idle_seconds"], "longest_idle_seconds": longest,
+         "established": ctx.count(c["state"] == TCP_ESTABLISHED),
+         "keepalive_on": keepalive, "top_remotes": dict(dests)},
+        [
+            "Give the pool or session an idle timeout / max lifetime so that connections no "
+            "longer in use are closed (e.g. maxIdleTime, idle_timeout, evictor).",
+            "To detect dead peers, enable SO_KEEPALIVE in the application; "
+            "tcp_keepalive_time only affects sockets that enabled it.",
+        ],
+        procs,
+    )

@@ -1,0 +1,161 @@
+"""TIME_WAIT rules: who closes first, who opens a connection per request, the bucket cap.
+
+Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
+figures that triggered it, the owners where known, and actions that start with the
+application-level fix before any sysctl.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tcpdoctor.analysis.context import Context, level, names_of, sysctl_rec, top_destinations
+from tcpdoctor.analysis.registry import Found, rule
+from tcpdoctor.analysis.rules.common import (
+    TIME_WAIT_FIXED,
+    in_state,
+    owners_by_listen_port,
+    port_range,
+    ports_text,
+    server_side_tw,
+)
+from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.model.tcp import (
+    TCP_LISTEN,
+    TCP_TIME_WAIT,
+    TIMER_TIME_WAIT,
+)
+
+
+@rule("TIME_WAIT_SERVER_CLOSE", "The server closes many short connections first",
+      warning=2000, critical_bucket_share=0.5)
+def time_wait_server(ctx: Context, th: dict[str, float]) -> Found | None:
+    """TIME_WAIT whose local port is a listening port: this host closed its side first."""
+    server, _ = server_side_tw(ctx)
+    n = ctx.count(server)
+    cap = ctx.sysctl_int("net.ipv4.tcp_max_tw_buckets")
+    crit = th["critical_bucket_share"] * cap if cap else float("inf")
+    sev = level(n, th["warning"], max(crit, th["warning"]))
+    if sev is None:
+        return None
+    ports = ctx.top("sport", server)
+    procs = owners_by_listen_port(ctx, server)
+    who = f" ({names_of(procs)})" if procs else ""
+    return Found(
+        sev,
+        f"{n:,} TIME_WAIT sockets sit on this host's listening port(s) {ports_text(ports)}"
+        f"{who}: the server closes each connection before its clients do.",
+        {"time_wait_server_side": n, "time_wait_total": ctx.count(in_state(ctx, TCP_TIME_WAIT)),
+         "ports": {str(p): k for p, k in ports}, "tcp_max_tw_buckets": cap},
+        [
+            "Keep connections open: enable HTTP keep-alive / persistent connections (e.g. nginx "
+            "keepalive_timeout and keepalive_requests, upstream keepalive) so that one "
+            "connection serves many requests.",
+            "Where the protocol allows it, let the client close first: TIME_WAIT then lands on "
+            "the clients, spread over many hosts.",
+            TIME_WAIT_FIXED,
+            "tcp_tw_reuse only affects outgoing connect(); it does nothing for a server's "
+            "inbound TIME_WAIT. Keep tcp_max_tw_buckets at its default: below it the kernel "
+            "destroys TIME_WAIT sockets early (TCPTimeWaitOverflow).",
+            "A TIME_WAIT socket costs a small minisock and no file descriptor: tens of "
+            "thousands are harmless unless they approach tcp_max_tw_buckets.",
+        ],
+        procs,
+    )
+
+
+@rule("TIME_WAIT_CLIENT_SHORT", "This host opens a new connection per request",
+      warning=2000, critical_range_share=0.5)
+def time_wait_client(ctx: Context, th: dict[str, float]) -> Found | None:
+    """TIME_WAIT towards a remote service port: this host's client opens short connections."""
+    c = ctx.snap.columns
+    _, client = server_side_tw(ctx)
+    n = ctx.count(client)
+    dests = top_destinations(ctx.snap, client)
+    if n == 0:
+        return None
+    lo, hi = port_range(ctx)
+    worst = dests[0][1]
+    sev = level(n, th["warning"], float("inf"))
+    if worst >= th["critical_range_share"] * (hi - lo + 1):
+        sev = Severity.CRITICAL
+    if sev is None:
+        return None
+    # Likely owners: processes that still hold live connections to the same services.
+    live = (c["state"] != TCP_TIME_WAIT) & (c["state"] != TCP_LISTEN)
+    same = live & np.isin(c["dport"], np.unique(c["dport"][client]))
+    procs = ctx.processes(same)
+    recs = []
+    reuse = ctx.sysctl_int("net.ipv4.tcp_tw_reuse")
+    if reuse is not None and reuse != 1:
+        recs.append(sysctl_rec(
+            "net.ipv4.tcp_tw_reuse", reuse, 1,
+            "lets connect() reuse a TIME_WAIT port to the same destination once it is older "
+            "than tcp_tw_reuse_delay (timestamps required); the default 2 does so for "
+            "loopback only. Outgoing connections only; safe on clients."))
+    who = f" Likely owner: {names_of(procs)}." if procs else ""
+    return Found(
+        sev,
+        f"{n:,} TIME_WAIT sockets towards remote services, most to {dests[0][0]} "
+        f"({worst:,}): this host opens and closes a connection per request.{who}",
+        {"time_wait_client_side": n, "destinations": dict(dests),
+         "ip_local_port_range": [lo, hi], "worst_destination_share": round(
+             worst / (hi - lo + 1), 3)},
+        [
+            f"Reuse connections to {dests[0][0]}: use the client library's connection pool / "
+            "HTTP keep-alive instead of one connection per request.",
+            "Each TIME_WAIT holds a local port for 60 s towards that ip:port; at "
+            f"{hi - lo + 1:,} ephemeral ports that caps new connections per destination at "
+            f"about {(hi - lo + 1) // 60:,}/s.",
+            TIME_WAIT_FIXED,
+            "If the pool cannot be fixed soon: tcp_tw_reuse=1"
+            + (" (below)" if recs else "") + " lets outgoing connects reuse old TIME_WAIT "
+            "ports safely when timestamps are on.",
+        ],
+        procs, recs,
+    )
+
+
+@rule("TW_BUCKET_OVERFLOW", "TIME_WAIT at the tcp_max_tw_buckets limit",
+      needs=("sysctls",), warning_share=0.8, critical_share=0.95)
+def tw_buckets(ctx: Context, th: dict[str, float]) -> Found | None:
+    """TIME_WAIT (and orphaned FIN_WAIT2) minisockets near tcp_max_tw_buckets, or overflowing."""
+    cap = ctx.sysctl_int("net.ipv4.tcp_max_tw_buckets")
+    if not cap:
+        return None
+    tcp = ctx.kernel.sockstat.get("TCP", {}) if ctx.kernel else {}
+    if "tw" in tcp:
+        tw = int(tcp["tw"])
+    else:
+        c = ctx.snap.columns
+        tw = ctx.count((c["state"] == TCP_TIME_WAIT) | (c["timer"] == TIMER_TIME_WAIT))
+    overflow = ctx.delta("TcpExt.TCPTimeWaitOverflow")
+    share = tw / cap
+    sev = level(share, th["warning_share"], th["critical_share"])
+    if overflow > 0:
+        sev = Severity.CRITICAL
+    if sev is None:
+        return None
+    recs = []
+    ehash = ctx.sysctl_int("net.ipv4.tcp_ehash_entries")
+    default = abs(ehash) // 2 if ehash else None
+    if default and cap < default:
+        recs.append(sysctl_rec("net.ipv4.tcp_max_tw_buckets", cap, default,
+                               "restore the kernel default (half the established hash): past "
+                               "the cap sockets skip TIME_WAIT silently."))
+    return Found(
+        sev,
+        f"{tw:,} TIME_WAIT/FIN_WAIT2 minisockets against tcp_max_tw_buckets={cap:,} "
+        f"({share:.0%}); TCPTimeWaitOverflow rose by {overflow:,} during the sample.",
+        {"tw_minisockets": tw, "tcp_max_tw_buckets": cap, "share": round(share, 3),
+         "TCPTimeWaitOverflow_delta": overflow},
+        [
+            "Remove the cause of the TIME_WAIT flood first (keep-alive on the server, "
+            "connection pooling on clients): see the TIME_WAIT findings.",
+            "Past the cap the kernel skips TIME_WAIT for new closes (no log line on modern "
+            "kernels): delayed segments can then corrupt new connections on the same ports.",
+            "Never lower tcp_max_tw_buckets artificially; raise it back to the default if it "
+            "was lowered.",
+        ],
+        [], recs,
+    )

@@ -1,0 +1,49 @@
+"""The command line (click only): one module per command family, the shared options in
+options.py, exit codes in exit.py. Nothing here parses input or formats reports."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tcpdoctor import __version__
+from tcpdoctor.cli import check, exporter, history, lab, sockets, tune, watch
+from tcpdoctor.cli.exit import run
+
+
+class DefaultGroup(click.Group):
+    """`tcpdoctor` alone (or with only options) runs `check`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h",
+                                                                      "--version")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tcpdoctor")
+def cli() -> None:
+    """Find out why this server's TCP connections are exploding, and how to fix it.
+
+    \b
+    Examples:
+      tcpdoctor                          diagnose this host (same as `tcpdoctor check`)
+      tcpdoctor states                   counts per TCP state
+      tcpdoctor top --by remote-ip,state -n 5
+      tcpdoctor check --netns blue --json
+      tcpdoctor watch                    live view, q quits
+      tcpdoctor record --interval 10 &   history; then: tcpdoctor history --html report.html
+    """
+
+
+for module in (check, sockets, tune, watch, history, exporter, lab):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: exit codes follow docs/spec.md (0/1/2 health, 3 = could
+    not run)."""
+    sys.exit(run(lambda: cli.main(args=argv, prog_name="tcpdoctor", standalone_mode=False)))

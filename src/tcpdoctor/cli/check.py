@@ -1,0 +1,90 @@
+"""`check` (this host now) and `analyze` (saved captures): the same report either way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+from tcpdoctor.status import ExitCode
+
+
+@click.command()
+@socket_options("check")
+@threshold_options
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between the two counter samples (0: one sample, no rates).")
+def check(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
+    """Diagnose this host: every rule, with evidence, owners and fixes. The main job.
+
+    \b
+    Exit codes: 0 healthy, 1 warning, 2 critical, 3 could not run.
+
+    \b
+    Examples:
+      tcpdoctor                          same as `tcpdoctor check`
+      tcpdoctor check --json | jq '.findings[].id'
+      tcpdoctor check --netns blue --interval 5
+      tcpdoctor check --threshold CLOSE_WAIT_LEAK.warning=20
+    """
+    from tcpdoctor.diagnose import diagnose
+
+    return emit_report(diagnose(sock.target(), thresholds, interval).report, sock.as_json)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
+@click.option("--proc-dir", type=click.Path(file_okay=False),
+              help="Saved /proc files (sockstat, netstat, snmp; or a /proc-like tree) to "
+                   "analyse with the sockets.")
+@click.option("--strict", is_flag=True, help="Lines that cannot be parsed are an error.")
+@click.option("--reduce-above", default=1_000_000, show_default=True, metavar="SOCKETS",
+              type=click.IntRange(min=1),
+              help="Bigger text dumps are folded into one row per distinct kind of socket "
+                   "(exact counts and findings, bounded memory; ephemeral ports folded).")
+@threshold_options
+def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict: bool,
+            reduce_above: int, thresholds: Any) -> ExitCode:
+    """The check report from saved output, format auto-detected ('-' reads stdin).
+
+    \b
+    Reads ss -tan[poime] (with or without -H), netstat -an[tpo], Windows netstat -ano,
+    /proc/net/tcp and tcp6, raw `ss -D FILE` netlink dumps and tcpdoctor snapshots
+    (gzip-compressed or not). Several files are analysed together.
+
+    \b
+    Examples:
+      tcpdoctor analyze ticket-netstat.txt
+      ssh web1 ss -tanpi | tcpdoctor analyze -
+      tcpdoctor analyze tcp.txt tcp6.txt --proc-dir saved-proc/ --json
+      tcpdoctor analyze huge-netstat.txt.gz     (streamed: memory follows distinct kinds)
+    """
+    from tcpdoctor.analysis.check import run_rules
+    from tcpdoctor.analysis.context import Context
+    from tcpdoctor.sources import offline
+
+    saved = offline.proc_dir_state(proc_dir) if proc_dir else None
+    ports = saved.sysctl_ints("net.ipv4.ip_local_port_range") if saved else None
+    port_range = (ports[0], ports[1]) if ports and len(ports) == 2 else None
+    loaded = [offline.load(f, strict, reduce_above, port_range) for f in files]
+    snap = offline.merge([s for s, _, _ in loaded])
+    kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
+    return emit_report(run_rules(Context(snap, kernel), thresholds), as_json)
+
+
+def emit_report(report: Any, as_json: bool) -> ExitCode:
+    """The check/analyze report as JSON or text; the exit code follows the worst finding."""
+    if as_json:
+        from tcpdoctor.render.output import emit_json
+
+        emit_json(report.as_json())
+    else:
+        from tcpdoctor.render.report import render
+
+        render(report)
+    return report.exit_code()
+
+
+COMMANDS = (check, analyze)

@@ -1,0 +1,39 @@
+"""The one place that turns what a command raised into an exit code and one stderr line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+import click
+
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.status import ExitCode
+
+
+def run(invoke: Callable[[], int | None]) -> int:
+    """invoke() returns the command's exit code (None = OK)."""
+    try:
+        code = invoke()
+    except TcpDoctorError as exc:
+        sys.stderr.write(f"tcpdoctor: {exc}\n")
+        return ExitCode.UNKNOWN
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.UNKNOWN
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # `tcpdoctor top | head`: stop quietly, as coreutils do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if os.environ.get("TCPDOCTOR_DEBUG"):
+            raise
+        sys.stderr.write(f"tcpdoctor: internal error: {type(exc).__name__}: {exc} "
+                         "(set TCPDOCTOR_DEBUG=1 for a traceback)\n")
+        return ExitCode.UNKNOWN
+    return ExitCode.OK if code is None else int(code)

@@ -1,0 +1,66 @@
+"""`exporter`: Prometheus metrics over HTTP, or textfiles for node_exporter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+
+
+@click.command()
+@click.option("--listen", default="127.0.0.1:9816", show_default=True, metavar="HOST:PORT",
+              help="Address to serve /metrics on (loopback by default; [::1]:9816 for IPv6).")
+@click.option("--all-netns", is_flag=True,
+              help="Export the host and every namespace under /run/netns.")
+@click.option("--top", "top_n", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="Per-port and per-remote series: the N largest, the rest as 'other'.")
+@click.option("--max-scrape-seconds", default=10.0, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="Slower samples are answered with the previous one, flagged stale.")
+@click.option("--processes", is_flag=True,
+              help="Look up owners each scrape (enables FD_LIMIT; costs a /proc scan).")
+@click.option("--textfile", "textfile_dir", type=click.Path(file_okay=False),
+              help="Write DIR/tcpdoctor.prom for node_exporter's textfile collector instead "
+                   "of serving HTTP.")
+@click.option("--interval", default=15.0, show_default=True, type=click.FloatRange(min=0),
+              help="With --textfile: seconds between writes.")
+@click.option("--once", is_flag=True, help="With --textfile: write once and exit.")
+@click.option("--web-config-file", type=click.Path(dir_okay=False),
+              help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
+@socket_options("exporter", many_netns=True,
+                not_used={"--json": "it serves the Prometheus text format (use "
+                          "`tcpdoctor check --json` for JSON)."},
+                no_processes_help="Owners are not looked up unless --processes is given "
+                "(this flag is the default, accepted for symmetry).")
+@threshold_options
+def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool, top_n: int,
+             max_scrape_seconds: float, processes: bool, textfile_dir: str | None,
+             interval: float, once: bool, web_config_file: str | None,
+             verbose: bool) -> None:
+    """Prometheus metrics: states, top ports and remotes, findings, kernel limits.
+
+    \b
+    Each scrape runs the same diagnosis as `check` (same thresholds with --config and
+    --threshold; counter rates since the previous scrape), so tcpdoctor_finding names the
+    findings `check` would print.
+
+    \b
+    Examples:
+      tcpdoctor exporter                          serve http://127.0.0.1:9816/metrics
+      tcpdoctor exporter --listen '[::1]:9816'
+      tcpdoctor exporter --listen 0.0.0.0:9816 --web-config-file web.yml
+      tcpdoctor exporter --all-netns --config thresholds.toml
+      tcpdoctor exporter --textfile /var/lib/node_exporter/textfile --once
+    """
+    from tcpdoctor.exporter.run import ExporterOptions, run_exporter, targets_for
+
+    base = sock.target(owners=processes and not sock.no_processes)
+    run_exporter(targets_for(base, sock.netns, all_netns), thresholds,
+                 ExporterOptions(listen, top_n, max_scrape_seconds, textfile_dir, interval,
+                                 once, web_config_file, verbose))
+
+
+COMMANDS = (exporter,)

@@ -1,0 +1,37 @@
+"""`lab`: build a pathology in throwaway namespaces and hold it (root only)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("scenario", required=False)
+@click.option("--n", "count", type=click.IntRange(min=1), help="How many sockets to build.")
+@click.option("--hold", default=300.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to hold the pathology before tearing it down.")
+@click.option("--list", "list_all", is_flag=True, help="List the scenarios.")
+@click.option("--json", "as_json", is_flag=True, help="Print the lab's details as JSON.")
+def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
+        as_json: bool) -> None:
+    """Build a pathology in a throwaway network namespace and hold it (root only).
+
+    \b
+    Traffic stays inside two namespaces the lab creates (198.18.0.0/15, RFC 2544);
+    everything is removed on exit, Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+      tcpdoctor lab --list
+      sudo tcpdoctor lab close-wait --hold 60 &
+      sudo tcpdoctor check --netns <printed name>
+    """
+    from tcpdoctor.lab import runner
+
+    if list_all or scenario is None:
+        runner.list_scenarios()
+        return
+    runner.run(scenario, count, hold, as_json)
+
+
+COMMANDS = (lab,)

@@ -1,0 +1,135 @@
+"""The options commands share, each defined once.
+
+Every command that reads live sockets takes the same set (SOCKET_OPTIONS) from one
+decorator; an option that makes no sense for a command is still listed, with the reason
+in its help, and refused if used.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.sources.live import Target
+
+F = Callable[..., Any]
+SOURCES = ("auto", "netlink", "procfs")
+NETNS_HELP = ("Another network namespace: a name under /run/netns, or a path such as "
+              "/proc/PID/ns/net.")
+# The option set of every command that reads live sockets (docs/spec.md, common options).
+SOCKET_OPTIONS = ("--json", "--netns", "-4", "-6", "--source", "--no-processes")
+
+
+@dataclass(frozen=True)
+class SocketOptions:
+    as_json: bool
+    netns: tuple[str, ...]
+    ipv4_only: bool
+    ipv6_only: bool
+    source: str
+    no_processes: bool
+
+    @property
+    def one_netns(self) -> str | None:
+        return self.netns[0] if self.netns else None
+
+    def families(self) -> tuple[bool, bool]:
+        """(IPv4, IPv6) to read: -4 and -6 together mean both."""
+        if self.ipv4_only and self.ipv6_only:
+            return True, True
+        return not self.ipv6_only, not self.ipv4_only
+
+    def target(self, netns: str | None = None, owners: bool | None = None) -> Target:
+        v4, v6 = self.families()
+        return Target(netns if netns is not None else self.one_netns, self.source, v4, v6,
+                      (not self.no_processes) if owners is None else owners)
+
+
+def socket_options(command: str, not_used: dict[str, str] | None = None,
+                   many_netns: bool = False, no_processes_help: str | None = None
+                   ) -> Callable[[F], F]:
+    """Add the common options; the command receives them as one `sock: SocketOptions`.
+
+    not_used: option -> why it makes no sense for this command (listed, refused if used).
+    """
+    why = not_used or {}
+
+    def helptext(opt: str, text: str) -> str:
+        return f"Not used by {command}: {why[opt]}" if opt in why else text
+
+    opts = [
+        click.option("--json", "as_json", is_flag=True,
+                     help=helptext("--json", "Machine output on stdout (nothing else there).")),
+        click.option("--netns", multiple=many_netns, metavar="NAME|PATH",
+                     help=helptext("--netns", NETNS_HELP + (" Repeatable." if many_netns
+                                                            else ""))),
+        click.option("-4", "ipv4_only", is_flag=True, help=helptext("-4", "IPv4 sockets only.")),
+        click.option("-6", "ipv6_only", is_flag=True, help=helptext("-6", "IPv6 sockets only.")),
+        click.option("--source", type=click.Choice(SOURCES), default="auto", show_default=True,
+                     help=helptext("--source", "Where to read sockets from (auto = netlink, "
+                                   "else /proc/net/tcp).")),
+        click.option("--no-processes", is_flag=True,
+                     help=helptext("--no-processes", no_processes_help
+                                   or "Skip the owner lookup (faster; no process names).")),
+    ]
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            netns = kwargs.pop("netns")
+            sock = SocketOptions(kwargs.pop("as_json"),
+                                 tuple(netns) if many_netns else ((netns,) if netns else ()),
+                                 kwargs.pop("ipv4_only"), kwargs.pop("ipv6_only"),
+                                 kwargs.pop("source"), kwargs.pop("no_processes"))
+            _refuse_unused(sock, why)
+            return fn(sock=sock, **kwargs)
+
+        for opt in reversed(opts):
+            wrapper = opt(wrapper)
+        return wrapper
+    return decorate
+
+
+def _refuse_unused(sock: SocketOptions, why: dict[str, str]) -> None:
+    used = {"--json": sock.as_json, "--netns": bool(sock.netns), "-4": sock.ipv4_only,
+            "-6": sock.ipv6_only, "--source": sock.source != "auto",
+            "--no-processes": sock.no_processes}
+    for opt, reason in why.items():
+        if used[opt]:
+            raise TcpDoctorError(f"{opt}: not used by this command: {reason}")
+
+
+def threshold_options(fn: F) -> F:
+    """--config and --threshold; the command receives `thresholds` (resolved)."""
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        kwargs["thresholds"] = load_thresholds(kwargs.pop("config"), kwargs.pop("threshold"))
+        return fn(**kwargs)
+
+    wrapper = click.option("--threshold", multiple=True, metavar="ID.KEY=VALUE",
+                           help="Override one threshold, e.g. CLOSE_WAIT_LEAK.warning=50.")(
+        wrapper)
+    return click.option("--config", type=click.Path(dir_okay=False),
+                        help="TOML file of thresholds: [thresholds.RULE_ID] key = value.")(
+        wrapper)
+
+
+def load_thresholds(config: str | None, overrides: tuple[str, ...]) -> Any:
+    from tcpdoctor.analysis.thresholds import resolve
+
+    data = None
+    if config:
+        try:
+            with open(config, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise TcpDoctorError(f"{config}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise TcpDoctorError(f"{config}: not valid TOML ({exc})") from None
+    return resolve(data, overrides, config or "config")

@@ -1,0 +1,176 @@
+"""`states`, `top`, `snapshot` and `diff`: counting, grouping, saving and comparing sockets."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tcpdoctor.cli.options import SocketOptions, socket_options
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.status import ExitCode
+
+
+@click.command()
+@socket_options("states", no_processes_help="states never looks up owners (accepted so "
+                "that scripts can pass one option set to every command).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+def states(sock: SocketOptions, as_csv: bool) -> None:
+    """Counts per TCP state, plus total, established and non_established.
+
+    \b
+    All 11 kernel states are listed, zeros included; request sockets (NEW_SYN_RECV) count
+    as SYN_RECV and LISTEN counts in total, as `ss -tan` lists them.
+
+    \b
+    Examples:
+      tcpdoctor states
+      tcpdoctor states --json | jq .non_established
+      tcpdoctor states --netns blue -4 --csv
+    """
+    from tcpdoctor.render.output import emit_json, notes
+    from tcpdoctor.sources.live import take_snapshot
+
+    t = sock.target(owners=False)
+    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=frozenset({"state"}))
+    summary = snap.summary()
+    if sock.as_json:
+        emit_json({"schema": 1, "source": snap.source, **summary})
+    elif as_csv:
+        from tcpdoctor.render import tables
+
+        tables.states_csv(summary)
+    else:
+        from tcpdoctor.render import tables
+
+        tables.states_table(summary, f"TCP sockets on {snap.host} ({t.where}, {snap.source})")
+    notes(snap.notes)
+
+
+@click.command()
+@socket_options("top")
+@click.option("--by", "by", default="remote-ip", show_default=True,
+              help="Grouping, comma-separated: remote-ip, remote-net, local-port, remote-port, "
+                   "service-port (listening port, else remote port), process, state.")
+@click.option("--state", "state_filter", multiple=True,
+              help="Only these states (repeatable): time-wait, close-wait, ..., non-established.")
+@click.option("--port", "ports", multiple=True, type=click.IntRange(0, 65535),
+              help="Only sockets with this local or remote port (repeatable).")
+@click.option("--ip", "ips", multiple=True,
+              help="Only sockets whose remote address is in ADDR[/PREFIX] (repeatable).")
+@click.option("--pid", "pids", multiple=True, type=int, help="Only sockets of this pid.")
+@click.option("-n", "limit", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Show the N largest groups; the rest is counted in 'other'.")
+@click.option("--prefix", "prefix", default="24,64", show_default=True,
+              help="Prefix lengths for remote-net: IPv4,IPv6.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tuple[int, ...],
+        ips: tuple[str, ...], pids: tuple[int, ...], limit: int, prefix: str,
+        as_csv: bool) -> None:
+    """The largest groups of sockets, by remote IP, network, port, process or state.
+
+    \b
+    Examples:
+      tcpdoctor top --by remote-ip,state -n 5     who holds the most connections, per state
+      tcpdoctor top --by process --state close-wait   which process leaks CLOSE_WAIT
+      tcpdoctor top --by local-port --state time-wait
+      tcpdoctor top --ip 203.0.113.7 --by state   every connection of one client
+      tcpdoctor top --by remote-net --prefix 16,48
+    """
+    from tcpdoctor.analysis import groups
+    from tcpdoctor.render.output import emit_json, notes
+    from tcpdoctor.sources.live import take_snapshot
+
+    keys = groups.parse_by(by)
+    p4, p6 = _parse_prefix(prefix)
+    if "process" in keys and sock.no_processes:
+        raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
+    want_owner = ("process" in keys or bool(pids)) and not sock.no_processes
+    t = sock.target(owners=want_owner)
+    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, with_owners=t.owners)
+    snap = snap.select(groups.filter_mask(snap, list(state_filter), list(ports), list(ips),
+                                          list(pids)))
+    result = groups.group(snap, keys, limit, p4, p6)
+    if sock.as_json:
+        emit_json(result.as_json())
+    else:
+        from tcpdoctor.render import tables
+
+        if as_csv:
+            tables.groups_csv(result)
+        else:
+            tables.groups_table(result, f"Top {limit} by {', '.join(keys)} "
+                                        f"({result.total:,} sockets matched)")
+    notes(snap.notes)
+
+
+@click.command()
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="File to write (gzip-compressed when it ends in .gz).")
+@socket_options("snapshot")
+def snapshot(sock: SocketOptions, output: str) -> None:
+    """Save every socket, owners, sysctls and counters to a versioned JSON file.
+
+    \b
+    Examples:
+      tcpdoctor snapshot -o before.json.gz
+      tcpdoctor analyze before.json.gz
+      tcpdoctor diff before.json.gz after.json.gz
+    """
+    from tcpdoctor.model import snapshot_file
+    from tcpdoctor.render.output import emit_json, notes
+    from tcpdoctor.sources.live import sample
+    from tcpdoctor.system.atomic import atomic_write_bytes
+
+    got = sample(sock.target(), 0.0)
+    atomic_write_bytes(output, snapshot_file.to_bytes(output, got.snap, got.kernel))
+    if sock.as_json:
+        emit_json({"schema": 1, "path": output, "sockets": got.snap.count(),
+                   "source": got.snap.source, "netns": got.snap.netns})
+    else:
+        sys.stderr.write(f"wrote {got.snap.count():,} sockets to {output}\n")
+    notes(got.snap.notes)
+
+
+@click.command()
+@click.argument("before")
+@click.argument("after")
+@click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
+@click.option("-n", "limit", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Groups to show per dimension.")
+def diff(before: str, after: str, as_json: bool, limit: int) -> ExitCode:
+    """Compare two snapshots (or any inputs `analyze` reads): states, top movers, findings,
+    sysctls.
+
+    \b
+    Examples:
+      tcpdoctor snapshot -o before.json.gz; (tune, deploy...); tcpdoctor snapshot -o after.json.gz
+      tcpdoctor diff before.json.gz after.json.gz
+    """
+    from tcpdoctor.analysis.compare import compare
+    from tcpdoctor.sources import offline
+
+    a, b = offline.load(before), offline.load(after)
+    result = compare((a[0], a[1]), (b[0], b[1]), limit)
+    if as_json:
+        from tcpdoctor.render.output import emit_json
+
+        emit_json(result)
+    else:
+        from tcpdoctor.render.diff import render_text
+
+        sys.stdout.write(render_text(result))
+    return ExitCode.OK
+
+
+def _parse_prefix(text: str) -> tuple[int, int]:
+    try:
+        p4, p6 = (int(x) for x in text.split(","))
+    except ValueError:
+        raise TcpDoctorError(f"--prefix: expected IPV4,IPV6 prefix lengths, got {text!r}") from None
+    if not (0 <= p4 <= 32 and 0 <= p6 <= 128):
+        raise TcpDoctorError(f"--prefix: lengths out of range in {text!r} (0-32, 0-128)")
+    return p4, p6
+
+
+COMMANDS = (states, top, snapshot, diff)

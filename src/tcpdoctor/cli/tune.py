@@ -1,0 +1,178 @@
+"""`tcpdoctor tune`: gather the inputs, run the audit, then print, write, apply or roll back."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import click
+
+from tcpdoctor.cli.options import SocketOptions, socket_options
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.status import ExitCode
+
+
+@dataclass
+class Gathered:
+    audit: object  # analysis.tune.Audit (imported lazily)
+    host: str
+    kernel: str
+    taken_at: str
+    where: str
+    ehash: int
+
+    def header(self, prefix: str = "tcpdoctor tune") -> str:
+        return f"{prefix} · {self.host} ({self.where}) · Linux {self.kernel} · {self.taken_at}"
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+    from tcpdoctor.analysis.sysctl_kb import normalize_key
+
+    out = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TcpDoctorError(f"--set: expected KEY=VALUE, got {item!r}")
+        out[normalize_key(key)] = " ".join(value.split())
+    return out
+
+
+def gather(sock: SocketOptions, audit_files: tuple[str, ...], interval: float) -> Gathered:
+    from tcpdoctor.analysis import tune as audit_mod
+    from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, ehash_entries
+    from tcpdoctor.diagnose import diagnose
+    from tcpdoctor.model.kernel_state import sysctl_path
+    from tcpdoctor.sources import kstate, sysctl_files
+    from tcpdoctor.sources import netns as netns_mod
+
+    target = sock.target()
+    d = diagnose(target, None, interval)
+    keys = (*tuple(k.key for k in KNOBS), "net.ipv4.tcp_ehash_entries")
+    current = netns_mod.run_in(target.netns, lambda: kstate.read_sysctls(keys=keys))
+    if target.netns:
+        host = kstate.read_sysctls(keys=tuple(k.key for k in KNOBS if not k.per_netns))
+        current.update({k: v for k, v in host.items() if v is not None})
+    files = list(audit_files) or sysctl_files.system_files()
+    configured, _, notes = sysctl_files.read(files, strict=bool(audit_files))
+    unknown = [k for k in configured if k not in BY_KEY]
+    exists = netns_mod.run_in(target.netns, lambda: {
+        k: os.path.exists(sysctl_path(k)) for k in unknown})
+    ehash = ehash_entries(current.get("net.ipv4.tcp_ehash_entries"))
+    snap = d.sample.snap
+    result = audit_mod.audit(current, configured, d.report.findings, snap.kernel, ehash, exists)
+    result.notes = [*notes, f"audited: {', '.join(files) or '(no sysctl files)'}"]
+    return Gathered(result, snap.host, snap.kernel, snap.taken_at, target.where, ehash)
+
+
+def _rollback(sock: SocketOptions, write_path: str | None, state_dir: str) -> ExitCode:
+    from tcpdoctor.render.output import emit_json
+    from tcpdoctor.system import sysctl_apply
+
+    netns = sock.one_netns
+    done = sysctl_apply.rollback(write_path or (None if netns else sysctl_apply.DEFAULT_DROPIN),
+                                 netns, state_dir)
+    if sock.as_json:
+        emit_json({"schema": 1, "rollback": done})
+    else:
+        sys.stdout.write(f"restored {len(done['restored'])} value(s): " + ", ".join(
+            f"{k} = {v}" for k, v in done["restored"].items()) + "\n")
+    return ExitCode.OK
+
+
+def _explain(key: str) -> ExitCode:
+    from tcpdoctor.analysis.sysctl_kb import BY_KEY, explain, normalize_key
+
+    if normalize_key(key) not in BY_KEY:
+        raise TcpDoctorError(f"--explain: unknown key {key!r} (known: {', '.join(BY_KEY)})")
+    sys.stdout.write(explain(key) + "\n")
+    return ExitCode.OK
+
+
+@click.command()
+@socket_options("tune", no_processes_help="Skip the owner lookup for the evidence "
+                "(FD_LIMIT is then not checked).")
+@click.option("--audit-file", "audit_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Audit this file instead of the system's sysctl configuration "
+                   "(repeatable, applied in order).")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False),
+              help="Write the drop-in to FILE (atomically). With --apply: put it there "
+                   "instead of /etc/sysctl.d/99-tcpdoctor.conf.")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Write the drop-in and apply its values now, saving every previous value.")
+@click.option("--rollback", "do_rollback", is_flag=True,
+              help="Restore the values saved by --apply and remove (or restore) the drop-in.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Add a value to the drop-in (validated like the rest, dry run included).")
+@click.option("--explain", metavar="KEY", help="Explain one key in plain words and exit.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between counter samples for the evidence (0: no rates).")
+@click.option("--state-dir", default="/var/lib/tcpdoctor", show_default=True,
+              help="Where --apply keeps its backups.")
+def tune(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | None,
+         do_apply: bool, do_rollback: bool, sets: tuple[str, ...], explain: str | None,
+         interval: float, state_dir: str) -> ExitCode:
+    """Audit sysctls against the running kernel; print, write, apply or roll back a drop-in.
+
+    \b
+    Dry run by default. Obsolete or harmful settings (tcp_tw_recycle, a tiny
+    tcp_max_tw_buckets, syncookies off, ...) are flagged where they are configured;
+    values are recommended only with evidence (e.g. somaxconn after accept-queue
+    overflows) and never outside the key's valid range.
+
+    \b
+    Examples:
+      tcpdoctor tune                             audit this host
+      tcpdoctor tune --audit-file /etc/sysctl.conf --json
+      tcpdoctor tune --explain net.ipv4.tcp_fin_timeout
+      sudo tcpdoctor tune --apply                write /etc/sysctl.d/99-tcpdoctor.conf, apply
+      sudo tcpdoctor tune --rollback             restore the saved values
+    """
+    if explain:
+        return _explain(explain)
+    if do_apply and do_rollback:
+        raise TcpDoctorError("--apply and --rollback exclude each other")
+    if do_rollback:
+        return _rollback(sock, write_path, state_dir)
+    return _audit(sock, audit_files, write_path, do_apply, sets, interval, state_dir)
+
+
+def _audit(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | None,
+           do_apply: bool, sets: tuple[str, ...], interval: float,
+           state_dir: str) -> ExitCode:
+    from tcpdoctor.analysis import tune as audit_mod
+    from tcpdoctor.render.output import emit_json
+    from tcpdoctor.system import sysctl_apply
+    from tcpdoctor.system.atomic import atomic_write
+
+    netns = sock.one_netns
+    g = gather(sock, audit_files, interval)
+    result = g.audit
+    assert isinstance(result, audit_mod.Audit)
+    values = audit_mod.dropin_values(result, netns is not None)
+    values.update(_parse_sets(sets))
+    # The same refusal in a dry run as in --write and --apply: never print what would fail.
+    sysctl_apply.validate(values, netns, g.ehash)
+    text = audit_mod.dropin_text(result, values, g.header("Generated by tcpdoctor tune"))
+    action = applied = None
+    if do_apply:
+        dropin = write_path or (None if netns else sysctl_apply.DEFAULT_DROPIN)
+        applied = sysctl_apply.apply(values, dropin, text, netns, state_dir, g.ehash)
+        action = (f"Applied {len(values)} value(s); drop-in: {dropin or '(none, --netns)'}; "
+                  f"backup: {applied['backup']}")
+    elif write_path:
+        atomic_write(write_path, text)
+        action = f"Wrote {write_path}:"
+    if sock.as_json:
+        emit_json({"schema": 1, "kernel": g.kernel, "netns": netns,
+                   "entries": [e.as_json() for e in result.entries],
+                   "findings": [f.as_json() for f in result.findings], "dropin": text,
+                   "applied": applied, "notes": result.notes})
+    else:
+        from tcpdoctor.render.report import render_tune
+
+        render_tune(result, g.header(), text, values, action)
+    return ExitCode.OK if (do_apply or write_path) else result.exit_code()
+
+
+COMMANDS = (tune,)

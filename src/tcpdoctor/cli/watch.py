@@ -1,0 +1,127 @@
+"""`watch`: the live view, full-screen on a terminal, plain or JSON lines when piped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import termios
+import time
+import tty
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from tcpdoctor.analysis.groups import WATCH_DIMENSIONS as DIMS
+from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+from tcpdoctor.history.sampler import Sampler
+from tcpdoctor.render.watch import View, json_line, line, screen
+
+
+@click.command()
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between samples.")
+@click.option("--by", "by", default="remote-ip", show_default=True,
+              type=click.Choice(DIMS),
+              help="First grouping of the top table (g cycles through them).")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after N samples.")
+@socket_options("watch")
+@threshold_options
+def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
+          count: int | None) -> None:
+    """Live view: states with rates and sparklines, top groups of the growing states,
+    findings as they appear and clear.
+
+    \b
+    Keys: g switch grouping (remote IP, service port, process, remote /24), p pause, q quit.
+    When stdout is not a terminal, prints one line per sample (and per finding event);
+    --json prints one JSON object per sample (with rates and finding events).
+
+    \b
+    Examples:
+      tcpdoctor watch
+      tcpdoctor watch --netns blue --interval 1 --by process
+      tcpdoctor watch --count 30 > watch.log
+      tcpdoctor watch --json | jq -c '{t: .taken_at, cw: .states.CLOSE_WAIT}'
+    """
+    from tcpdoctor.cli.history import sampler
+
+    taker = sampler(sock, thresholds, 5)
+    dims = tuple(d for d in DIMS if d != "process" or not sock.no_processes)
+    view = View(dims, dims.index(by) if by in dims else 0)
+    if sys.stdout.isatty() and sys.stdin.isatty() and not sock.as_json:
+        run_terminal(taker, view, interval, sock.one_netns or "host", count)
+    else:
+        run_lines(taker, view, interval, count, sock.as_json)
+
+
+@contextlib.contextmanager
+def cbreak(fd: int) -> Iterator[None]:
+    """Keys arrive one by one without Enter; the terminal is restored however we leave."""
+    old = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+def read_key(fd: int, timeout: float) -> str | None:
+    ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+    if not ready:
+        return None
+    data = os.read(fd, 1)
+    return data.decode(errors="replace") if data else "q"  # EOF on stdin: quit
+
+
+def run_terminal(sampler: Sampler, view: View, interval: float, where: str,
+                 count: int | None) -> None:
+    from rich.live import Live
+
+    from tcpdoctor.render.output import console
+
+    fd = sys.stdin.fileno()
+    taken = 0
+    with cbreak(fd), Live(console=console(), screen=True, auto_refresh=False) as live:
+        while count is None or taken < count:
+            if not view.paused:
+                view.update(sampler.take())
+                taken += 1
+            live.update(screen(view, where, interval), refresh=True)
+            deadline = time.monotonic() + interval
+            while (left := deadline - time.monotonic()) > 0:
+                key = read_key(fd, left)
+                if key in ("q", "Q", "\x1b"):
+                    return
+                if key in ("g", "G"):
+                    view.dim = (view.dim + 1) % len(view.dims)
+                elif key in ("p", "P", " "):
+                    view.paused = not view.paused
+                else:
+                    continue
+                live.update(screen(view, where, interval), refresh=True)
+
+
+def run_lines(sampler: Sampler, view: View, interval: float, count: int | None,
+              as_json: bool) -> None:
+    taken = 0
+    start = time.monotonic()
+    while count is None or taken < count:
+        events = view.update(sampler.take())
+        taken += 1
+        if as_json:
+            sys.stdout.write(json_line(view, events) + "\n")
+        else:
+            sys.stdout.write(line(view) + "\n")
+            for e in events:
+                sys.stdout.write(e + "\n")
+        sys.stdout.flush()
+        if count is not None and taken >= count:
+            break
+        now = time.monotonic()
+        time.sleep(max(0.0, start + taken * interval - now))
+
+
+COMMANDS = (watch,)

@@ -1,0 +1,257 @@
+"""Prometheus exporter: a custom collector that takes a fresh snapshot per scrape.
+
+Label cardinality is bounded whatever the socket count: per-port and per-remote series are
+limited to the top N groups plus one "other" series per state. Concurrent scrapes share the
+snapshot in flight; a snapshot slower than --max-scrape-seconds is answered with the
+previous one, flagged by tcpdoctor_scrape_stale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from tcpdoctor.analysis import groups
+from tcpdoctor.analysis.registry import Finding
+from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.diagnose import Diagnoser
+from tcpdoctor.model.kernel_state import RATE_COUNTERS, KernelState
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import STATE_NAMES, TCP_LISTEN
+from tcpdoctor.sources.live import Target
+
+
+@dataclass
+class Sample:
+    snap: Snapshot
+    kernel: KernelState | None
+    findings: list[Finding]
+    duration: float
+    taken: float = field(default_factory=time.monotonic)
+
+
+def sampler_for(target: Target, thresholds: Thresholds | None) -> Callable[[], Sample]:
+    """Diagnoses of one namespace, each with the counter rates since the previous scrape,
+    so that rate-based findings (ListenOverflows, TCPTimeWaitOverflow, syncookies) reach
+    Prometheus exactly as `check` reports them."""
+    diagnoser = Diagnoser(target, thresholds)
+
+    def take() -> Sample:
+        d = diagnoser()
+        return Sample(d.sample.snap, d.sample.kernel, d.report.findings, d.duration)
+    return take
+
+
+T = TypeVar("T")
+
+
+class Shared(Generic[T]):
+    """Callers arriving while a value is being computed wait for that same computation.
+
+    Used twice: per namespace for the sample, and around the whole exposition, so that 200
+    simultaneous scrapes cost one sample and one rendering.
+    """
+
+    def __init__(self, fn: Callable[[], T], max_seconds: float | None = None) -> None:
+        self._fn = fn
+        self._max = max_seconds
+        self._lock = threading.Lock()
+        self._inflight: Future[T] | None = None
+        self.last: T | None = None
+
+    def _run(self, fut: Future[T]) -> None:
+        try:
+            result = self._fn()
+        except BaseException as exc:  # handed to every waiting scrape
+            with self._lock:
+                self._inflight = None
+            fut.set_exception(exc)
+            return
+        with self._lock:
+            self.last = result
+            self._inflight = None
+        fut.set_result(result)
+
+    def get(self) -> tuple[T, bool]:
+        """(value, stale). Raises what fn raised if there is no previous value."""
+        with self._lock:
+            fut = self._inflight
+            if fut is None:
+                fut = self._inflight = Future()
+                threading.Thread(target=self._run, args=(fut,), daemon=True,
+                                 name="tcpdoctor-sample").start()
+        try:
+            return fut.result(timeout=self._max), False
+        except FutureTimeout:
+            if self.last is not None:
+                return self.last, True
+            return fut.result(), False
+
+
+def _label_groups(snap: Snapshot, key: str, top_n: int) -> list[tuple[str, dict[str, int]]]:
+    """Top N groups by count with their states, then 'other' with the rest's states."""
+    if len(snap) == 0:
+        return []
+    result = groups.group(snap, [key], None)
+    out = [(str(g["key"][key]), g["states"]) for g in result.groups[:top_n]]
+    rest: dict[str, int] = {}
+    for g in result.groups[top_n:]:
+        for state, n in g["states"].items():
+            rest[state] = rest.get(state, 0) + n
+    if rest:
+        out.append(("other", rest))
+    return out
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return num / den if num is not None and den else None
+
+
+class TcpCollector(Collector):
+    """Builds fresh metric families on every scrape, so no series goes stale."""
+
+    def __init__(self, samplers: dict[str, Shared[Sample]], top_n: int = 10,
+                 on_error: Callable[[str, BaseException], None] | None = None) -> None:
+        self.samplers = samplers
+        self.top_n = top_n
+        self.on_error = on_error or (lambda netns, exc: None)
+
+    def collect(self) -> Iterator[Metric]:
+        fams = _Families()
+        for netns, sampler in self.samplers.items():
+            try:
+                got, stale = sampler.get()
+            except Exception as exc:  # the namespace vanished, a permission error...
+                fams.up.add_metric([netns], 0)
+                fams.error.add_metric([netns, _reason(exc)], 1)
+                self.on_error(netns, exc)
+                continue
+            fams.up.add_metric([netns], 1)
+            fams.stale.add_metric([netns], 1 if stale else 0)
+            self._one(fams, netns, got)
+        yield from fams.all()
+
+    def _one(self, f: _Families, ns: str, s: Sample) -> None:
+        summary = s.snap.summary()
+        for state in STATE_NAMES:
+            f.sockets.add_metric([ns, state], summary["states"][state])
+        f.total.add_metric([ns], summary["total"])
+        f.non_est.add_metric([ns], summary["non_established"])
+        for port, states in _label_groups(s.snap, "service-port", self.top_n):
+            for state, n in states.items():
+                f.by_port.add_metric([ns, port, state], n)
+        for remote, states in _label_groups(s.snap, "remote-ip", self.top_n):
+            for state, n in states.items():
+                f.by_remote.add_metric([ns, remote, state], n)
+        for finding in s.findings:
+            f.finding.add_metric([ns, finding.id, finding.severity], 1)
+        f.duration.add_metric([ns], s.duration)
+        self._listeners(f, ns, s.snap)
+        if s.kernel is not None:
+            self._kernel(f, ns, s.kernel)
+
+    def _listeners(self, f: _Families, ns: str, snap: Snapshot) -> None:
+        c = snap.columns
+        idx = np.flatnonzero((c["state"] == TCP_LISTEN) & (c["wqueue"] > 0))
+        fill = c["rqueue"][idx] / c["wqueue"][idx]
+        for i in idx[np.argsort(-fill, kind="stable")][:self.top_n]:
+            labels = [ns, str(int(c["sport"][i]))]
+            f.lq_len.add_metric(labels, int(c["rqueue"][i]))
+            f.lq_limit.add_metric(labels, int(c["wqueue"][i]))
+
+    def _kernel(self, f: _Families, ns: str, k: KernelState) -> None:
+        tcp = k.sockstat.get("TCP", {})
+        for key, value in tcp.items():
+            f.sockstat.add_metric([ns, key], value)
+        mem = k.sysctl_ints("net.ipv4.tcp_mem")
+        ratios = {
+            "tw_buckets": _ratio(tcp.get("tw"), k.sysctl_int("net.ipv4.tcp_max_tw_buckets")),
+            "orphans": _ratio(tcp.get("orphan"), k.sysctl_int("net.ipv4.tcp_max_orphans")),
+            "tcp_mem": _ratio(tcp.get("mem"), mem[2] if mem and len(mem) == 3 else None),
+            "conntrack": _ratio(k.sysctl_int("net.netfilter.nf_conntrack_count"),
+                                k.sysctl_int("net.netfilter.nf_conntrack_max")),
+        }
+        for name, ratio in ratios.items():
+            if ratio is not None:
+                f.usage.add_metric([ns, name], ratio)
+        for name in RATE_COUNTERS:
+            if name in k.counters:
+                f.counters.add_metric([ns, name], k.counters[name])
+
+
+class _Families:
+    def __init__(self) -> None:
+        g = GaugeMetricFamily
+        self.up = g("tcpdoctor_up", "1 if the namespace could be sampled", labels=["netns"])
+        self.error = g("tcpdoctor_scrape_error", "1 while sampling the namespace fails, with "
+                       "the reason (bounded: the error's first 120 characters)",
+                       labels=["netns", "error"])
+        self.stale = g("tcpdoctor_scrape_stale",
+                       "1 if this scrape served the previous sample (the new one was too slow)",
+                       labels=["netns"])
+        self.sockets = g("tcpdoctor_sockets", "TCP sockets per state (request sockets count "
+                         "as SYN_RECV)", labels=["netns", "state"])
+        self.total = g("tcpdoctor_sockets_all", "TCP sockets, LISTEN included, as ss -tan lists "
+                       "them", labels=["netns"])
+        self.non_est = g("tcpdoctor_sockets_non_established", "TCP sockets not ESTABLISHED",
+                         labels=["netns"])
+        self.by_port = g("tcpdoctor_sockets_by_port", "TCP sockets per service port (the local "
+                         "port of this host's listeners, else the remote port; top N, the rest "
+                         "in port=\"other\") and state", labels=["netns", "port", "state"])
+        self.by_remote = g("tcpdoctor_sockets_by_remote", "TCP sockets per remote address (top "
+                           "N, the rest in remote=\"other\") and state",
+                           labels=["netns", "remote", "state"])
+        self.finding = g("tcpdoctor_finding", "1 while a finding is active",
+                         labels=["netns", "id", "severity"])
+        self.duration = g("tcpdoctor_scrape_duration_seconds", "Time taken by the sample",
+                          labels=["netns"])
+        self.lq_len = g("tcpdoctor_listen_queue_length", "Accept queue length of the fullest "
+                        "listeners", labels=["netns", "port"])
+        self.lq_limit = g("tcpdoctor_listen_queue_limit", "Accept queue limit (backlog) of the "
+                          "fullest listeners", labels=["netns", "port"])
+        self.sockstat = g("tcpdoctor_sockstat_tcp", "/proc/net/sockstat TCP figures (mem in "
+                          "pages; tw includes FIN_WAIT2 minisockets)", labels=["netns", "key"])
+        self.usage = g("tcpdoctor_usage_ratio", "Usage against the kernel limit: tw_buckets "
+                       "(tcp_max_tw_buckets), orphans (tcp_max_orphans), tcp_mem (high), "
+                       "conntrack (nf_conntrack_max)", labels=["netns", "limit"])
+        self.counters = CounterMetricFamily("tcpdoctor_kernel_counter", "TcpExt/Tcp/conntrack "
+                                            "counters since boot", labels=["netns", "counter"])
+
+    def all(self) -> list[Metric]:
+        return [v for v in vars(self).values() if isinstance(v, Metric)]
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:120]
+
+
+def build_registry(samplers: dict[str, Callable[[], Sample]], top_n: int,
+                   max_seconds: float,
+                   on_error: Callable[[str, BaseException], None] | None = None,
+                   ) -> CollectorRegistry:
+    """samplers: netns label ("host" for the host) -> a function taking one Sample."""
+    shared = {label: Shared(fn, max_seconds) for label, fn in samplers.items()}
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TcpCollector(shared, top_n, on_error))
+    return registry
+
+
+def all_netns() -> list[str | None]:
+    import os
+
+    from tcpdoctor.sources.netns import NETNS_RUN_DIR
+
+    try:
+        return [None, *sorted(os.listdir(NETNS_RUN_DIR))]
+    except FileNotFoundError:
+        return [None]

@@ -1,0 +1,81 @@
+"""`tcpdoctor exporter`: serve /metrics, or write node_exporter textfiles."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.sources import netns as netns_mod
+from tcpdoctor.sources.live import Target
+from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
+from tcpdoctor.system.malloc import limit_malloc_arenas
+
+INSTALL_HINT = "the exporter needs prometheus_client: pip install 'tcpdoctor[exporter]'"
+
+
+@dataclass
+class ExporterOptions:
+    listen: str
+    top_n: int
+    max_seconds: float
+    textfile_dir: str | None
+    interval: float
+    once: bool
+    web_config_file: str | None
+    verbose: bool
+
+
+def targets_for(base: Target, netns_list: tuple[str, ...], all_netns: bool) -> list[Target]:
+    from tcpdoctor.exporter.collector import all_netns as every_netns
+
+    names: list[str | None]
+    if all_netns:
+        names = every_netns()
+    elif netns_list:
+        names = [netns_mod.resolve(n) and n for n in netns_list]
+    else:
+        names = [None]
+    return [Target(n, base.source, base.ipv4, base.ipv6, base.owners, base.proc_root)
+            for n in names]
+
+
+def _log_error(netns: str, exc: BaseException) -> None:
+    sys.stderr.write(f"tcpdoctor exporter: netns {netns}: sampling failed: {exc}\n")
+    sys.stderr.flush()
+
+
+def run_exporter(targets: list[Target], thresholds: Thresholds | None,
+                 opts: ExporterOptions) -> None:
+    try:
+        from prometheus_client import generate_latest
+
+        from tcpdoctor.exporter import collector, http
+    except ImportError:
+        raise TcpDoctorError(INSTALL_HINT) from None
+    limit_malloc_arenas()
+    samplers = {(t.netns or "host"): collector.sampler_for(t, thresholds) for t in targets}
+    registry = collector.build_registry(samplers, opts.top_n, opts.max_seconds, _log_error)
+    if opts.textfile_dir:
+        if not os.path.isdir(opts.textfile_dir):
+            raise TcpDoctorError(f"--textfile: {opts.textfile_dir} is not a directory")
+        path = os.path.join(opts.textfile_dir, "tcpdoctor.prom")
+        while True:
+            remove_stale_temps(path)
+            atomic_write(path, generate_latest(registry).decode())
+            if opts.once:
+                return
+            time.sleep(opts.interval)
+    web = http.load_web_config(opts.web_config_file)
+
+    def ready(addr: tuple[str, int]) -> None:
+        scheme = "https" if web.tls else "http"
+        host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+        sys.stderr.write(f"tcpdoctor exporter: serving {scheme}://{host}:{addr[1]}/metrics "
+                         f"for {', '.join(samplers)}\n")
+        sys.stderr.flush()
+
+    http.serve(registry, opts.listen, web, opts.verbose, ready)

@@ -1,0 +1,127 @@
+"""Column names and dtypes, constant (stride-0) columns, and the group-by kernel.
+
+Every socket attribute is one numpy array; nothing here loops over sockets in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# Column name -> dtype. Sources fill the base columns; the rest appear when requested.
+BASE_COLUMNS: dict[str, str] = {
+    "family": "u1",
+    "state": "u1",  # kernel number, NEW_SYN_RECV already folded into SYN_RECV
+    "timer": "u1",  # inet_diag / procfs timer code, see kernel.TIMER_*
+    "retrans": "u1",
+    "sport": "u2",
+    "dport": "u2",
+    "laddr_hi": "u8",
+    "laddr_lo": "u8",
+    "raddr_hi": "u8",
+    "raddr_lo": "u8",
+    "expires": "u4",  # milliseconds until the timer fires
+    "rqueue": "u4",  # LISTEN: accept queue length
+    "wqueue": "u4",  # LISTEN: accept queue limit (netlink only)
+    "uid": "u4",
+    "inode": "u4",
+}
+INFO_COLUMNS: dict[str, str] = {
+    "lastsnd": "u4",  # ms since data was last sent (tcp_info.tcpi_last_data_sent)
+    "lastrcv": "u4",  # ms since data was last received
+    "lastack": "u4",  # ms since the last ACK was received
+    "rtt": "u4",  # microseconds
+    "has_info": "?",  # tcp_info present for this socket (full sockets only)
+}
+OWNER_COLUMNS: dict[str, str] = {"pid": "i4"}  # -1 = owner unknown
+# A reduced snapshot (offline analysis of huge dumps) has one row per distinct combination
+# of the kept columns, and this column says how many sockets each row stands for.
+WEIGHT = "weight"
+
+
+def empty_columns(names: dict[str, str]) -> dict[str, np.ndarray]:
+    return {name: np.zeros(0, dtype=dt) for name, dt in names.items()}
+
+
+def concat_columns(parts: list[dict[str, np.ndarray]],
+                   names: dict[str, str]) -> dict[str, np.ndarray]:
+    if not parts:
+        return empty_columns(names)
+    return {
+        name: np.concatenate([p[name] for p in parts]).astype(dt, copy=False)
+        for name, dt in names.items()
+        if all(name in p for p in parts)
+    }
+
+
+def constant(value: Any, n: int, dtype: Any) -> np.ndarray:
+    """A read-only column of n equal values that takes no memory (a stride-0 view): the
+    columns a dump does not carry (no timers, no owners) cost nothing per socket."""
+    return np.broadcast_to(np.array(value, dtype=dtype), (n,))
+
+
+def is_constant(col: np.ndarray) -> bool:
+    return col.ndim == 1 and col.strides == (0,)
+
+
+def concat_keep_constant(arrays: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate, except that equal constant columns stay a constant view."""
+    if arrays and all(is_constant(a) for a in arrays) and len(
+            {a[0].item() for a in arrays if a.shape[0]}) <= 1:
+        first = next((a for a in arrays if a.shape[0]), arrays[0])
+        value = first[0] if first.shape[0] else 0
+        return constant(value, sum(a.shape[0] for a in arrays), arrays[0].dtype)
+    return np.concatenate(arrays)
+
+
+def factorize(cols: list[np.ndarray], weights: np.ndarray | None = None,
+              ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Distinct combinations of several key columns: (values per column, group of each row,
+    rows per group, or the sum of the rows' weights), groups in lexical order of the keys.
+    Key values are read back from the first row of each group."""
+    first, inverse, counts = group_rows(cols, weights)
+    return [c[first] for c in cols], inverse, counts
+
+
+def group_rows(cols: list[np.ndarray], weights: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first row of each group, group of each row, rows or summed weights per group).
+
+    Constant columns (an IPv4-only high address half, say) take no part in the sort; a
+    single varying column is one np.unique; several are one stable lexsort, then runs of
+    equal keys (measured at 1M rows and three keys: about 3.5x faster than np.unique per
+    column plus a mixed-radix np.unique, with two thirds of the scratch memory).
+    """
+    n = cols[0].shape[0]
+    varying = [c for c in cols if not (n and (is_constant(c) or c.min() == c.max()))]
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(varying) <= 1:
+        if varying:
+            _, first, inverse, counts = np.unique(varying[0], return_index=True,
+                                                  return_inverse=True, return_counts=True)
+            inverse = inverse.ravel()
+        else:
+            first, inverse, counts = np.zeros(1, np.int64), np.zeros(n, np.int64), np.array([n])
+        if weights is not None:
+            counts = np.bincount(inverse, weights, minlength=first.shape[0]).astype(np.int64)
+        return first, inverse, counts
+    order = np.lexsort(varying[::-1])
+    new_run = np.zeros(n, dtype=bool)
+    new_run[0] = True
+    for col in varying:
+        ordered = col[order]
+        new_run[1:] |= ordered[1:] != ordered[:-1]
+        del ordered
+    starts = np.flatnonzero(new_run)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.cumsum(new_run) - 1
+    del new_run
+    if weights is None:
+        counts = np.diff(np.append(starts, n))
+    else:
+        counts = np.add.reduceat(np.asarray(weights, dtype=np.int64)[order], starts)
+    return order[starts], inverse, counts
+
+

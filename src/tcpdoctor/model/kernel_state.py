@@ -1,0 +1,97 @@
+"""The kernel figures behind the rules (sockstat, counters, sysctls, file-nr), as data.
+
+Sources fill a KernelState; analysis reads it. The tables here say which figures exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Sysctls the rules read (names as `sysctl` prints them). Global keys exist only in the
+# initial namespace (docs/kernel.md); inside another namespace they are read from the host.
+SYSCTLS: tuple[str, ...] = (
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_max_orphans",
+    "net.ipv4.tcp_mem",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_tw_recycle",
+    "net.ipv4.tcp_tw_timeout",  # Alibaba Cloud Linux only: detect, never assume
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.ipv4.tcp_synack_retries",
+    "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_abort_on_overflow",
+    "net.ipv4.tcp_orphan_retries",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_ehash_entries",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.core.somaxconn",
+    "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_count",
+    "fs.file-max",
+    "fs.nr_open",
+)
+GLOBAL_SYSCTLS = frozenset({"net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans", "fs.file-max",
+                            "fs.nr_open"})
+# TcpExt/Tcp counters that mean something only as rates (monotonic since boot).
+RATE_COUNTERS: tuple[str, ...] = (
+    "TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPTimeWaitOverflow",
+    "TcpExt.TCPReqQFullDrop", "TcpExt.TCPReqQFullDoCookies", "TcpExt.SyncookiesSent",
+    "TcpExt.SyncookiesRecv", "TcpExt.SyncookiesFailed", "TcpExt.TCPAbortOnMemory",
+    "TcpExt.TCPAbortOnTimeout", "TcpExt.TCPAbortOnClose", "TcpExt.TCPAbortOnData",
+    "TcpExt.TCPMemoryPressures", "TcpExt.TW", "TcpExt.TWRecycled", "TcpExt.PAWSEstab",
+    "Tcp.ActiveOpens", "Tcp.PassiveOpens", "Tcp.AttemptFails", "Tcp.EstabResets",
+    "Tcp.RetransSegs", "Tcp.OutRsts", "conntrack.drop", "conntrack.early_drop",
+    "conntrack.insert_failed",
+)
+
+
+def sysctl_path(key: str, proc_root: str = "/proc") -> str:
+    """net.ipv4.tcp_mem -> /proc/sys/net/ipv4/tcp_mem (sysctl also accepts slashes)."""
+    return f"{proc_root}/sys/{key.strip().replace('.', '/')}"
+
+
+@dataclass
+class KernelState:
+    taken: float  # time.monotonic() when read
+    sockstat: dict[str, dict[str, int]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    sysctls: dict[str, str | None] = field(default_factory=dict)
+    file_nr: tuple[int, int, int] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def sysctl_int(self, key: str) -> int | None:
+        value = self.sysctls.get(key)
+        if value is None:
+            return None
+        try:
+            return int(value.split()[0])
+        except (ValueError, IndexError):
+            return None
+
+    def sysctl_ints(self, key: str) -> list[int] | None:
+        value = self.sysctls.get(key)
+        if value is None:
+            return None
+        try:
+            return [int(x) for x in value.split()]
+        except ValueError:
+            return None
+
+
+def fill_global_sysctls(state: KernelState, host: dict[str, str | None]) -> None:
+    """Inside a child namespace the global keys are absent: take the host's values."""
+    for key in GLOBAL_SYSCTLS:
+        if state.sysctls.get(key) is None and host.get(key) is not None:
+            state.sysctls[key] = host[key]
+
+
+def deltas(before: KernelState, after: KernelState) -> dict[str, int]:
+    return {k: after.counters[k] - before.counters[k] for k in RATE_COUNTERS
+            if k in before.counters and k in after.counters}

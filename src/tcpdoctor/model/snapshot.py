@@ -1,0 +1,65 @@
+"""The columnar snapshot every view is built on: one numpy array per socket attribute."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tcpdoctor.model.columns import WEIGHT
+from tcpdoctor.model.tcp import TCP_LISTEN, state_counts
+
+
+@dataclass
+class Snapshot:
+    """Every TCP socket of one namespace at one moment, as columns."""
+
+    columns: dict[str, np.ndarray]
+    source: str
+    host: str = ""
+    kernel: str = ""
+    taken_at: str = ""
+    netns: str | None = None
+    notes: list[str] = field(default_factory=list)
+    process_names: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""
+        return int(self.columns["state"].shape[0])
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        return self.columns.get(WEIGHT)
+
+    def count(self, mask: np.ndarray | None = None) -> int:
+        """Sockets (not rows) in mask, or in the snapshot."""
+        w = self.weights
+        if w is None:
+            return len(self) if mask is None else int(np.count_nonzero(mask))
+        return int(w.sum(dtype=np.int64) if mask is None else w[mask].sum(dtype=np.int64))
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
+
+    def select(self, mask: np.ndarray) -> Snapshot:
+        cols = {k: v[mask] for k, v in self.columns.items()}
+        return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,
+                        list(self.notes), dict(self.process_names))
+
+    def state_counts(self) -> dict[str, int]:
+        return state_counts(self.columns["state"], self.weights)
+
+    def summary(self) -> dict[str, Any]:
+        states = self.state_counts()
+        total = self.count()
+        return {
+            "total": total,
+            "established": states["ESTABLISHED"],
+            "non_established": total - states["ESTABLISHED"],
+            "states": states,
+        }
+
+    def listening_ports(self) -> np.ndarray:
+        return np.unique(self.columns["sport"][self.columns["state"] == TCP_LISTEN])
+

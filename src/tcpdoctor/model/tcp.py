@@ -1,0 +1,94 @@
+"""TCP facts of the Linux kernel tcpdoctor mirrors, each table citing where it comes from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# include/net/tcp_states.h
+TCP_ESTABLISHED = 1
+TCP_SYN_SENT = 2
+TCP_SYN_RECV = 3
+TCP_FIN_WAIT1 = 4
+TCP_FIN_WAIT2 = 5
+TCP_TIME_WAIT = 6
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
+TCP_LAST_ACK = 9
+TCP_LISTEN = 10
+TCP_CLOSING = 11
+TCP_NEW_SYN_RECV = 12  # request socket; ss and tcpdoctor report it as SYN_RECV
+TCP_BOUND_INACTIVE = 13  # inet_diag only; ss -tan does not list it, neither do we
+
+# Index = kernel state number; the names docs/spec.md promises, in kernel order.
+STATE_NAMES: tuple[str, ...] = (
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+)
+STATE_BY_NAME: dict[str, int] = {name: i + 1 for i, name in enumerate(STATE_NAMES)}
+NUM_STATES = 14  # array size covering every kernel state number (0..13)
+
+# Every spelling users paste: ss (ESTAB, TIME-WAIT, UNCONN), netstat (TIME_WAIT, SYN_RECV),
+# Windows netstat (LISTENING, FIN_WAIT_1/2), /proc hex codes are handled by the procfs parser.
+STATE_ALIASES: dict[str, int] = {
+    **STATE_BY_NAME,
+    "ESTAB": TCP_ESTABLISHED,
+    "SYN-SENT": TCP_SYN_SENT,
+    "SYN-RECV": TCP_SYN_RECV,
+    "SYN_RCVD": TCP_SYN_RECV,
+    "SYN_RECEIVED": TCP_SYN_RECV,
+    "FIN-WAIT-1": TCP_FIN_WAIT1,
+    "FIN_WAIT_1": TCP_FIN_WAIT1,
+    "FIN-WAIT-2": TCP_FIN_WAIT2,
+    "FIN_WAIT_2": TCP_FIN_WAIT2,
+    "TIME-WAIT": TCP_TIME_WAIT,
+    "UNCONN": TCP_CLOSE,
+    "CLOSED": TCP_CLOSE,
+    "CLOSE-WAIT": TCP_CLOSE_WAIT,
+    "LAST-ACK": TCP_LAST_ACK,
+    "LISTENING": TCP_LISTEN,
+}
+
+# inet_diag timer codes (net/ipv4/inet_diag.c, tcp_diag): what idiag_timer means.
+TIMER_NONE = 0
+TIMER_RETRANSMIT = 1
+TIMER_KEEPALIVE = 2
+TIMER_TIME_WAIT = 3
+TIMER_PROBE = 4
+
+AF_INET = 2
+AF_INET6 = 10
+
+# net/ipv4/af_inet.c (inet_init_net): the ephemeral port range a kernel boots with; used
+# where the input does not say (a pasted netstat, or a nonsensical configured range).
+DEFAULT_PORT_RANGE = (32768, 60999)
+
+
+def normalize_states(states: np.ndarray) -> np.ndarray:
+    """Fold NEW_SYN_RECV request sockets into SYN_RECV, as ss and docs/spec.md do."""
+    return np.where(states == TCP_NEW_SYN_RECV, TCP_SYN_RECV, states).astype(np.uint8)
+
+
+def state_counts(states: np.ndarray, weights: np.ndarray | None = None) -> dict[str, int]:
+    """Counts for all 11 states (zeros included), table-driven with one bincount."""
+    counts = np.bincount(normalize_states(states), weights=weights, minlength=NUM_STATES)
+    counts = counts.astype(np.int64)
+    return {name: int(counts[i + 1]) for i, name in enumerate(STATE_NAMES)}
+
+
+def parse_state_name(text: str) -> int:
+    key = text.strip().upper().replace(" ", "_")
+    if key in STATE_ALIASES:
+        return STATE_ALIASES[key]
+    key = key.replace("-", "_")
+    if key in STATE_ALIASES:
+        return STATE_ALIASES[key]
+    raise ValueError(f"unknown TCP state {text!r}")

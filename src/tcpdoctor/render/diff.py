@@ -1,0 +1,28 @@
+"""`tcpdoctor diff` for people: totals, states, largest movers, findings, sysctls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_text(r: dict[str, Any]) -> str:
+    out = [f"before: {r['before']['source']} {r['before']['taken_at']}",
+           f"after:  {r['after']['source']} {r['after']['taken_at']}", "",
+           f"{'':18}{'before':>10}{'after':>10}{'change':>10}"]
+    rows = [(k, v) for k, v in r["totals"].items()]
+    rows += [(s, v) for s, v in r["states"].items() if v["before"] or v["after"]]
+    for name, v in rows:
+        out.append(f"{name:18}{v['before']:>10,}{v['after']:>10,}{v['change']:>+10,}")
+    for dim, moved in r["movers"].items():
+        if moved:
+            out += ["", f"largest changes by {dim}:"]
+            out += [f"  {m['key']:30}{m['before']:>10,}{m['after']:>10,}{m['change']:>+10,}"
+                    for m in moved]
+    f = r["findings"]
+    out += ["", f"findings appeared: {', '.join(f['appeared']) or 'none'}",
+            f"findings resolved: {', '.join(f['resolved']) or 'none'}",
+            f"findings remaining: {', '.join(f['remaining']) or 'none'}"]
+    if r["sysctls"]:
+        out += ["", "sysctls changed:"]
+        out += [f"  {k}: {v['before']} -> {v['after']}" for k, v in r["sysctls"].items()]
+    return "\n".join(out) + "\n"

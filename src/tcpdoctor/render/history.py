@@ -1,0 +1,61 @@
+"""History for people: the sample line `record` prints, the `history` table and the text
+of `history --compare`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from tcpdoctor.history.sampler import Point, iso
+from tcpdoctor.history.store import Stored
+
+
+def sample_line(sid: int, p: Point) -> str:
+    busy = " ".join(f"{k}={v}" for k, v in p.states.items() if v)
+    ids = ",".join(f["id"] for f in p.findings) or "-"
+    return (f"{p.taken_at} sample {sid}: total={p.total} "
+            f"non_established={p.total - p.established} {busy} findings={ids}")
+
+
+def table(samples: list[Stored], states: list[str], total: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for name in ("time", "total", "non_estab", *states, "findings"):
+        table.add_column(name, justify="left" if name in ("time", "findings") else "right",
+                         no_wrap=name == "time")
+    for s in samples:
+        when = iso(s.ts, "seconds")[:19].replace("T", " ")
+        table.add_row(when, f"{s.total:,}", f"{s.total - s.established:,}",
+                      *(f"{s.states[n]:,}" for n in states),
+                      ", ".join(f["id"] for f in s.findings) or "-")
+    # Piped output is not cut at 80 columns: rows are records that scripts and tickets keep.
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    con.print(table)
+    if total > len(samples):
+        con.print(f"(last {len(samples)} of {total} samples; --last N, --since, --json "
+                  "or --csv for more)")
+
+
+def compare_text(result: dict[str, Any]) -> str:
+    a, b = result["windows"]
+    lines = [f"before: {a['from']} .. {a['to']} ({a['samples']} samples)",
+             f"after:  {b['from']} .. {b['to']} ({b['samples']} samples)", "",
+             f"{'':14}{'mean before':>12}{'mean after':>12}{'change':>10}{'max after':>11}"]
+    for name, change in result["change_of_mean"].items():
+        before = a["total"] if name == "total" else a["states"].get(name, {"mean": 0, "max": 0})
+        after = b["total"] if name == "total" else b["states"].get(name, {"mean": 0, "max": 0})
+        lines.append(f"{name:14}{before['mean']:>12,.1f}{after['mean']:>12,.1f}"
+                     f"{change:>+10,.1f}{after['max']:>11,}")
+    for label, key in (("appeared", b), ("resolved", a)):
+        other = a if key is b else b
+        ids = sorted(set(key["findings"]) - set(other["findings"]))
+        lines.append(f"findings {label}: {', '.join(ids) or '-'}")
+    both = sorted(set(a["findings"]) & set(b["findings"]))
+    lines.append(f"findings in both: {', '.join(both) or '-'}")
+    for name, w in (("before", a), ("after", b)):
+        for dim, rows in w["top"].items():
+            shown = ", ".join(f"{r['key']} {r['state']} ({r['mean']:,.1f})" for r in rows[:3])
+            lines.append(f"top {dim} {name}: {shown}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,121 @@
+"""Render a check Report for people: most severe first, readable in 80 columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tcpdoctor.analysis.check import Report
+from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.render.output import SEVERITY_STYLE, printer
+
+
+def _evidence_text(evidence: dict[str, Any]) -> str:
+    parts = []
+    for key, value in evidence.items():
+        if value is None or value == {} or value == []:
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
+                              for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(" ".join(f"{k}={v}" for k, v in item.items())
+                              if isinstance(item, dict) else str(item) for item in value)
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        parts.append(f"{key}={value}")
+    return " · ".join(parts)
+
+
+def _header(report: Report) -> list[str]:
+    s = report.snap
+    where = f"netns {s.netns}" if s.netns else "host"
+    summary = s.summary()
+    states = " · ".join(f"{name} {summary['states'][name]:,}" for name in STATE_NAMES
+                        if summary["states"][name])
+    head = (f"tcpdoctor check · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
+            f"{s.taken_at}" if s.kernel else f"tcpdoctor analyze · {s.source} · {s.taken_at}")
+    return [
+        head,
+        f"{summary['total']:,} TCP sockets, {summary['non_established']:,} not established: "
+        f"{states or 'none'}",
+    ]
+
+
+def render(report: Report) -> None:
+    from rich.text import Text
+
+    con, out = printer()
+
+    head = _header(report)
+    out(head[0], style="bold")
+    out(head[1], hang=2)
+    con.print()
+    if not report.findings:
+        out("No problems found.", style="bold green")
+    for f in report.findings:
+        title = Text.assemble((f.severity.upper(), SEVERITY_STYLE[f.severity]), " ", (f.id, "bold"),
+                              f" — {f.title}")
+        con.print(title)
+        out(f.summary, 2)
+        out(f"Evidence: {_evidence_text(f.evidence)}", 2, 2)
+        if f.processes:
+            owners = ", ".join(f"{p['name']} (pid {p['pid']}): {p['count']:,}"
+                               for p in f.processes)
+            out(f"Processes: {owners}", 2, 2)
+        out("What to do:", 2)
+        for i, action in enumerate(f.actions, 1):
+            out(f"{i}. {action}", 4, 3)
+        for rec in f.sysctl:
+            out(f"sysctl {rec['key']}: {rec['current']} -> {rec['recommended']}: {rec['why']}",
+                4, 3)
+        con.print()
+    counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITY_STYLE}
+    out(f"Result: {counts['critical']} critical, {counts['warning']} warning, "
+        f"{counts['info']} info (exit {report.exit_code()})", style="bold")
+    for skip in report.skipped:
+        out(f"Not checked: {skip['id']}: {skip['reason']}", hang=2, style="dim")
+    for note in report.notes:
+        out(f"Note: {note}", hang=2, style="dim")
+
+
+def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
+                action: str | None) -> None:
+    from rich.text import Text
+
+    con, out = printer()
+
+    out(header, style="bold")
+    groups = [
+        ("Needs attention", [e for e in result.entries if e.severity in ("critical", "warning")]),
+        ("Suggested by the current evidence",
+         [e for e in result.entries if e.severity == "info" and e.recommended]),
+        ("Explained (harmless, but not what the folklore says)",
+         [e for e in result.entries if e.severity == "info" and not e.recommended]),
+    ]
+    for title, entries in groups:
+        if not entries:
+            continue
+        con.print()
+        out(f"{title}:", style="bold")
+        for e in entries:
+            label = e.severity.upper()
+            now = e.current if e.current is not None else "not in this kernel"
+            cfg = f", configured {e.configured} at {e.configured_at}" if e.configured_at else ""
+            rec = f", recommended {e.recommended}" if e.recommended else ""
+            out(f"{label} {e.key}: current {now}{cfg}{rec}", 2, 4,
+                style=SEVERITY_STYLE.get(e.severity, ""))
+            out(e.why, 6)
+    fine = [e for e in result.entries if e.severity == "ok"]
+    if fine:
+        con.print()
+        out("Fine: " + ", ".join(f"{e.key.split('.')[-1]}={e.current}" for e in fine), hang=2,
+            style="dim")
+    con.print()
+    if values:
+        out(action or "Drop-in (dry run: --write FILE saves it, --apply applies it):",
+            style="bold")
+        con.print(Text(dropin.rstrip()), soft_wrap=True)
+    else:
+        out("Nothing to change.", style="bold green")
+    for note in result.notes:
+        out(f"Note: {note}", hang=2, style="dim")

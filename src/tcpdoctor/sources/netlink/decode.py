@@ -1,0 +1,200 @@
+"""Pure decoding of sock_diag replies into numpy columns, with no loop per message.
+
+Every message of one dump repeats the request's (sequence, port id) in its header, so one
+vectorized search finds the candidate message starts, and the chain rule
+`next = start + align4(length)` validates them exactly (a false candidate inside a message
+body breaks the chain and is skipped). Fields are then gathered column by column.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable
+
+import numpy as np
+
+from tcpdoctor.errors import ParseError
+from tcpdoctor.model.addresses import V4_MAPPED
+from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns
+from tcpdoctor.model.tcp import AF_INET, normalize_states
+from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
+from tcpdoctor.sources.netlink.layout import (
+    INET_DIAG_INFO,
+    MSG_FIELDS,
+    MSG_LEN,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSG_HDRLEN,
+    SOCK_DIAG_BY_FAMILY,
+    TCP_INFO_FIELDS,
+    TCP_INFO_MIN,
+)
+
+
+class _Views:
+    """Typed views of one buffer, for gathering fields at arbitrary 4-byte-aligned offsets."""
+
+    def __init__(self, buf: memoryview) -> None:
+        usable = len(buf) - len(buf) % 4
+        self.u8 = np.frombuffer(buf, dtype=np.uint8)
+        self.u16 = np.frombuffer(buf, dtype="=u2", count=usable // 2)
+        self.be16 = np.frombuffer(buf, dtype=">u2", count=usable // 2)
+        self.u32 = np.frombuffer(buf, dtype="=u4", count=usable // 4)
+        self.be32 = np.frombuffer(buf, dtype=">u4", count=usable // 4)
+
+    def addr(self, offs: np.ndarray, field_off: int) -> tuple[np.ndarray, np.ndarray]:
+        """A 16-byte big-endian address field as (high, low) uint64 halves."""
+        w = [self.be32[(offs + field_off) // 4 + k].astype(np.uint64) for k in range(4)]
+        return (w[0] << np.uint64(32)) | w[1], (w[2] << np.uint64(32)) | w[3]
+
+
+# The typed view each MSG_FIELDS format is gathered through, with its element size.
+_VIEW = {"u1": ("u8", 1), ">u2": ("be16", 2), "=u4": ("u32", 4)}
+_OFFSET = {name: at for name, _, at in MSG_FIELDS}
+# Scalar columns read straight from the message (state and addresses need conversion).
+_GATHER: tuple[tuple[str, int, str, int], ...] = tuple(
+    (name, at, *_VIEW[fmt]) for name, fmt, at in MSG_FIELDS
+    if name in BASE_COLUMNS and name != "state")
+
+
+def _gather(v: _Views, offs: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
+    cols: dict[str, np.ndarray] = {}
+    for name, at, kind, size in _GATHER:
+        if name in want:
+            view = getattr(v, kind)
+            cols[name] = view[(offs + at) // size].astype(BASE_COLUMNS[name])
+    if "state" in want:
+        st = v.u8[offs + _OFFSET["state"]]
+        cols["state"] = normalize_states(st)
+    if want & {"laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo"}:
+        v4 = v.u8[offs + _OFFSET["family"]] == AF_INET
+        for at, prefix in ((_OFFSET["src_hi"], "laddr"), (_OFFSET["dst_hi"], "raddr")):
+            hi, lo = v.addr(offs, at)
+            # IPv4 sits in the first 4 bytes of the 16-byte field: map it to ::ffff:a.b.c.d.
+            cols[f"{prefix}_hi"] = np.where(v4, np.uint64(0), hi).astype(np.uint64)
+            cols[f"{prefix}_lo"] = np.where(
+                v4, (hi >> np.uint64(32)) | V4_MAPPED, lo).astype(np.uint64)
+    return cols
+
+
+def _attr_layout(buf: memoryview, off: int, length: int) -> list[tuple[int, int, int]]:
+    """(offset from message start, rta_len, rta_type) of each attribute of one message."""
+    out = []
+    pos = MSG_LEN
+    while pos + 4 <= length:
+        rta_len, rta_type = struct.unpack_from("=HH", buf, off + pos)
+        if rta_len < 4 or pos + rta_len > length:
+            break
+        out.append((pos, rta_len, rta_type))
+        pos += (rta_len + 3) & ~3
+    return out
+
+
+def _info_columns(buf: memoryview, v: _Views, offs: np.ndarray,
+                  lens: np.ndarray) -> dict[str, np.ndarray]:
+    """tcp_info fields (INET_DIAG_INFO) of every message; zeros where it is absent."""
+    n = offs.shape[0]
+    cols = {name: np.zeros(n, dtype=dt) for name, dt in INFO_COLUMNS.items()}
+    for length in np.unique(lens):
+        rows = np.flatnonzero(lens == length)
+        first = int(offs[rows[0]])
+        layout = _attr_layout(buf, first, int(length))
+        # Rows whose attribute headers match the first row's are read at the same offsets.
+        same = np.ones(rows.shape[0], dtype=bool)
+        for pos, rta_len, rta_type in layout:
+            hdr = v.u16[(offs[rows] + pos) // 2], v.u16[(offs[rows] + pos + 2) // 2]
+            same &= (hdr[0] == rta_len) & (hdr[1] == rta_type)
+        info = [a for a in layout if a[2] == INET_DIAG_INFO and a[1] - 4 >= TCP_INFO_MIN]
+        if info:
+            sel = rows[same]
+            for name, _fmt, o in TCP_INFO_FIELDS:
+                cols[name][sel] = v.u32[(offs[sel] + info[0][0] + 4 + o) // 4]
+            cols["has_info"][sel] = True
+        for i in rows[~same]:
+            _info_single(buf, int(offs[i]), int(length), cols, int(i))
+    return cols
+
+
+def _info_single(buf: memoryview, off: int, length: int, cols: dict[str, np.ndarray],
+                 row: int) -> None:
+    for pos, rta_len, rta_type in _attr_layout(buf, off, length):
+        if rta_type == INET_DIAG_INFO and rta_len - 4 >= TCP_INFO_MIN:
+            for name, fmt, o in TCP_INFO_FIELDS:
+                cols[name][row] = struct.unpack_from(fmt, buf, off + pos + 4 + o)[0]
+            cols["has_info"][row] = True
+            return
+
+
+def _chain(v: _Views, off: int, end: int, seq: int, port: int) -> tuple[np.ndarray, int]:
+    """Starts of the consecutive sock_diag messages from off, and the offset after them.
+
+    off must be a valid sock_diag message. Candidates are 4-byte-aligned positions whose
+    header repeats (SOCK_DIAG_BY_FAMILY, seq, port id); the chain rule keeps exactly the
+    real messages.
+    """
+    w0, w1 = off // 4, (end - NLMSG_HDRLEN) // 4 + 1
+    cand = np.flatnonzero(v.u32[w0 + 2:w1 + 2] == np.uint32(seq)) + w0
+    cand = cand[(v.u32[cand + 3] == np.uint32(port))
+                & (v.u16[2 * cand + 2] == SOCK_DIAG_BY_FAMILY)]
+    lens = v.u32[cand].astype(np.int64)
+    nxt = cand + ((lens + 3) >> 2)
+    good = (lens >= MSG_LEN) & (nxt * 4 <= end)
+    linked = np.append(nxt[:-1] == cand[1:], True)
+    broken = np.flatnonzero(~(good & linked))
+    k = int(broken[0]) if broken.size else cand.shape[0] - 1
+    if not good[k]:
+        k -= 1  # the breaking message itself is invalid: stop before it
+    if k < 0:
+        return np.zeros(0, dtype=np.int64), off
+    return cand[:k + 1] * 4, int(nxt[k]) * 4
+
+
+def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLUMNS,
+           info: bool = False, source: str = "netlink",
+           stop_at_done: bool = True) -> tuple[dict[str, np.ndarray], bool]:
+    """Decode a buffer of sock_diag reply messages into columns.
+
+    Returns (columns, saw_done). With stop_at_done=False the whole buffer is read, which is
+    what a file written by `ss -D` needs: it holds one dump per address family.
+    """
+    buf = memoryview(data).cast("B")
+    end = len(buf)
+    wanted = frozenset(want)
+    names = {k: v for k, v in BASE_COLUMNS.items() if k in wanted}
+    if info:
+        names.update(INFO_COLUMNS)
+    views = _Views(buf)
+    parts: list[dict[str, np.ndarray]] = []
+    off = 0
+    done = False
+    while off + NLMSG_HDRLEN <= end:
+        length, mtype, _flags, seq, port = struct.unpack_from("=IHHII", buf, off)
+        if length < NLMSG_HDRLEN or off + length > end:
+            raise ParseError(source, None, f"netlink message length at byte {off}",
+                             bytes(buf[off:off + 16]))
+        if mtype == NLMSG_DONE:
+            done = True
+            off += (length + 3) & ~3
+            if stop_at_done:
+                break
+            continue
+        if mtype == NLMSG_ERROR:
+            code = -struct.unpack_from("=i", buf, off + NLMSG_HDRLEN)[0]
+            raise NetlinkUnavailable(f"sock_diag error: {os.strerror(code)}")
+        if mtype != SOCK_DIAG_BY_FAMILY:
+            off += (length + 3) & ~3
+            continue
+        if length < MSG_LEN or off % 4:
+            raise ParseError(source, None, f"inet_diag_msg of {MSG_LEN} bytes at byte {off}",
+                             bytes(buf[off:off + length]))
+        offs, off = _chain(views, off, end, seq, port)
+        cols = _gather(views, offs, wanted)
+        if info:
+            cols.update(_info_columns(buf, views, offs, views.u32[offs // 4]))
+        parts.append(cols)
+    if off < end and not done:
+        raise ParseError(source, None, "a complete netlink message", bytes(buf[off:off + 16]))
+    return concat_columns(parts, names), done
+
+

@@ -1,0 +1,6 @@
+"""Saved captures: ss/netstat/Windows/proc text, raw `ss -D` dumps and tcpdoctor snapshots,
+detected and parsed into a Snapshot (text streamed; huge inputs folded into weighted rows)."""
+
+from tcpdoctor.sources.offline.loader import load, merge, proc_dir_state
+
+__all__ = ["load", "merge", "proc_dir_state"]

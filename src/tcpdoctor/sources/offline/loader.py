@@ -1,0 +1,269 @@
+"""Load saved inputs for `analyze` and `diff`: detect the format, parse, make a Snapshot."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import struct
+import sys
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.model import snapshot_file
+from tcpdoctor.model.columns import (
+    WEIGHT,
+)
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTEN
+from tcpdoctor.sources import kstate, netlink, procfs, textcols
+from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, SOCK_DIAG_BY_FAMILY
+from tcpdoctor.sources.offline import netstat_fast, textdump
+from tcpdoctor.sources.offline.accumulate import Accumulator
+
+FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
+           "netstat -an[tpo] or Windows netstat -ano")
+
+
+HEAD = 65536  # bytes read to detect the format
+BINARY_LIMIT = 512 << 20  # netlink dumps and snapshots are read whole; text is streamed
+REDUCE_ABOVE = 1_000_000  # sockets kept one row each; above, rows are folded (reduce.py)
+BLOCK_ROWS = 65_536  # sockets parsed between two hand-overs to the accumulator
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read to detect the format, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head = memoryview(head)
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self.head:
+            n = min(len(buf), len(self.head))
+            buf[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[BinaryIO]:
+    """The input as a binary stream, gunzipped when it starts with the gzip magic."""
+    try:
+        fh: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise TcpDoctorError(f"{path}: {exc.strerror}") from None
+    try:
+        magic = fh.read(2)
+        stream: BinaryIO = io.BufferedReader(_Prefixed(magic, fh), 1 << 20)
+        if magic == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        yield stream
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \
+                and exc.strerror:
+            raise TcpDoctorError(f"{path}: {exc.strerror}") from None
+        raise ParseError(path, None, f"a complete gzip stream ({exc})") from None
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+
+
+def _is_netlink(data: bytes) -> bool:
+    if len(data) < 16:
+        return False
+    length, mtype = struct.unpack_from("=IH", data, 0)
+    return 16 <= length <= len(data) and mtype in (SOCK_DIAG_BY_FAMILY, NLMSG_DONE,
+                                                    NLMSG_ERROR)
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+    for no, raw in enumerate(text, 1):
+        yield no, raw.rstrip("\r\n")
+
+
+def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
+         port_range: tuple[int, int] | None = None,
+         ) -> tuple[Snapshot, KernelState | None, list[str]]:
+    name = "stdin" if path == "-" else path
+    with _open(path) as stream:
+        head = stream.read(HEAD)
+        if not head.strip():
+            raise TcpDoctorError(f"{name}: empty file (expected {FORMATS})")
+        if _is_netlink(head) or snapshot_file.looks_like(head[:4096]):
+            return _load_binary(head + _read_rest(stream, name), name, path)
+        if b"\x00" in head:
+            raise TcpDoctorError(f"{name}: binary data that is not a netlink dump (expected "
+                                 f"{FORMATS})")
+        kind = textdump.detect(head.decode("utf-8", "replace").splitlines()[:200]) or ""
+        if not kind:
+            raise ParseError(name, 1, FORMATS, head.split(b"\n", 1)[0])
+        rescan = None if path == "-" else (lambda: _listen_ports(path, kind))
+        acc = Accumulator(reduce_above, rescan, port_range or DEFAULT_PORT_RANGE)
+        notes, names = _stream_text(_Prefixed(head, stream), kind, name, strict, acc)
+    cols = acc.result()
+    notes.extend(acc.notes)
+    if not cols["state"].shape[0] and not notes:
+        notes.append(f"{name}: no TCP sockets found")
+    label = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
+             "windows": "Windows netstat"}[kind]
+    snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes))
+    if "pid" in cols:
+        snap.process_names = names
+    return snap, None, notes
+
+
+def _file_time(path: str) -> str:
+    """When a saved file was written (its mtime), the best guess of its snapshot's time."""
+    if path == "-":
+        return ""
+    return datetime.fromtimestamp(os.path.getmtime(path), UTC).isoformat(timespec="seconds")
+
+
+def _read_rest(stream: BinaryIO, name: str) -> bytes:
+    data = stream.read(BINARY_LIMIT + 1)
+    if len(data) > BINARY_LIMIT:
+        raise TcpDoctorError(f"{name}: over {BINARY_LIMIT >> 20} MB of netlink dump or "
+                             "snapshot, which are read whole; save `ss -tan` text instead, "
+                             "which is streamed in bounded memory")
+    return data
+
+
+def _load_binary(data: bytes, name: str, path: str,
+                 ) -> tuple[Snapshot, KernelState | None, list[str]]:
+    if snapshot_file.looks_like(data[:4096]):
+        snap, kernel = snapshot_file.from_bytes(data, name)
+        snap.notes.append(f"loaded tcpdoctor snapshot {name}")
+        return snap, kernel, []
+    cols, _ = netlink.decode(data, source=name, stop_at_done=False)
+    notes = [] if cols["state"].shape[0] else [f"{name}: no TCP sockets found"]
+    snap = Snapshot(cols, f"ss -D netlink dump ({name})", taken_at=_file_time(path),
+                    notes=list(notes))
+    return snap, None, notes
+
+
+def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Accumulator,
+                 ) -> tuple[list[str], dict[int, str]]:
+    """Parse block by block into the accumulator; returns notes and process names."""
+    stream = io.BufferedReader(raw, 1 << 20)
+    if kind == "proc":
+        family = _proc_family(stream.peek(4096))
+        for part in procfs.iter_file(stream, family, name):
+            acc.add(part)
+        return [], {}
+    b = textdump.Builder(name, strict, sink=acc.add, block=BLOCK_ROWS)
+    if kind == "netstat":
+        for block, first in textcols.line_blocks(stream, BLOCK_ROWS * 40):
+            cols, rest = netstat_fast.parse(block, first)
+            b.add_block(cols)
+            textdump.parse_netstat(rest, b)
+    else:
+        textdump.PARSERS[kind](_lines(stream), b)
+    b.flush()
+    acc.finish(b.has_pid, b.has_info)
+    notes = []
+    if b.bad_count:
+        notes.append(f"{b.bad_count} line(s) of {name} not understood (first at line "
+                     f"{', '.join(map(str, b.bad))}); --strict makes this an error")
+    if b.opaque:
+        notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
+                     "kept as opaque keys")
+    return notes, dict(b.names)
+
+
+def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:
+    """The lines of block that contain word (bytes.find runs in C; the loop is per hit)."""
+    pos = block.find(word)
+    while pos >= 0:
+        start = block.rfind(b"\n", 0, pos) + 1
+        end = block.find(b"\n", pos)
+        end = len(block) if end < 0 else end
+        yield block[start:end]
+        pos = block.find(word, end)
+
+
+def _proc_family(head: bytes) -> int:
+    lines = head.split(b"\n", 2)
+    fields = lines[1].split() if len(lines) > 1 else []
+    return AF_INET6 if len(fields) > 1 and len(fields[1]) > 13 else AF_INET
+
+
+def _listen_ports(path: str, kind: str) -> np.ndarray:
+    """A first pass over a big file: the local ports of its LISTEN sockets, so that folding
+    knows which side of every other socket is the service (LISTEN lines are few: only they
+    are parsed)."""
+    ports: list[np.ndarray] = []
+
+    def keep(cols: dict[str, np.ndarray]) -> None:
+        ports.append(cols["sport"][cols["state"] == TCP_LISTEN])
+
+    with _open(path) as stream:
+        if kind == "proc":
+            family = _proc_family(stream.peek(4096))  # type: ignore[attr-defined]
+            for part in procfs.iter_file(stream, family, path):
+                keep(part)
+        else:
+            b = textdump.Builder(path, False, sink=keep)
+            wanted = (line.decode("utf-8", "replace").rstrip("\r")
+                      for block, _ in textcols.line_blocks(stream, 1 << 22)
+                      for line in _lines_with(block, b"LISTEN"))
+            textdump.PARSERS[kind](((0, text) for text in wanted), b)
+            b.flush()
+    return np.unique(np.concatenate(ports)) if ports else np.zeros(0, np.uint16)
+
+
+def merge(parts: list[Snapshot]) -> Snapshot:
+    """Several inputs analysed together (e.g. /proc/net/tcp and tcp6): one snapshot."""
+    if len(parts) == 1:
+        return parts[0]
+    common = set.intersection(*(set(p.columns) for p in parts))
+    missing = {"pid": (-1, np.int32), WEIGHT: (1, np.uint32)}  # unknown owner; one socket
+    common |= {name for name in missing if any(name in p.columns for p in parts)}
+    cols = {}
+    for name in common:
+        fill, dtype = missing.get(name, (0, np.uint8))
+        arrays = [p.columns[name] if name in p.columns else np.full(len(p), fill, dtype)
+                  for p in parts]
+        cols[name] = np.concatenate(arrays)
+    names: dict[int, str] = {}
+    for p in parts:
+        names.update(p.process_names)
+    return Snapshot(cols, " + ".join(p.source for p in parts), parts[0].host, parts[0].kernel,
+                    parts[0].taken_at, None, [n for p in parts for n in p.notes], names)
+
+
+def proc_dir_state(directory: str) -> KernelState:
+    """Saved /proc files: a /proc-like tree (DIR/net/sockstat, DIR/sys/...) or flat
+    (DIR/sockstat, DIR/netstat, DIR/snmp)."""
+    if not os.path.isdir(directory):
+        raise TcpDoctorError(f"--proc-dir: {directory} is not a directory")
+    if os.path.isdir(os.path.join(directory, "net")):
+        return kstate.read_state(directory)
+    state = KernelState(0.0)
+    for fname in ("sockstat", "sockstat6", "netstat", "snmp"):
+        path = os.path.join(directory, fname)
+        if not os.path.exists(path):
+            continue
+        with open(path) as fh:
+            text = fh.read()
+        if fname.startswith("sockstat"):
+            state.sockstat.update(kstate.parse_key_value_lines(text, path))
+        else:
+            state.counters.update(kstate.parse_counter_pairs(text, path))
+    if not state.sockstat and not state.counters:
+        raise TcpDoctorError(f"--proc-dir: no sockstat, netstat or snmp file in {directory}")
+    return state

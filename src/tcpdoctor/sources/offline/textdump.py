@@ -1,0 +1,330 @@
+"""Saved `ss` and `netstat` output (Linux and Windows) into snapshot columns.
+
+Offline inputs come pasted into tickets: every line is parsed on its own, unparsable lines
+are counted and reported (or fatal with strict=True), and addresses are interned so that
+each distinct address is parsed once. Values accumulate in typed arrays, not objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zlib
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tcpdoctor.errors import ParseError
+from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, constant, is_constant
+from tcpdoctor.model.tcp import AF_INET, AF_INET6, STATE_ALIASES, TIMER_TIME_WAIT
+
+SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
+             "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
+# ss -o and netstat -o timer names -> inet_diag timer codes (kernel.TIMER_*).
+TIMERS = {"on": 1, "keepalive": 2, "timewait": 3, "persist": 4, "probe": 4, "off": 0}
+USERS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)')
+SS_TIMER = re.compile(r"timer:\((\w+),(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?")
+NETSTAT_TIMER = re.compile(r"(\w+) \(([\d.]+)/")
+INFO = re.compile(r"\b(lastsnd|lastrcv|lastack):(\d+)|\brtt:([\d.]+)/")
+OPAQUE_NET = 0x0100_0000_0000_0000  # 100::/64 (RFC 6666 discard-only): truncated addresses
+
+
+# Columns every line fills; the others (pid, timers, tcp_info, ...) are set on some lines only
+# and are kept sparsely as (row, value) pairs, then scattered once per block.
+DENSE = ("family", "state", "sport", "dport", "laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo",
+         "rqueue", "wqueue")
+SPEC = {**BASE_COLUMNS, **INFO_COLUMNS, "pid": "i4"}
+TYPECODES = {"u1": "B", "u2": "H", "u4": "I", "u8": "Q", "i4": "i", "?": "B"}
+
+
+@dataclass
+class Builder:
+    """Columns under construction (typed arrays, no object per socket).
+
+    With a sink, every `block` sockets are handed over as numpy columns and the arrays start
+    again, so that a parser's memory stays bounded however long its input is.
+    """
+
+    source: str
+    strict: bool
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None
+    block: int = 65_536
+    cols: dict[str, array[int]] = field(default_factory=dict)
+    extra: dict[str, tuple[array[int], array[int]]] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    bad: list[int] = field(default_factory=list)
+    bad_count: int = 0
+    opaque: int = 0
+    rows: int = 0
+    has_pid: bool = False
+    has_info: bool = False
+    _addr: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.cols = {name: array(TYPECODES[SPEC[name]]) for name in DENSE}
+        self.extra = {name: (array("I"), array(TYPECODES[dt])) for name, dt in SPEC.items()
+                      if name not in DENSE}
+
+    def reject(self, line_no: int, expected: str, line: str) -> None:
+        if self.strict:
+            raise ParseError(self.source, line_no, expected, line)
+        self.bad_count += 1
+        if len(self.bad) < 5:
+            self.bad.append(line_no)
+
+    def address(self, text: str) -> tuple[int, int, int]:
+        """'1.2.3.4', '[::1]', '*', 'fe80::1%eth0' -> (family, hi, lo)."""
+        hit = self._addr.get(text)
+        if hit is None:
+            if len(self._addr) >= 1 << 16:  # bounded: a dump of random (spoofed) addresses
+                self._addr.clear()
+            hit = self._addr[text] = self._parse_address(text)
+        return hit
+
+    def _parse_address(self, text: str) -> tuple[int, int, int]:
+        quad = text.split(".")
+        if len(quad) == 4 and all(_num(q) and len(q) <= 3 for q in quad):
+            a, b, c, d = (int(q) for q in quad)
+            if a < 256 and b < 256 and c < 256 and d < 256:  # dotted quad: the common case,
+                return AF_INET, 0, (0xFFFF << 32) | (a << 24) | (b << 16) | (c << 8) | d
+        raw = text.strip("[]").split("%", 1)[0]
+        if raw in ("*", ""):
+            raw = "0.0.0.0"
+        try:
+            ip = ipaddress.ip_address(raw)
+        except ValueError:
+            # netstat without -W truncates long IPv6 addresses: keep them apart, opaquely.
+            self.opaque += 1
+            return AF_INET6, OPAQUE_NET, zlib.crc32(raw.encode())
+        if isinstance(ip, ipaddress.IPv4Address):
+            return AF_INET, 0, (0xFFFF << 32) | int(ip)
+        value = int(ip)
+        return AF_INET6, value >> 64, value & ((1 << 64) - 1)
+
+    def add(self, state: int, local: str, peer: str, rq: int = 0, wq: int = 0) -> bool:
+        laddr, _, lport = local.rpartition(":")
+        raddr, _, rport = peer.rpartition(":")
+        if not laddr or not raddr:
+            return False
+        try:
+            sport = 0 if lport == "*" else int(lport)
+            dport = 0 if rport == "*" else int(rport)
+        except ValueError:
+            return False
+        if not (0 <= sport < 65536 and 0 <= dport < 65536):
+            return False
+        fam, lhi, llo = self.address(laddr)
+        _, rhi, rlo = self.address(raddr)
+        if self.sink is not None and len(self.cols["state"]) >= self.block:
+            self.flush()
+        c = self.cols
+        c["family"].append(fam)
+        c["state"].append(state)
+        c["sport"].append(sport)
+        c["dport"].append(dport)
+        c["laddr_hi"].append(lhi)
+        c["laddr_lo"].append(llo)
+        c["raddr_hi"].append(rhi)
+        c["raddr_lo"].append(rlo)
+        c["rqueue"].append(min(rq, 2**32 - 1))
+        c["wqueue"].append(min(wq, 2**32 - 1))
+        self.rows += 1
+        return True
+
+    def set_last(self, name: str, value: int) -> None:
+        rows, values = self.extra[name]
+        rows.append(len(self.cols["state"]) - 1)
+        values.append(value)
+
+    def columns(self, complete: bool = False) -> dict[str, np.ndarray]:
+        """The sockets not yet handed to the sink, as numpy columns. complete=True keeps the
+        pid and tcp_info columns even when no line so far had them (blocks must agree).
+        Columns no line set (and IPv4-only address halves) are constant views: no memory."""
+        n = len(self.cols["state"])
+        out = {name: np.frombuffer(arr, dtype=arr.typecode).astype(SPEC[name])
+               if n else np.zeros(0, dtype=SPEC[name]) for name, arr in self.cols.items()}
+        out = self._complete(out, n)
+        for name, (rows, values) in self.extra.items():
+            if len(rows):
+                if is_constant(out[name]):
+                    out[name] = np.array(out[name])
+                out[name][np.frombuffer(rows, dtype=rows.typecode)] = np.frombuffer(
+                    values, dtype=values.typecode)
+        if not self.has_pid and not complete:
+            del out["pid"]
+        if not self.has_info and not complete:
+            for name in INFO_COLUMNS:
+                del out[name]
+        return out
+
+    @staticmethod
+    def _complete(dense: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """Every SPEC column: the given ones, the rest at their defaults (constant views)."""
+        out = dict(dense)
+        for half in ("laddr_hi", "raddr_hi"):
+            if half not in out or (n and not out[half].any()):
+                out[half] = constant(0, n, SPEC[half])
+        # TIME_WAIT lines carry no timer word: their timer is the TIME_WAIT timer.
+        out["timer"] = np.where(out["state"] == 6, TIMER_TIME_WAIT, 0).astype(SPEC["timer"])
+        for name in SPEC:
+            if name not in out:
+                out[name] = constant(-1 if name == "pid" else 0, n, SPEC[name])
+        return out
+
+    def add_block(self, dense: dict[str, np.ndarray]) -> None:
+        """Sockets decoded elsewhere (a vectorized parser), handed straight to the sink."""
+        assert self.sink is not None
+        n = int(dense["state"].shape[0])
+        if n:
+            self.flush()
+            self.rows += n
+            self.sink(self._complete(dense, n))
+
+    def flush(self) -> None:
+        """Hand the pending sockets to the sink (at the end of the input, too)."""
+        if self.sink is not None and len(self.cols["state"]):
+            self.sink(self.columns(complete=True))
+            self._reset()
+
+
+def _num(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '¹' and other characters int() rejects."""
+    return text.isascii() and text.isdigit()
+
+
+def _state(word: str) -> int | None:
+    return STATE_ALIASES.get(word.upper())
+
+
+def _users(b: Builder, line: str) -> None:
+    found = USERS.findall(line)
+    if found:
+        name, pid = found[0]
+        b.set_last("pid", int(pid))
+        b.names[int(pid)] = name
+        b.has_pid = True
+
+
+def _ss_extras(b: Builder, text: str) -> None:
+    if "users:(" in text:
+        _users(b, text)
+    if "timer:(" in text and (m := SS_TIMER.search(text)):
+        b.set_last("timer", TIMERS.get(m.group(1), 0))
+        ms = (int(m.group(2) or 0) * 60 + float(m.group(3) or 0)) * 1000 + float(m.group(4) or 0)
+        b.set_last("expires", int(ms))
+    for key in ("ino", "uid"):
+        if f"{key}:" in text and (m := re.search(rf"\b{key}:(\d+)", text)):
+            b.set_last("inode" if key == "ino" else "uid", int(m.group(1)))
+    if "last" in text or "rtt:" in text:
+        hits = INFO.findall(text)
+        if hits:
+            b.has_info = True
+            b.set_last("has_info", 1)
+            for key, value, rtt in hits:
+                if key:
+                    b.set_last(key, int(value))
+                elif rtt:
+                    b.set_last("rtt", int(float(rtt) * 1000))
+
+
+def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
+    """ss -tan with any of -p -o -i -m -e -H, with or without the Netid column."""
+    last_ok = False
+    for no, line in lines:
+        if not line.strip():
+            continue
+        if line[0] in " \t":  # -i/-m/-e continuation of the previous socket
+            if last_ok:
+                _ss_extras(b, line)
+            continue
+        f = line.split()
+        if f[0] in ("State", "Netid"):
+            continue
+        if f[0] in ("tcp", "udp", "raw", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "mptcp"):
+            if f[0] != "tcp":
+                last_ok = False
+                continue
+            f = f[1:]
+        state = _state(f[0]) if f and f[0] in SS_STATES else None
+        if state is None or len(f) < 5 or not (_num(f[1]) and _num(f[2])):
+            b.reject(no, "an ss line: STATE RECV-Q SEND-Q LOCAL:PORT PEER:PORT [...]", line)
+            last_ok = False
+            continue
+        last_ok = b.add(state, f[3], f[4], int(f[1]), int(f[2]))
+        if not last_ok:
+            b.reject(no, "ADDRESS:PORT pairs", line)
+            continue
+        if len(f) > 5:
+            _ss_extras(b, line)
+
+
+def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
+    """Linux netstat -an/-ant/-antp/-anto, tcp and tcp6 rows (the rest is skipped)."""
+    for no, line in lines:
+        f = line.split()
+        if not f or f[0] not in ("tcp", "tcp6"):
+            continue  # headers, udp, unix sockets
+        state = _state(f[5]) if len(f) > 5 else None
+        if state is None or not (_num(f[1]) and _num(f[2])):
+            b.reject(no, "a netstat line: tcp RECV-Q SEND-Q LOCAL FOREIGN STATE [PID/NAME]", line)
+            continue
+        if not b.add(state, f[3], f[4], int(f[1]), int(f[2])):
+            b.reject(no, "ADDRESS:PORT pairs", line)
+            continue
+        rest = f[6:]
+        if rest and ("/" in rest[0] or rest[0] == "-"):
+            b.has_pid = True
+            pid, _, name = rest[0].partition("/")
+            if _num(pid):
+                b.set_last("pid", int(pid))
+                b.names[int(pid)] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
+        if "(" in line and (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
+            b.set_last("timer", TIMERS[m.group(1)])
+            b.set_last("expires", int(float(m.group(2)) * 1000))
+
+
+def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
+    """Windows netstat -ano / -an: TCP rows with [::] IPv6 and an optional PID column."""
+    for no, line in lines:
+        f = line.split()
+        if not f or f[0] != "TCP":
+            continue
+        state = _state(f[3]) if len(f) > 3 else None
+        if state is None or not b.add(state, f[1], f[2]):
+            b.reject(no, "a Windows netstat line: TCP LOCAL FOREIGN STATE [PID]", line)
+            continue
+        if len(f) > 4 and _num(f[4]):
+            b.has_pid = True
+            b.set_last("pid", int(f[4]))
+
+
+def detect(head: list[str]) -> str | None:
+    """Which text format the first lines look like: ss, netstat, windows or proc."""
+    for line in head:
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "sl" and "local_address" in line:
+            return "proc"
+        if f[0] in ("State", "Netid") and "Local" in line:
+            return "ss"
+        if line.startswith("Active Internet connections") or (f[0] == "Proto" and
+                                                               "Foreign" in line):
+            return "netstat" if "PID" not in line or "Program" in line else "windows"
+        if line.startswith("Active Connections"):
+            return "windows"
+        if f[0] in SS_STATES or (f[0] == "tcp" and len(f) > 1 and f[1] in SS_STATES):
+            return "ss"
+        if f[0] in ("tcp", "tcp6") and len(f) > 5:
+            return "netstat"
+        if f[0] == "TCP" and len(f) >= 4:
+            return "windows"
+    return None
+
+
+PARSERS = {"ss": parse_ss, "netstat": parse_netstat, "windows": parse_windows}

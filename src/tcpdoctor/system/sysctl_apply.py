@@ -1,0 +1,146 @@
+"""Apply a sysctl drop-in with a backup of every previous value, and roll it back exactly.
+
+Order of operations (each file written atomically): backup first, then the drop-in, then
+the live values; any failure restores what was already changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from typing import Any
+
+from tcpdoctor.analysis.sysctl_kb import BY_KEY, harmful
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.model.kernel_state import sysctl_path
+from tcpdoctor.sources import netns as netns_mod
+from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
+
+DEFAULT_DROPIN = "/etc/sysctl.d/99-tcpdoctor.conf"  # sorts after 99-sysctl.conf
+DEFAULT_STATE_DIR = "/var/lib/tcpdoctor"
+
+
+def validate(values: dict[str, str], netns: str | None, ehash: int) -> None:
+    """Refuse keys outside the table, values out of range, and harmful values."""
+    for key, value in values.items():
+        knob = BY_KEY.get(key)
+        if knob is None:
+            raise TcpDoctorError(f"refusing {key}: not a key tcpdoctor knows (see --explain)")
+        parsed = knob.parse(value)
+        if parsed is None:
+            raise TcpDoctorError(f"refusing {key} = {value}: outside the valid range "
+                                 f"{knob.valid} ({knob.count} value(s))")
+        harm = harmful(knob, value, ehash)
+        if harm:
+            raise TcpDoctorError(f"refusing {key} = {value}: {harm[1]}")
+        if knob.removed_in:
+            major, minor = knob.removed_in
+            raise TcpDoctorError(f"refusing {key}: removed in Linux {major}.{minor}")
+        if netns and not knob.per_netns:
+            raise TcpDoctorError(f"refusing {key} with --netns: it is global, set it in the "
+                                 "initial namespace")
+
+
+def _read_values(keys: list[str]) -> dict[str, str]:
+    out = {}
+    for key in keys:
+        try:
+            with open(sysctl_path(key)) as fh:
+                out[key] = " ".join(fh.read().split())
+        except OSError as exc:
+            raise TcpDoctorError(f"cannot read {key}: {exc.strerror}") from None
+    return out
+
+
+def _write_values(values: dict[str, str]) -> list[str]:
+    done: list[str] = []
+    for key, value in values.items():
+        try:
+            with open(sysctl_path(key), "w") as fh:
+                fh.write(value)
+        except OSError as exc:
+            raise _PartialWrite(done, f"cannot set {key} = {value}: {exc.strerror}") from None
+        done.append(key)
+    return done
+
+
+class _PartialWrite(TcpDoctorError):
+    def __init__(self, done: list[str], message: str) -> None:
+        super().__init__(message)
+        self.done = done
+
+
+def backup_path(state_dir: str, dropin: str | None, netns: str | None) -> str:
+    ident = f"{os.path.realpath(dropin) if dropin else '-'}|{netns or ''}"
+    return os.path.join(state_dir, f"tune-backup-{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
+                        ".json")
+
+
+def _read_file(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def apply(values: dict[str, str], dropin: str | None, text: str, netns: str | None,
+          state_dir: str, ehash: int) -> dict[str, Any]:
+    if os.geteuid() != 0:
+        raise TcpDoctorError("--apply needs root")
+    validate(values, netns, ehash)
+    os.makedirs(state_dir, exist_ok=True)
+    bpath = backup_path(state_dir, dropin, netns)
+    previous = netns_mod.run_in(netns, lambda: _read_values(list(values)))
+    backup = json.loads(_read_file(bpath) or "null") or {
+        "schema": 1, "netns": netns, "dropin": dropin,
+        "dropin_previous": _read_file(dropin) if dropin else None, "values": {}}
+    for key, value in previous.items():
+        backup["values"].setdefault(key, value)  # keep the pre-tcpdoctor value on re-apply
+    atomic_write(bpath, json.dumps(backup, indent=2) + "\n", 0o600)
+    if dropin:
+        remove_stale_temps(dropin)
+        atomic_write(dropin, text)
+    try:
+        netns_mod.run_in(netns, lambda: _write_values(values))
+    except _PartialWrite as exc:
+        restore = {k: backup["values"][k] for k in exc.done}
+        netns_mod.run_in(netns, lambda: _write_values(restore))
+        _restore_dropin(backup)
+        with contextlib.suppress(OSError):
+            os.unlink(bpath)
+        raise TcpDoctorError(f"{exc}; the values already set were restored") from None
+    return {"backup": bpath, "dropin": dropin, "previous": previous, "applied": values}
+
+
+def _restore_dropin(backup: dict[str, Any]) -> None:
+    dropin = backup.get("dropin")
+    if not dropin:
+        return
+    if backup.get("dropin_previous") is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dropin)
+    else:
+        atomic_write(dropin, backup["dropin_previous"])
+
+
+def rollback(dropin: str | None, netns: str | None, state_dir: str) -> dict[str, Any]:
+    if os.geteuid() != 0:
+        raise TcpDoctorError("--rollback needs root")
+    bpath = backup_path(state_dir, dropin, netns)
+    text = _read_file(bpath)
+    if text is None:
+        raise TcpDoctorError(f"nothing to roll back: no backup {bpath} for drop-in "
+                             f"{dropin or '(none)'} in {'netns ' + netns if netns else 'host'}")
+    try:
+        backup = json.loads(text)
+        values = dict(backup["values"])
+    except (ValueError, KeyError, TypeError):
+        raise TcpDoctorError(f"{bpath}: not a tcpdoctor backup (expected JSON with "
+                             "'values')") from None
+    netns_mod.run_in(netns, lambda: _write_values(values))
+    _restore_dropin(backup)
+    os.unlink(bpath)
+    return {"backup": bpath, "dropin": dropin, "restored": values}
