@@ -18,7 +18,6 @@ import pytest
 from tcpdoctor.lab.net import MAIN_ADDR, LabNet
 
 DATA = Path(__file__).parent / "data"
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 
 SS_STATES = {
     "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,8 +187,10 @@ def test_stdin_and_proc_dir(tmp_path: Path) -> None:
     pdir.mkdir()
     for name in ("sockstat", "netstat", "snmp"):
         (pdir / name).write_bytes((DATA / f"ne_{name}").read_bytes())
-    proc = subprocess.run(["python", "-m", "tcpdoctor", "analyze", "-", "--json", "--proc-dir",
-                           str(pdir)], input=SS_SAMPLE, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "tcpdoctor", "analyze", "-", "--json",
+                           "--proc-dir", str(pdir)], input=SS_SAMPLE, capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode in (0, 1, 2), proc.stderr  # a report, whatever its findings
     report = json.loads(proc.stdout)
     assert report["total"] == 4
     skipped = {s["id"] for s in report["rules_skipped"]}

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -83,3 +87,57 @@ def test_lab_cli_holds_and_tears_down() -> None:
     finally:
         if lab_proc.poll() is None:
             lab_proc.kill()
+
+
+def _exporter_findings(port: int) -> set[tuple[str, str]]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    return set(re.findall(r'tcpdoctor_finding\{id="(\w+)",netns="[^"]*",severity="(\w+)"\}'
+                          r" 1\.0", text))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_and_exporter_agree_with_harmful_sysctls_under_load(lab: LabNet) -> None:
+    """The same diagnosis in both, rate-based escalation included: a tiny
+    tcp_max_tw_buckets under steady short connections makes TCPTimeWaitOverflow rise."""
+    pytest.importorskip("prometheus_client")
+    # The kernel takes a port range below 1024 only once privileged ports are opened up.
+    for key, value in (("net.ipv4.ip_unprivileged_port_start", "0"),
+                       ("net.ipv4.tcp_max_tw_buckets", "4"), ("net.ipv4.tcp_syncookies", "0"),
+                       ("net.ipv4.tcp_abort_on_overflow", "1"),
+                       ("net.ipv4.ip_local_port_range", "600 60999")):
+        lab.sysctl(lab.name, key, value)
+    lab.spawn(lab.peer, "td-api", [{"kind": "listen", "addr": "198.18.0.2", "port": 8080,
+                                    "accept": "close-on-eof"}])
+    lab.spawn(lab.name, "td-client", [{"kind": "connect", "addr": "198.18.0.2", "port": 8080,
+                                       "n": 6000, "pause": 0.004, "then": "close",
+                                       "background": True}])
+    port = _free_port()
+    exporter = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "exporter", "--netns",
+                                 lab.name, "--listen", f"127.0.0.1:{port}"],
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        assert exporter.stderr is not None and "serving" in exporter.stderr.readline()
+        _exporter_findings(port)  # the first scrape has no previous one: no rates yet
+        check = json.loads(tcpdoctor("check", "--json", "--netns", lab.name,
+                                     "--interval", "1").stdout)
+        from_check = {(f["id"], f["severity"]) for f in check["findings"]}
+        from_exporter = _exporter_findings(port)  # rates since the first scrape
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=10)
+    assert ("TW_BUCKET_OVERFLOW", "critical") in from_check  # rate-based: overflow rose
+    assert from_exporter == from_check
+    unsafe = next(f for f in check["findings"] if f["id"] == "UNSAFE_SYSCTL")
+    assert set(unsafe["evidence"]["settings"]) >= {
+        "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_syncookies",
+        "net.ipv4.tcp_abort_on_overflow", "net.ipv4.ip_local_port_range"}
+    recs = {r["key"]: r["recommended"] for r in unsafe["sysctl"]}
+    assert recs["net.ipv4.tcp_syncookies"] == 1 and recs["net.ipv4.tcp_abort_on_overflow"] == 0

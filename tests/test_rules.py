@@ -219,3 +219,52 @@ def test_factorize_many_wide_columns() -> None:
     assert sorted(set(rows)) == sorted(zip(*(v.tolist() for v in values), strict=True))
     for i in (0, 4999, 5050):
         assert tuple(v[inverse[i]] for v in values) == rows[i]
+
+
+@pytest.mark.parametrize(("key", "value", "severity", "recommended"), [
+    ("net.ipv4.tcp_syncookies", "0", "warning", 1),
+    ("net.ipv4.tcp_abort_on_overflow", "1", "warning", 0),
+    ("net.ipv4.ip_local_port_range", "600 60999", "warning", "32768 60999"),
+    ("net.ipv4.tcp_tw_recycle", "1", "critical", 0),
+    ("net.ipv4.tcp_max_tw_buckets", "5000", "critical", 131072),
+    ("net.ipv4.tcp_timestamps", "0", "warning", 1),
+])
+def test_unsafe_sysctl_flags_each_harmful_running_value(key: str, value: str, severity: str,
+                                                        recommended: Any) -> None:
+    """Each harmful value in force is one finding entry, with the safe value to restore."""
+    ctx = Context(synth.snapshot(), kernel(**{key.replace(".", "__"): value}))
+    report = run_rules(ctx, only={"UNSAFE_SYSCTL"})
+    assert [f.id for f in report.findings] == ["UNSAFE_SYSCTL"], key
+    f = report.findings[0]
+    assert f.severity == severity
+    assert [(r["key"], r["recommended"]) for r in f.sysctl] == [(key, recommended)]
+    assert f.title == REGISTRY["UNSAFE_SYSCTL"].title
+
+
+def test_unsafe_sysctl_quiet_on_defaults() -> None:
+    assert severity("UNSAFE_SYSCTL", Context(synth.snapshot(), kernel())) is None
+
+
+def test_registry_refuses_a_second_rule_with_the_same_id() -> None:
+    from tcpdoctor.analysis.registry import rule
+
+    with pytest.raises(ValueError, match="registered twice"):
+        rule("CLOSE_WAIT_LEAK", "again")(lambda ctx, th: None)
+    assert REGISTRY["CLOSE_WAIT_LEAK"].title != "again"
+
+
+def test_registry_names_every_finding() -> None:
+    """Rules never restate their id or title: the registry adds the registered ones."""
+    snap = synth.snapshot({"n": 150, "state": "CLOSE_WAIT"})
+    f = run_rules(Context(snap, kernel()), only={"CLOSE_WAIT_LEAK"}).findings[0]
+    assert (f.id, f.title) == ("CLOSE_WAIT_LEAK", REGISTRY["CLOSE_WAIT_LEAK"].title)
+
+
+def test_severity_order_and_exit_codes() -> None:
+    from tcpdoctor.analysis.severity import Severity, exit_code, worst
+
+    assert sorted(["critical", "info", "warning", "ok"], key=Severity) == [
+        "ok", "info", "warning", "critical"]
+    assert worst(["info", "critical", "warning"]) == "critical"
+    assert [exit_code(s) for s in ([], ["info"], ["warning", "info"], ["critical"])] == [
+        0, 0, 1, 2]

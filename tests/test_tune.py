@@ -20,8 +20,7 @@ from tcpdoctor.analysis import tune
 from tcpdoctor.analysis.check import run_rules
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, harmful
-from tcpdoctor.model.kernel_state import KernelState
-from tcpdoctor.sources.sysctl_files import Setting
+from tcpdoctor.model.kernel_state import KernelState, Setting
 
 from . import synth
 from .conftest import DATA, in_netns, live, tcpdoctor

@@ -8,12 +8,15 @@ This module sits above sources and analysis and below the interfaces.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass, field
 
 from tcpdoctor.analysis.check import Report, run_rules
 from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.analysis.tune import Audit
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources import kstate
 from tcpdoctor.sources.live import LiveSample, Target, sample
@@ -27,7 +30,7 @@ class Diagnosis:
     started: float = field(default_factory=time.time)  # when the sockets were read
 
     @property
-    def findings(self) -> list:  # type: ignore[type-arg]
+    def findings(self) -> list[Finding]:
         return self.report.findings
 
 
@@ -56,3 +59,43 @@ class Diagnoser:
         result = diagnose(self.target, self.thresholds, 0.0, self._previous)
         self._previous = result.sample.kernel
         return result
+
+
+@dataclass
+class Gathered:
+    audit: Audit
+    host: str
+    kernel: str
+    taken_at: str
+    where: str
+    ehash: int
+
+    def header(self, prefix: str = "tcpdoctor tune") -> str:
+        return f"{prefix} · {self.host} ({self.where}) · Linux {self.kernel} · {self.taken_at}"
+
+
+def audit_sysctls(target: Target, audit_files: tuple[str, ...], interval: float) -> Gathered:
+    """What `tune` judges: the running values (this namespace's, the host's global ones),
+    the configured ones (sysctl.d files or --audit-file) and the evidence of a diagnosis."""
+    from tcpdoctor.analysis import tune as audit_mod
+    from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, ehash_entries
+    from tcpdoctor.model.kernel_state import sysctl_path
+    from tcpdoctor.sources import kstate, sysctl_files
+    from tcpdoctor.sources import netns as netns_mod
+
+    d = diagnose(target, None, interval)
+    keys = (*tuple(k.key for k in KNOBS), "net.ipv4.tcp_ehash_entries")
+    current = netns_mod.run_in(target.netns, lambda: kstate.read_sysctls(keys=keys))
+    if target.netns:
+        host = kstate.read_sysctls(keys=tuple(k.key for k in KNOBS if not k.per_netns))
+        current.update({k: v for k, v in host.items() if v is not None})
+    files = list(audit_files) or sysctl_files.system_files()
+    configured, _, notes = sysctl_files.read(files, strict=bool(audit_files))
+    unknown = [k for k in configured if k not in BY_KEY]
+    exists = netns_mod.run_in(target.netns, lambda: {
+        k: os.path.exists(sysctl_path(k)) for k in unknown})
+    ehash = ehash_entries(current.get("net.ipv4.tcp_ehash_entries"))
+    snap = d.sample.snap
+    result = audit_mod.audit(current, configured, d.report.findings, snap.kernel, ehash, exists)
+    result.notes = [*notes, f"audited: {', '.join(files) or '(no sysctl files)'}"]
+    return Gathered(result, snap.host, snap.kernel, snap.taken_at, target.where, ehash)

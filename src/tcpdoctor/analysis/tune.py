@@ -12,7 +12,7 @@ from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers UNSAFE_
 from tcpdoctor.analysis.registry import REGISTRY, Finding, Found
 from tcpdoctor.analysis.severity import Severity, exit_code, worst
 from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, Knob, harmful, safe_value
-from tcpdoctor.sources.sysctl_files import Setting
+from tcpdoctor.model.kernel_state import Setting
 from tcpdoctor.status import ExitCode
 
 

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass
 
 import click
 
 from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.status import ExitCode
-
-
-@dataclass
-class Gathered:
-    audit: object  # analysis.tune.Audit (imported lazily)
-    host: str
-    kernel: str
-    taken_at: str
-    where: str
-    ehash: int
-
-    def header(self, prefix: str = "tcpdoctor tune") -> str:
-        return f"{prefix} · {self.host} ({self.where}) · Linux {self.kernel} · {self.taken_at}"
 
 
 def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
@@ -36,33 +21,6 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
             raise TcpDoctorError(f"--set: expected KEY=VALUE, got {item!r}")
         out[normalize_key(key)] = " ".join(value.split())
     return out
-
-
-def gather(sock: SocketOptions, audit_files: tuple[str, ...], interval: float) -> Gathered:
-    from tcpdoctor.analysis import tune as audit_mod
-    from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, ehash_entries
-    from tcpdoctor.diagnose import diagnose
-    from tcpdoctor.model.kernel_state import sysctl_path
-    from tcpdoctor.sources import kstate, sysctl_files
-    from tcpdoctor.sources import netns as netns_mod
-
-    target = sock.target()
-    d = diagnose(target, None, interval)
-    keys = (*tuple(k.key for k in KNOBS), "net.ipv4.tcp_ehash_entries")
-    current = netns_mod.run_in(target.netns, lambda: kstate.read_sysctls(keys=keys))
-    if target.netns:
-        host = kstate.read_sysctls(keys=tuple(k.key for k in KNOBS if not k.per_netns))
-        current.update({k: v for k, v in host.items() if v is not None})
-    files = list(audit_files) or sysctl_files.system_files()
-    configured, _, notes = sysctl_files.read(files, strict=bool(audit_files))
-    unknown = [k for k in configured if k not in BY_KEY]
-    exists = netns_mod.run_in(target.netns, lambda: {
-        k: os.path.exists(sysctl_path(k)) for k in unknown})
-    ehash = ehash_entries(current.get("net.ipv4.tcp_ehash_entries"))
-    snap = d.sample.snap
-    result = audit_mod.audit(current, configured, d.report.findings, snap.kernel, ehash, exists)
-    result.notes = [*notes, f"audited: {', '.join(files) or '(no sysctl files)'}"]
-    return Gathered(result, snap.host, snap.kernel, snap.taken_at, target.where, ehash)
 
 
 def _rollback(sock: SocketOptions, write_path: str | None, state_dir: str) -> ExitCode:
@@ -141,14 +99,14 @@ def _audit(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | 
            do_apply: bool, sets: tuple[str, ...], interval: float,
            state_dir: str) -> ExitCode:
     from tcpdoctor.analysis import tune as audit_mod
+    from tcpdoctor.diagnose import audit_sysctls
     from tcpdoctor.render.output import emit_json
     from tcpdoctor.system import sysctl_apply
     from tcpdoctor.system.atomic import atomic_write
 
     netns = sock.one_netns
-    g = gather(sock, audit_files, interval)
+    g = audit_sysctls(sock.target(), audit_files, interval)
     result = g.audit
-    assert isinstance(result, audit_mod.Audit)
     values = audit_mod.dropin_values(result, netns is not None)
     values.update(_parse_sets(sets))
     # The same refusal in a dry run as in --write and --apply: never print what would fail.

@@ -143,6 +143,9 @@ def main() -> None:
     for act in spec.get("actions", []):
         if act["kind"] == "listen":
             info["ports"].append(listen(act))
+        elif act["kind"] == "connect" and act.get("background"):
+            # A steady load (bounded by n and pause) that runs while the lab is inspected.
+            threading.Thread(target=connect, args=(act,), daemon=True).start()
         elif act["kind"] == "connect":
             info["connected"].append(connect(act))
     sys.stdout.write("READY " + json.dumps(info) + "\n")

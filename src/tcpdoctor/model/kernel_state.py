@@ -95,3 +95,18 @@ def fill_global_sysctls(state: KernelState, host: dict[str, str | None]) -> None
 def deltas(before: KernelState, after: KernelState) -> dict[str, int]:
     return {k: after.counters[k] - before.counters[k] for k in RATE_COUNTERS
             if k in before.counters and k in after.counters}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `key = value` line of a sysctl configuration file."""
+
+    key: str
+    value: str
+    path: str
+    line: int
+    ignore_errors: bool = False  # a leading '-' (sysctl.d: ignore failures for this key)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"

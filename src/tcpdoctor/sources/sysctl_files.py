@@ -8,26 +8,13 @@ names; /etc/sysctl.conf comes last (procps `sysctl --system`). A later assignmen
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.model.kernel_state import Setting
 
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
                "/lib/sysctl.d")
 SYSCTL_CONF = "/etc/sysctl.conf"
-
-
-@dataclass(frozen=True)
-class Setting:
-    key: str
-    value: str
-    path: str
-    line: int
-    ignore_errors: bool = False  # a leading '-' (sysctl.d: ignore failures for this key)
-
-    @property
-    def where(self) -> str:
-        return f"{self.path}:{self.line}"
 
 
 def parse(text: str, path: str) -> list[Setting]:

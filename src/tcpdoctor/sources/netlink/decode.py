@@ -121,7 +121,7 @@ def _info_single(buf: memoryview, off: int, length: int, cols: dict[str, np.ndar
     for pos, rta_len, rta_type in _attr_layout(buf, off, length):
         if rta_type == INET_DIAG_INFO and rta_len - 4 >= TCP_INFO_MIN:
             for name, fmt, o in TCP_INFO_FIELDS:
-                cols[name][row] = struct.unpack_from(fmt, buf, off + pos + 4 + o)[0]
+                cols[name][row] = np.frombuffer(buf, np.dtype(fmt), 1, off + pos + 4 + o)[0]
             cols["has_info"][row] = True
             return
 

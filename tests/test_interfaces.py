@@ -1,0 +1,165 @@
+"""Interfaces on fixed data, value by value: CSV and tables, the watch view's rates, diff's
+owner labels, the option matrix of every command, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tcpdoctor.analysis.compare import compare
+from tcpdoctor.analysis.groups import group
+from tcpdoctor.history.sampler import Point, Taken
+from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.render.diff import render_text
+from tcpdoctor.render.tables import groups_csv, states_csv
+from tcpdoctor.render.watch import View, json_line, line
+
+from . import synth
+
+POP = synth.snapshot(
+    {"n": 3, "state": "LISTEN", "sport": 8080, "pid": 7, "raddr": "0.0.0.0", "dport": 0},
+    {"n": 5, "state": "ESTABLISHED", "sport": 8080, "dport": lambda i: 50000 + i, "pid": 7},
+    {"n": 4, "state": "CLOSE_WAIT", "sport": 8080, "dport": lambda i: 51000 + i, "pid": 7},
+    {"n": 2, "state": "TIME_WAIT", "sport": 8080, "dport": lambda i: 52000 + i,
+     "raddr": "198.51.100.4"},
+    names={7: "web"})
+
+
+def test_states_csv_exact(capsys: pytest.CaptureFixture[str]) -> None:
+    states_csv(POP.summary())
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    expected = {"ESTABLISHED": 5, "CLOSE_WAIT": 4, "TIME_WAIT": 2, "LISTEN": 3}
+    assert rows[0] == ["state", "count"]
+    assert rows[1:12] == [[s, str(expected.get(s, 0))] for s in STATE_NAMES]
+    assert rows[12:] == [["total", "14"], ["established", "5"], ["non_established", "9"]]
+
+
+def test_top_csv_exact(capsys: pytest.CaptureFixture[str]) -> None:
+    groups_csv(group(POP, ["process", "state"], 10))
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["process", "pid", "state", "count", *STATE_NAMES]
+    by_key = {(r[0], r[2]): r for r in rows[1:]}
+    for (proc, state), count in {("web", "ESTABLISHED"): 5, ("web", "CLOSE_WAIT"): 4,
+                                 ("web", "LISTEN"): 3, ("", "TIME_WAIT"): 2}.items():
+        row = by_key[(proc, state)]
+        assert row[3] == str(count)
+        per_state = dict(zip(STATE_NAMES, row[4:], strict=True))
+        assert per_state == {s: str(count if s == state else 0) for s in STATE_NAMES}
+
+
+def _taken(ts: float, close_wait: int) -> Taken:
+    states = dict.fromkeys(STATE_NAMES, 0) | {"CLOSE_WAIT": close_wait, "LISTEN": 1}
+    point = Point(ts, "h", None, states, {}, [], [])
+    return Taken(point, POP, None)  # type: ignore[arg-type]
+
+
+def test_watch_rates_have_the_sign_of_the_change() -> None:
+    view = View(("remote-ip",))
+    view.update(_taken(100.0, 10))
+    assert view.rate("CLOSE_WAIT") is None  # one sample: no rate yet
+    view.update(_taken(102.0, 30))
+    assert view.rate("CLOSE_WAIT") == pytest.approx(10.0)  # +20 in 2 s
+    assert "CLOSE_WAIT=30(+10.0/s)" in line(view)
+    view.update(_taken(106.0, 18))
+    assert view.rate("CLOSE_WAIT") == pytest.approx(-3.0)  # -12 in 4 s
+    assert json.loads(json_line(view, []))["rates_per_second"]["CLOSE_WAIT"] == -3.0
+    assert view.growing() == ["CLOSE_WAIT"]  # 10 -> 18 over the window
+
+
+def test_diff_names_ownerless_sockets_like_top() -> None:
+    after = synth.snapshot({"n": 6, "state": "TIME_WAIT", "pid": -1}, names={})
+    result = compare((POP, None), (after, None), 5)
+    keys = {m["key"] for m in result["movers"]["process"]}
+    assert keys == {"web[7]", "(no owner)"}
+    text = render_text(result)
+    assert "None" not in text and "(no owner)" in text
+
+
+# The option matrix: every command that reads live sockets takes the common set.
+LIVE_COMMANDS = ("check", "states", "top", "snapshot", "watch", "record", "tune", "exporter")
+COMMON = ("--json", "--netns", "-4", "-6", "--source", "--no-processes")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tcpdoctor", *args], capture_output=True,
+                          text=True, check=False, timeout=120)
+
+
+@pytest.mark.parametrize("command", LIVE_COMMANDS)
+def test_every_live_command_lists_the_common_options(command: str) -> None:
+    helptext = run(command, "--help").stdout
+    for opt in COMMON:
+        assert re.search(rf"(^|\s|,){re.escape(opt)}[\s,]", helptext), f"{command} {opt}"
+    for opt in ("--config", "--threshold"):
+        if command in ("check", "watch", "record", "exporter"):
+            assert opt in helptext, f"{command} {opt}"
+
+
+def _matrix_args(command: str, opt: str, tmp: Path) -> list[str]:
+    extra = {"snapshot": ["-o", str(tmp / "s.json")], "watch": ["--count", "1"],
+             "record": ["--count", "1", "--db", str(tmp / "h.db"), "-q"],
+             "tune": ["--interval", "0"], "check": ["--interval", "0"],
+             "exporter": ["--textfile", str(tmp), "--once"]}.get(command, [])
+    value = {"--netns": ["/proc/self/ns/net"], "--source": ["procfs"]}.get(opt, [])
+    return [command, opt, *value, *extra]
+
+
+@pytest.mark.parametrize("command", LIVE_COMMANDS)
+@pytest.mark.parametrize("opt", COMMON)
+def test_option_matrix(command: str, opt: str, tmp_path: Path) -> None:
+    """Each pair works (a report, exit 0-2) or, where --help says it makes no sense, is
+    refused with that reason (exit 3, one line)."""
+    if command == "exporter":
+        pytest.importorskip("prometheus_client")
+    proc = run(*_matrix_args(command, opt, tmp_path))
+    helptext = run(command, "--help").stdout
+    if f"Not used by {command}" in _option_help(helptext, opt):
+        assert proc.returncode == 3 and "not used by this command" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        return
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    if opt == "--json" and command not in ("watch", "record"):
+        json.loads(proc.stdout)
+    elif opt == "--json":
+        json.loads(proc.stdout.splitlines()[0])
+
+
+def _option_help(helptext: str, opt: str) -> str:
+    """The help paragraph of one option (click wraps it over indented lines)."""
+    lines = helptext.splitlines()
+    for i, ln in enumerate(lines):
+        if re.match(rf"\s+(-\S+, )?{re.escape(opt)}\b", ln):
+            body = [ln]
+            for nxt in lines[i + 1:]:
+                if re.match(r"\s+-", nxt) or not nxt.strip():
+                    break
+                body.append(nxt)
+            return " ".join(body)
+    return ""
+
+
+def test_usage_errors_are_exit_3() -> None:
+    proc = run("top", "--by", "nonsense")
+    assert proc.returncode == 3 and "unknown grouping" in proc.stderr
+    proc = run("states", "--source", "carrier-pigeon")
+    assert proc.returncode == 3
+
+
+def test_help_everywhere_has_examples() -> None:
+    from tcpdoctor.cli import cli
+
+    for name in cli.commands:
+        assert "Examples:" in run(name, "--help").stdout, name
+
+
+def _json(out: str) -> Any:
+    return json.loads(out)
