@@ -239,3 +239,11 @@ def test_loader_fuzz(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> N
     path.write_bytes(data)
     with contextlib.suppress(ParseError, TcpDoctorError):
         offline.load(str(path))
+
+
+def test_proc_dir_entry_that_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "sockstat").mkdir()
+    proc = tcpdoctor("analyze", str(DATA / "proc_net_tcp"), "--proc-dir", str(tmp_path))
+    assert proc.returncode == 3 and "internal error" not in proc.stderr
+    assert proc.stderr.strip() == f"tcpdoctor: --proc-dir: cannot read {tmp_path}/sockstat: " \
+        "Is a directory"

@@ -244,14 +244,3 @@ def build_registry(samplers: dict[str, Callable[[], Sample]], top_n: int,
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TcpCollector(shared, top_n, on_error))
     return registry
-
-
-def all_netns() -> list[str | None]:
-    import os
-
-    from tcpdoctor.sources.netns import NETNS_RUN_DIR
-
-    try:
-        return [None, *sorted(os.listdir(NETNS_RUN_DIR))]
-    except FileNotFoundError:
-        return [None]

@@ -30,11 +30,9 @@ class ExporterOptions:
 
 
 def targets_for(base: Target, netns_list: tuple[str, ...], all_netns: bool) -> list[Target]:
-    from tcpdoctor.exporter.collector import all_netns as every_netns
-
     names: list[str | None]
     if all_netns:
-        names = every_netns()
+        names = [None, *netns_mod.named()]
     elif netns_list:
         names = [netns_mod.resolve(n) and n for n in netns_list]
     else:

@@ -28,6 +28,14 @@ def resolve(netns: str) -> str:
     return path
 
 
+def named() -> list[str]:
+    """The namespaces `ip netns` knows by name (bind mounts under /run/netns)."""
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except OSError:
+        return []
+
+
 def current_netns_fd() -> int:
     """An fd of the calling thread's network namespace (threads it starts begin elsewhere)."""
     return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

@@ -258,8 +258,11 @@ def proc_dir_state(directory: str) -> KernelState:
         path = os.path.join(directory, fname)
         if not os.path.exists(path):
             continue
-        with open(path) as fh:
-            text = fh.read()
+        try:
+            with open(path, encoding="ascii", errors="replace") as fh:
+                text = fh.read()
+        except OSError as exc:  # a directory in the file's place, no permission...
+            raise TcpDoctorError(f"--proc-dir: cannot read {path}: {exc.strerror}") from None
         if fname.startswith("sockstat"):
             state.sockstat.update(kstate.parse_key_value_lines(text, path))
         else:
