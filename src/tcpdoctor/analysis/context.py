@@ -57,8 +57,11 @@ class Context:
                  "count": int(counts[i])} for i in order]
 
 
-def level(value: float, warning: float, critical: float) -> Severity | None:
-    if value >= critical:
+def level(value: float, warning: float, critical: float,
+          escalate: bool = False) -> Severity | None:
+    """The severity of value against its thresholds; critical outright when `escalate`
+    (a counter that only moves when the kernel already drops or destroys something)."""
+    if escalate or value >= critical:
         return Severity.CRITICAL
     if value >= warning:
         return Severity.WARNING

@@ -43,15 +43,11 @@ class Found:
 
 
 @dataclass
-class Finding:
-    id: str
-    severity: Severity
-    title: str
-    summary: str
-    evidence: dict[str, Any]
-    actions: list[str]
-    processes: list[dict[str, Any]] = field(default_factory=list)
-    sysctl: list[dict[str, Any]] = field(default_factory=list)
+class Finding(Found):
+    """A Found with the id and title of the rule that found it."""
+
+    id: str = ""
+    title: str = ""
 
     def as_json(self) -> dict[str, Any]:
         out = {"id": self.id, "severity": str(self.severity), "title": self.title,
@@ -76,8 +72,7 @@ class Rule:
     doc: str = ""
 
     def finding(self, found: Found) -> Finding:
-        return Finding(self.id, found.severity, self.title, found.summary, found.evidence,
-                       found.actions, found.processes, found.sysctl)
+        return Finding(**vars(found), id=self.id, title=self.title)
 
     def run(self, ctx: Context, thresholds: dict[str, float]) -> Finding | None:
         found = self.fn(ctx, thresholds)

@@ -3,17 +3,34 @@ options.py, exit codes in exit.py. Nothing here parses input or formats reports.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from tcpdoctor import __version__
-from tcpdoctor.cli import check, exporter, history, lab, sockets, tune, watch
 from tcpdoctor.cli.exit import run
+
+# Command -> the module that defines it. A command's module (and what it imports) is loaded
+# only when that command runs: start-up costs only what the command uses.
+COMMANDS = {
+    "check": "check", "analyze": "check", "states": "sockets", "top": "sockets",
+    "snapshot": "sockets", "diff": "sockets", "tune": "tune", "watch": "watch",
+    "record": "history", "history": "history", "exporter": "exporter", "lab": "lab",
+}
 
 
 class DefaultGroup(click.Group):
-    """`tcpdoctor` alone (or with only options) runs `check`."""
+    """`tcpdoctor` alone (or with only options) runs `check`; commands load on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"tcpdoctor.cli.{COMMANDS[cmd_name]}")
+        return next(c for c in module.COMMANDS if c.name == cmd_name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h",
@@ -36,11 +53,6 @@ def cli() -> None:
       tcpdoctor watch                    live view, q quits
       tcpdoctor record --interval 10 &   history; then: tcpdoctor history --html report.html
     """
-
-
-for module in (check, sockets, tune, watch, history, exporter, lab):
-    for command in module.COMMANDS:
-        cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,145 +1,21 @@
-"""`record` and `history`: option handling and output; the work is in tcpdoctor.history."""
+"""`record` and `history`: the commands; the work is in tcpdoctor.history."""
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
-from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.history.query import (
-    busy_states,
-    compare,
-    history_csv,
-    history_json,
-    parse_duration,
-    parse_states,
-    parse_when,
-    parse_window,
-)
-from tcpdoctor.history.recorder import Retention, record
-from tcpdoctor.history.sampler import Point, Sampler
-from tcpdoctor.history.store import History, Stored, default_path
-from tcpdoctor.render import history as history_text
 
-
-@dataclass
-class RecordOptions:
-    db: str | None
-    interval: float
-    count: int | None
-    keep: str
-    downsample_after: str
-    bucket: str
-    as_json: bool
-    quiet: bool
-
-
-def run_record(opts: RecordOptions, sampler: Sampler) -> None:
-    retention = Retention(parse_duration(opts.keep, "--keep"),
-                          parse_duration(opts.downsample_after, "--downsample-after"),
-                          parse_duration(opts.bucket, "--downsample-to"))
-    if retention.downsample_after > retention.keep:
-        raise TcpDoctorError("--downsample-after must not be longer than --keep")
-    path = opts.db or default_path()
-    with History(path) as history:
-        if not opts.quiet:
-            sys.stderr.write(f"recording to {path} every {opts.interval:g} s"
-                             f"{'' if opts.count is None else f', {opts.count} samples'}\n")
-
-        def stored(sid: int, p: Point) -> None:
-            if opts.as_json:
-                sys.stdout.write(json.dumps({"id": sid, **p.as_json()}) + "\n")
-            elif not opts.quiet:
-                sys.stdout.write(history_text.sample_line(sid, p) + "\n")
-            sys.stdout.flush()
-
-        def pruned(expired: int, thinned: int) -> None:
-            if (expired or thinned) and not opts.quiet:
-                sys.stderr.write(f"retention: {expired} samples expired, {thinned} merged "
-                                 "by downsampling\n")
-
-        record(history, sampler, opts.interval, opts.count, retention, stored, pruned)
-
-
-@dataclass
-class HistoryOptions:
-    db: str | None
-    since: str | None
-    until: str | None
-    states: tuple[str, ...]
-    as_json: bool
-    as_csv: bool
-    plot: str | None
-    html: str | None
-    compare: tuple[str, ...]
-    last: int
-    limit: int
-
-
-def run_history(o: HistoryOptions) -> None:
-    path = o.db or default_path()
-    with History(path, create=False) as db:
-        if o.compare:
-            _compare(db, o)
-            return
-        since = parse_when(o.since, "--since") if o.since else None
-        until = parse_when(o.until, "--until") if o.until else None
-        samples = db.samples(since, until)
-        if not samples and not o.as_json:
-            raise TcpDoctorError(f"{path}: no samples in the requested period")
-        title = f"TCP sockets on {samples[-1].host}" if samples else "TCP sockets"
-        if o.plot:
-            from tcpdoctor.history.plot import plot
-
-            plot(samples, o.plot, title)
-            sys.stderr.write(f"wrote {o.plot}\n")
-        if o.html:
-            _write_html(db, samples, o.html, title)
-        if o.plot or o.html:
-            return
-        _print_samples(db, samples, o)
-
-
-def _write_html(db: History, samples: list[Stored], path: str, title: str) -> None:
-    from tcpdoctor.history.html import render
-    from tcpdoctor.system.atomic import atomic_write
-
-    atomic_write(path, render(db, samples, title))
-    sys.stderr.write(f"wrote {path} ({len(samples)} samples)\n")
-
-
-def _print_samples(db: History, samples: list[Stored], o: HistoryOptions) -> None:
-    states = parse_states(o.states) if o.states else busy_states(samples)
-    if o.as_json:
-        out = history_json(db, samples)
-        if o.states:
-            for s in out["samples"]:
-                s["states"] = {k: v for k, v in s["states"].items() if k in states}
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
-    elif o.as_csv:
-        sys.stdout.write(history_csv(samples, states))
-    else:
-        history_text.table(samples[-o.last:], states, len(samples))
-
-
-def _compare(db: History, o: HistoryOptions) -> None:
-    if len(o.compare) != 2:
-        raise TcpDoctorError("--compare takes two windows: --compare A..B C..D")
-    result = compare(db, [parse_window(w) for w in o.compare], o.limit)
-    if o.as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
-    sys.stdout.write(history_text.compare_text(result))
+if TYPE_CHECKING:
+    from tcpdoctor.history.sampler import Sampler
 
 
 def sampler(sock: SocketOptions, thresholds: Any, top_n: int) -> Sampler:
     """The sampler of the long-running `watch` and `record` (memory flat over days)."""
     from tcpdoctor.diagnose import Diagnoser
+    from tcpdoctor.history.sampler import Sampler
     from tcpdoctor.system.malloc import limit_malloc_arenas
 
     limit_malloc_arenas()
@@ -181,6 +57,8 @@ def record_command(sock: SocketOptions, thresholds: Any, db: str | None, interva
       tcpdoctor record --db /tmp/h.db --interval 1 --count 60
       sudo systemctl enable --now tcpdoctor-record  (contrib/systemd)
     """
+    from tcpdoctor.history.run import RecordOptions, run_record
+
     run_record(RecordOptions(db, interval, count, keep, downsample_after, bucket,
                              sock.as_json, quiet), sampler(sock, thresholds, top_n))
 
@@ -217,6 +95,8 @@ def history_command(db: str | None, since: str | None, until: str | None,
       tcpdoctor history --since 1d --html report.html
       tcpdoctor history --compare 2d..1d 1d..now
     """
+    from tcpdoctor.history.run import HistoryOptions, run_history
+
     run_history(HistoryOptions(db, since, until, states, as_json, as_csv, plot, html,
                                tuple(compare or ()), last, limit))
 

@@ -11,12 +11,14 @@ import functools
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.sources.live import Target
+
+if TYPE_CHECKING:
+    from tcpdoctor.sources.live import Target
 
 F = Callable[..., Any]
 SOURCES = ("auto", "netlink", "procfs")
@@ -46,6 +48,8 @@ class SocketOptions:
         return not self.ipv6_only, not self.ipv4_only
 
     def target(self, netns: str | None = None, owners: bool | None = None) -> Target:
+        from tcpdoctor.sources.live import Target
+
         v4, v6 = self.families()
         return Target(netns if netns is not None else self.one_netns, self.source, v4, v6,
                       (not self.no_processes) if owners is None else owners)

@@ -10,14 +10,16 @@ import termios
 import time
 import tty
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tcpdoctor.analysis.groups import WATCH_DIMENSIONS as DIMS
 from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
-from tcpdoctor.history.sampler import Sampler
-from tcpdoctor.render.watch import View, json_line, line, screen
+
+if TYPE_CHECKING:
+    from tcpdoctor.history.sampler import Sampler
+    from tcpdoctor.render.watch import View
 
 
 @click.command()
@@ -47,6 +49,7 @@ def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
       tcpdoctor watch --json | jq -c '{t: .taken_at, cw: .states.CLOSE_WAIT}'
     """
     from tcpdoctor.cli.history import sampler
+    from tcpdoctor.render.watch import View
 
     taker = sampler(sock, thresholds, 5)
     dims = tuple(d for d in DIMS if d != "process" or not sock.no_processes)
@@ -81,6 +84,7 @@ def run_terminal(sampler: Sampler, view: View, interval: float, where: str,
     from rich.live import Live
 
     from tcpdoctor.render.output import console
+    from tcpdoctor.render.watch import screen
 
     fd = sys.stdin.fileno()
     taken = 0
@@ -106,6 +110,8 @@ def run_terminal(sampler: Sampler, view: View, interval: float, where: str,
 
 def run_lines(sampler: Sampler, view: View, interval: float, count: int | None,
               as_json: bool) -> None:
+    from tcpdoctor.render.watch import json_line, line
+
     taken = 0
     start = time.monotonic()
     while count is None or taken < count:

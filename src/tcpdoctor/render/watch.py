@@ -1,4 +1,5 @@
-"""`tcpdoctor watch`: a live view that refreshes every --interval seconds.
+"""`tcpdoctor watch`: the view model (counts, rates, findings as they come and go) and
+its rendering; the terminal loop is in cli/watch.py.
 
 On a terminal: a full-screen rich view (states with rates and sparklines, top groups of the
 growing states, findings as they appear and clear); keys g (grouping), p (pause), q (quit).

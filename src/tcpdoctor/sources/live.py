@@ -4,11 +4,11 @@ with owners and tcp_info, counters again after an interval). Netlink first, else
 from __future__ import annotations
 
 import os
-import platform
 import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,8 +18,10 @@ from tcpdoctor.model.columns import BASE_COLUMNS
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6
-from tcpdoctor.sources import kstate, netlink, netns, owners, procfs
-from tcpdoctor.sources.owners import OwnerTable
+from tcpdoctor.sources import netlink, netns
+
+if TYPE_CHECKING:
+    from tcpdoctor.sources.owners import OwnerTable
 
 SOURCES = ("auto", "netlink", "procfs")
 
@@ -38,6 +40,8 @@ def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bo
             if source == "netlink":
                 raise
             notes.append(f"netlink unavailable ({exc}); read /proc/net/tcp instead")
+    from tcpdoctor.sources import procfs  # the fallback: loaded only when used
+
     cols, more = procfs.read_sockets(proc_root, families)
     if info:
         notes.append("procfs has no tcp_info: idle-time figures are unavailable")
@@ -56,14 +60,16 @@ def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: boo
         wanted |= {"inode"}
     cols, used, notes = netns.run_in(
         netns_name, lambda: _read(source, families, wanted, info, proc_root))
-    snap = Snapshot(cols, used, host=socket.gethostname(), kernel=platform.release(),
+    snap = Snapshot(cols, used, host=socket.gethostname(), kernel=os.uname().release,
                     taken_at=now_iso(), netns=netns_name, notes=notes)
     if with_owners:
         attach_owners(snap, proc_root)
     return snap
 
 
-def attach_owners(snap: Snapshot, proc_root: str = "/proc") -> owners.OwnerTable:
+def attach_owners(snap: Snapshot, proc_root: str = "/proc") -> OwnerTable:
+    from tcpdoctor.sources import owners
+
     table = owners.scan(proc_root)
     snap.columns["pid"] = owners.lookup(table, snap.columns["inode"])
     used = np.unique(snap.columns["pid"])
@@ -102,6 +108,8 @@ class LiveSample:
 
 def read_kernel(target: Target, with_sysctls: bool = True) -> KernelState:
     """Kernel figures of the target namespace; global sysctls from the host's."""
+    from tcpdoctor.sources import kstate
+
     state = netns.run_in(target.netns,
                          lambda: kstate.read_state(target.proc_root, with_sysctls))
     if with_sysctls and target.netns is not None:

@@ -1,9 +1,4 @@
-"""Rules for connections stuck while closing: CLOSE_WAIT, FIN_WAIT2, LAST_ACK.
-
-Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
-figures that triggered it, the owners where known, and actions that start with the
-application-level fix before any sysctl.
-"""
+"""Rules for connections stuck while closing: CLOSE_WAIT, FIN_WAIT2, LAST_ACK."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Rules for connections stuck while opening: SYN floods, full accept queues, scans, dead upstreams.
-
-Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
-figures that triggered it, the owners where known, and actions that start with the
-application-level fix before any sysctl.
-"""
+"""Rules for connections stuck while opening: SYN floods, full accept queues, scans,
+dead upstreams."""
 
 from __future__ import annotations
 

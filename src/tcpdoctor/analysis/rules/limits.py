@@ -1,9 +1,4 @@
-"""Rules about kernel-wide limits: orphans, TCP memory, conntrack, open files.
-
-Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
-figures that triggered it, the owners where known, and actions that start with the
-application-level fix before any sysctl.
-"""
+"""Rules about kernel-wide limits: orphans, TCP memory, conntrack, open files."""
 
 from __future__ import annotations
 
@@ -84,9 +79,7 @@ def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     drops = sum(ctx.delta(f"conntrack.{k}") for k in ("drop", "early_drop", "insert_failed"))
     share = count / cap
-    sev = level(share, th["warning_share"], th["critical_share"])
-    if drops > 0:
-        sev = Severity.CRITICAL
+    sev = level(share, th["warning_share"], th["critical_share"], escalate=drops > 0)
     if sev is None:
         return None
     return Found(

@@ -1,9 +1,4 @@
-"""Rules about whom connections go to: ports per destination, a dominant peer, idle pools.
-
-Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
-figures that triggered it, the owners where known, and actions that start with the
-application-level fix before any sysctl.
-"""
+"""Rules about whom connections go to: ports per destination, a dominant peer, idle pools."""
 
 from __future__ import annotations
 

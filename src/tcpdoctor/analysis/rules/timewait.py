@@ -1,9 +1,4 @@
-"""TIME_WAIT rules: who closes first, who opens a connection per request, the bucket cap.
-
-Kernel facts follow docs/kernel.md. Each rule returns what it found (or None) with the
-figures that triggered it, the owners where known, and actions that start with the
-application-level fix before any sysctl.
-"""
+"""TIME_WAIT rules: who closes first, who opens a connection per request, the bucket cap."""
 
 from __future__ import annotations
 
@@ -131,9 +126,7 @@ def tw_buckets(ctx: Context, th: dict[str, float]) -> Found | None:
         tw = ctx.count((c["state"] == TCP_TIME_WAIT) | (c["timer"] == TIMER_TIME_WAIT))
     overflow = ctx.delta("TcpExt.TCPTimeWaitOverflow")
     share = tw / cap
-    sev = level(share, th["warning_share"], th["critical_share"])
-    if overflow > 0:
-        sev = Severity.CRITICAL
+    sev = level(share, th["warning_share"], th["critical_share"], escalate=overflow > 0)
     if sev is None:
         return None
     recs = []

@@ -26,7 +26,7 @@ from tcpdoctor.sources.netlink.layout import (
     NLMSG_DONE,
     NLMSG_ERROR,
     NLMSG_HDRLEN,
-    SOCK_DIAG_BY_FAMILY,
+    REPLY_TYPES,
     TCP_INFO_FIELDS,
     TCP_INFO_MIN,
 )
@@ -126,17 +126,17 @@ def _info_single(buf: memoryview, off: int, length: int, cols: dict[str, np.ndar
             return
 
 
-def _chain(v: _Views, off: int, end: int, seq: int, port: int) -> tuple[np.ndarray, int]:
+def _chain(v: _Views, off: int, end: int, seq: int, port: int,
+           mtype: int) -> tuple[np.ndarray, int]:
     """Starts of the consecutive sock_diag messages from off, and the offset after them.
 
     off must be a valid sock_diag message. Candidates are 4-byte-aligned positions whose
-    header repeats (SOCK_DIAG_BY_FAMILY, seq, port id); the chain rule keeps exactly the
-    real messages.
+    header repeats (mtype, seq, port id); the chain rule keeps exactly the real messages.
     """
     w0, w1 = off // 4, (end - NLMSG_HDRLEN) // 4 + 1
     cand = np.flatnonzero(v.u32[w0 + 2:w1 + 2] == np.uint32(seq)) + w0
     cand = cand[(v.u32[cand + 3] == np.uint32(port))
-                & (v.u16[2 * cand + 2] == SOCK_DIAG_BY_FAMILY)]
+                & (v.u16[2 * cand + 2] == mtype)]
     lens = v.u32[cand].astype(np.int64)
     nxt = cand + ((lens + 3) >> 2)
     good = (lens >= MSG_LEN) & (nxt * 4 <= end)
@@ -182,13 +182,13 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
         if mtype == NLMSG_ERROR:
             code = -struct.unpack_from("=i", buf, off + NLMSG_HDRLEN)[0]
             raise NetlinkUnavailable(f"sock_diag error: {os.strerror(code)}")
-        if mtype != SOCK_DIAG_BY_FAMILY:
+        if mtype not in REPLY_TYPES:
             off += (length + 3) & ~3
             continue
         if length < MSG_LEN or off % 4:
             raise ParseError(source, None, f"inet_diag_msg of {MSG_LEN} bytes at byte {off}",
                              bytes(buf[off:off + length]))
-        offs, off = _chain(views, off, end, seq, port)
+        offs, off = _chain(views, off, end, seq, port, mtype)
         cols = _gather(views, offs, wanted)
         if info:
             cols.update(_info_columns(buf, views, offs, views.u32[offs // 4]))

@@ -1,7 +1,8 @@
 """The netlink socket side: send inet_diag requests, receive the dump, decode it in chunks.
 
-Each address family's dump is split in two kernel-filtered halves read on two threads
-(2+ CPUs), so one dump is made per half: four per call for IPv4 and IPv6.
+IPv4 and IPv6 come from one compat dump (AF_UNSPEC: one walk of the socket hash), or one
+dump per family where the kernel refuses it or one family is asked for. On 2+ CPUs each
+dump is split in two kernel-filtered halves read on two threads: two dumps per call.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tcpdoctor.sources.netlink.bytecode import split_bytecode
 from tcpdoctor.sources.netlink.decode import decode
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 from tcpdoctor.sources.netlink.layout import (
+    AF_UNSPEC,
     ALL_STATES_MASK,
     CHUNK,
     DONE_LEN,
@@ -34,16 +36,24 @@ from tcpdoctor.sources.netlink.layout import (
     NLMSG_ERROR,
     NLMSG_HDRLEN,
     SOCK_DIAG_BY_FAMILY,
+    TCPDIAG_GETSOCK,
 )
 
 
 def _request(family: int, states: int, ext: int, seq: int, bytecode: bytes = b"") -> bytes:
-    # struct inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed sockid;
-    # optionally an INET_DIAG_REQ_BYTECODE attribute (a filter the kernel runs per socket).
-    body = struct.pack("=BBBBI", family, IPPROTO_TCP, ext, 0, states) + bytes(48)
-    if bytecode:
+    """A dump request for one family, or for both (AF_UNSPEC: the compat request)."""
+    if family == AF_UNSPEC:
+        # struct inet_diag_req: family, src_len, dst_len, ext, a zeroed sockid, states, dbs.
+        mtype = TCPDIAG_GETSOCK
+        body = struct.pack("=BBBB", AF_UNSPEC, 0, 0, ext) + bytes(48) + struct.pack(
+            "=II", states, 0)
+    else:
+        # struct inet_diag_req_v2: family, protocol, ext, pad, states, a zeroed sockid.
+        mtype = SOCK_DIAG_BY_FAMILY
+        body = struct.pack("=BBBBI", family, IPPROTO_TCP, ext, 0, states) + bytes(48)
+    if bytecode:  # INET_DIAG_REQ_BYTECODE: a filter the kernel runs per socket
         body += struct.pack("=HH", 4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
-    return struct.pack("=IHHII", NLMSG_HDRLEN + len(body), SOCK_DIAG_BY_FAMILY,
+    return struct.pack("=IHHII", NLMSG_HDRLEN + len(body), mtype,
                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
@@ -127,16 +137,29 @@ def read_sockets(want: Iterable[str] = BASE_COLUMNS, info: bool = False,
                  parallel: bool | None = None) -> dict[str, np.ndarray]:
     """Every TCP socket of the calling thread's network namespace, as columns.
 
-    parallel (default: with 2+ CPUs) splits each family's dump in two halves filtered by
-    the kernel (split_bytecode) and reads them on two threads: the kernel's work, which is
-    most of the cost, then runs on two cores (recv releases the GIL).
+    parallel (default: with 2+ CPUs) splits the dump in two halves filtered by the kernel
+    (split_bytecode) and reads them on two threads: the kernel's work, which is most of the
+    cost, then runs on two cores (recv releases the GIL).
     """
     wanted = frozenset(want) | {"state"}
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) > 1
+    fams = tuple(families)
+    if set(fams) == {AF_INET, AF_INET6}:
+        # Both families in one walk of the socket hash (half the kernel's work), where
+        # the kernel serves the compat request; else one dump per family.
+        try:
+            return _read_families((AF_UNSPEC,), states, wanted, info, parallel)
+        except NetlinkUnavailable:
+            pass
+    return _read_families(fams, states, wanted, info, parallel)
+
+
+def _read_families(families: tuple[int, ...], states: int, wanted: frozenset[str], info: bool,
+                   parallel: bool) -> dict[str, np.ndarray]:
     names = {k: v for k, v in BASE_COLUMNS.items() if k in wanted}
     if info:
         names.update(INFO_COLUMNS)
-    if parallel is None:
-        parallel = (os.cpu_count() or 1) > 1
     jobs = [(family, bc) for family in families
             for bc in ((split_bytecode(True), split_bytecode(False)) if parallel else (b"",))]
     if not parallel:

@@ -7,6 +7,13 @@ from __future__ import annotations
 
 NETLINK_SOCK_DIAG = 4  # include/uapi/linux/netlink.h
 SOCK_DIAG_BY_FAMILY = 20  # include/uapi/linux/sock_diag.h
+# include/uapi/linux/inet_diag.h: the original request (struct inet_diag_req). The kernel
+# serves it with sdiag_family = AF_UNSPEC (inet_diag_dump_compat): one walk of the socket
+# hash yields IPv4 and IPv6 sockets, where SOCK_DIAG_BY_FAMILY walks it once per family.
+# Replies carry the request's type.
+TCPDIAG_GETSOCK = 18
+REPLY_TYPES = (SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK)
+AF_UNSPEC = 0
 NLMSG_ERROR = 2  # include/uapi/linux/netlink.h
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1

@@ -24,7 +24,7 @@ from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTEN
 from tcpdoctor.sources import kstate, netlink, procfs, textcols
-from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, SOCK_DIAG_BY_FAMILY
+from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
 from tcpdoctor.sources.offline import netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
 
@@ -86,7 +86,7 @@ def _is_netlink(data: bytes) -> bool:
     if len(data) < 16:
         return False
     length, mtype = struct.unpack_from("=IH", data, 0)
-    return 16 <= length <= len(data) and mtype in (SOCK_DIAG_BY_FAMILY, NLMSG_DONE,
+    return 16 <= length <= len(data) and mtype in (*REPLY_TYPES, NLMSG_DONE,
                                                     NLMSG_ERROR)
 
 
