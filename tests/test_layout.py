@@ -24,6 +24,7 @@ ALLOWED = {
                "tcpdoctor.history.sampler", "tcpdoctor.history.store"),
 }
 SOURCE_FACES = ("tcpdoctor.sources.live", "tcpdoctor.sources.offline",
+                "tcpdoctor.sources.target",
                 "tcpdoctor.sources.netns")
 SILENT = ("model", "sources", "analysis")
 MAX_LINES = 400

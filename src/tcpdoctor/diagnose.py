@@ -19,7 +19,8 @@ from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.analysis.tune import Audit
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources import kstate
-from tcpdoctor.sources.live import LiveSample, Target, sample
+from tcpdoctor.sources.live import LiveSample, sample
+from tcpdoctor.sources.target import Target
 
 
 @dataclass

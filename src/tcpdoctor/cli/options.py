@@ -18,7 +18,7 @@ import click
 from tcpdoctor.errors import TcpDoctorError
 
 if TYPE_CHECKING:
-    from tcpdoctor.sources.live import Target
+    from tcpdoctor.sources.target import Target
 
 F = Callable[..., Any]
 SOURCES = ("auto", "netlink", "procfs")
@@ -48,7 +48,7 @@ class SocketOptions:
         return not self.ipv6_only, not self.ipv4_only
 
     def target(self, netns: str | None = None, owners: bool | None = None) -> Target:
-        from tcpdoctor.sources.live import Target
+        from tcpdoctor.sources.target import Target
 
         v4, v6 = self.families()
         return Target(netns if netns is not None else self.one_netns, self.source, v4, v6,

@@ -27,7 +27,7 @@ from tcpdoctor.diagnose import Diagnoser
 from tcpdoctor.model.kernel_state import RATE_COUNTERS, KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import STATE_NAMES, TCP_LISTEN
-from tcpdoctor.sources.live import Target
+from tcpdoctor.sources.target import Target
 
 
 @dataclass

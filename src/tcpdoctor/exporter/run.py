@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.sources import netns as netns_mod
-from tcpdoctor.sources.live import Target
+from tcpdoctor.sources.target import Target
 from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
 from tcpdoctor.system.malloc import limit_malloc_arenas
 

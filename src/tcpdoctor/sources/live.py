@@ -19,6 +19,7 @@ from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6
 from tcpdoctor.sources import netlink, netns
+from tcpdoctor.sources.target import Target
 
 if TYPE_CHECKING:
     from tcpdoctor.sources.owners import OwnerTable
@@ -78,23 +79,6 @@ def attach_owners(snap: Snapshot, proc_root: str = "/proc") -> OwnerTable:
     if os.geteuid() != 0 and not table.denied:
         snap.notes.append("not running as root: owners of other users' sockets may be missing")
     return table
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a live read looks at: the namespace, the source, the address families, and
-    whether sockets get their owning processes."""
-
-    netns: str | None = None
-    source: str = "auto"
-    ipv4: bool = True
-    ipv6: bool = True
-    owners: bool = True
-    proc_root: str = "/proc"
-
-    @property
-    def where(self) -> str:
-        return f"netns {self.netns}" if self.netns else "host"
 
 
 @dataclass

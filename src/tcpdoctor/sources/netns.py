@@ -6,7 +6,6 @@ the namespace, opens its sockets and /proc/thread-self/net files there, and exit
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from collections.abc import Callable
@@ -45,6 +44,8 @@ def enter_fd(fd: int, what: str = "the caller's network namespace") -> None:
     """setns() the calling thread into the namespace of fd, unless it is already there."""
     if os.stat(f"/proc/self/fd/{fd}").st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
         return  # already there: no privilege needed
+    import ctypes  # here, not at the top: only entering another namespace needs it
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()

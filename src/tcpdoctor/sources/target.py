@@ -1,0 +1,22 @@
+"""What a live read looks at (no numpy here: commands build it before heavy imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a live read looks at: the namespace, the source, the address families, and
+    whether sockets get their owning processes."""
+
+    netns: str | None = None
+    source: str = "auto"
+    ipv4: bool = True
+    ipv6: bool = True
+    owners: bool = True
+    proc_root: str = "/proc"
+
+    @property
+    def where(self) -> str:
+        return f"netns {self.netns}" if self.netns else "host"
