@@ -302,3 +302,35 @@ def test_prometheus_scrapes_the_lab(lab: LabNet, tmp_path: Path) -> None:
         prom.terminate()
         prom.wait(timeout=30)
         exp.stop()
+
+
+def test_listens_on_ipv6_loopback() -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "exporter", "--listen",
+                             f"[::1]:{port}"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"serving http://[::1]:{port}/metrics" in line, line
+        with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=30) as r:
+            assert b'tcpdoctor_up{netns="host"} 1.0' in r.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_namespace_that_cannot_be_sampled_says_why(tmp_path: Path) -> None:
+    """tcpdoctor_up 0 comes with the reason, in the exposition and on stderr."""
+    from tcpdoctor.exporter.collector import build_registry
+
+    def failing() -> Sample:
+        raise OSError("network namespace vanished")
+
+    logged: list[str] = []
+    registry = build_registry({"gone": failing}, 5, 5.0,
+                              lambda ns, exc: logged.append(f"{ns}: {exc}"))
+    text = generate_latest(registry).decode()
+    assert 'tcpdoctor_up{netns="gone"} 0.0' in text
+    assert ('tcpdoctor_scrape_error{error="network namespace vanished",netns="gone"} 1.0'
+            in text)
+    assert logged == ["gone: network namespace vanished"]

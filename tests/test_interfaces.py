@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -161,5 +160,28 @@ def test_help_everywhere_has_examples() -> None:
         assert "Examples:" in run(name, "--help").stdout, name
 
 
-def _json(out: str) -> Any:
-    return json.loads(out)
+
+def test_states_table_exact(capsys: pytest.CaptureFixture[str]) -> None:
+    from tcpdoctor.render.tables import states_table
+
+    states_table(POP.summary(), "TCP sockets")
+    rows = {}
+    for ln in capsys.readouterr().out.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", ln)]
+        if len(cells) == 3 and cells[1].replace(",", "").isdigit():
+            rows[cells[0]] = (int(cells[1].replace(",", "")), cells[2])
+    assert rows["ESTABLISHED"] == (5, "35.7%") and rows["CLOSE_WAIT"] == (4, "28.6%")
+    assert rows["TIME_WAIT"] == (2, "14.3%") and rows["LISTEN"] == (3, "21.4%")
+    assert rows["SYN_SENT"] == (0, "0.0%")
+    assert rows["total"][0] == 14 and rows["non_established"][0] == 9
+
+
+def test_analyze_never_mentions_options_it_does_not_have(tmp_path: Path) -> None:
+    pdir = tmp_path / "proc"
+    pdir.mkdir()
+    data = Path(__file__).parent / "data"
+    (pdir / "sockstat").write_bytes((data / "ne_sockstat").read_bytes())
+    proc = run("analyze", "--json", str(data / "proc_net_tcp"), "--proc-dir", str(pdir))
+    notes = json.loads(proc.stdout)["notes"]
+    assert not any("--interval" in n for n in notes), notes
+    assert any("one reading of the kernel counters" in n for n in notes), notes

@@ -119,9 +119,13 @@ def test_top_csv_and_table(population: LabNet) -> None:
 
 
 UNPRIVILEGED = """
-import os, sys
-import tcpdoctor.cli, tcpdoctor.sources.live, tcpdoctor.analysis.groups, tcpdoctor.render
-import rich.console, rich.table, numpy.ma, numpy.lib.recfunctions
+import importlib, os, pkgutil, sys
+import tcpdoctor
+# Commands load their modules on demand: load every one while still root.
+for m in pkgutil.walk_packages(tcpdoctor.__path__, "tcpdoctor."):
+    if not m.name.endswith("__main__"):  # importing __main__ would run the command
+        importlib.import_module(m.name)
+import rich.console, rich.table, rich.text, numpy.ma, numpy.lib.recfunctions, tomllib
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 tcpdoctor.cli.main(sys.argv[1:])
 """

@@ -93,6 +93,6 @@ def rule(rule_id: str, title: str, needs: tuple[str, ...] = (),
             raise ValueError(f"rule id {rule_id} registered twice "
                              f"({REGISTRY[rule_id].fn.__module__} and {fn.__module__})")
         REGISTRY[rule_id] = Rule(rule_id, title, frozenset(needs), dict(defaults), fn,
-                                 (fn.__doc__ or "").strip())
+                                 " ".join((fn.__doc__ or "").split()))
         return fn
     return register

@@ -8,7 +8,6 @@ in its help, and refused if used.
 from __future__ import annotations
 
 import functools
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -125,6 +124,8 @@ def threshold_options(fn: F) -> F:
 
 
 def load_thresholds(config: str | None, overrides: tuple[str, ...]) -> Any:
+    import tomllib
+
     from tcpdoctor.analysis.thresholds import resolve
 
     data = None

@@ -10,7 +10,7 @@ def rules_markdown() -> str:
     lines = [
         "# Rules and thresholds",
         "",
-        "Generated from the rule registry (`python -m tcpdoctor.analysis.docs > docs/rules.md`).",
+        "Generated from the rule registry (`python -m tcpdoctor.render.ruledocs > docs/rules.md`).",
         "Override any threshold with `--threshold RULE_ID.key=value` or a TOML file passed",
         "with `--config FILE`:",
         "",
@@ -101,7 +101,7 @@ LIMIT_ALERTS: tuple[tuple[str, str, str, str, str, str], ...] = (
 
 def alert_rules_yaml() -> str:
     """contrib/prometheus/tcpdoctor-rules.yml: one alert per finding id, then the limits."""
-    out = ["# Alert rules for tcpdoctor's exporter. Generated: python -m tcpdoctor.analysis.docs "
+    out = ["# Alert rules for tcpdoctor's exporter. Generated: python -m tcpdoctor.render.ruledocs "
            "alerts",
            "# One alert per finding id (severity taken from the finding), then alerts on the",
            "# kernel ratios and counters behind them. Tests: tcpdoctor-rules.test.yml.",
