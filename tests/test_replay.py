@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -180,3 +181,50 @@ def test_short_tcp_info_is_not_read() -> None:
     """An INET_DIAG_INFO too short for the fields read is ignored, not read past its end."""
     cols, _ = netlink.decode(_reply(_message(3001, _attr(2, bytes(40)))), info=True)
     assert not cols["has_info"][0] and cols["lastsnd"][0] == 0
+
+
+def _messages(data: bytes) -> list[tuple[int, int]]:
+    out, off = [], 0
+    while off + 16 <= len(data):
+        length = struct.unpack_from("=I", data, off)[0]
+        out.append((off, length))
+        off += (length + 3) & ~3
+    return out
+
+
+def test_corrupted_length_fields_end_in_bounded_time() -> None:
+    """Every message's length field moved by -8..+8 and the file cut around it: each
+    decode returns or raises ParseError, and never loops (it once did, forever)."""
+    import signal
+
+    def too_slow(*_: Any) -> None:
+        raise AssertionError("decode did not finish within 2 s")
+
+    data = (DATA / "ss1.dump").read_bytes()
+    old = signal.signal(signal.SIGALRM, too_slow)
+    tried = 0
+    try:
+        for off, length in _messages(data):
+            for delta in range(-8, 9):
+                for cut in {len(data), off + length + delta, off + length - 1, off + length}:
+                    mutated = bytearray(data[:max(cut, 0)])
+                    if off + 4 <= len(mutated):
+                        struct.pack_into("=I", mutated, off, max(0, length + delta))
+                    signal.alarm(2)
+                    with contextlib.suppress(ParseError, netlink.NetlinkUnavailable):
+                        netlink.decode(bytes(mutated), info=True, stop_at_done=False)
+                    signal.alarm(0)
+                    tried += 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert tried > 500
+
+
+def test_message_whose_padding_was_cut_is_read() -> None:
+    """The last message of a cut file, whole but for its alignment padding, is decoded."""
+    data = bytearray((DATA / "ss1.dump").read_bytes())
+    off, length = next(m for m in _messages(bytes(data)) if m[0] == 604)
+    struct.pack_into("=I", data, off, length - 2)
+    cols, done = netlink.decode(bytes(data[:off + length - 2]), stop_at_done=False)
+    assert done and cols["state"].shape[0] == 7  # done: the first dump's NLMSG_DONE

@@ -139,7 +139,8 @@ def _chain(v: _Views, off: int, end: int, seq: int, port: int,
                 & (v.u16[2 * cand + 2] == mtype)]
     lens = v.u32[cand].astype(np.int64)
     nxt = cand + ((lens + 3) >> 2)
-    good = (lens >= MSG_LEN) & (nxt * 4 <= end)
+    # A message must lie inside the buffer; its padding may not (a file cut after it).
+    good = (lens >= MSG_LEN) & (cand * 4 + lens <= end)
     linked = np.append(nxt[:-1] == cand[1:], True)
     broken = np.flatnonzero(~(good & linked))
     k = int(broken[0]) if broken.size else cand.shape[0] - 1
@@ -188,7 +189,11 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
         if length < MSG_LEN or off % 4:
             raise ParseError(source, None, f"inet_diag_msg of {MSG_LEN} bytes at byte {off}",
                              bytes(buf[off:off + length]))
-        offs, off = _chain(views, off, end, seq, port, mtype)
+        offs, after = _chain(views, off, end, seq, port, mtype)
+        if after <= off:  # no whole message here: stop, never loop on the same offset
+            raise ParseError(source, None, f"a complete sock_diag message at byte {off}",
+                             bytes(buf[off:off + 16]))
+        off = after
         cols = _gather(views, offs, wanted)
         if info:
             cols.update(_info_columns(buf, views, offs, views.u32[offs // 4]))
