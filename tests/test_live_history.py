@@ -300,3 +300,28 @@ def test_watch_memory_stays_flat(leak: LabNet) -> None:
     growth = marks[290] - marks[60]
     print(f"watch RSS after 60 samples {marks[60]} kB, after 290 {marks[290]} kB")
     assert growth < 2048, f"RSS grew {growth} kB over 230 samples"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize("sig", ["TERM", "HUP"])
+def test_watch_restores_the_terminal_on_signals(leak: LabNet, sig: str) -> None:
+    """`timeout 60 tcpdoctor watch`: SIGTERM (or a hang-up) leaves the alternate screen,
+    shows the cursor again and gives the shell back its echo and line mode."""
+    cmd = (f"{sys.executable} -m tcpdoctor watch --netns {leak.name} --interval 0.5; "
+           "stty -a; echo WATCH-ENDED; sleep 30")
+    tmux("kill-server")
+    assert tmux("new-session", "-d", "-s", "w", "-x", "160", "-y", "50", "bash", "-c",
+                cmd).returncode == 0
+    try:
+        assert wait_for(lambda: "CLOSE_WAIT" in tmux("capture-pane", "-p").stdout, 20)
+        assert tmux("display", "-p", "-t", "w", "#{alternate_on}").stdout.strip() == "1"
+        pid = int(subprocess.run(["pgrep", "-f", f"^{sys.executable} -m tcpdoctor watch"],
+                                 capture_output=True, text=True).stdout.split()[0])
+        os.kill(pid, getattr(signal, f"SIG{sig}"))
+        assert wait_for(lambda: "WATCH-ENDED" in tmux("capture-pane", "-p").stdout, 10)
+        screen = tmux("capture-pane", "-p").stdout
+        assert " echo " in screen and " icanon " in screen  # stty -a: not -echo, -icanon
+        assert tmux("display", "-p", "-t", "w", "#{alternate_on}").stdout.strip() == "0"
+        assert tmux("display", "-p", "-t", "w", "#{cursor_flag}").stdout.strip() == "1"
+    finally:
+        tmux("kill-server")

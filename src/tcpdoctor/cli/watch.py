@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import sys
 import termios
 import time
@@ -61,6 +62,21 @@ def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
 
 
 @contextlib.contextmanager
+def leave_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (`timeout 60 tcpdoctor watch`, a closed terminal) unwind like q:
+    the screen, the cursor and the terminal's line mode are restored on the way out."""
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
 def cbreak(fd: int) -> Iterator[None]:
     """Keys arrive one by one without Enter; the terminal is restored however we leave."""
     old = termios.tcgetattr(fd)
@@ -88,7 +104,8 @@ def run_terminal(sampler: Sampler, view: View, interval: float, where: str,
 
     fd = sys.stdin.fileno()
     taken = 0
-    with cbreak(fd), Live(console=console(), screen=True, auto_refresh=False) as live:
+    with leave_on_signals(), cbreak(fd), Live(console=console(), screen=True,
+                                              auto_refresh=False) as live:
         while count is None or taken < count:
             if not view.paused:
                 view.update(sampler.take())

@@ -1,40 +1,84 @@
-"""Write files so that a reader (or a crash) sees the old content or the new, never half."""
+"""Write files so that a reader (or a crash) sees the old content or the new, never half.
+
+The one writer of every file tcpdoctor writes: a temp file in the same directory, every
+byte written (short writes are continued), fsync, rename over the target, fsync of the
+directory. A full or read-only filesystem, a file-size limit or a missing permission is
+a one-line TcpDoctorError (exit 3), and the temp file is removed: never success on a
+partial file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import signal
 import time
+
+from tcpdoctor.errors import TcpDoctorError
 
 # Test-only fault injection: seconds to sleep between chunks, to widen the window in which a
 # kill lands mid-write (tests/test_tune.py kills writers with SIGKILL at random moments).
 SLOW_ENV = "TCPDOCTOR_SLOW_WRITE"
 CHUNK = 64
+WHY = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+       errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+       errno.EPERM: "operation not permitted", errno.EFBIG: "file too large (a file-size "
+       "limit, ulimit -f?)", errno.ENOENT: "no such directory", errno.ENOTDIR:
+       "a path component is not a directory", errno.EISDIR: "it is a directory"}
 
 
 def atomic_write(path: str, data: str, mode: int = 0o644) -> None:
-    """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
     atomic_write_bytes(path, data.encode(), mode)
 
 
 def atomic_write_bytes(path: str, raw: bytes, mode: int = 0o644) -> None:
     directory = os.path.dirname(os.path.abspath(path)) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tcpdoctor-{os.getpid()}.tmp")
-    slow = float(os.environ.get(SLOW_ENV, "0") or 0)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        for i in range(0, len(raw), CHUNK if slow else len(raw) or 1):
-            os.write(fd, raw[i:i + (CHUNK if slow else len(raw))])
-            if slow:
-                time.sleep(slow)
-        os.fsync(fd)
+        _write_new(tmp, raw, mode)
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        why = WHY.get(exc.errno or 0, exc.strerror or str(exc))
+        raise TcpDoctorError(f"cannot write {path}: {why}") from None
     except BaseException:
-        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    os.close(fd)
-    os.replace(tmp, path)
+
+
+def _write_new(tmp: str, raw: bytes, mode: int) -> None:
+    slow = float(os.environ.get(SLOW_ENV, "0") or 0)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    # Past a file-size limit the kernel sends SIGXFSZ (default: kill the process); ignored,
+    # the write fails with EFBIG instead and is reported.
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if _main_thread() else None
+    try:
+        view = memoryview(raw)
+        while view:
+            written = os.write(fd, view[:CHUNK] if slow else view)
+            if written <= 0:
+                raise OSError(errno.EIO, "write returned nothing")
+            view = view[written:]  # a short write: continue with the rest
+            if slow:
+                time.sleep(slow)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        if old is not None:
+            signal.signal(signal.SIGXFSZ, old)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _fsync_dir(directory: str) -> None:
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
