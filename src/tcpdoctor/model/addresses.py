@@ -29,7 +29,7 @@ def parse_addr(text: str) -> tuple[int, int, int]:
     """'10.0.0.0/8', '::1', '2001:db8::/32' -> (hi, lo, prefix length in the 128-bit space)."""
     net = ipaddress.ip_network(text.strip("[]"), strict=False)
     if isinstance(net, ipaddress.IPv4Network):
-        value = (0xFFFF << 32) | int(net.network_address)
+        value = V4_MAPPED_INT | int(net.network_address)
         prefix = 96 + net.prefixlen
     else:
         value = int(net.network_address)
@@ -44,6 +44,6 @@ def prefix_masks(prefix: int) -> tuple[np.uint64, np.uint64]:
 
 
 def is_v4(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    return (hi == 0) & ((lo & ~np.uint64(0xFFFF_FFFF)) == V4_MAPPED)
 
 

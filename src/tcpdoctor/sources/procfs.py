@@ -8,7 +8,7 @@ big-endian words printed as native u32 in %08X, ports host-order hex, `st` the s
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -115,11 +115,35 @@ def _blocks(fh: BinaryIO, src: str) -> Iterator[tuple[np.ndarray, int]]:
             yield np.frombuffer(block, dtype=np.uint8), first
 
 
-def iter_file(fh: BinaryIO, family: int, src: str) -> Iterator[dict[str, np.ndarray]]:
-    """The file's sockets, one block of columns at a time (bounded memory)."""
+def iter_file(fh: BinaryIO, family: int, src: str,
+              reject: Callable[[ParseError], None] | None = None,
+              ) -> Iterator[dict[str, np.ndarray]]:
+    """The file's sockets, one block of columns at a time (bounded memory).
+
+    reject: called with each line that cannot be parsed, which is then left out (a saved
+    copy cut in its last line keeps every whole line); without it the first one raises."""
     for arr, first in _blocks(fh, src):
-        if part := parse_block(arr, family, src, first):
-            yield part
+        parts = _lenient(arr, family, src, first, reject) if reject else [
+            parse_block(arr, family, src, first)]
+        for part in parts:
+            if part:
+                yield part
+
+
+def _lenient(arr: np.ndarray, family: int, src: str, first: int,
+             reject: Callable[[ParseError], None]) -> list[dict[str, np.ndarray]]:
+    """parse_block, bisecting a failing block until each bad line stands alone: the good
+    lines stay vectorized, and the cost grows with log(lines) per bad line."""
+    try:
+        return [parse_block(arr, family, src, first)]
+    except ParseError as exc:
+        nl = np.flatnonzero(arr[:-1] == 10)  # line ends inside the block
+        if nl.size == 0:
+            reject(exc)
+            return []
+        cut = int(nl[nl.size // 2]) + 1
+        return (_lenient(arr[:cut], family, src, first, reject)
+                + _lenient(arr[cut:], family, src, first + nl.size // 2 + 1, reject))
 
 
 def parse_file(fh: BinaryIO, family: int, src: str) -> dict[str, np.ndarray]:

@@ -161,10 +161,7 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     """Parse block by block into the accumulator; returns notes and process names."""
     stream = io.BufferedReader(raw, 1 << 20)
     if kind == "proc":
-        family = _proc_family(stream.peek(4096))
-        for part in procfs.iter_file(stream, family, name):
-            acc.add(part)
-        return [], {}
+        return _stream_proc(stream, name, strict, acc), {}
     b = textdump.Builder(name, strict, sink=acc.add, block=BLOCK_ROWS)
     if kind == "netstat":
         for block, first in textcols.line_blocks(stream, BLOCK_ROWS * 40):
@@ -183,6 +180,22 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
                      "kept as opaque keys")
     return notes, dict(b.names)
+
+
+def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator) -> list[str]:
+    """stream: a buffered reader (it is peeked at for the address family)."""
+    bad: list[int] = []
+
+    def reject(exc: ParseError) -> None:
+        bad.append(exc.line or 0)
+
+    family = _proc_family(stream.peek(4096))
+    for part in procfs.iter_file(stream, family, name, None if strict else reject):
+        acc.add(part)
+    if not bad:
+        return []
+    return [f"{len(bad)} line(s) of {name} not understood (first at line "
+            f"{', '.join(map(str, bad[:5]))}); --strict makes this an error"]
 
 
 def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.model.tcp import AF_INET, STATE_BY_NAME
 
 PAD = 32  # zero bytes after the block so that fixed-width gathers never run off its end
@@ -73,7 +74,7 @@ def _decode(arr: np.ndarray, pos: np.ndarray, length: np.ndarray,
     rip, rport, ok_r = _ipv4_port(arr, pos[:, 4], length[:, 4])
     state = _state(_gather(arr, pos[:, 5], STATE_WIDTH), length[:, 5])
     ok &= ok_rq & ok_sq & ok_l & ok_r & (state > 0)
-    mapped = np.uint64(0xFFFF << 32)
+    mapped = V4_MAPPED
     cols = {
         "family": np.full(int(ok.sum()), AF_INET, dtype=np.uint8),
         "state": state[ok],

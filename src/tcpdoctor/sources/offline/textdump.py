@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tcpdoctor.errors import ParseError
+from tcpdoctor.model.addresses import V4_MAPPED_INT
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, constant, is_constant
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, STATE_ALIASES, TIMER_TIME_WAIT
+from tcpdoctor.sources.offline.fields import PID, PORT, U32, scaled, whole
 
 SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
              "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
@@ -91,7 +93,7 @@ class Builder:
         if len(quad) == 4 and all(_num(q) and len(q) <= 3 for q in quad):
             a, b, c, d = (int(q) for q in quad)
             if a < 256 and b < 256 and c < 256 and d < 256:  # dotted quad: the common case,
-                return AF_INET, 0, (0xFFFF << 32) | (a << 24) | (b << 16) | (c << 8) | d
+                return AF_INET, 0, V4_MAPPED_INT | (a << 24) | (b << 16) | (c << 8) | d
         raw = text.strip("[]").split("%", 1)[0]
         if raw in ("*", ""):
             raw = "0.0.0.0"
@@ -102,7 +104,7 @@ class Builder:
             self.opaque += 1
             return AF_INET6, OPAQUE_NET, zlib.crc32(raw.encode())
         if isinstance(ip, ipaddress.IPv4Address):
-            return AF_INET, 0, (0xFFFF << 32) | int(ip)
+            return AF_INET, 0, V4_MAPPED_INT | int(ip)
         value = int(ip)
         return AF_INET6, value >> 64, value & ((1 << 64) - 1)
 
@@ -111,12 +113,9 @@ class Builder:
         raddr, _, rport = peer.rpartition(":")
         if not laddr or not raddr:
             return False
-        try:
-            sport = 0 if lport == "*" else int(lport)
-            dport = 0 if rport == "*" else int(rport)
-        except ValueError:
-            return False
-        if not (0 <= sport < 65536 and 0 <= dport < 65536):
+        sport = 0 if lport == "*" else whole(lport, PORT)
+        dport = 0 if rport == "*" else whole(rport, PORT)
+        if sport is None or dport is None:
             return False
         fam, lhi, llo = self.address(laddr)
         _, rhi, rlo = self.address(raddr)
@@ -131,10 +130,25 @@ class Builder:
         c["laddr_lo"].append(llo)
         c["raddr_hi"].append(rhi)
         c["raddr_lo"].append(rlo)
-        c["rqueue"].append(min(rq, 2**32 - 1))
-        c["wqueue"].append(min(wq, 2**32 - 1))
+        c["rqueue"].append(rq)
+        c["wqueue"].append(wq)
         self.rows += 1
         return True
+
+    def drop_last(self) -> None:
+        """Take back the last socket added (a later field of its line proved bad)."""
+        last = len(self.cols["state"]) - 1
+        for arr in self.cols.values():
+            arr.pop()
+        for rows, values in self.extra.values():
+            while len(rows) and rows[-1] == last:
+                rows.pop()
+                values.pop()
+        self.rows -= 1
+
+    def set_all(self, values: dict[str, int]) -> None:
+        for name, value in values.items():
+            self.set_last(name, value)
 
     def set_last(self, name: str, value: int) -> None:
         rows, values = self.extra[name]
@@ -201,35 +215,66 @@ def _state(word: str) -> int | None:
     return STATE_ALIASES.get(word.upper())
 
 
-def _users(b: Builder, line: str) -> None:
+def _users(line: str, out: dict[str, int], names: dict[int, str]) -> bool:
     found = USERS.findall(line)
     if found:
-        name, pid = found[0]
-        b.set_last("pid", int(pid))
-        b.names[int(pid)] = name
-        b.has_pid = True
+        name, pid_text = found[0]
+        pid = whole(pid_text, PID)
+        if pid is None:
+            return False
+        out["pid"] = pid
+        names[pid] = name
+    return True
 
 
-def _ss_extras(b: Builder, text: str) -> None:
-    if "users:(" in text:
-        _users(b, text)
+def ss_extras(text: str, names: dict[int, str]) -> dict[str, int] | None:
+    """The -p/-o/-e/-i fields of an ss line (or its continuation) as column values; None
+    when one of them is malformed (the line then counts as unparsed)."""
+    out: dict[str, int] = {}
+    if "users:(" in text and not _users(text, out, names):
+        return None
     if "timer:(" in text and (m := SS_TIMER.search(text)):
-        b.set_last("timer", TIMERS.get(m.group(1), 0))
-        ms = (int(m.group(2) or 0) * 60 + float(m.group(3) or 0)) * 1000 + float(m.group(4) or 0)
-        b.set_last("expires", int(ms))
+        minutes = whole(m.group(2) or "0", 10**6)
+        sec = scaled(m.group(3) or "0", 1000)
+        ms = scaled(m.group(4) or "0", 1)
+        if minutes is None or sec is None or ms is None:
+            return None
+        out["timer"] = TIMERS.get(m.group(1), 0)
+        out["expires"] = min(minutes * 60_000 + sec + ms, U32)
     for key in ("ino", "uid"):
         if f"{key}:" in text and (m := re.search(rf"\b{key}:(\d+)", text)):
-            b.set_last("inode" if key == "ino" else "uid", int(m.group(1)))
-    if "last" in text or "rtt:" in text:
-        hits = INFO.findall(text)
-        if hits:
-            b.has_info = True
-            b.set_last("has_info", 1)
-            for key, value, rtt in hits:
-                if key:
-                    b.set_last(key, int(value))
-                elif rtt:
-                    b.set_last("rtt", int(float(rtt) * 1000))
+            value = whole(m.group(1), U32)
+            if value is None:
+                return None
+            out["inode" if key == "ino" else "uid"] = value
+    if ("last" in text or "rtt:" in text) and (hits := INFO.findall(text)):
+        out["has_info"] = 1
+        for key, value, rtt in hits:
+            got = whole(value, U32) if key else scaled(rtt, 1000)
+            if got is None:
+                return None
+            out[key or "rtt"] = got
+    return out
+
+
+def _queues(words: list[str]) -> tuple[int, int] | None:
+    rq, wq = (whole(w, U32) for w in words)
+    return None if rq is None or wq is None else (rq, wq)
+
+
+def _extras(b: Builder, no: int, line: str) -> bool:
+    """Add the extra fields to the last socket, or take it back when one is malformed."""
+    got = ss_extras(line, b.names)
+    if got is None:
+        b.drop_last()
+        b.reject(no, "well-formed ss fields (users, timer, ino, uid, tcp_info)", line)
+        return False
+    if "pid" in got:
+        b.has_pid = True
+    if "has_info" in got:
+        b.has_info = True
+    b.set_all(got)
+    return True
 
 
 def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
@@ -240,7 +285,7 @@ def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
             continue
         if line[0] in " \t":  # -i/-m/-e continuation of the previous socket
             if last_ok:
-                _ss_extras(b, line)
+                last_ok = _extras(b, no, line)
             continue
         f = line.split()
         if f[0] in ("State", "Netid"):
@@ -251,16 +296,17 @@ def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
                 continue
             f = f[1:]
         state = _state(f[0]) if f and f[0] in SS_STATES else None
-        if state is None or len(f) < 5 or not (_num(f[1]) and _num(f[2])):
+        queues = _queues(f[1:3]) if len(f) >= 5 else None
+        if state is None or queues is None:
             b.reject(no, "an ss line: STATE RECV-Q SEND-Q LOCAL:PORT PEER:PORT [...]", line)
             last_ok = False
             continue
-        last_ok = b.add(state, f[3], f[4], int(f[1]), int(f[2]))
+        last_ok = b.add(state, f[3], f[4], *queues)
         if not last_ok:
             b.reject(no, "ADDRESS:PORT pairs", line)
             continue
         if len(f) > 5:
-            _ss_extras(b, line)
+            last_ok = _extras(b, no, line)
 
 
 def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
@@ -270,22 +316,36 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if not f or f[0] not in ("tcp", "tcp6"):
             continue  # headers, udp, unix sockets
         state = _state(f[5]) if len(f) > 5 else None
-        if state is None or not (_num(f[1]) and _num(f[2])):
+        queues = _queues(f[1:3]) if state is not None else None
+        extras = _netstat_extras(f[6:], line, b.names) if queues is not None else None
+        if state is None or queues is None or extras is None:
             b.reject(no, "a netstat line: tcp RECV-Q SEND-Q LOCAL FOREIGN STATE [PID/NAME]", line)
             continue
-        if not b.add(state, f[3], f[4], int(f[1]), int(f[2])):
+        if not b.add(state, f[3], f[4], *queues):
             b.reject(no, "ADDRESS:PORT pairs", line)
             continue
-        rest = f[6:]
-        if rest and ("/" in rest[0] or rest[0] == "-"):
+        if "pid" in extras or (f[6:] and f[6] == "-"):
             b.has_pid = True
-            pid, _, name = rest[0].partition("/")
-            if _num(pid):
-                b.set_last("pid", int(pid))
-                b.names[int(pid)] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
-        if "(" in line and (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
-            b.set_last("timer", TIMERS[m.group(1)])
-            b.set_last("expires", int(float(m.group(2)) * 1000))
+        b.set_all(extras)
+
+
+def _netstat_extras(rest: list[str], line: str, names: dict[int, str]) -> dict[str, int] | None:
+    """-p (PID/Program) and -o (timer) fields; None when one is malformed."""
+    out: dict[str, int] = {}
+    if rest and "/" in rest[0]:
+        pid_text, _, name = rest[0].partition("/")
+        pid = whole(pid_text, PID)
+        if pid is None:
+            return None
+        out["pid"] = pid
+        names[pid] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
+    if "(" in line and (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
+        expires = scaled(m.group(2), 1000)
+        if expires is None:
+            return None
+        out["timer"] = TIMERS[m.group(1)]
+        out["expires"] = expires
+    return out
 
 
 def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
@@ -298,9 +358,14 @@ def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if state is None or not b.add(state, f[1], f[2]):
             b.reject(no, "a Windows netstat line: TCP LOCAL FOREIGN STATE [PID]", line)
             continue
-        if len(f) > 4 and _num(f[4]):
+        if len(f) > 4:
+            pid = whole(f[4], PID)
+            if pid is None:
+                b.drop_last()
+                b.reject(no, "a PID after the state", line)
+                continue
             b.has_pid = True
-            b.set_last("pid", int(f[4]))
+            b.set_last("pid", pid)
 
 
 def detect(head: list[str]) -> str | None:

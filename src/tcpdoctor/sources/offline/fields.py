@@ -1,0 +1,33 @@
+"""One checked converter per field kind of the text dumps: ASCII digits only, a bounded
+length (Python's int() of a 5,000-digit string raises; a float of '1.2.3' too), a range
+that fits the column. None means "not this kind of field": the caller then counts the
+line as unparsed (or stops, with --strict), and never raises on it."""
+
+from __future__ import annotations
+
+import re
+
+PORT = 65_535
+PID = 2**31 - 1  # the i4 column; the kernel's pid_max is at most 2**22
+U32 = 2**32 - 1  # queues, inodes, uids, tcp_info milliseconds
+_DECIMAL = re.compile(r"(\d{1,12})(?:\.(\d{1,9}))?")
+
+
+def whole(text: str, limit: int) -> int | None:
+    """A non-negative integer of at most `limit`, written in ASCII digits."""
+    if not text or len(text) > len(str(limit)) or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= limit else None
+
+
+def scaled(text: str, factor: int, limit: int = U32) -> int | None:
+    """A decimal such as '1.25' times factor (seconds to ms: 1000), truncated; '1.2.3',
+    '.', '1e9' and overflowing values are None."""
+    m = _DECIMAL.fullmatch(text)
+    if m is None:
+        return None
+    frac = (m.group(2) or "")[:9]
+    value = int(m.group(1)) * factor + (int(frac) * factor) // 10 ** len(frac) if frac \
+        else int(m.group(1)) * factor
+    return value if value <= limit else None

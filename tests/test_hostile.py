@@ -1,0 +1,80 @@
+"""Hostile or damaged input: one bad field makes its line unparsed (never an exception,
+never the whole analysis lost); --strict makes it an error naming the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import DATA, tcpdoctor
+
+SS = ("State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+      "ESTAB  0      0      10.0.0.1:22        10.0.0.9:51000\n"
+      "LISTEN 0      128    0.0.0.0:22         0.0.0.0:*     users:((\"sshd\",pid=99,fd=3))\n")
+NETSTAT = ("Active Internet connections (servers and established)\n"
+           "Proto Recv-Q Send-Q Local Address Foreign Address State PID/Program name Timer\n"
+           "tcp        0      0 10.0.0.1:22  10.0.0.9:51000  ESTABLISHED 99/sshd off (0.00/0/0)\n")
+BAD_SS = [
+    "LISTEN 0 128 0.0.0.0:80 0.0.0.0:* users:((\"nginx\",pid=99999999999,fd=3))",
+    "ESTAB 0 0 10.0.0.1:80 10.0.0.7:4000 timer:(keepalive,1.2.3sec,0)",
+    "ESTAB 0 0 10.0.0.1:80 10.0.0.7:4001 ino:" + "9" * 5000,
+    "ESTAB 0 " + "9" * 5000 + " 10.0.0.1:80 10.0.0.7:4002",
+    "ESTAB 0 0 10.0.0.1:99999 10.0.0.7:4003",
+]
+BAD_SS_CONTINUED = "ESTAB 0 0 10.0.0.1:80 10.0.0.7:4004\n\t cubic rtt:1.2.3/0.5 lastsnd:99999999999"
+BAD_NETSTAT = [
+    "tcp 0 0 10.0.0.1:80 10.0.0.7:4000 ESTABLISHED 99999999999/nginx",
+    "tcp 0 0 10.0.0.1:80 10.0.0.7:4001 ESTABLISHED 77/nginx on (./0/0)",
+    "tcp " + "9" * 5000 + " 0 10.0.0.1:80 10.0.0.7:4002 ESTABLISHED -",
+]
+
+
+def _analyze(tmp_path: Path, text: str, *args: str) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    path = tmp_path / "capture.txt"
+    path.write_text(text)
+    proc = tcpdoctor("analyze", "--json", str(path), *args)
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout else {}, proc.stderr
+
+
+@pytest.mark.parametrize("bad", [*BAD_SS, BAD_SS_CONTINUED], ids=range(6))
+def test_bad_ss_field_loses_only_its_line(tmp_path: Path, bad: str) -> None:
+    code, report, _ = _analyze(tmp_path, SS + bad + "\n")
+    assert code in (0, 1, 2) and report["total"] == 2  # the two good sockets
+    assert any("1 line(s)" in n and "not understood" in n for n in report["notes"])
+    code, _, err = _analyze(tmp_path, SS + bad + "\n", "--strict")
+    at = 4 + bad.count("\n")  # the line at fault: the continuation, where there is one
+    assert code == 3 and f":{at}: expected" in err
+
+
+@pytest.mark.parametrize("bad", BAD_NETSTAT, ids=range(3))
+def test_bad_netstat_field_loses_only_its_line(tmp_path: Path, bad: str) -> None:
+    code, report, _ = _analyze(tmp_path, NETSTAT + bad + "\n")
+    assert code in (0, 1, 2) and report["total"] == 1
+    assert any("not understood" in n for n in report["notes"])
+
+
+def test_proc_copy_cut_in_its_last_line_keeps_the_rest(tmp_path: Path) -> None:
+    whole = (DATA / "proc_net_tcp").read_bytes()
+    path = tmp_path / "tcp"
+    path.write_bytes(whole[:-90])  # the last line cut in the middle
+    proc = tcpdoctor("analyze", "--json", str(path))
+    report = json.loads(proc.stdout)
+    assert proc.returncode in (0, 1, 2) and report["total"] == whole.count(b"\n") - 2
+    assert any("1 line(s)" in n for n in report["notes"])
+    strict = tcpdoctor("analyze", "--strict", str(path))
+    assert strict.returncode == 3 and f"{path}:19: expected" in strict.stderr
+
+
+def test_many_bad_proc_lines_stay_fast(tmp_path: Path) -> None:
+    """Every other line broken: bisection keeps the good half vectorized (no quadratic)."""
+    lines = (DATA / "proc_net_tcp").read_text().splitlines()
+    body = [ln if i % 2 else ln[:30] for i, ln in enumerate(lines[1:] * 2000)]
+    path = tmp_path / "tcp"
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    proc = tcpdoctor("analyze", "--json", str(path))
+    report = json.loads(proc.stdout)
+    assert report["total"] == len(body) // 2
+    assert any(f"{len(body) // 2} line(s)" in n for n in report["notes"])
