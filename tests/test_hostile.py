@@ -78,3 +78,65 @@ def test_many_bad_proc_lines_stay_fast(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["total"] == len(body) // 2
     assert any(f"{len(body) // 2} line(s)" in n for n in report["notes"])
+
+
+def _snapshot_doc() -> dict:  # type: ignore[type-arg]
+    from tcpdoctor.model import snapshot_file
+    from tcpdoctor.model.kernel_state import KernelState
+
+    from . import synth
+
+    snap = synth.snapshot({"n": 3, "state": "CLOSE_WAIT", "pid": 7}, names={7: "app"})
+    kernel = KernelState(0.0, sockstat={"TCP": {"inuse": 3}}, counters={"Tcp.OutRsts": 1},
+                         sysctls={"net.ipv4.tcp_syncookies": "1"}, file_nr=(1, 0, 100))
+    return snapshot_file.to_dict(snap, kernel)
+
+
+def _edit(doc: dict, how: str) -> str:  # type: ignore[type-arg]
+    if how == "no sport":
+        del doc["columns"]["sport"]
+    elif how == "notes=5":
+        doc["notes"] = 5
+    elif how == "columns=x":
+        doc["columns"] = "x"
+    elif how == "sysctls=x":
+        doc["sysctls"] = "x"
+    elif how == "state 255":
+        import base64
+
+        doc["columns"]["state"]["data"] = base64.b64encode(bytes([255, 8, 8])).decode()
+    elif how == "count=-1":
+        doc["count"] = -1
+    elif how == "file_nr=x":
+        doc["file_nr"] = "x"
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("how", ["no sport", "notes=5", "columns=x", "sysctls=x", "state 255",
+                                 "count=-1"])
+def test_hand_edited_snapshot_is_refused_in_one_line(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(_edit(_snapshot_doc(), how))
+    for args in (["analyze", str(path)], ["diff", str(path), str(path)]):
+        proc = tcpdoctor(*args)
+        assert proc.returncode == 3, (how, proc.stdout)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in \
+            proc.stderr, proc.stderr
+
+
+def test_deeply_nested_json_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"format": "tcpdoctor-snapshot", "x": ' + "[" * 100000 + "]" * 100000
+                    + "}")
+    proc = tcpdoctor("analyze", str(path))
+    assert proc.returncode == 3 and "internal error" not in proc.stderr
+
+
+def test_snapshot_with_sorted_keys_is_read(tmp_path: Path) -> None:
+    """`jq -S` puts "columns" (the bulk) before "format": still a snapshot."""
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(_snapshot_doc(), sort_keys=True, indent=1))
+    proc = tcpdoctor("analyze", "--json", str(path))
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["states"]["CLOSE_WAIT"] == 3

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.errors import ParseError
-from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, OWNER_COLUMNS
+from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, OWNER_COLUMNS, constant
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import TCP_NEW_SYN_RECV, normalize_states
 
 FORMAT = "tcpdoctor-snapshot"
 VERSION = 1
@@ -50,10 +51,14 @@ def to_bytes(name: str, snap: Snapshot, kernel: KernelState | None) -> bytes:
 
 
 def looks_like(head: bytes) -> bool:
-    return head.lstrip()[:1] == b"{" and FORMAT.encode() in head[:4096]
+    """A JSON object: no text dump starts with '{' (and keys may come in any order, so the
+    format key may lie far beyond the head: from_bytes checks it)."""
+    return head.lstrip()[:1] == b"{"
 
 
 def from_bytes(raw: bytes, source: str) -> tuple[Snapshot, KernelState | None]:
+    """A snapshot, validated against its schema before use: a hand-edited file is a
+    ParseError naming what is wrong, never an exception later in the analysis."""
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -61,7 +66,7 @@ def from_bytes(raw: bytes, source: str) -> tuple[Snapshot, KernelState | None]:
             raise ParseError(source, None, f"a complete gzip stream ({exc})") from None
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         line = getattr(exc, "lineno", None)
         raise ParseError(source, line, "tcpdoctor snapshot JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -69,37 +74,76 @@ def from_bytes(raw: bytes, source: str) -> tuple[Snapshot, KernelState | None]:
     if doc.get("version") != VERSION:
         raise ParseError(source, 1, f"snapshot version {VERSION}, got {doc.get('version')!r} "
                          "(written by another tcpdoctor version)")
-    return _snapshot(doc, source), _kernel(doc)
+    return _snapshot(doc, source), _kernel(doc, source)
+
+
+def _want(ok: bool, source: str, what: str) -> None:
+    if not ok:
+        raise ParseError(source, None, what)
+
+
+def _column(name: str, spec: Any, count: int, source: str) -> np.ndarray:
+    _want(name in KNOWN and isinstance(spec, dict) and spec.get("dtype") == KNOWN[name]
+          and isinstance(spec.get("data"), str), source,
+          f"column {name!r} as {{\"dtype\": {KNOWN.get(name)!r}, \"data\": base64}}")
+    try:
+        data = base64.b64decode(spec["data"], validate=True)
+        arr = np.frombuffer(data, dtype=np.dtype(KNOWN[name]).newbyteorder("<"))
+    except ValueError:
+        raise ParseError(source, None, f"base64 data for column {name!r}") from None
+    _want(arr.shape[0] == count, source, f"{count} values in column {name!r}, got "
+          f"{arr.shape[0]}")
+    return arr.astype(KNOWN[name])
 
 
 def _snapshot(doc: dict[str, Any], source: str) -> Snapshot:
-    count = doc.get("count")
-    cols: dict[str, np.ndarray] = {}
-    for name, spec in (doc.get("columns") or {}).items():
-        if name not in KNOWN or not isinstance(spec, dict) or spec.get("dtype") != KNOWN[name]:
-            raise ParseError(source, None, f"column {name!r} with dtype {KNOWN.get(name)}")
-        try:
-            data = base64.b64decode(spec["data"], validate=True)
-            arr = np.frombuffer(data, dtype=np.dtype(KNOWN[name]).newbyteorder("<"))
-        except (KeyError, ValueError, TypeError):
-            raise ParseError(source, None, f"base64 data for column {name!r}") from None
-        if arr.shape[0] != count:
-            raise ParseError(source, None, f"{count} values in column {name!r}, got "
-                             f"{arr.shape[0]}")
-        cols[name] = arr.astype(KNOWN[name])
-    if "state" not in cols:
-        raise ParseError(source, None, "a 'state' column")
-    names = {int(k): str(v) for k, v in (doc.get("process_names") or {}).items()
-             if str(k).lstrip("-").isascii() and str(k).lstrip("-").isdigit()}
+    count, columns = doc.get("count"), doc.get("columns")
+    _want(isinstance(count, int) and count >= 0, source, '"count": a whole number')
+    _want(isinstance(columns, dict), source, '"columns": an object of columns')
+    assert isinstance(count, int) and isinstance(columns, dict)
+    cols = {name: _column(name, spec, count, source) for name, spec in columns.items()}
+    missing = [n for n in BASE_COLUMNS if n not in cols]
+    _want(not missing, source, f"the columns {', '.join(missing)}")
+    if any(n in cols for n in INFO_COLUMNS):  # partial tcp_info: the rest reads as zero
+        for n, dt in INFO_COLUMNS.items():
+            cols.setdefault(n, constant(0, count, dt))
+    bad = (cols["state"] == 0) | (cols["state"] > TCP_NEW_SYN_RECV)
+    _want(not bad.any(), source, "TCP state numbers 1-12 in column 'state'")
+    cols["state"] = normalize_states(cols["state"])
+    names = doc.get("process_names") or {}
+    notes = doc.get("notes") or []
+    _want(isinstance(names, dict) and all(isinstance(v, str) for v in names.values()), source,
+          '"process_names": an object of pid: name')
+    _want(isinstance(notes, list) and all(isinstance(n, str) for n in notes), source,
+          '"notes": a list of strings')
+    pids = {int(k): v for k, v in names.items()
+            if str(k).lstrip("-").isascii() and str(k).lstrip("-").isdigit()
+            and len(str(k)) <= 11}
+    netns = doc.get("netns")
     return Snapshot(cols, str(doc.get("source", "snapshot")), str(doc.get("host", "")),
-                    str(doc.get("kernel", "")), str(doc.get("taken_at", "")), doc.get("netns"),
-                    [str(n) for n in doc.get("notes") or []], names)
+                    str(doc.get("kernel", "")), str(doc.get("taken_at", "")),
+                    netns if isinstance(netns, str) else None, list(notes), pids)
 
 
-def _kernel(doc: dict[str, Any]) -> KernelState | None:
+def _kernel(doc: dict[str, Any], source: str) -> KernelState | None:
     if "sockstat" not in doc and "sysctls" not in doc:
         return None
+    sockstat = doc.get("sockstat") or {}
+    counters = doc.get("counters") or {}
+    sysctls = doc.get("sysctls") or {}
+    _want(isinstance(sockstat, dict) and all(
+        isinstance(v, dict) and all(_count(x) for x in v.values()) for v in sockstat.values()),
+        source, '"sockstat": {PROTO: {key: number}}')
+    _want(isinstance(counters, dict) and all(_count(v) for v in counters.values()), source,
+          '"counters": {name: number}')
+    _want(isinstance(sysctls, dict) and all(v is None or isinstance(v, str)
+                                            for v in sysctls.values()), source,
+          '"sysctls": {key: text or null}')
     file_nr = doc.get("file_nr")
-    return KernelState(0.0, sockstat=doc.get("sockstat") or {}, counters=doc.get("counters") or {},
-                       sysctls=doc.get("sysctls") or {},
-                       file_nr=tuple(file_nr) if file_nr and len(file_nr) == 3 else None)
+    good_nr = isinstance(file_nr, list) and len(file_nr) == 3 and all(map(_count, file_nr))
+    return KernelState(0.0, sockstat=sockstat, counters=counters, sysctls=sysctls,
+                       file_nr=tuple(file_nr) if good_nr else None)  # type: ignore[arg-type]
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
