@@ -334,3 +334,52 @@ def test_a_namespace_that_cannot_be_sampled_says_why(tmp_path: Path) -> None:
     assert ('tcpdoctor_scrape_error{error="network namespace vanished",netns="gone"} 1.0'
             in text)
     assert logged == ["gone: network namespace vanished"]
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ("basic_auth_users:\n  prom: plaintext\n", "is not a bcrypt hash"),
+    ("basic_auth_users:\n  - prom\n", "must map user names"),
+    ("tls_server_config: x\n", "must hold cert_file and key_file"),
+    ("basic_auth_users: [\n", "not valid YAML"),
+])
+def test_web_config_checked_at_start(tmp_path: Path, config: str, says: str) -> None:
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(config)
+    proc = subprocess.run([sys.executable, "-m", "tcpdoctor", "exporter", "--listen",
+                           f"127.0.0.1:{free_port()}", "--web-config-file", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and says in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_user_costs_a_bcrypt_check_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user enumeration by timing: an unknown user is checked against a dummy hash of
+    the configured cost, and at most one check runs at a time."""
+    import bcrypt
+
+    from tcpdoctor.exporter.http import WebConfig
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=5))
+    web = WebConfig(None, {"prom": hashed})
+    seen: list[bytes] = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda pw, h: (seen.append(h), real(pw, h))[1])
+
+    def auth(user: str, pw: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+
+    assert not web.check(auth("nobody", "s3cret"))
+    assert not web.check(auth("prom", "wrong"))
+    assert web.check(auth("prom", "s3cret"))
+    assert web.check(auth("prom", "s3cret"))  # remembered: no second bcrypt run
+    assert len(seen) == 3 and seen[0] != hashed and seen[0][:7] == hashed[:7]  # same cost
+
+
+def test_bad_content_length_is_a_400() -> None:
+    exp = Exporter()
+    try:
+        with socket.create_connection(("127.0.0.1", exp.port), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.0 400")
+    finally:
+        exp.stop()

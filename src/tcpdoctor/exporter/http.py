@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import socket
 import ssl
 import sys
@@ -24,12 +25,24 @@ INDEX = (b"<html><head><title>tcpdoctor exporter</title></head><body><h1>tcpdoct
          b"</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n")
 
 
+BCRYPT = re.compile(r"\$2[aby]?\$(\d\d)\$[./A-Za-z0-9]{53}")
+MAX_HANDLERS = 64  # connections served at once; more wait in the listen backlog
+CHECKS_AT_ONCE = 1  # bcrypt checks at once: a password storm keeps one core, not both
+
+
 class WebConfig:
+    """TLS and basic auth as the Prometheus exporter-toolkit does them: a wrong password
+    costs the same whether the user exists or not (an unknown user is checked against a
+    dummy hash of the same cost), bcrypt checks run one at a time, and credentials already
+    verified are remembered (as a digest) so that scrapes stay fast."""
+
     def __init__(self, tls: ssl.SSLContext | None, users: dict[str, bytes]) -> None:
         self.tls = tls
         self.users = users
-        self._ok: set[str] = set()  # digests of credentials already verified (bcrypt is slow)
+        self._ok: set[str] = set()  # digests of credentials already verified
         self._lock = threading.Lock()
+        self._checks = threading.BoundedSemaphore(CHECKS_AT_ONCE)
+        self._dummy = _dummy_hash(users)
 
     def check(self, header: str | None) -> bool:
         if not self.users:
@@ -37,26 +50,69 @@ class WebConfig:
         if not header or not header.startswith("Basic "):
             return False
         try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(
+                ":")
         except (ValueError, UnicodeDecodeError):
             return False
         digest = hashlib.sha256(f"{user}\0{password}".encode()).hexdigest()
         with self._lock:
             if digest in self._ok:
                 return True
-        hashed = self.users.get(user)
-        if hashed is None:
-            return False
         import bcrypt
 
-        if bcrypt.checkpw(password.encode(), hashed):
+        known = user in self.users
+        with self._checks:
+            good = bcrypt.checkpw(password.encode(), self.users.get(user, self._dummy))
+        if good and known:
             with self._lock:
                 self._ok.add(digest)
-            return True
-        return False
+        return good and known
+
+
+def _dummy_hash(users: dict[str, bytes]) -> bytes:
+    if not users:
+        return b""
+    import bcrypt
+
+    cost = max(int(m.group(1)) for h in users.values() if (m := BCRYPT.fullmatch(h.decode())))
+    return bcrypt.hashpw(b"tcpdoctor: no such user", bcrypt.gensalt(rounds=cost))
+
+
+def _users(data: dict[str, Any], path: str) -> dict[str, bytes]:
+    users = data.get("basic_auth_users") or {}
+    if not isinstance(users, dict):
+        raise TcpDoctorError(f"{path}: basic_auth_users must map user names to bcrypt hashes")
+    for user, hashed in users.items():
+        if not isinstance(user, str) or not isinstance(hashed, str) \
+                or not BCRYPT.fullmatch(hashed):
+            raise TcpDoctorError(f"{path}: basic_auth_users: the value for {user!r} is not a "
+                                 "bcrypt hash ($2y$10$... as htpasswd -nbBC 10 USER PASS "
+                                 "prints)")
+    return {u: h.encode() for u, h in users.items()}
+
+
+def _tls(data: dict[str, Any], path: str) -> ssl.SSLContext | None:
+    cfg = data.get("tls_server_config") or {}
+    if not isinstance(cfg, dict) or (not all(
+            isinstance(cfg.get(k), str) for k in ("cert_file", "key_file")) and cfg):
+        raise TcpDoctorError(f"{path}: tls_server_config must hold cert_file and key_file "
+                             "paths")
+    if not cfg:
+        return None
+    try:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.load_cert_chain(cfg["cert_file"], cfg["key_file"])
+        if cfg.get("client_ca_file"):
+            tls.load_verify_locations(str(cfg["client_ca_file"]))
+            tls.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise TcpDoctorError(f"{path}: tls_server_config: {exc}") from None
+    return tls
 
 
 def load_web_config(path: str | None) -> WebConfig:
+    """The exporter-toolkit web config, every part checked at start (one line if not)."""
     if not path:
         return WebConfig(None, {})
     try:
@@ -69,25 +125,14 @@ def load_web_config(path: str | None) -> WebConfig:
             data = yaml.safe_load(fh) or {}
     except OSError as exc:
         raise TcpDoctorError(f"{path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise TcpDoctorError(f"{path}: not valid YAML ({exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise TcpDoctorError(f"{path}: not valid YAML{at}") from None
     if not isinstance(data, dict):
         raise TcpDoctorError(f"{path}: expected a mapping with tls_server_config and/or "
                              "basic_auth_users")
-    tls = None
-    tls_cfg = data.get("tls_server_config") or {}
-    if tls_cfg:
-        try:
-            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            tls.minimum_version = ssl.TLSVersion.TLSv1_2
-            tls.load_cert_chain(tls_cfg["cert_file"], tls_cfg["key_file"])
-            if tls_cfg.get("client_ca_file"):
-                tls.load_verify_locations(tls_cfg["client_ca_file"])
-                tls.verify_mode = ssl.CERT_REQUIRED
-        except (KeyError, OSError, ssl.SSLError) as exc:
-            raise TcpDoctorError(f"{path}: tls_server_config: {exc}") from None
-    users = {str(u): str(h).encode() for u, h in (data.get("basic_auth_users") or {}).items()}
-    return WebConfig(tls, users)
+    return WebConfig(_tls(data, path), _users(data, path))
 
 
 def make_handler(registry: CollectorRegistry, web: WebConfig,
@@ -103,7 +148,11 @@ def make_handler(registry: CollectorRegistry, web: WebConfig,
         timeout = REQUEST_TIMEOUT  # applied to the connection socket by StreamRequestHandler
 
         def do_GET(self) -> None:
-            if int(self.headers.get("Content-Length") or 0) > 0:
+            length = (self.headers.get("Content-Length") or "0").strip()
+            if not (length.isascii() and length.isdigit()):
+                self._reply(400, b"bad Content-Length\n")
+                return
+            if int(length) > 0:
                 self._reply(413, b"request bodies are not accepted\n")
                 return
             if not web.check(self.headers.get("Authorization")):
@@ -158,6 +207,24 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hung up or sent garbage is not worth a traceback
+
+    # At most MAX_HANDLERS threads: beyond, the accept loop waits for one to finish and
+    # further connections wait in the kernel's listen backlog.
+    _slots = threading.BoundedSemaphore(MAX_HANDLERS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def parse_listen(text: str) -> tuple[str, int]:
