@@ -81,6 +81,8 @@ class HistoryOptions:
 def run_history(o: HistoryOptions) -> None:
     path = o.db or default_path()
     with History(path, create=False) as db:
+        for note in db.notes:
+            sys.stderr.write(f"note: {note}\n")
         if o.compare:
             _compare(db, o)
             return

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.sampler import Point
@@ -62,6 +63,37 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _reachable(path: str) -> None:
+    """'Not found' only when it is not there; a path we may not reach says so."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise TcpDoctorError(f"{path}: no history database (run `tcpdoctor record` "
+                             "first)") from None
+    except OSError as exc:
+        raise TcpDoctorError(f"{path}: {exc.strerror} (cannot reach it)") from None
+
+
+def _known(path: str, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise TcpDoctorError(f"{path}: schema version {version} is newer than this tcpdoctor "
+                             f"understands ({SCHEMA_VERSION}); upgrade tcpdoctor")
+    if version < 0:
+        raise TcpDoctorError(f"{path}: schema version {version} is not one tcpdoctor wrote")
+
+
+def _why(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "disk is full" in text or "disk I/O error" in text:
+        return "the disk is full (or failing): the sample was not stored; the database is " \
+               "intact up to the previous one"
+    if "readonly" in text or "read-only" in text:
+        return "the database or its directory is read-only"
+    if "locked" in text:
+        return "the database stayed locked (another recorder?)"
+    return f"not a usable history database ({text})"
+
+
 def default_path() -> str:
     """/var/lib/tcpdoctor/history.db for root, else $XDG_STATE_HOME/tcpdoctor/history.db."""
     if os.geteuid() == 0:
@@ -93,21 +125,52 @@ class Stored:
 
 
 class History:
+    """create=True: `record` (writes; creates and migrates). create=False: `history`, which
+    only reads: the database is opened read-only, so that a read-only mount or a user who
+    may only read it can still query it."""
+
     def __init__(self, path: str, create: bool = True) -> None:
         self.path = path
-        if not create and not os.path.exists(path):
-            raise TcpDoctorError(f"{path}: no history database (run `tcpdoctor record` first)")
-        if create:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+        self.notes: list[str] = []
+        if not create:
+            _reachable(path)
         try:
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise TcpDoctorError(f"{path}: not a usable history database ({exc})") from None
+            if create:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+            else:
+                self.db = self._open_read_only(path)
+        except sqlite3.Error as exc:
+            raise TcpDoctorError(f"{path}: {_why(exc)}") from None
+        except OSError as exc:
+            raise TcpDoctorError(f"{path}: {exc.strerror}") from None
         self._slow = float(os.environ.get(SLOW_ENV, "0") or 0)
+
+    def _open_read_only(self, path: str) -> sqlite3.Connection:
+        uri = "file:" + quote(os.path.abspath(path))
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            self._check_version(db)
+        except sqlite3.OperationalError:
+            # A WAL database in a directory we may not write to (no -shm file can be made):
+            # read it as it is on disk.
+            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+            self.notes.append(f"{path} read as an immutable file (no write access beside "
+                              "it): samples being recorded right now may be missing")
+            self._check_version(db)
+        return db
+
+    def _check_version(self, db: sqlite3.Connection) -> None:
+        have = int(db.execute("PRAGMA user_version").fetchone()[0])
+        _known(self.path, have)
+        if have < SCHEMA_VERSION:
+            raise TcpDoctorError(f"{self.path}: schema version {have}; reading it needs "
+                                 f"version {SCHEMA_VERSION}: run `tcpdoctor record --count 1 "
+                                 "--db` on it once with write access to upgrade it")
 
     def close(self) -> None:
         self.db.close()
@@ -120,24 +183,32 @@ class History:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """All or nothing; a database error (a full disk, a read-only file) is one line."""
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise TcpDoctorError(f"{self.path}: {_why(exc)}") from None
 
     def version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
-        have = self.version()
-        if have > SCHEMA_VERSION:
-            raise TcpDoctorError(f"{self.path}: schema version {have} is newer than this "
-                                 f"tcpdoctor understands ({SCHEMA_VERSION}); upgrade tcpdoctor")
-        for number in range(have, SCHEMA_VERSION):
+        _known(self.path, self.version())
+        for number in range(self.version(), SCHEMA_VERSION):
             with self.transaction() as db:
+                # Another recorder may have created or upgraded it meanwhile: look again
+                # inside the (exclusive) transaction.
+                if int(db.execute("PRAGMA user_version").fetchone()[0]) > number:
+                    continue
                 MIGRATIONS[number](db)
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
