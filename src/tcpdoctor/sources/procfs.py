@@ -105,12 +105,13 @@ def parse_block(arr: np.ndarray, family: int, src: str, first_line: int) -> dict
     return cols
 
 
-def _blocks(fh: BinaryIO, src: str) -> Iterator[tuple[np.ndarray, int]]:
+def _blocks(fh: BinaryIO, src: str, on_long: Callable[[int], None] | None = None,
+            ) -> Iterator[tuple[np.ndarray, int]]:
     """Whole-line blocks of the file after its header, with the line number of each block."""
-    header = fh.readline()
+    header = fh.readline(textcols.MAX_LINE)
     if not header.lstrip().startswith(b"sl"):
         raise ParseError(src, 1, "the /proc/net/tcp header line starting with 'sl'", header)
-    for block, first in textcols.line_blocks(fh, BLOCK, first_line=2):
+    for block, first in textcols.line_blocks(fh, BLOCK, first_line=2, on_long=on_long):
         if block.strip():
             yield np.frombuffer(block, dtype=np.uint8), first
 
@@ -122,7 +123,13 @@ def iter_file(fh: BinaryIO, family: int, src: str,
 
     reject: called with each line that cannot be parsed, which is then left out (a saved
     copy cut in its last line keeps every whole line); without it the first one raises."""
-    for arr, first in _blocks(fh, src):
+    def too_long(line: int) -> None:
+        error = ParseError(src, line, f"a line under {textcols.MAX_LINE} bytes")
+        if reject is None:
+            raise error
+        reject(error)
+
+    for arr, first in _blocks(fh, src, too_long):
         parts = _lenient(arr, family, src, first, reject) if reject else [
             parse_block(arr, family, src, first)]
         for part in parts:

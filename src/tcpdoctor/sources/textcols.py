@@ -7,7 +7,7 @@ lookups and dot products.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from tcpdoctor.errors import ParseError
 
 SPACE = 32
+MAX_LINE = 1 << 16  # bytes: no TCP socket line comes near; longer lines are left out
 _HEX = np.full(256, 255, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
@@ -24,25 +25,64 @@ _POW16 = np.array([16**k for k in range(16)][::-1], dtype=np.uint64)
 
 
 def line_blocks(stream: BinaryIO, size: int, first_line: int = 1,
-                ) -> Iterator[tuple[bytes, int]]:
+                on_long: Callable[[int], None] | None = None,
+                max_line: int = MAX_LINE) -> Iterator[tuple[bytes, int]]:
     """Blocks of whole lines (about size bytes each) and the number of each block's first
-    line, so that a parser working a block at a time still names the line at fault."""
-    line_no = first_line
-    rest = b""
-    while True:
-        data = stream.read(size)
-        if not data:
-            break
-        data = rest + data
+    line, so that a parser working a block at a time still names the line at fault.
+
+    Memory stays bounded whatever the input: a line longer than max_line is never held
+    whole; it is read past, given to on_long (its number) and left in the block as an empty
+    line, so that the numbering of the rest holds."""
+    line_no = first_line  # number of the first line not yet yielded
+    pending = b""  # the start of a line not yet ended (at most max_line bytes)
+    skipping = False  # inside an overlong line: drop bytes up to its newline
+    while data := stream.read(size):
+        if skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                continue
+            data, skipping = data[nl + 1:], False
+            yield b"\n", line_no
+            line_no += 1
+        data = pending + data
         cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            rest = data
-            continue
-        block, rest = data[:cut], data[cut:]
-        yield block, line_no
-        line_no += block.count(b"\n")
-    if rest:
-        yield rest, line_no
+        block, pending = data[:cut], data[cut:]
+        if block:
+            yield _short_lines(block, line_no, on_long, max_line), line_no
+            line_no += block.count(b"\n")
+        if len(pending) > max_line:
+            if on_long:
+                on_long(line_no)
+            pending, skipping = b"", True
+    if skipping:
+        yield b"\n", line_no
+    elif pending:
+        yield _short_lines(pending, line_no, on_long, max_line), line_no
+
+
+def _short_lines(block: bytes, first: int, on_long: Callable[[int], None] | None,
+                 max_line: int) -> bytes:
+    """The block with every line over max_line bytes emptied (rare: checked in C first)."""
+    # A line over max_line holds a whole window of max_line // 2 bytes without a newline;
+    # looking for a newline in each such window costs a few bytes of scanning per window.
+    half = max_line // 2
+    if all(block.find(b"\n", i, i + half) >= 0 for i in range(0, len(block) - half, half)):
+        return block
+    arr = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    starts = np.concatenate(([0], ends + 1))[:ends.size + 1]
+    lens = np.append(ends, len(block)) - starts
+    long = np.flatnonzero(lens > max_line)
+    if long.size == 0:
+        return block
+    out, at = [], 0
+    for i in long:
+        if on_long:
+            on_long(first + int(i))
+        out.append(block[at:int(starts[i])])
+        at = int(starts[i] + lens[i])
+    out.append(block[at:])
+    return b"".join(out)
 
 
 def line_bounds(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import os
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -90,10 +90,11 @@ def _is_netlink(data: bytes) -> bool:
                                                     NLMSG_ERROR)
 
 
-def _lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
-    for no, raw in enumerate(text, 1):
-        yield no, raw.rstrip("\r\n")
+def _lines(stream: BinaryIO, on_long: Callable[[int], None]) -> Iterator[tuple[int, str]]:
+    """Numbered lines, in bounded memory (an overlong line goes to on_long instead)."""
+    for block, first in textcols.line_blocks(stream, 1 << 20, on_long=on_long):
+        for no, raw in enumerate(block.decode("utf-8", "replace").split("\n"), first):
+            yield no, raw.rstrip("\r")
 
 
 def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
@@ -163,13 +164,17 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     if kind == "proc":
         return _stream_proc(stream, name, strict, acc), {}
     b = textdump.Builder(name, strict, sink=acc.add, block=BLOCK_ROWS)
+
+    def too_long(line: int) -> None:
+        b.reject(line, f"a line under {textcols.MAX_LINE} bytes", "")
+
     if kind == "netstat":
-        for block, first in textcols.line_blocks(stream, BLOCK_ROWS * 40):
+        for block, first in textcols.line_blocks(stream, BLOCK_ROWS * 40, on_long=too_long):
             cols, rest = netstat_fast.parse(block, first)
             b.add_block(cols)
             textdump.parse_netstat(rest, b)
     else:
-        textdump.PARSERS[kind](_lines(stream), b)
+        textdump.PARSERS[kind](_lines(stream, too_long), b)
     b.flush()
     acc.finish(b.has_pid, b.has_info)
     notes = []
