@@ -180,3 +180,67 @@ def test_long_lines_stay_in_bounded_memory(tmp_path: Path, kind: str) -> None:
     assert any("2 line(s)" in n and "not understood" in n for n in report["notes"]), \
         report["notes"]
     assert rss < 400, f"peak RSS {rss:.0f} MB"
+
+
+WINDOWS = ("Active Connections\r\n\r\n  Proto  Local Address          Foreign Address        "
+           "State           PID\r\n  TCP    0.0.0.0:135            0.0.0.0:0              "
+           "LISTENING       900\r\n  TCP    10.0.0.5:49702         20.42.65.92:443        "
+           "ESTABLISHED     4412\r\n")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_windows_capture(tmp_path: Path, encoding: str) -> None:
+    """PowerShell's `netstat -ano > f.txt` writes UTF-16 with a byte-order mark."""
+    path = tmp_path / "netstat.txt"
+    bom = b"\xfe\xff" if encoding.endswith("be") else b""
+    path.write_bytes(bom + WINDOWS.encode(encoding))
+    proc = tcpdoctor("analyze", "--json", str(path))
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["total"] == 2 and report["states"]["LISTEN"] == 1
+
+
+def test_named_pipe_without_writer_is_refused_in_time(tmp_path: Path) -> None:
+    import os
+    import time
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    t0 = time.monotonic()
+    proc = tcpdoctor("analyze", str(fifo))
+    assert proc.returncode == 3 and "named pipe with no data" in proc.stderr
+    assert time.monotonic() - t0 < 60
+
+
+def test_named_pipe_with_a_writer_is_read(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "w") as fh:
+            fh.write(SS)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    proc = tcpdoctor("analyze", "--json", str(fifo))
+    writer.join(timeout=30)
+    assert json.loads(proc.stdout)["total"] == 2
+
+
+def test_lines_of_another_tool_in_a_netstat_paste_are_counted(tmp_path: Path) -> None:
+    text = NETSTAT + "ESTAB 0 0 10.0.0.1:80 10.0.0.7:4000\n  3: 0100007F:1F90 00000000:0000 " \
+        "0A 00000000:00000000 00:00000000 00000000 0 0 1 1 0\n"
+    _, report, _ = _analyze(tmp_path, text)
+    assert report["total"] == 1
+    assert any("2 line(s)" in n for n in report["notes"]), report["notes"]
+
+
+@pytest.mark.parametrize("args", [["top", "--bogus"], ["states", "--source", "x"],
+                                  ["no-such-command"], ["top", "-n", "zero"]])
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    proc = tcpdoctor(*args)
+    assert proc.returncode == 3 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("tcpdoctor: ") and "--help" in proc.stderr

@@ -141,3 +141,39 @@ def test_check_and_exporter_agree_with_harmful_sysctls_under_load(lab: LabNet) -
         "net.ipv4.tcp_abort_on_overflow", "net.ipv4.ip_local_port_range"}
     recs = {r["key"]: r["recommended"] for r in unsafe["sysctl"]}
     assert recs["net.ipv4.tcp_syncookies"] == 1 and recs["net.ipv4.tcp_abort_on_overflow"] == 0
+
+
+def test_lab_cleanup_after_sigkill() -> None:
+    """A lab killed with SIGKILL leaves its namespaces and workers; --cleanup removes them."""
+    import os
+    import signal
+    import time
+
+    lab = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "lab", "close-wait", "--n", "20",
+                            "--hold", "120"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert lab.stdout is not None
+        name = next(ln.split()[1] for ln in lab.stdout if ln.startswith("namespace:"))
+        os.kill(lab.pid, signal.SIGKILL)
+        lab.wait(timeout=10)
+        assert name in leftover_namespaces("tdlab-")
+        inode = os.stat(f"/run/netns/{name}").st_ino
+        proc = tcpdoctor("lab", "--cleanup")
+        assert proc.returncode == 0 and name in proc.stdout, proc.stderr
+        assert name not in leftover_namespaces("tdlab-")
+        time.sleep(0.5)
+        from tcpdoctor.lab.net import _workers_in
+
+        assert _workers_in(inode) == []
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+        tcpdoctor("lab", "--cleanup")
+
+
+def test_unreadable_netns_is_not_not_found() -> None:
+    script = ("import os, sys, tcpdoctor.cli, tcpdoctor.cli.sockets, tcpdoctor.sources.live, "
+              "tcpdoctor.render.output; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+              "tcpdoctor.cli.main(['states', '--netns', '/proc/1/ns/net'])")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 3 and "unreadable" in proc.stderr, proc.stderr

@@ -21,8 +21,12 @@ def run(invoke: Callable[[], int | None]) -> int:
         return ExitCode.UNKNOWN
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except click.UsageError as exc:  # one line, like every other error
+        where = exc.ctx.command_path if exc.ctx else "tcpdoctor"
+        sys.stderr.write(f"tcpdoctor: {exc.format_message()} (see {where} --help)\n")
+        return ExitCode.UNKNOWN
     except click.ClickException as exc:
-        exc.show()
+        sys.stderr.write(f"tcpdoctor: {exc.format_message()}\n")
         return ExitCode.UNKNOWN
     except (click.exceptions.Abort, KeyboardInterrupt):
         return ExitCode.INTERRUPTED

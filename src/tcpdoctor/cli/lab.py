@@ -12,8 +12,11 @@ import click
               help="Seconds to hold the pathology before tearing it down.")
 @click.option("--list", "list_all", is_flag=True, help="List the scenarios.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lab's details as JSON.")
+@click.option("--cleanup", is_flag=True,
+              help="Remove what labs killed with SIGKILL left: tdlab-* namespaces and the "
+                   "lab workers inside them.")
 def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
-        as_json: bool) -> None:
+        as_json: bool, cleanup: bool) -> None:
     """Build a pathology in a throwaway network namespace and hold it (root only).
 
     \b
@@ -25,8 +28,19 @@ def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
       tcpdoctor lab --list
       sudo tcpdoctor lab close-wait --hold 60 &
       sudo tcpdoctor check --netns <printed name>
+      sudo tcpdoctor lab --cleanup               after a lab was killed with SIGKILL
     """
+    import sys
+
     from tcpdoctor.lab import runner
+
+    if cleanup:
+        from tcpdoctor.lab.net import cleanup as remove_leftovers
+
+        removed = remove_leftovers()
+        sys.stdout.write(f"removed {len(removed)} namespace(s){': ' if removed else ''}"
+                         f"{' '.join(removed)}\n")
+        return
 
     if list_all or scenario is None:
         runner.list_scenarios()

@@ -173,3 +173,38 @@ def leftover_namespaces(prefix: str) -> list[str]:
         return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix))
     except FileNotFoundError:
         return []
+
+
+def cleanup(prefix: str = "tdlab-") -> list[str]:
+    """What a lab killed with SIGKILL left: its namespaces (prefix) and the lab workers
+    still running inside them. Only processes running tcpdoctor's lab worker are killed."""
+    require_root()
+    removed = []
+    for ns in leftover_namespaces(prefix):
+        try:
+            inode = os.stat(f"/run/netns/{ns}").st_ino
+        except OSError:
+            continue
+        for pid in _workers_in(inode):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        removed.append(ns)
+    return removed
+
+
+def _workers_in(netns_inode: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino != netns_inode:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue  # gone, or not ours to see
+        if b"tcpdoctor.lab.worker" in cmd:
+            pids.append(int(entry))
+    return pids

@@ -22,8 +22,14 @@ T = TypeVar("T")
 def resolve(netns: str) -> str:
     """A namespace name (under /run/netns) or a path such as /proc/PID/ns/net."""
     path = netns if "/" in netns else f"{NETNS_RUN_DIR}/{netns}"
-    if not os.path.exists(path):
-        raise TcpDoctorError(f"network namespace {netns!r} not found ({path} does not exist)")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise TcpDoctorError(f"network namespace {netns!r} not found ({path} does not "
+                             "exist)") from None
+    except OSError as exc:  # there, but not for us: say so, not "not found"
+        raise TcpDoctorError(f"network namespace {netns!r} unreadable ({path}: "
+                             f"{exc.strerror}; it needs root)") from None
     return path
 
 

@@ -6,6 +6,8 @@ import contextlib
 import gzip
 import io
 import os
+import select
+import stat
 import struct
 import sys
 import zlib
@@ -59,18 +61,50 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-@contextlib.contextmanager
-def _open(path: str) -> Iterator[BinaryIO]:
-    """The input as a binary stream, gunzipped when it starts with the gzip magic."""
+FIFO_WAIT = 10.0  # seconds a named pipe may stay without a writer or data
+UTF16_LIMIT = 64 << 20  # UTF-16 files (PowerShell's `netstat -ano > f.txt`) are read whole
+
+
+def _open_file(path: str) -> BinaryIO:
+    """The file, or a named pipe that has delivered data within FIFO_WAIT (a pipe nobody
+    writes to would block forever)."""
+    if path == "-":
+        return sys.stdin.buffer
     try:
-        fh: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise TcpDoctorError(f"{path}: {exc.strerror}") from None
+    ready, _, _ = select.select([fd], [], [], FIFO_WAIT)
+    if not ready:
+        os.close(fd)
+        raise TcpDoctorError(f"{path}: a named pipe with no data after {FIFO_WAIT:.0f} s "
+                             "(is anything writing to it?)")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _utf16(fh: BinaryIO, bom: bytes, path: str) -> BinaryIO:
+    data = bom + fh.read(UTF16_LIMIT + 1)
+    if len(data) > UTF16_LIMIT:
+        raise TcpDoctorError(f"{path}: over {UTF16_LIMIT >> 20} MB of UTF-16 text; convert "
+                             "it to UTF-8 first (iconv -f UTF-16 -t UTF-8)")
+    return io.BytesIO(data.decode("utf-16", "replace").encode())
+
+
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[BinaryIO]:
+    """The input as a binary stream: gunzipped when it starts with the gzip magic, decoded
+    when it is UTF-16 (a byte-order mark), as Windows tools write it."""
+    fh = _open_file(path)
     try:
         magic = fh.read(2)
         stream: BinaryIO = io.BufferedReader(_Prefixed(magic, fh), 1 << 20)
         if magic == b"\x1f\x8b":
             stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        elif magic in (b"\xff\xfe", b"\xfe\xff"):
+            stream = _utf16(fh, magic, path)
         yield stream
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \

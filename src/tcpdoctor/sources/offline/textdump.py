@@ -314,6 +314,8 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
     for no, line in lines:
         f = line.split()
         if not f or f[0] not in ("tcp", "tcp6"):
+            if f and _foreign(f):
+                b.reject(no, "a netstat line (this one is from another tool's output)", line)
             continue  # headers, udp, unix sockets
         state = _state(f[5]) if len(f) > 5 else None
         queues = _queues(f[1:3]) if state is not None else None
@@ -348,11 +350,20 @@ def _netstat_extras(rest: list[str], line: str, names: dict[int, str]) -> dict[s
     return out
 
 
+def _foreign(f: list[str]) -> bool:
+    """A TCP row of another format inside a netstat paste (ss, Linux netstat, /proc)."""
+    return (f[0] in SS_STATES or (f[0] in ("tcp", "tcp6") and len(f) > 5)
+            or (f[0].endswith(":") and f[0][:-1].isdigit() and len(f) > 9))
+
+
 def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
     """Windows netstat -ano / -an: TCP rows with [::] IPv6 and an optional PID column."""
     for no, line in lines:
         f = line.split()
         if not f or f[0] != "TCP":
+            if f and _foreign(f):
+                b.reject(no, "a Windows netstat line (this one is from another tool's "
+                         "output)", line)
             continue
         state = _state(f[3]) if len(f) > 3 else None
         if state is None or not b.add(state, f[1], f[2]):
