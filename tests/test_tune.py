@@ -211,3 +211,31 @@ def test_recommendations_are_always_in_range(current: dict[str, str],
             knob = BY_KEY[e.key]
             assert knob.parse(e.recommended) is not None, (e.key, e.recommended)
             assert not harmful(knob, e.recommended, ehash), e
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ("net.ipv4.tcp_syncookies=0", "refusing net.ipv4.tcp_syncookies = 0"),
+    ("net.ipv4.tcp_max_tw_buckets=10", "refusing net.ipv4.tcp_max_tw_buckets = 10"),
+    ("foo.bar=$(reboot)", "refusing foo.bar: not a key"),
+    ("net.ipv4.ip_local_reserved_ports=$(reboot)", "expected ports and ranges"),
+])
+def test_dry_run_refuses_what_apply_would(setting: str, says: str) -> None:
+    """The printed drop-in never holds a value --write or --apply would refuse."""
+    proc = tcpdoctor("tune", "--interval", "0", "--set", setting)
+    assert proc.returncode == 3 and says in proc.stderr and not proc.stdout, proc.stdout
+
+
+@live
+def test_failed_apply_leaves_no_backup_and_stale_temps_go(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    dropin = tmp_path / "missing-dir" / "99-x.conf"  # its directory does not exist
+    from tcpdoctor.system.sysctl_apply import backup_path
+
+    bpath = Path(backup_path(str(state), str(dropin), None))
+    stale = bpath.with_name(f".{bpath.name}.tcpdoctor-999999.tmp")  # a writer killed by -9
+    stale.write_text("{half")
+    proc = tcpdoctor("tune", "--interval", "0", "--apply", "--write", str(dropin),
+                     "--state-dir", str(state), "--set", "net.ipv4.tcp_fin_timeout=30")
+    assert proc.returncode == 3 and "cannot write" in proc.stderr, proc.stderr
+    assert list(state.iterdir()) == []  # no backup of a change that did not happen

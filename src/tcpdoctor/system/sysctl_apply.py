@@ -29,6 +29,9 @@ def validate(values: dict[str, str], netns: str | None, ehash: int) -> None:
         if knob is None:
             raise TcpDoctorError(f"refusing {key}: not a key tcpdoctor knows (see --explain)")
         parsed = knob.parse(value)
+        if key == "net.ipv4.ip_local_reserved_ports" and not _port_list(value):
+            raise TcpDoctorError(f"refusing {key} = {value}: expected ports and ranges such as "
+                                 "8080,9000-9100")
         if parsed is None:
             raise TcpDoctorError(f"refusing {key} = {value}: outside the valid range "
                                  f"{knob.valid} ({knob.count} value(s))")
@@ -41,6 +44,17 @@ def validate(values: dict[str, str], netns: str | None, ehash: int) -> None:
         if netns and not knob.per_netns:
             raise TcpDoctorError(f"refusing {key} with --netns: it is global, set it in the "
                                  "initial namespace")
+
+
+def _port_list(text: str) -> bool:
+    """ip_local_reserved_ports syntax: empty, or comma-separated PORT or LOW-HIGH."""
+    for item in filter(None, text.replace(" ", "").split(",")):
+        ends = item.split("-")
+        if len(ends) > 2 or not all(e.isascii() and e.isdigit() and len(e) <= 5 for e in ends):
+            return False
+        if any(int(e) > 65535 for e in ends) or int(ends[0]) > int(ends[-1]):
+            return False
+    return True
 
 
 def _read_values(keys: list[str]) -> dict[str, str]:
@@ -91,10 +105,29 @@ def apply(values: dict[str, str], dropin: str | None, text: str, netns: str | No
     if os.geteuid() != 0:
         raise TcpDoctorError("--apply needs root")
     validate(values, netns, ehash)
-    os.makedirs(state_dir, exist_ok=True)
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+    except OSError as exc:
+        raise TcpDoctorError(f"--state-dir {state_dir}: {exc.strerror}") from None
     bpath = backup_path(state_dir, dropin, netns)
+    remove_stale_temps(bpath)  # left by a writer killed mid-write
+    earlier = _read_file(bpath)
+    try:
+        return _apply(values, dropin, text, netns, bpath, earlier)
+    except BaseException:
+        # A failed apply leaves the backups as they were before it.
+        with contextlib.suppress(OSError, TcpDoctorError):
+            if earlier is None:
+                os.unlink(bpath)
+            else:
+                atomic_write(bpath, earlier, 0o600)
+        raise
+
+
+def _apply(values: dict[str, str], dropin: str | None, text: str, netns: str | None,
+           bpath: str, earlier: str | None) -> dict[str, Any]:
     previous = netns_mod.run_in(netns, lambda: _read_values(list(values)))
-    backup = json.loads(_read_file(bpath) or "null") or {
+    backup = json.loads(earlier or "null") or {
         "schema": 1, "netns": netns, "dropin": dropin,
         "dropin_previous": _read_file(dropin) if dropin else None, "values": {}}
     for key, value in previous.items():
@@ -109,8 +142,6 @@ def apply(values: dict[str, str], dropin: str | None, text: str, netns: str | No
         restore = {k: backup["values"][k] for k in exc.done}
         netns_mod.run_in(netns, lambda: _write_values(restore))
         _restore_dropin(backup)
-        with contextlib.suppress(OSError):
-            os.unlink(bpath)
         raise TcpDoctorError(f"{exc}; the values already set were restored") from None
     return {"backup": bpath, "dropin": dropin, "previous": previous, "applied": values}
 
