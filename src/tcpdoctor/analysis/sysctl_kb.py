@@ -47,8 +47,11 @@ class Knob:
         """The integers of a value, or None if it is not of this key's shape or range."""
         if self.count == 0:
             return []
+        words = text.replace(",", " ").split()
+        if any(len(w) > 20 for w in words):  # int() of thousands of digits raises
+            return None
         try:
-            values = [int(x) for x in text.replace(",", " ").split()]
+            values = [int(x) for x in words]
         except ValueError:
             return None
         if len(values) != self.count:
@@ -267,6 +270,7 @@ def harmful(knob: Knob, value: str | None, ehash: int,
 def ehash_entries(text: str | None) -> int:
     """tcp_ehash_entries as the kernel prints it (negative: per-netns hash), else a fallback."""
     value = (text or "").strip()
-    if value.lstrip("-").isdigit() and int(value):
+    digits = value.lstrip("-")
+    if digits.isascii() and digits.isdigit() and len(digits) <= 12 and int(value):
         return abs(int(value))
     return EHASH_FALLBACK

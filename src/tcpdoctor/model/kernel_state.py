@@ -79,8 +79,11 @@ class KernelState:
         value = self.sysctls.get(key)
         if value is None:
             return None
+        words = value.split()
+        if any(len(w) > 20 for w in words):  # not a number a kernel prints
+            return None
         try:
-            return [int(x) for x in value.split()]
+            return [int(w) for w in words]
         except ValueError:
             return None
 

@@ -52,6 +52,7 @@ def _fix(key: str, ehash: int) -> str | None:
 
 def _plain(value: str | None) -> int | str | None:
     """A single integer as a number in the JSON (as the other rules' figures are)."""
-    if value is not None and value.lstrip("-").isdigit():
+    digits = (value or "").lstrip("-")
+    if value is not None and digits.isascii() and digits.isdigit() and len(digits) <= 19:
         return int(value)
     return value
