@@ -62,3 +62,44 @@ def test_read_only_filesystem(tiny_fs: Path) -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 3 and "read-only file system" in proc.stderr, proc.stderr
     assert "internal error" not in proc.stderr
+
+
+# Imported as root (the interpreter lives under /root), then run as nobody.
+AS_NOBODY = """
+import importlib, os, pkgutil, sys
+import tcpdoctor
+for m in pkgutil.walk_packages(tcpdoctor.__path__, "tcpdoctor."):
+    if not m.name.endswith("__main__") and ".exporter" not in m.name:
+        importlib.import_module(m.name)
+import rich.console, rich.table, rich.text, tomllib, difflib, encodings.ascii, encodings.latin_1
+import gzip, json, sqlite3, ctypes, textwrap, csv, numpy.ma, numpy.lib.recfunctions
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+tcpdoctor.cli.main(sys.argv[1:])
+"""
+
+
+def as_nobody(*args: str, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", AS_NOBODY, *args], capture_output=True,
+                          text=True, check=False, env=env, timeout=300)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becoming nobody needs root")
+@pytest.mark.parametrize("args", [
+    ["snapshot", "-o", "/root/tdtest-snapshot.json"],
+    ["tune", "--interval", "0", "--audit-file", str(DATA / "seed_sysctl.conf"), "--write",
+     "/etc/sysctl.d/tdtest-x.conf"],
+])
+def test_permission_problems_are_one_line(args: list[str]) -> None:
+    proc = as_nobody(*args)
+    assert proc.returncode == 3, proc.stderr
+    assert "permission denied" in proc.stderr and "internal error" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becoming nobody needs root")
+def test_record_without_home_is_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_STATE_HOME")}
+    proc = as_nobody("record", "--count", "1", "--no-processes", env=env)
+    assert proc.returncode in (0, 3), proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
