@@ -8,7 +8,6 @@ each distinct address is parsed once. Values accumulate in typed arrays, not obj
 from __future__ import annotations
 
 import ipaddress
-import re
 import zlib
 from array import array
 from collections.abc import Callable, Iterable
@@ -20,16 +19,12 @@ from tcpdoctor.errors import ParseError
 from tcpdoctor.model.addresses import V4_MAPPED_INT
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, constant, is_constant
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, STATE_ALIASES, TIMER_TIME_WAIT
-from tcpdoctor.sources.offline.fields import PID, PORT, U32, scaled, whole
+from tcpdoctor.sources.offline.extras import netstat_extras, ss_extras
+from tcpdoctor.sources.offline.fields import PID, PORT, U32, whole
 
 SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
              "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
 # ss -o and netstat -o timer names -> inet_diag timer codes (kernel.TIMER_*).
-TIMERS = {"on": 1, "keepalive": 2, "timewait": 3, "persist": 4, "probe": 4, "off": 0}
-USERS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)')
-SS_TIMER = re.compile(r"timer:\((\w+),(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?")
-NETSTAT_TIMER = re.compile(r"(\w+) \(([\d.]+)/")
-INFO = re.compile(r"\b(lastsnd|lastrcv|lastack):(\d+)|\brtt:([\d.]+)/")
 OPAQUE_NET = 0x0100_0000_0000_0000  # 100::/64 (RFC 6666 discard-only): truncated addresses
 
 
@@ -215,48 +210,6 @@ def _state(word: str) -> int | None:
     return STATE_ALIASES.get(word.upper())
 
 
-def _users(line: str, out: dict[str, int], names: dict[int, str]) -> bool:
-    found = USERS.findall(line)
-    if found:
-        name, pid_text = found[0]
-        pid = whole(pid_text, PID)
-        if pid is None:
-            return False
-        out["pid"] = pid
-        names[pid] = name
-    return True
-
-
-def ss_extras(text: str, names: dict[int, str]) -> dict[str, int] | None:
-    """The -p/-o/-e/-i fields of an ss line (or its continuation) as column values; None
-    when one of them is malformed (the line then counts as unparsed)."""
-    out: dict[str, int] = {}
-    if "users:(" in text and not _users(text, out, names):
-        return None
-    if "timer:(" in text and (m := SS_TIMER.search(text)):
-        minutes = whole(m.group(2) or "0", 10**6)
-        sec = scaled(m.group(3) or "0", 1000)
-        ms = scaled(m.group(4) or "0", 1)
-        if minutes is None or sec is None or ms is None:
-            return None
-        out["timer"] = TIMERS.get(m.group(1), 0)
-        out["expires"] = min(minutes * 60_000 + sec + ms, U32)
-    for key in ("ino", "uid"):
-        if f"{key}:" in text and (m := re.search(rf"\b{key}:(\d+)", text)):
-            value = whole(m.group(1), U32)
-            if value is None:
-                return None
-            out["inode" if key == "ino" else "uid"] = value
-    if ("last" in text or "rtt:" in text) and (hits := INFO.findall(text)):
-        out["has_info"] = 1
-        for key, value, rtt in hits:
-            got = whole(value, U32) if key else scaled(rtt, 1000)
-            if got is None:
-                return None
-            out[key or "rtt"] = got
-    return out
-
-
 def _queues(words: list[str]) -> tuple[int, int] | None:
     rq, wq = (whole(w, U32) for w in words)
     return None if rq is None or wq is None else (rq, wq)
@@ -319,7 +272,7 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
             continue  # headers, udp, unix sockets
         state = _state(f[5]) if len(f) > 5 else None
         queues = _queues(f[1:3]) if state is not None else None
-        extras = _netstat_extras(f[6:], line, b.names) if queues is not None else None
+        extras = netstat_extras(f[6:], line, b.names) if queues is not None else None
         if state is None or queues is None or extras is None:
             b.reject(no, "a netstat line: tcp RECV-Q SEND-Q LOCAL FOREIGN STATE [PID/NAME]", line)
             continue
@@ -329,25 +282,6 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if "pid" in extras or (f[6:] and f[6] == "-"):
             b.has_pid = True
         b.set_all(extras)
-
-
-def _netstat_extras(rest: list[str], line: str, names: dict[int, str]) -> dict[str, int] | None:
-    """-p (PID/Program) and -o (timer) fields; None when one is malformed."""
-    out: dict[str, int] = {}
-    if rest and "/" in rest[0]:
-        pid_text, _, name = rest[0].partition("/")
-        pid = whole(pid_text, PID)
-        if pid is None:
-            return None
-        out["pid"] = pid
-        names[pid] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
-    if "(" in line and (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
-        expires = scaled(m.group(2), 1000)
-        if expires is None:
-            return None
-        out["timer"] = TIMERS[m.group(1)]
-        out["expires"] = expires
-    return out
 
 
 def _foreign(f: list[str]) -> bool:

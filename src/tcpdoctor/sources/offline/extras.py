@@ -1,0 +1,76 @@
+"""The optional fields of ss and netstat lines (-p users, -o timers, -e inode and uid,
+-i tcp_info), read with the checked converters: a malformed one makes None, and its line
+then counts as unparsed."""
+
+from __future__ import annotations
+
+import re
+
+from tcpdoctor.sources.offline.fields import PID, U32, scaled, whole
+
+TIMERS = {"on": 1, "keepalive": 2, "timewait": 3, "persist": 4, "probe": 4, "off": 0}
+USERS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)')
+SS_TIMER = re.compile(r"timer:\((\w+),(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?")
+NETSTAT_TIMER = re.compile(r"(\w+) \(([\d.]+)/")
+INFO = re.compile(r"\b(lastsnd|lastrcv|lastack):(\d+)|\brtt:([\d.]+)/")
+
+
+def _users(line: str, out: dict[str, int], names: dict[int, str]) -> bool:
+    found = USERS.findall(line)
+    if found:
+        name, pid_text = found[0]
+        pid = whole(pid_text, PID)
+        if pid is None:
+            return False
+        out["pid"] = pid
+        names[pid] = name
+    return True
+
+
+def ss_extras(text: str, names: dict[int, str]) -> dict[str, int] | None:
+    """The -p/-o/-e/-i fields of an ss line (or its continuation) as column values; None
+    when one of them is malformed (the line then counts as unparsed)."""
+    out: dict[str, int] = {}
+    if "users:(" in text and not _users(text, out, names):
+        return None
+    if "timer:(" in text and (m := SS_TIMER.search(text)):
+        minutes = whole(m.group(2) or "0", 10**6)
+        sec = scaled(m.group(3) or "0", 1000)
+        ms = scaled(m.group(4) or "0", 1)
+        if minutes is None or sec is None or ms is None:
+            return None
+        out["timer"] = TIMERS.get(m.group(1), 0)
+        out["expires"] = min(minutes * 60_000 + sec + ms, U32)
+    for key in ("ino", "uid"):
+        if f"{key}:" in text and (m := re.search(rf"\b{key}:(\d+)", text)):
+            value = whole(m.group(1), U32)
+            if value is None:
+                return None
+            out["inode" if key == "ino" else "uid"] = value
+    if ("last" in text or "rtt:" in text) and (hits := INFO.findall(text)):
+        out["has_info"] = 1
+        for key, value, rtt in hits:
+            got = whole(value, U32) if key else scaled(rtt, 1000)
+            if got is None:
+                return None
+            out[key or "rtt"] = got
+    return out
+
+
+def netstat_extras(rest: list[str], line: str, names: dict[int, str]) -> dict[str, int] | None:
+    """-p (PID/Program) and -o (timer) fields; None when one is malformed."""
+    out: dict[str, int] = {}
+    if rest and "/" in rest[0]:
+        pid_text, _, name = rest[0].partition("/")
+        pid = whole(pid_text, PID)
+        if pid is None:
+            return None
+        out["pid"] = pid
+        names[pid] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
+    if "(" in line and (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
+        expires = scaled(m.group(2), 1000)
+        if expires is None:
+            return None
+        out["timer"] = TIMERS[m.group(1)]
+        out["expires"] = expires
+    return out
