@@ -15,6 +15,7 @@ import pytest
 
 from tcpdoctor.analysis.compare import compare
 from tcpdoctor.analysis.groups import group
+from tcpdoctor.cli.options import SOCKET_OPTIONS
 from tcpdoctor.history.sampler import Point, Taken
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.diff import render_text
@@ -84,7 +85,7 @@ def test_diff_names_ownerless_sockets_like_top() -> None:
 
 # The option matrix: every command that reads live sockets takes the common set.
 LIVE_COMMANDS = ("check", "states", "top", "snapshot", "watch", "record", "tune", "exporter")
-COMMON = ("--json", "--netns", "-4", "-6", "--source", "--no-processes")
+COMMON = SOCKET_OPTIONS
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

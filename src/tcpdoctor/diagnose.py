@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from tcpdoctor.analysis.check import Report, run_rules
 from tcpdoctor.analysis.context import Context
-from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.analysis.tune import Audit
 from tcpdoctor.model.kernel_state import KernelState
@@ -29,10 +28,6 @@ class Diagnosis:
     report: Report
     duration: float  # seconds the sample and the rules took (the interval included)
     started: float = field(default_factory=time.time)  # when the sockets were read
-
-    @property
-    def findings(self) -> list[Finding]:
-        return self.report.findings
 
 
 def diagnose(target: Target, thresholds: Thresholds | None = None, interval: float = 1.0,

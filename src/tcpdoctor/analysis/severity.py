@@ -41,7 +41,6 @@ class Severity(enum.StrEnum):
 
 _RANK = {Severity.OK: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
 _EXIT = {Severity.WARNING: ExitCode.WARNING, Severity.CRITICAL: ExitCode.CRITICAL}
-FINDING_SEVERITIES = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
 
 
 def worst(severities: Iterable[str]) -> Severity | None:

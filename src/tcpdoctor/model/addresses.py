@@ -13,11 +13,6 @@ V4_MAPPED = np.uint64(0xFFFF_0000_0000)
 V4_MAPPED_INT = 0xFFFF << 32
 
 
-def v4_to_mapped(addr_be32: np.ndarray) -> np.ndarray:
-    """IPv4 addresses (host integers of the big-endian value) -> low half of ::ffff:a.b.c.d."""
-    return addr_be32.astype(np.uint64) | V4_MAPPED
-
-
 def format_addr(hi: int, lo: int) -> str:
     value = (int(hi) << 64) | int(lo)
     addr = ipaddress.IPv6Address(value)

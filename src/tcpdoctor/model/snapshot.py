@@ -39,9 +39,6 @@ class Snapshot:
             return len(self) if mask is None else int(np.count_nonzero(mask))
         return int(w.sum(dtype=np.int64) if mask is None else w[mask].sum(dtype=np.int64))
 
-    def has(self, name: str) -> bool:
-        return name in self.columns
-
     def select(self, mask: np.ndarray) -> Snapshot:
         cols = {k: v[mask] for k, v in self.columns.items()}
         return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,

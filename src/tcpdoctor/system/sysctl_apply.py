@@ -19,7 +19,6 @@ from tcpdoctor.sources import netns as netns_mod
 from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
 
 DEFAULT_DROPIN = "/etc/sysctl.d/99-tcpdoctor.conf"  # sorts after 99-sysctl.conf
-DEFAULT_STATE_DIR = "/var/lib/tcpdoctor"
 
 
 def validate(values: dict[str, str], netns: str | None, ehash: int) -> None:
