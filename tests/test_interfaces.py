@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -186,3 +187,27 @@ def test_analyze_never_mentions_options_it_does_not_have(tmp_path: Path) -> None
     notes = json.loads(proc.stdout)["notes"]
     assert not any("--interval" in n for n in notes), notes
     assert any("one reading of the kernel counters" in n for n in notes), notes
+
+
+def _complete(words: str) -> list[str]:
+    env = {**os.environ, "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+           "_TCPDOCTOR_COMPLETE": "bash_complete"}
+    proc = subprocess.run([sys.executable, "-m", "tcpdoctor"], capture_output=True,
+                          text=True, env=env, check=False, timeout=60)
+    return [line.split(",", 1)[1] for line in proc.stdout.splitlines()]
+
+
+def test_shell_completion_of_commands_options_and_values() -> None:
+    from tcpdoctor.cli import COMMANDS
+
+    assert _complete("tcpdoctor ") == list(COMMANDS)
+    assert "--no-processes" in _complete("tcpdoctor top --no")
+    assert _complete("tcpdoctor check --threshold CLOSE_WAIT_LEAK.w") == [
+        "CLOSE_WAIT_LEAK.warning=100"]
+
+
+def test_version_names_kernel_and_source() -> None:
+    lines = run("--version").stdout.splitlines()
+    assert lines[0].startswith("tcpdoctor ") and lines[1] == f"kernel: Linux {os.uname().release}"
+    assert lines[2].startswith("source: ")

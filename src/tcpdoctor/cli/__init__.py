@@ -33,14 +33,40 @@ class DefaultGroup(click.Group):
         return next(c for c in module.COMMANDS if c.name == cmd_name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h",
-                                                                      "--version")):
+        completing = ctx.resilient_parsing  # shell completion lists the commands instead
+        if not completing and (not args or (args[0].startswith("-") and args[0] not in (
+                "--help", "-h", "--version"))):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
 
+def _version_message() -> str:
+    """--version: tcpdoctor's, and what it would read on this host."""
+    import os
+
+    from tcpdoctor.sources.netlink.layout import NETLINK_SOCK_DIAG
+
+    try:
+        import socket
+
+        socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG).close()
+        source = "netlink (NETLINK_SOCK_DIAG)"
+    except OSError as exc:
+        source = f"/proc/net/tcp (netlink unavailable: {exc.strerror})"
+    return (f"tcpdoctor {__version__}\nkernel: Linux {os.uname().release}\n"
+            f"source: {source}")
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit()
+
+
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="tcpdoctor")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version,
+              help="Show the version, the kernel and the source it would read, and exit.")
 def cli() -> None:
     """Find out why this server's TCP connections are exploding, and how to fix it.
 

@@ -70,6 +70,7 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
         click.option("--json", "as_json", is_flag=True,
                      help=helptext("--json", "Machine output on stdout (nothing else there).")),
         click.option("--netns", multiple=many_netns, metavar="NAME|PATH",
+                     shell_complete=_complete_netns,
                      help=helptext("--netns", NETNS_HELP + (" Repeatable." if many_netns
                                                             else ""))),
         click.option("-4", "ipv4_only", is_flag=True, help=helptext("-4", "IPv4 sockets only.")),
@@ -116,11 +117,27 @@ def threshold_options(fn: F) -> F:
         return fn(**kwargs)
 
     wrapper = click.option("--threshold", multiple=True, metavar="ID.KEY=VALUE",
+                           shell_complete=_complete_threshold,
                            help="Override one threshold, e.g. CLOSE_WAIT_LEAK.warning=50.")(
         wrapper)
     return click.option("--config", type=click.Path(dir_okay=False),
                         help="TOML file of thresholds: [thresholds.RULE_ID] key = value.")(
         wrapper)
+
+
+def _complete_netns(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from tcpdoctor.sources.netns import named
+
+    return [n for n in named() if n.startswith(incomplete)]
+
+
+def _complete_threshold(ctx: click.Context, param: click.Parameter,
+                        incomplete: str) -> list[str]:
+    """RULE_ID.key= for every rule threshold, with its default as a hint."""
+    from tcpdoctor.analysis.thresholds import defaults
+
+    return [f"{rid}.{key}={value:g}" for rid, keys in defaults().items()
+            for key, value in keys.items() if f"{rid}.{key}".startswith(incomplete)]
 
 
 def load_thresholds(config: str | None, overrides: tuple[str, ...]) -> Any:
