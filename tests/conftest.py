@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -118,3 +119,38 @@ def population() -> Iterator[LabNet]:
         yield lab
     finally:
         lab.close()
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at where/mnt (root): a disk that fills up on demand."""
+    mnt = where / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tdtest-fs", str(mnt)],
+                   check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# tcpdoctor as nobody: everything is imported as root first (the interpreter lives under
+# /root, which nobody may not read), then the process gives up root and runs the command.
+AS_NOBODY = """
+import importlib, os, pkgutil, sys
+import tcpdoctor
+for m in pkgutil.walk_packages(tcpdoctor.__path__, "tcpdoctor."):
+    if not m.name.endswith("__main__") and ".exporter" not in m.name:
+        importlib.import_module(m.name)
+import rich.console, rich.table, rich.text, tomllib, difflib, encodings.ascii
+import encodings.latin_1, gzip, json, sqlite3, ctypes, textwrap, csv, urllib.parse
+import numpy.ma, numpy.lib.recfunctions
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+tcpdoctor.cli.main(sys.argv[1:])
+"""
+
+
+def tcpdoctor_as_nobody(*args: str, env: dict[str, str] | None = None,
+                        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", AS_NOBODY, *args], capture_output=True,
+                          text=True, check=False, env=env, timeout=300)

@@ -14,24 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import small_tmpfs, tcpdoctor_as_nobody
+
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
-# Everything is imported as root (the interpreter lives under /root), then the process
-# becomes nobody before it opens the database.
-AS_NOBODY = """
-import os, sys, sqlite3, urllib.parse
-import tcpdoctor.cli, tcpdoctor.cli.history, tcpdoctor.history.run, tcpdoctor.history.query
-import tcpdoctor.history.store, tcpdoctor.render.history, rich.console, rich.table, json
-os.setgroups([]); os.setgid(65534); os.setuid(65534)
-tcpdoctor.cli.main(sys.argv[1:])
-"""
-
-
 def run(*args: str, nobody: bool = False) -> subprocess.CompletedProcess[str]:
-    cmd = ["-c", AS_NOBODY] if nobody else ["-m", "tcpdoctor"]
-    return subprocess.run([sys.executable, *cmd, *args], capture_output=True, text=True,
-                          check=False, timeout=300)
+    if nobody:
+        return tcpdoctor_as_nobody(*args)
+    return subprocess.run([sys.executable, "-m", "tcpdoctor", *args], capture_output=True,
+                          text=True, check=False, timeout=300)
 
 
 def record(db: Path, count: int = 2) -> subprocess.CompletedProcess[str]:
@@ -41,14 +33,8 @@ def record(db: Path, count: int = 2) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tdtest-hist", str(mnt)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path, "160k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @ROOT_ONLY

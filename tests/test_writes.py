@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DATA
+from .conftest import DATA, small_tmpfs, tcpdoctor_as_nobody
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -34,14 +34,8 @@ def test_file_size_limit_is_an_error_not_a_truncated_file(tmp_path: Path) -> Non
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tdtest-tiny", str(mnt)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path, "8k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 @ROOT_ONLY
@@ -64,26 +58,6 @@ def test_read_only_filesystem(tiny_fs: Path) -> None:
     assert "internal error" not in proc.stderr
 
 
-# Imported as root (the interpreter lives under /root), then run as nobody.
-AS_NOBODY = """
-import importlib, os, pkgutil, sys
-import tcpdoctor
-for m in pkgutil.walk_packages(tcpdoctor.__path__, "tcpdoctor."):
-    if not m.name.endswith("__main__") and ".exporter" not in m.name:
-        importlib.import_module(m.name)
-import rich.console, rich.table, rich.text, tomllib, difflib, encodings.ascii, encodings.latin_1
-import gzip, json, sqlite3, ctypes, textwrap, csv, numpy.ma, numpy.lib.recfunctions
-os.setgroups([]); os.setgid(65534); os.setuid(65534)
-tcpdoctor.cli.main(sys.argv[1:])
-"""
-
-
-def as_nobody(*args: str, env: dict[str, str] | None = None,
-              ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", AS_NOBODY, *args], capture_output=True,
-                          text=True, check=False, env=env, timeout=300)
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="becoming nobody needs root")
 @pytest.mark.parametrize("args", [
     ["snapshot", "-o", "/root/tdtest-snapshot.json"],
@@ -91,7 +65,7 @@ def as_nobody(*args: str, env: dict[str, str] | None = None,
      "/etc/sysctl.d/tdtest-x.conf"],
 ])
 def test_permission_problems_are_one_line(args: list[str]) -> None:
-    proc = as_nobody(*args)
+    proc = tcpdoctor_as_nobody(*args)
     assert proc.returncode == 3, proc.stderr
     assert "permission denied" in proc.stderr and "internal error" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -100,6 +74,6 @@ def test_permission_problems_are_one_line(args: list[str]) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="becoming nobody needs root")
 def test_record_without_home_is_one_line() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_STATE_HOME")}
-    proc = as_nobody("record", "--count", "1", "--no-processes", env=env)
+    proc = tcpdoctor_as_nobody("record", "--count", "1", "--no-processes", env=env)
     assert proc.returncode in (0, 3), proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
