@@ -44,15 +44,9 @@ def _version_message() -> str:
     """--version: tcpdoctor's, and what it would read on this host."""
     import os
 
-    from tcpdoctor.sources.netlink.layout import NETLINK_SOCK_DIAG
+    from tcpdoctor.sources.live import source_in_use
 
-    try:
-        import socket
-
-        socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG).close()
-        source = "netlink (NETLINK_SOCK_DIAG)"
-    except OSError as exc:
-        source = f"/proc/net/tcp (netlink unavailable: {exc.strerror})"
+    source = source_in_use()
     return (f"tcpdoctor {__version__}\nkernel: Linux {os.uname().release}\n"
             f"source: {source}")
 

@@ -49,6 +49,15 @@ def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bo
     return cols, "procfs", notes + more
 
 
+def source_in_use() -> str:
+    """Which source `--source auto` reads on this host, and why (for --version)."""
+    try:
+        netlink.open_socket().close()
+    except netlink.NetlinkUnavailable as exc:
+        return f"/proc/net/tcp (netlink unavailable: {exc})"
+    return "netlink (NETLINK_SOCK_DIAG)"
+
+
 def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: bool = True,
                   ipv6: bool = True, want: frozenset[str] | None = None, info: bool = False,
                   with_owners: bool = False, proc_root: str = "/proc") -> Snapshot:

@@ -5,7 +5,7 @@ socket and its threads.
 """
 
 from tcpdoctor.sources.netlink.decode import decode
-from tcpdoctor.sources.netlink.dump import read_sockets
+from tcpdoctor.sources.netlink.dump import open_socket, read_sockets
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 
-__all__ = ["NetlinkUnavailable", "decode", "read_sockets"]
+__all__ = ["NetlinkUnavailable", "decode", "open_socket", "read_sockets"]
