@@ -176,10 +176,23 @@ def test_truncated_lines_counted_or_strict(tmp_path: Path) -> None:
     path = tmp_path / "ss.txt"
     path.write_text(SS_SAMPLE + "ESTAB 0 0 10.0.0.1:22\n")
     lenient = tcpdoctor("analyze", "--json", str(path))
-    assert lenient.returncode == 0
-    assert any("not understood (first at line 7)" in n for n in json.loads(lenient.stdout)["notes"])
+    assert lenient.returncode == 1  # never 0 for a report that lost rows
+    report = json.loads(lenient.stdout)
+    assert report["lines_unparsed"] == 1 and report["total"] == 4
+    assert any("not understood (first at line 7)" in n for n in report["notes"])
+    text = tcpdoctor("analyze", str(path))
+    assert text.returncode == 1 and "No problems found" not in text.stdout
+    assert "Incomplete: 1 line(s) of the input could not be read" in text.stdout
     strict = tcpdoctor("analyze", "--strict", str(path))
     assert strict.returncode == 3 and f"{path}:7: expected an ss line" in strict.stderr
+
+
+def test_nothing_readable_is_exit_3(tmp_path: Path) -> None:
+    path = tmp_path / "ss.txt"
+    path.write_text("State Recv-Q Send-Q Local Address:Port Peer Address:Port\n"
+                    "ESTAB 0 0 10.0.0.1:99999 10.0.0.7:4003\n")
+    proc = tcpdoctor("analyze", str(path))
+    assert proc.returncode == 3 and "no TCP socket could be read" in proc.stderr
 
 
 def test_stdin_and_proc_dir(tmp_path: Path) -> None:

@@ -29,8 +29,15 @@ class Report:
     def worst(self) -> Severity | None:
         return worst(f.severity for f in self.findings)
 
+    @property
+    def incomplete(self) -> bool:
+        """Lines of the input could not be read: the report may miss what they held."""
+        return self.snap.unparsed > 0
+
     def exit_code(self) -> ExitCode:
-        return exit_code(f.severity for f in self.findings)
+        """By the worst finding; never 0 for a report that lost rows of its input."""
+        code = exit_code(f.severity for f in self.findings)
+        return max(code, ExitCode.WARNING) if self.incomplete else code
 
     def as_json(self) -> dict[str, Any]:
         s = self.snap
@@ -39,7 +46,7 @@ class Report:
             "netns": s.netns, "taken_at": s.taken_at, **s.summary(),
             "findings": [f.as_json() for f in self.findings],
             "rules_skipped": self.skipped, "notes": self.notes,
-            "interval_seconds": self.interval,
+            "interval_seconds": self.interval, "lines_unparsed": s.unparsed,
         }
 
 

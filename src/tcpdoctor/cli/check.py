@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.status import ExitCode
 
 
@@ -70,6 +71,9 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     port_range = (ports[0], ports[1]) if ports and len(ports) == 2 else None
     loaded = [offline.load(f, strict, reduce_above, port_range) for f in files]
     snap = offline.merge([s for s, _, _ in loaded])
+    if snap.unparsed and not snap.count():
+        raise TcpDoctorError(f"no TCP socket could be read: {snap.unparsed:,} line(s) not "
+                             f"understood ({'; '.join(snap.notes)})")
     kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
     return emit_report(run_rules(Context(snap, kernel), thresholds), as_json)
 

@@ -23,6 +23,7 @@ class Snapshot:
     netns: str | None = None
     notes: list[str] = field(default_factory=list)
     process_names: dict[int, str] = field(default_factory=dict)
+    unparsed: int = 0  # lines of a saved input that could not be read (lost rows)
 
     def __len__(self) -> int:
         """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""
@@ -42,7 +43,7 @@ class Snapshot:
     def select(self, mask: np.ndarray) -> Snapshot:
         cols = {k: v[mask] for k, v in self.columns.items()}
         return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,
-                        list(self.notes), dict(self.process_names))
+                        list(self.notes), dict(self.process_names), self.unparsed)
 
     def state_counts(self) -> dict[str, int]:
         return state_counts(self.columns["state"], self.weights)

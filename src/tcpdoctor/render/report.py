@@ -50,7 +50,11 @@ def render(report: Report) -> None:
     out(head[0], style="bold")
     out(head[1], hang=2)
     con.print()
-    if not report.findings:
+    if report.incomplete:
+        out(f"Incomplete: {report.snap.unparsed:,} line(s) of the input could not be read "
+            "(see the note below); the report covers only the sockets that could.",
+            hang=2, style="bold yellow")
+    elif not report.findings:
         out("No problems found.", style="bold green")
     for f in report.findings:
         title = Text.assemble((f.severity.upper(), SEVERITY_STYLE[f.severity]), " ", (f.id, "bold"),

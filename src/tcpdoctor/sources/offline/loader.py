@@ -149,14 +149,16 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
             raise ParseError(name, 1, FORMATS, head.split(b"\n", 1)[0])
         rescan = None if path == "-" else (lambda: _listen_ports(path, kind))
         acc = Accumulator(reduce_above, rescan, port_range or DEFAULT_PORT_RANGE)
-        notes, names = _stream_text(_Prefixed(head, stream), kind, name, strict, acc)
+        notes, names, unparsed = _stream_text(_Prefixed(head, stream), kind, name, strict,
+                                              acc)
     cols = acc.result()
     notes.extend(acc.notes)
     if not cols["state"].shape[0] and not notes:
         notes.append(f"{name}: no TCP sockets found")
     label = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
              "windows": "Windows netstat"}[kind]
-    snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes))
+    snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes),
+                    unparsed=unparsed)
     if "pid" in cols:
         snap.process_names = names
     return snap, None, notes
@@ -192,11 +194,12 @@ def _load_binary(data: bytes, name: str, path: str,
 
 
 def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Accumulator,
-                 ) -> tuple[list[str], dict[int, str]]:
+                 ) -> tuple[list[str], dict[int, str], int]:
     """Parse block by block into the accumulator; returns notes and process names."""
     stream = io.BufferedReader(raw, 1 << 20)
     if kind == "proc":
-        return _stream_proc(stream, name, strict, acc), {}
+        notes, bad = _stream_proc(stream, name, strict, acc)
+        return notes, {}, bad
     b = textdump.Builder(name, strict, sink=acc.add, block=BLOCK_ROWS)
 
     def too_long(line: int) -> None:
@@ -218,10 +221,11 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     if b.opaque:
         notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
                      "kept as opaque keys")
-    return notes, dict(b.names)
+    return notes, dict(b.names), b.bad_count
 
 
-def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator) -> list[str]:
+def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator,
+                 ) -> tuple[list[str], int]:
     """stream: a buffered reader (it is peeked at for the address family)."""
     bad: list[int] = []
 
@@ -232,9 +236,9 @@ def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator) -> list
     for part in procfs.iter_file(stream, family, name, None if strict else reject):
         acc.add(part)
     if not bad:
-        return []
+        return [], 0
     return [f"{len(bad)} line(s) of {name} not understood (first at line "
-            f"{', '.join(map(str, bad[:5]))}); --strict makes this an error"]
+            f"{', '.join(map(str, bad[:5]))}); --strict makes this an error"], len(bad)
 
 
 def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:
@@ -295,7 +299,8 @@ def merge(parts: list[Snapshot]) -> Snapshot:
     for p in parts:
         names.update(p.process_names)
     return Snapshot(cols, " + ".join(p.source for p in parts), parts[0].host, parts[0].kernel,
-                    parts[0].taken_at, None, [n for p in parts for n in p.notes], names)
+                    parts[0].taken_at, None, [n for p in parts for n in p.notes], names,
+                    sum(p.unparsed for p in parts))
 
 
 def proc_dir_state(directory: str) -> KernelState:
