@@ -251,6 +251,7 @@ def safe_value(key: str, ehash: int) -> str | None:
         "net.ipv4.tcp_syncookies": "1",
         "net.ipv4.tcp_abort_on_overflow": "0",
         "net.ipv4.tcp_timestamps": "1",
+        "net.ipv4.tcp_tw_recycle": "0",
         "net.ipv4.ip_local_port_range": f"{DEFAULT_PORT_RANGE[0]} {DEFAULT_PORT_RANGE[1]}",
     }.get(key)
 

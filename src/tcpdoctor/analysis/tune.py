@@ -63,7 +63,9 @@ def _judge(knob: Knob, current: str | None, cfg: Setting | None, release: tuple[
                         f"{knob.removed_in[1]}: remove the line.")
     if harm:
         entry.severity, entry.why = harm
-        entry.recommended = safe_value(knob.key, ehash)
+        # A key this kernel does not have (tcp_tw_recycle since 4.12) has no value to set:
+        # its configured line is to be removed.
+        entry.recommended = safe_value(knob.key, ehash) if current is not None else None
         return entry
     if cfg is not None and knob.myths:
         entry.severity, entry.why = "info", knob.myths[0]

@@ -29,7 +29,7 @@ def unsafe_sysctl(ctx: Context, th: dict[str, float]) -> Found | None:
         if harm is None:
             continue
         worst = max(worst, Severity(harm[0]))
-        recs.append(sysctl_rec(knob.key, _plain(current), _plain(_fix(knob.key, ehash)),
+        recs.append(sysctl_rec(knob.key, _plain(current), _plain(safe_value(knob.key, ehash)),
                                harm[1]))
     if not recs:
         return None
@@ -42,12 +42,6 @@ def unsafe_sysctl(ctx: Context, th: dict[str, float]) -> Found | None:
          "apply and roll back) and remove the lines that set them from /etc/sysctl.*."],
         [], recs,
     )
-
-
-def _fix(key: str, ehash: int) -> str | None:
-    # tune recommends removing a configured tcp_tw_recycle line (the key is gone since
-    # 4.12); a kernel that still runs it with 1 needs it turned off.
-    return "0" if key == "net.ipv4.tcp_tw_recycle" else safe_value(key, ehash)
 
 
 def _plain(value: str | None) -> int | str | None:
