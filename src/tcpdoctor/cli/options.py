@@ -10,17 +10,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from tcpdoctor.errors import TcpDoctorError
-
-if TYPE_CHECKING:
-    from tcpdoctor.sources.target import Target
+from tcpdoctor.sources.target import SOURCES, Target
 
 F = Callable[..., Any]
-SOURCES = ("auto", "netlink", "procfs")
 NETNS_HELP = ("Another network namespace: a name under /run/netns, or a path such as "
               "/proc/PID/ns/net.")
 # The option set of every command that reads live sockets (docs/spec.md, common options).
@@ -47,8 +44,6 @@ class SocketOptions:
         return not self.ipv6_only, not self.ipv4_only
 
     def target(self, netns: str | None = None, owners: bool | None = None) -> Target:
-        from tcpdoctor.sources.target import Target
-
         v4, v6 = self.families()
         return Target(netns if netns is not None else self.one_netns, self.source, v4, v6,
                       (not self.no_processes) if owners is None else owners)

@@ -36,14 +36,14 @@ def states(sock: SocketOptions, as_csv: bool) -> None:
     summary = snap.summary()
     if sock.as_json:
         emit_json({"schema": 1, "source": snap.source, **summary})
-    elif as_csv:
-        from tcpdoctor.render import tables
-
-        tables.states_csv(summary)
     else:
         from tcpdoctor.render import tables
 
-        tables.states_table(summary, f"TCP sockets on {snap.host} ({t.where}, {snap.source})")
+        if as_csv:
+            tables.states_csv(summary)
+        else:
+            tables.states_table(summary,
+                                f"TCP sockets on {snap.host} ({t.where}, {snap.source})")
     notes(snap.notes)
 
 

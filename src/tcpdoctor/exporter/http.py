@@ -92,13 +92,13 @@ def _users(data: dict[str, Any], path: str) -> dict[str, bytes]:
 
 
 def _tls(data: dict[str, Any], path: str) -> ssl.SSLContext | None:
-    cfg = data.get("tls_server_config") or {}
-    if not isinstance(cfg, dict) or (not all(
-            isinstance(cfg.get(k), str) for k in ("cert_file", "key_file")) and cfg):
-        raise TcpDoctorError(f"{path}: tls_server_config must hold cert_file and key_file "
-                             "paths")
+    cfg = data.get("tls_server_config")
     if not cfg:
         return None
+    if not isinstance(cfg, dict) or not all(
+            isinstance(cfg.get(k), str) for k in ("cert_file", "key_file")):
+        raise TcpDoctorError(f"{path}: tls_server_config must hold cert_file and key_file "
+                             "paths")
     try:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -37,8 +38,7 @@ def targets_for(base: Target, netns_list: tuple[str, ...], all_netns: bool) -> l
         names = [netns_mod.resolve(n) and n for n in netns_list]
     else:
         names = [None]
-    return [Target(n, base.source, base.ipv4, base.ipv6, base.owners, base.proc_root)
-            for n in names]
+    return [dataclasses.replace(base, netns=n) for n in names]
 
 
 def _log_error(netns: str, exc: BaseException) -> None:

@@ -19,13 +19,10 @@ from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6
 from tcpdoctor.sources import netlink, netns
-from tcpdoctor.sources.target import Target
+from tcpdoctor.sources.target import SOURCES, Target
 
 if TYPE_CHECKING:
     from tcpdoctor.sources.owners import OwnerTable
-
-SOURCES = ("auto", "netlink", "procfs")
-
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

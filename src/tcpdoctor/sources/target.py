@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SOURCES = ("auto", "netlink", "procfs")  # what --source takes
+
 
 @dataclass(frozen=True)
 class Target:

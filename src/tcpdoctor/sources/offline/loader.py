@@ -100,11 +100,12 @@ def _open(path: str) -> Iterator[BinaryIO]:
     fh = _open_file(path)
     try:
         magic = fh.read(2)
+        if magic in (b"\xff\xfe", b"\xfe\xff"):
+            yield _utf16(fh, magic, path)
+            return
         stream: BinaryIO = io.BufferedReader(_Prefixed(magic, fh), 1 << 20)
         if magic == b"\x1f\x8b":
             stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
-        elif magic in (b"\xff\xfe", b"\xfe\xff"):
-            stream = _utf16(fh, magic, path)
         yield stream
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \
