@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import re
 
+from tcpdoctor.model.tcp import (
+    TIMER_KEEPALIVE,
+    TIMER_NONE,
+    TIMER_PROBE,
+    TIMER_RETRANSMIT,
+    TIMER_TIME_WAIT,
+)
 from tcpdoctor.sources.offline.fields import PID, U32, scaled, whole
 
-TIMERS = {"on": 1, "keepalive": 2, "timewait": 3, "persist": 4, "probe": 4, "off": 0}
+# ss -o and netstat -o timer names -> inet_diag timer codes.
+TIMERS = {"on": TIMER_RETRANSMIT, "keepalive": TIMER_KEEPALIVE, "timewait": TIMER_TIME_WAIT,
+          "persist": TIMER_PROBE, "probe": TIMER_PROBE, "off": TIMER_NONE}
 USERS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)')
 SS_TIMER = re.compile(r"timer:\((\w+),(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?")
 NETSTAT_TIMER = re.compile(r"(\w+) \(([\d.]+)/")

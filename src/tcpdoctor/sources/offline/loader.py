@@ -215,10 +215,7 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         textdump.PARSERS[kind](_lines(stream, too_long), b)
     b.flush()
     acc.finish(b.has_pid, b.has_info)
-    notes = []
-    if b.bad_count:
-        notes.append(f"{b.bad_count} line(s) of {name} not understood (first at line "
-                     f"{', '.join(map(str, b.bad))}); --strict makes this an error")
+    notes = [_unparsed_note(name, b.bad_count, b.bad)] if b.bad_count else []
     if b.opaque:
         notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
                      "kept as opaque keys")
@@ -228,18 +225,24 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
 def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator,
                  ) -> tuple[list[str], int]:
     """stream: a buffered reader (it is peeked at for the address family)."""
-    bad: list[int] = []
+    first: list[int] = []  # the first few line numbers (memory stays bounded)
+    count = 0
 
     def reject(exc: ParseError) -> None:
-        bad.append(exc.line or 0)
+        nonlocal count
+        count += 1
+        if len(first) < 5:
+            first.append(exc.line or 0)
 
     family = _proc_family(stream.peek(4096))
     for part in procfs.iter_file(stream, family, name, None if strict else reject):
         acc.add(part)
-    if not bad:
-        return [], 0
-    return [f"{len(bad)} line(s) of {name} not understood (first at line "
-            f"{', '.join(map(str, bad[:5]))}); --strict makes this an error"], len(bad)
+    return ([_unparsed_note(name, count, first)] if count else []), count
+
+
+def _unparsed_note(name: str, count: int, first: list[int]) -> str:
+    return (f"{count} line(s) of {name} not understood (first at line "
+            f"{', '.join(map(str, first))}); --strict makes this an error")
 
 
 def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:

@@ -24,7 +24,6 @@ from tcpdoctor.sources.offline.fields import PID, PORT, U32, whole
 
 SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
              "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
-# ss -o and netstat -o timer names -> inet_diag timer codes (kernel.TIMER_*).
 OPAQUE_NET = 0x0100_0000_0000_0000  # 100::/64 (RFC 6666 discard-only): truncated addresses
 
 
@@ -85,10 +84,10 @@ class Builder:
 
     def _parse_address(self, text: str) -> tuple[int, int, int]:
         quad = text.split(".")
-        if len(quad) == 4 and all(_num(q) and len(q) <= 3 for q in quad):
-            a, b, c, d = (int(q) for q in quad)
-            if a < 256 and b < 256 and c < 256 and d < 256:  # dotted quad: the common case,
-                return AF_INET, 0, V4_MAPPED_INT | (a << 24) | (b << 16) | (c << 8) | d
+        octets = [o for q in quad if (o := whole(q, 255)) is not None]
+        if len(quad) == 4 and len(octets) == 4:  # a dotted quad: the common case
+            a, b, c, d = octets
+            return AF_INET, 0, V4_MAPPED_INT | (a << 24) | (b << 16) | (c << 8) | d
         raw = text.strip("[]").split("%", 1)[0]
         if raw in ("*", ""):
             raw = "0.0.0.0"
@@ -199,11 +198,6 @@ class Builder:
         if self.sink is not None and len(self.cols["state"]):
             self.sink(self.columns(complete=True))
             self._reset()
-
-
-def _num(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts '¹' and other characters int() rejects."""
-    return text.isascii() and text.isdigit()
 
 
 def _state(word: str) -> int | None:
