@@ -260,3 +260,17 @@ def test_proc_dir_entry_that_is_a_directory(tmp_path: Path) -> None:
     assert proc.returncode == 3 and "internal error" not in proc.stderr
     assert proc.stderr.strip() == f"tcpdoctor: --proc-dir: cannot read {tmp_path}/sockstat: " \
         "Is a directory"
+
+
+def test_diff_of_an_input_that_lost_rows_says_so(tmp_path: Path) -> None:
+    good, damaged = tmp_path / "before.txt", tmp_path / "after.txt"
+    good.write_text(SS_SAMPLE)
+    damaged.write_text(SS_SAMPLE + "ESTAB 0 0 10.0.0.1:22\n")
+    clean = tcpdoctor("diff", str(good), str(good))
+    assert clean.returncode == 0 and "incomplete" not in clean.stdout
+    proc = tcpdoctor("diff", str(good), str(damaged))
+    assert proc.returncode == 1  # never 0 for a comparison that lost rows
+    assert "incomplete: 1 line(s) could not be read" in proc.stdout.splitlines()[1]
+    assert "not understood (first at line 7)" in proc.stderr
+    report = json.loads(tcpdoctor("diff", "--json", str(good), str(damaged)).stdout)
+    assert (report["before"]["lines_unparsed"], report["after"]["lines_unparsed"]) == (0, 1)

@@ -48,8 +48,10 @@ def compare(before: Loaded, after: Loaded, limit: int = 5) -> dict[str, Any]:
             if ka.sysctls.get(key) != kb.sysctls.get(key):
                 sysctl_changes[key] = {"before": ka.sysctls.get(key), "after": kb.sysctls.get(key)}
     return {
-        "schema": 1, "before": {"source": sa.source, "taken_at": sa.taken_at},
-        "after": {"source": sb.source, "taken_at": sb.taken_at},
+        "schema": 1,
+        "before": {"source": sa.source, "taken_at": sa.taken_at,
+                   "lines_unparsed": sa.unparsed},
+        "after": {"source": sb.source, "taken_at": sb.taken_at, "lines_unparsed": sb.unparsed},
         "totals": {k: {"before": xa[k], "after": xb[k], "change": xb[k] - xa[k]}
                    for k in ("total", "established", "non_established")},
         "states": {s: {"before": xa["states"][s], "after": xb["states"][s],

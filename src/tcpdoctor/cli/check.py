@@ -70,12 +70,17 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     ports = saved.sysctl_ints("net.ipv4.ip_local_port_range") if saved else None
     port_range = (ports[0], ports[1]) if ports and len(ports) == 2 else None
     loaded = [offline.load(f, strict, reduce_above, port_range) for f in files]
-    snap = offline.merge([s for s, _, _ in loaded])
+    snap = require_sockets(offline.merge([s for s, _, _ in loaded]))
+    kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
+    return emit_report(run_rules(Context(snap, kernel), thresholds), as_json)
+
+
+def require_sockets(snap: Any) -> Any:
+    """A saved input of which no line could be read is exit 3, not an empty report."""
     if snap.unparsed and not snap.count():
         raise TcpDoctorError(f"no TCP socket could be read: {snap.unparsed:,} line(s) not "
                              f"understood ({'; '.join(snap.notes)})")
-    kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
-    return emit_report(run_rules(Context(snap, kernel), thresholds), as_json)
+    return snap
 
 
 def emit_report(report: Any, as_json: bool) -> ExitCode:

@@ -148,9 +148,13 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> ExitCode:
       tcpdoctor diff before.json.gz after.json.gz
     """
     from tcpdoctor.analysis.compare import compare
+    from tcpdoctor.cli.check import require_sockets
+    from tcpdoctor.render.output import notes
     from tcpdoctor.sources import offline
 
     a, b = offline.load(before), offline.load(after)
+    for snap, _, _ in (a, b):
+        require_sockets(snap)
     result = compare((a[0], a[1]), (b[0], b[1]), limit)
     if as_json:
         from tcpdoctor.render.output import emit_json
@@ -160,7 +164,9 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> ExitCode:
         from tcpdoctor.render.diff import render_text
 
         sys.stdout.write(render_text(result))
-    return ExitCode.OK
+    notes([n for snap in (a[0], b[0]) if snap.unparsed for n in snap.notes])
+    # A comparison of inputs that lost rows is incomplete: never 0, as with analyze.
+    return ExitCode.WARNING if a[0].unparsed or b[0].unparsed else ExitCode.OK
 
 
 def _parse_prefix(text: str) -> tuple[int, int]:

@@ -6,9 +6,13 @@ from typing import Any
 
 
 def render_text(r: dict[str, Any]) -> str:
-    out = [f"before: {r['before']['source']} {r['before']['taken_at']}",
-           f"after:  {r['after']['source']} {r['after']['taken_at']}", "",
-           f"{'':18}{'before':>10}{'after':>10}{'change':>10}"]
+    out = []
+    for side in ("before", "after"):
+        s = r[side]
+        lost = (f" (incomplete: {s['lines_unparsed']:,} line(s) could not be read)"
+                if s["lines_unparsed"] else "")
+        out.append(f"{side + ':':8}{s['source']} {s['taken_at']}{lost}")
+    out += ["", f"{'':18}{'before':>10}{'after':>10}{'change':>10}"]
     rows = [(k, v) for k, v in r["totals"].items()]
     rows += [(s, v) for s, v in r["states"].items() if v["before"] or v["after"]]
     for name, v in rows:
