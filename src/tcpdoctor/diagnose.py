@@ -76,8 +76,8 @@ def audit_sysctls(target: Target, audit_files: tuple[str, ...], interval: float)
     from tcpdoctor.analysis import tune as audit_mod
     from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, ehash_entries
     from tcpdoctor.model.kernel_state import sysctl_path
-    from tcpdoctor.sources import kstate, sysctl_files
     from tcpdoctor.sources import netns as netns_mod
+    from tcpdoctor.sources import sysctl_files
 
     d = diagnose(target, None, interval)
     keys = (*tuple(k.key for k in KNOBS), "net.ipv4.tcp_ehash_entries")
