@@ -15,7 +15,8 @@ DEFAULTS: dict[str, Any] = {"state": "ESTABLISHED", "sport": 40000, "dport": 443
                             "laddr": "10.0.0.1", "raddr": "192.0.2.10", "timer": 0,
                             "rqueue": 0, "wqueue": 0, "inode": 1, "pid": -1, "lastrcv": 0,
                             "lastsnd": 0, "has_info": True, "uid": 0, "expires": 0,
-                            "retrans": 0, "family": 2}
+                            "retrans": 0, "family": 2, "rmem_alloc": 0, "wmem_queued": 0,
+                            "has_mem": True}
 
 
 def _values(spec: dict[str, Any], key: str, n: int) -> np.ndarray:
@@ -40,7 +41,8 @@ def snapshot(*specs: dict[str, Any], names: dict[int, str] | None = None) -> Sna
         state = spec.get("state", DEFAULTS["state"])
         cols.setdefault("state", []).append(np.full(n, STATE_BY_NAME[state], np.uint8))
         for key in ("sport", "dport", "timer", "rqueue", "wqueue", "inode", "pid", "lastrcv",
-                    "lastsnd", "has_info", "uid", "expires", "retrans", "family"):
+                    "lastsnd", "has_info", "uid", "expires", "retrans", "family",
+                    "rmem_alloc", "wmem_queued", "has_mem"):
             cols.setdefault(key, []).append(_values(spec, key, n))
     dtypes = {**BASE_COLUMNS, **INFO_COLUMNS, "pid": "i4"}
     out = {k: np.concatenate(v).astype(dtypes[k]) for k, v in cols.items()}

@@ -49,9 +49,10 @@ def fixed_sample(ns: str | None) -> Sample:
                          counters={"TcpExt.ListenOverflows": 7, "Tcp.ActiveOpens": 1234},
                          sysctls={"net.ipv4.tcp_max_tw_buckets": "131072",
                                   "net.ipv4.tcp_max_orphans": "131072",
-                                  "net.ipv4.tcp_mem": "1000 2000 3000"})
-    findings = run_rules(Context(snap, kernel)).findings
-    return Sample(snap, kernel, findings, 0.125)
+                                  "net.ipv4.tcp_mem": "1000 2000 3000"},
+                         slab={"TCP": (2368, 300), "tw_sock_TCP": (256, 64)})
+    report = run_rules(Context(snap, kernel))
+    return Sample(snap, kernel, report.findings, 0.125, cost=report.cost)
 
 
 def test_exposition_golden() -> None:

@@ -241,6 +241,9 @@ def test_html_report_in_headless_chromium(leak: LabNet, tmp_path: Path) -> None:
                          timeout=120)
     assert 'data-rendered="ok"' in dom.stdout
     assert dom.stdout.count('data-series="CLOSE_WAIT"') == 1
+    # What the sockets cost, charted next to the counts (issue 17).
+    assert 'data-series="all sockets"' in dom.stdout
+    assert 'data-series="CLOSE_WAIT sockets"' in dom.stdout
     assert 'data-finding="CLOSE_WAIT_LEAK"' in dom.stdout
     assert "td-leaky" in dom.stdout and "198.18.0.2 CLOSE_WAIT" in dom.stdout
     keep = os.environ.get("TCPDOCTOR_ARTIFACTS")

@@ -21,7 +21,7 @@ SPEC_IDS = {
     "FIN_WAIT2_BUILDUP", "LAST_ACK_BUILDUP", "SYN_FLOOD", "ACCEPT_QUEUE_OVERFLOW",
     "OUTBOUND_SCAN", "UPSTREAM_UNREACHABLE", "EPHEMERAL_PORT_EXHAUSTION", "PEER_CONCENTRATION",
     "IDLE_ESTABLISHED", "ORPHAN_PRESSURE", "TCP_MEMORY_PRESSURE", "CONNTRACK_FULL", "FD_LIMIT",
-    "UNSAFE_SYSCTL",
+    "UNSAFE_SYSCTL", "SOCKET_MEMORY_HOG",
 }
 SYSCTLS = {"net.ipv4.tcp_max_tw_buckets": "131072", "net.ipv4.tcp_max_orphans": "131072",
            "net.ipv4.tcp_mem": "1000 2000 3000", "net.ipv4.ip_local_port_range": "32768 60999",
@@ -97,6 +97,11 @@ CASES: list[Case] = [
     ("FD_LIMIT", lambda n: Context(synth.snapshot({"pid": 7}, names={7: "app"}), kernel(),
                                    fd_counts={7: n}, nofile=lambda pid: 1000),
         [(799, None), (800, "warning"), (950, "critical")]),
+    # n sockets with 1 MiB unread each; tcp_mem's pressure point at 200,000 pages (800 MiB).
+    ("SOCKET_MEMORY_HOG", lambda n: Context(synth.snapshot(
+        {"n": n, "rmem_alloc": 1 << 20, "rqueue": 1 << 20}),
+        kernel(net__ipv4__tcp_mem="100000 200000 300000")),
+        [(63, None), (78, None), (79, "warning"), (390, "warning"), (391, "critical")]),
     ("UNSAFE_SYSCTL", lambda n: Context(synth.snapshot(), kernel(
         net__ipv4__tcp_max_tw_buckets=str(n))),
         [(32768, None), (20000, "warning"), (5000, "critical")]),

@@ -8,6 +8,7 @@ from typing import Any
 
 from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers the rules)
 from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.cost import summary
 from tcpdoctor.analysis.registry import NEEDS_REASONS, REGISTRY, Finding
 from tcpdoctor.analysis.severity import Severity, exit_code, worst
 from tcpdoctor.analysis.thresholds import Thresholds, defaults
@@ -24,6 +25,7 @@ class Report:
     skipped: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     interval: float = 0.0
+    cost: dict[str, Any] = field(default_factory=dict)  # what the sockets cost (cost.summary)
 
     @property
     def worst(self) -> Severity | None:
@@ -47,6 +49,7 @@ class Report:
             "findings": [f.as_json() for f in self.findings],
             "rules_skipped": self.skipped, "notes": self.notes,
             "interval_seconds": self.interval, "lines_unparsed": s.unparsed,
+            "cost": self.cost,
         }
 
 
@@ -56,6 +59,8 @@ def available(ctx: Context) -> set[str]:
         have.add("owners")
     if "has_info" in ctx.snap.columns and bool(ctx.snap.columns["has_info"].any()):
         have.add("info")
+    if "has_mem" in ctx.snap.columns and bool(ctx.snap.columns["has_mem"].any()):
+        have.add("buffers")
     if ctx.fd_counts is not None:
         have.add("fds")
     if ctx.kernel is not None:
@@ -92,4 +97,5 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
                      "(overflows, drops, cookies) was not measured" if live else
                      "the input holds one reading of the kernel counters: rate-based "
                      "evidence (overflows, drops, cookies) was not measured")
-    return Report(ctx.snap, findings, skipped, notes, ctx.interval)
+    cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
+    return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost)

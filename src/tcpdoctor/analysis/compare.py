@@ -39,8 +39,9 @@ Loaded = tuple[Snapshot, KernelState | None]
 
 def compare(before: Loaded, after: Loaded, limit: int = 5) -> dict[str, Any]:
     (sa, ka), (sb, kb) = before, after
-    fa = {f.id: f.severity for f in run_rules(Context(sa, ka)).findings}
-    fb = {f.id: f.severity for f in run_rules(Context(sb, kb)).findings}
+    ra, rb = run_rules(Context(sa, ka)), run_rules(Context(sb, kb))
+    fa = {f.id: f.severity for f in ra.findings}
+    fb = {f.id: f.severity for f in rb.findings}
     xa, xb = sa.summary(), sb.summary()
     sysctl_changes = {}
     if ka is not None and kb is not None:
@@ -60,4 +61,21 @@ def compare(before: Loaded, after: Loaded, limit: int = 5) -> dict[str, Any]:
         "findings": {"appeared": sorted(set(fb) - set(fa)), "resolved": sorted(set(fa) - set(fb)),
                      "remaining": sorted(set(fa) & set(fb))},
         "sysctls": sysctl_changes,
+        "cost": _cost_change(ra.cost, rb.cost),
+    }
+
+
+def _cost_change(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Kernel memory and fds before and after, in all and per state; 'measured' says
+    which parts both inputs carry (a pasted netstat has no buffers and no slab sizes)."""
+    def row(x: dict[str, int] | None, y: dict[str, int] | None) -> dict[str, dict[str, int]]:
+        return {k: {"before": (x or {}).get(k, 0), "after": (y or {}).get(k, 0),
+                    "change": (y or {}).get(k, 0) - (x or {}).get(k, 0)}
+                for k in ("memory_bytes", "fds")}
+    states = [s for s in STATE_NAMES if s in a["by_state"] or s in b["by_state"]]
+    return {
+        "objects_priced": a["objects_priced"] and b["objects_priced"],
+        "buffers_measured": a["buffers_measured"] and b["buffers_measured"],
+        "total": row(a["total"], b["total"]),
+        "by_state": {s: row(a["by_state"].get(s), b["by_state"].get(s)) for s in states},
     }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from tcpdoctor.analysis.cost import SocketCost, socket_cost
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.model.addresses import format_addr
 from tcpdoctor.model.columns import factorize
@@ -25,6 +26,13 @@ class Context:
     interval: float = 0.0
     fd_counts: dict[int, int] | None = None
     nofile: Callable[[int], int | None] | None = None
+    _cost: SocketCost | None = field(default=None, repr=False)
+
+    def cost(self) -> SocketCost:
+        """What each socket costs (built once, on first use)."""
+        if self._cost is None:
+            self._cost = socket_cost(self.snap, self.kernel)
+        return self._cost
 
     def sysctl_int(self, key: str) -> int | None:
         return self.kernel.sysctl_int(key) if self.kernel else None

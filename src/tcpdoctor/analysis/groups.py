@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tcpdoctor.analysis.cost import SocketCost
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.model.addresses import format_addr, is_v4, parse_addr, prefix_masks
 from tcpdoctor.model.columns import factorize
@@ -96,8 +97,9 @@ def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:
 
 
 def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 24,
-          prefix6: int = 64) -> Grouping:
-    """Top groups by count (ties broken by key), each with its per-state breakdown."""
+          prefix6: int = 64, cost: SocketCost | None = None) -> Grouping:
+    """Top groups by count (ties broken by key), each with its per-state breakdown; with
+    cost, each group's kernel memory and file descriptors too, largest memory first."""
     n = snap.count()
     key_cols = [(k, key_columns(snap, k, prefix4, prefix6)) for k in by]
     flat = [col for _, cols in key_cols for col in cols]
@@ -107,7 +109,13 @@ def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 
     per_state = np.bincount(inverse * NUM_STATES + snap.columns["state"], snap.weights,
                             minlength=uniq[0].shape[0] * NUM_STATES).reshape(-1, NUM_STATES)
     per_state = per_state.astype(np.int64)
-    order = np.argsort(-counts, kind="stable")
+    rank = counts
+    if cost is not None:
+        memory = np.bincount(inverse, (cost.objects + cost.buffers).astype(np.float64),
+                             counts.shape[0])
+        fds = np.bincount(inverse, cost.fds.astype(np.float64), counts.shape[0])
+        rank = memory
+    order = np.argsort(-rank, kind="stable")
     if limit is not None:
         order = order[:limit]
     groups: list[dict[str, Any]] = []
@@ -121,6 +129,8 @@ def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 
         states = {STATE_NAMES[s - 1]: int(per_state[g, s])
                   for s in range(1, len(STATE_NAMES) + 1) if per_state[g, s]}
         groups.append({"key": key, "count": int(counts[g]), "states": states})
+        if cost is not None:
+            groups[-1].update(memory_bytes=int(memory[g]), fds=int(fds[g]))
     shown = sum(gr["count"] for gr in groups)
     return Grouping(by, groups, n - shown, n)
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.severity import Severity
 
@@ -21,10 +23,10 @@ NEEDS_REASONS = {
     "info": "no tcp_info (procfs source or a text dump without it)",
     "kernel": "no kernel figures (sockstat, counters, sysctls) for this input",
     "sysctls": "sysctl values unavailable for this input",
+    "buffers": "no per-socket buffer memory (skmem: the netlink source, or `ss -m` in a "
+               "capture)",
     "fds": "per-process open-file counts unavailable (owner scan skipped, or offline input)",
 }
-
-
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Found:
     actions: list[str]
     processes: list[dict[str, Any]] = field(default_factory=list)
     sysctl: list[dict[str, Any]] = field(default_factory=list)
+    # The sockets the finding is about: the registry prices them into evidence["cost"].
+    sockets: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.severity = Severity(self.severity)
@@ -58,7 +62,6 @@ class Finding(Found):
         return out
 
 
-
 RuleFn = Callable[[Context, dict[str, float]], Found | None]
 
 
@@ -76,7 +79,13 @@ class Rule:
 
     def run(self, ctx: Context, thresholds: dict[str, float]) -> Finding | None:
         found = self.fn(ctx, thresholds)
-        return None if found is None else self.finding(found)
+        if found is None:
+            return None
+        if found.sockets is not None:
+            cost = ctx.cost()
+            if cost.objects_known or cost.buffers_known:
+                found.evidence["cost"] = cost.of(found.sockets)
+        return self.finding(found)
 
 
 REGISTRY: dict[str, Rule] = {}

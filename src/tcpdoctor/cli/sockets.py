@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,41 +11,68 @@ from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.status import ExitCode
 
+if TYPE_CHECKING:
+    from tcpdoctor.analysis.cost import SocketCost
+    from tcpdoctor.model.snapshot import Snapshot
+    from tcpdoctor.sources.target import Target
+
 
 @click.command()
 @socket_options("states", no_processes_help="states never looks up owners (accepted so "
                 "that scripts can pass one option set to every command).")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
-def states(sock: SocketOptions, as_csv: bool) -> None:
+@click.option("--cost", is_flag=True,
+              help="Add each state's kernel memory and file descriptors to the table or CSV "
+                   "(--json always carries them, under \"cost\").")
+def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
     """Counts per TCP state, plus total, established and non_established.
 
     \b
     All 11 kernel states are listed, zeros included; request sockets (NEW_SYN_RECV) count
-    as SYN_RECV and LISTEN counts in total, as `ss -tan` lists them.
+    as SYN_RECV and LISTEN counts in total, as `ss -tan` lists them. Memory is the slab
+    objects (sizes from /proc/slabinfo, root only) plus the buffers (`ss -m`'s skmem).
 
     \b
     Examples:
       tcpdoctor states
+      tcpdoctor states --cost                   memory and fds per state
       tcpdoctor states --json | jq .non_established
       tcpdoctor states --netns blue -4 --csv
     """
+    from tcpdoctor.analysis.cost import by_state
     from tcpdoctor.render.output import emit_json, notes
     from tcpdoctor.sources.live import take_snapshot
 
     t = sock.target(owners=False)
-    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=frozenset({"state"}))
+    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6,
+                         want=frozenset({"state", "family", "inode"}), mem=True)
     summary = snap.summary()
+    sc = _priced(snap, t)
+    priced = {"total": sc.of(), "by_state": by_state(snap, sc),
+              "objects_priced": sc.objects_known, "buffers_measured": sc.buffers_known}
     if sock.as_json:
-        emit_json({"schema": 1, "source": snap.source, **summary})
+        emit_json({"schema": 1, "source": snap.source, **summary, "cost": priced})
     else:
         from tcpdoctor.render import tables
 
         if as_csv:
-            tables.states_csv(summary)
+            tables.states_csv(summary, priced if cost else None)
         else:
-            tables.states_table(summary,
-                                f"TCP sockets on {snap.host} ({t.where}, {snap.source})")
+            tables.states_table(summary, f"TCP sockets on {snap.host} ({t.where}, "
+                                f"{snap.source})", priced if cost else None)
     notes(snap.notes)
+
+
+def _priced(snap: Snapshot, target: Target) -> SocketCost:
+    """What each socket of a live snapshot costs (slab sizes read now, from the host)."""
+    from tcpdoctor.analysis.cost import socket_cost
+    from tcpdoctor.sources.live import read_kernel
+
+    kernel = read_kernel(target, with_sysctls=False)
+    if not kernel.slab:
+        snap.notes.append("socket object sizes unknown (/proc/slabinfo needs root): memory "
+                          "counts buffers only")
+    return socket_cost(snap, kernel)
 
 
 @click.command()
@@ -64,9 +92,12 @@ def states(sock: SocketOptions, as_csv: bool) -> None:
 @click.option("--prefix", "prefix", default="24,64", show_default=True,
               help="Prefix lengths for remote-net: IPv4,IPv6.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+@click.option("--cost", is_flag=True,
+              help="Add each group's kernel memory and file descriptors, and rank the groups "
+                   "by memory instead of count.")
 def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tuple[int, ...],
         ips: tuple[str, ...], pids: tuple[int, ...], limit: int, prefix: str,
-        as_csv: bool) -> None:
+        as_csv: bool, cost: bool) -> None:
     """The largest groups of sockets, by remote IP, network, port, process or state.
 
     \b
@@ -76,6 +107,7 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
       tcpdoctor top --by local-port --state time-wait
       tcpdoctor top --ip 203.0.113.7 --by state   every connection of one client
       tcpdoctor top --by remote-net --prefix 16,48
+      tcpdoctor top --by process,state --cost   which process's sockets hold the memory
     """
     from tcpdoctor.analysis import groups
     from tcpdoctor.render.output import emit_json, notes
@@ -87,10 +119,10 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
         raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
     want_owner = ("process" in keys or bool(pids)) and not sock.no_processes
     t = sock.target(owners=want_owner)
-    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, with_owners=t.owners)
+    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, with_owners=t.owners, mem=cost)
     snap = snap.select(groups.filter_mask(snap, list(state_filter), list(ports), list(ips),
                                           list(pids)))
-    result = groups.group(snap, keys, limit, p4, p6)
+    result = groups.group(snap, keys, limit, p4, p6, _priced(snap, t) if cost else None)
     if sock.as_json:
         emit_json(result.as_json())
     else:

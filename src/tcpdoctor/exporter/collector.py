@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -37,6 +37,7 @@ class Sample:
     findings: list[Finding]
     duration: float
     taken: float = field(default_factory=time.monotonic)
+    cost: dict[str, Any] = field(default_factory=dict)  # the report's cost section
 
 
 def sampler_for(target: Target, thresholds: Thresholds | None) -> Callable[[], Sample]:
@@ -47,7 +48,8 @@ def sampler_for(target: Target, thresholds: Thresholds | None) -> Callable[[], S
 
     def take() -> Sample:
         d = diagnoser()
-        return Sample(d.sample.snap, d.sample.kernel, d.report.findings, d.duration)
+        return Sample(d.sample.snap, d.sample.kernel, d.report.findings, d.duration,
+                      cost=d.report.cost)
     return take
 
 
@@ -156,6 +158,7 @@ class TcpCollector(Collector):
             f.finding.add_metric([ns, finding.id, finding.severity], 1)
         f.duration.add_metric([ns], s.duration)
         self._listeners(f, ns, s.snap)
+        self._cost(f, ns, s.cost)
         if s.kernel is not None:
             self._kernel(f, ns, s.kernel)
 
@@ -167,6 +170,14 @@ class TcpCollector(Collector):
             labels = [ns, str(int(c["sport"][i]))]
             f.lq_len.add_metric(labels, int(c["rqueue"][i]))
             f.lq_limit.add_metric(labels, int(c["wqueue"][i]))
+
+    def _cost(self, f: _Families, ns: str, cost: dict[str, Any]) -> None:
+        for state, row in cost.get("by_state", {}).items():
+            f.memory.add_metric([ns, state], row["memory_bytes"])
+        for p in cost.get("processes", [])[:self.top_n]:
+            labels = [ns, str(p["pid"]), p["name"]]
+            f.proc_memory.add_metric(labels, p["memory_bytes"])
+            f.proc_fds.add_metric(labels, p["fds"])
 
     def _kernel(self, f: _Families, ns: str, k: KernelState) -> None:
         tcp = k.sockstat.get("TCP", {})
@@ -223,6 +234,14 @@ class _Families:
         self.usage = g("tcpdoctor_usage_ratio", "Usage against the kernel limit: tw_buckets "
                        "(tcp_max_tw_buckets), orphans (tcp_max_orphans), tcp_mem (high), "
                        "conntrack (nf_conntrack_max)", labels=["netns", "limit"])
+        self.memory = g("tcpdoctor_socket_memory_bytes", "Kernel memory the sockets hold per "
+                        "state: slab objects (socket, inode, file) plus buffers (skmem)",
+                        labels=["netns", "state"])
+        self.proc_memory = g("tcpdoctor_process_socket_memory_bytes", "Kernel memory held by "
+                             "the sockets of the processes holding the most (top N)",
+                             labels=["netns", "pid", "process"])
+        self.proc_fds = g("tcpdoctor_process_socket_fds", "Socket file descriptors of the same "
+                          "processes", labels=["netns", "pid", "process"])
         self.counters = CounterMetricFamily("tcpdoctor_kernel_counter", "TcpExt/Tcp/conntrack "
                                             "counters since boot", labels=["netns", "counter"])
 

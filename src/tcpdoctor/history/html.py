@@ -28,6 +28,7 @@ def page_data(db: History, samples: list[Stored], title: str) -> dict[str, Any]:
         "states": {n: [s.states[n] for s in samples] for n in states},
         "total": [s.total for s in samples],
         "findings": findings_timeline(samples),
+        "memory": memory_series(samples),
         "groups": {},
     }
     for dim, key, state, total in db.group_totals(first, last, NON_ESTABLISHED, SERIES_LIMIT):
@@ -36,6 +37,18 @@ def page_data(db: History, samples: list[Stored], title: str) -> dict[str, Any]:
             "name": f"{key} {state}", "total": total,
             "values": [series.get(i, 0) for i in ids]})
     return data
+
+
+def memory_series(samples: list[Stored]) -> dict[str, list[float]]:
+    """MB held by all sockets, by their buffers and by the busiest states' sockets, per
+    sample (samples recorded before costs were kept read as 0)."""
+    keys = [("all sockets", "cost.memory_bytes"), ("buffers", "cost.buffer_bytes"),
+            ("kernel TCP (sockstat)", "cost.tcp_mem_bytes")]
+    per_state = sorted({k for s in samples for k in s.kernel if k.startswith("cost.state.")})
+    keys += [(f"{k.removeprefix('cost.state.')} sockets", k) for k in per_state]
+    out = {name: [round(s.kernel.get(key, 0) / 2**20, 2) for s in samples]
+           for name, key in keys}
+    return {name: values for name, values in out.items() if any(values)}
 
 
 def findings_timeline(samples: list[Stored]) -> list[dict[str, Any]]:

@@ -128,5 +128,22 @@ class Sampler:
         groups = [g for dim in dims for g in top_per_state(snap, dim, self.top_n)]
         findings = [{"id": f.id, "severity": str(f.severity), "summary": f.summary,
                      "processes": f.processes} for f in d.report.findings]
-        return Point(d.started, snap.host, self.netns, snap.state_counts(),
-                     kernel_figures(got.kernel, got.deltas, got.interval), groups, findings)
+        figures = kernel_figures(got.kernel, got.deltas, got.interval)
+        figures.update(cost_figures(d.report.cost))
+        return Point(d.started, snap.host, self.netns, snap.state_counts(), figures, groups,
+                     findings)
+
+
+def cost_figures(cost: dict[str, Any]) -> dict[str, float]:
+    """What the sockets cost, kept per sample: bytes in all, in buffers, per state, fds."""
+    if not cost:
+        return {}
+    total = cost["total"]
+    out: dict[str, float] = {
+        "cost.memory_bytes": total["memory_bytes"], "cost.fds": total["fds"],
+        "cost.buffer_bytes": total["memory_bytes"] - total["object_bytes"]}
+    if "tcp_mem_bytes" in cost.get("host", {}):
+        out["cost.tcp_mem_bytes"] = cost["host"]["tcp_mem_bytes"]
+    for state, row in cost.get("by_state", {}).items():
+        out[f"cost.state.{state}"] = row["memory_bytes"]
+    return out

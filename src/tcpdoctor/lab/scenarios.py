@@ -105,6 +105,21 @@ def _port_exhaustion(lab: LabNet, n: int) -> None:
                                        "n": n}])
 
 
+def _memory_hog(lab: LabNet, n: int) -> None:
+    # Receive buffers start at tcp_rmem's middle value and grow only as the application
+    # reads: 4 MiB here (this namespace only) lets a sink that never reads hold that much.
+    lab.sysctl(lab.name, "net.ipv4.tcp_rmem", "4096 4194304 8388608")
+    lab.spawn(lab.name, "td-sink", [{"kind": "listen", "addr": MAIN_ADDR, "port": 9000}])
+    lab.spawn(lab.peer, "td-producer", [{"kind": "connect", "addr": MAIN_ADDR, "port": 9000,
+                                         "n": n, "then": "fill", "bytes": 8 << 20}])
+
+
+def _unread_close_wait(lab: LabNet, n: int) -> None:
+    lab.spawn(lab.name, "td-api", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080}])
+    lab.spawn(lab.peer, "td-caller", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8080,
+                                       "n": n, "then": "send-close", "bytes": 32768}])
+
+
 def _healthy(lab: LabNet, n: int) -> None:
     lab.spawn(lab.name, "td-web", [{"kind": "listen", "addr": MAIN_ADDR, "port": 80}])
     lab.spawn(lab.peer, "td-users", [{"kind": "connect", "addr": MAIN_ADDR, "port": 80,
@@ -138,6 +153,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("port-exhaustion", "one destination using 90% of a 1000-port range",
              "EPHEMERAL_PORT_EXHAUSTION", "critical", 900, "td-client", 80, _port_exhaustion,
              ("ESTABLISHED", 1.0)),
+    Scenario("memory-hog", "a server that stopped reading: receive buffers fill up",
+             "SOCKET_MEMORY_HOG", "warning", 48, "td-sink", 9000, _memory_hog,
+             ("ESTABLISHED", 1.0)),
+    Scenario("unread-close-wait", "CLOSE_WAIT sockets holding data nobody reads",
+             "CLOSE_WAIT_LEAK", "warning", 300, "td-api", 8080, _unread_close_wait,
+             ("CLOSE_WAIT", 1.0)),
     Scenario("healthy", "a listener with a few hundred ESTABLISHED clients",
              None, None, 300, "td-web", 80, _healthy, ("ESTABLISHED", 1.0)),
 )}

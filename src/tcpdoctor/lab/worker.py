@@ -91,6 +91,7 @@ def connect(act: dict[str, Any]) -> int:
         src_hosts = ipaddress.ip_network(act["bind_spread"]).hosts()
         binds = (str(next(src_hosts)) for _ in range(int(act.get("n", 1))))
     waiting: list[socket.socket] = []
+    filling: list[socket.socket] = []
     made = 0
     for dst in destinations(act):
         s = socket.socket(family_of(dst), socket.SOCK_STREAM)
@@ -116,6 +117,12 @@ def connect(act: dict[str, Any]) -> int:
         made += 1
         if mode == "close":
             s.close()  # the client closes first: TIME_WAIT lands on this side
+        elif mode == "send-close":
+            s.sendall(bytes(int(act.get("bytes", 0))))  # data the server never reads
+            s.close()
+        elif mode == "fill":
+            held.append(s)
+            filling.append(s)
         elif mode == "shutdown-wr":
             s.shutdown(socket.SHUT_WR)  # FIN_WAIT2 here, CLOSE_WAIT on a server that holds
             held.append(s)
@@ -126,6 +133,7 @@ def connect(act: dict[str, Any]) -> int:
         pause = float(act.get("pause", 0))
         if pause:
             time.sleep(pause)
+    fill(filling, int(act.get("bytes", 0)))
     for s in waiting:
         with contextlib.suppress(OSError):
             s.settimeout(10)
@@ -133,6 +141,35 @@ def connect(act: dict[str, Any]) -> int:
                 pass
         s.close()
     return made
+
+
+def fill(socks: list[socket.socket], cap: int, stall: float = 1.0,
+         limit: float = 20.0) -> None:
+    """Send up to cap bytes on each socket, until the peers stop taking data (their
+    receive buffers and our send buffers are full): bounded by a stall and a time limit."""
+    if cap <= 0 or not socks:
+        return
+    chunk = bytes(65536)
+    sent = dict.fromkeys(socks, 0)
+    for s in socks:
+        s.setblocking(False)
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_WRITE)
+    deadline = time.monotonic() + limit
+    while sel.get_map() and time.monotonic() < deadline:
+        ready = sel.select(stall)
+        if not ready:
+            break  # nothing writable for `stall` seconds: every buffer is full
+        for key, _ in ready:
+            s = key.fileobj  # type: ignore[assignment]
+            try:
+                sent[s] += s.send(chunk[:cap - sent[s]])
+            except (BlockingIOError, InterruptedError):
+                continue
+            if sent[s] >= cap:
+                sel.unregister(s)
+    sel.close()
 
 
 def main() -> None:

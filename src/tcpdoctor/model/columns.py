@@ -33,7 +33,17 @@ INFO_COLUMNS: dict[str, str] = {
     "lastack": "u4",  # ms since the last ACK was received
     "rtt": "u4",  # microseconds
     "has_info": "?",  # tcp_info present for this socket (full sockets only)
+    # Buffer memory (INET_DIAG_SKMEMINFO, `ss -m`'s skmem), bytes; full sockets only.
+    "rmem_alloc": "u4",  # r: received data not yet read by the application
+    "rcvbuf": "u4",  # rb: the receive buffer's limit
+    "wmem_queued": "u4",  # w: data queued for sending (unsent or unacknowledged)
+    "sndbuf": "u4",  # tb: the send buffer's limit
+    "fwd_alloc": "u4",  # f: memory charged to the socket ahead of use
+    "optmem": "u4",  # o: socket options and filters
+    "has_mem": "?",  # skmem present for this socket
 }
+# The skmem columns that are memory the socket holds (the others are limits).
+HELD_MEMORY = ("rmem_alloc", "wmem_queued", "fwd_alloc", "optmem")
 OWNER_COLUMNS: dict[str, str] = {"pid": "i4"}  # -1 = owner unknown
 # A reduced snapshot (offline analysis of huge dumps) has one row per distinct combination
 # of the kept columns, and this column says how many sockets each row stands for.

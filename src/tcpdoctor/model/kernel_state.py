@@ -50,6 +50,13 @@ RATE_COUNTERS: tuple[str, ...] = (
     "Tcp.RetransSegs", "Tcp.OutRsts", "conntrack.drop", "conntrack.early_drop",
     "conntrack.insert_failed",
 )
+# CPU time in softirq context and the networking softirqs (read host-wide from /proc/stat
+# and /proc/softirqs): "cpu.softirq"/"cpu.total" in clock ticks, one pair per CPU as
+# "cpuN.softirq"/"cpuN.total", and "softirq.NET_RX"/"softirq.NET_TX" (times raised).
+CPU_COUNTER_PREFIXES = ("cpu", "softirq.")
+# Slab caches whose object sizes price a socket (docs/kernel.md "What sockets cost").
+SLAB_CACHES = ("TCP", "TCPv6", "tw_sock_TCP", "tw_sock_TCPv6", "request_sock_TCP",
+               "request_sock_TCPv6", "sock_inode_cache", "filp")
 
 
 def sysctl_path(key: str, proc_root: str = "/proc") -> str:
@@ -65,6 +72,10 @@ class KernelState:
     sysctls: dict[str, str | None] = field(default_factory=dict)
     file_nr: tuple[int, int, int] | None = None
     notes: list[str] = field(default_factory=list)
+    # Slab cache -> (bytes per object, objects in use), from /proc/slabinfo (root only).
+    slab: dict[str, tuple[int, int]] = field(default_factory=dict)
+    mem_total: int | None = None  # bytes of RAM (/proc/meminfo MemTotal)
+    page_size: int = 4096
 
     def sysctl_int(self, key: str) -> int | None:
         value = self.sysctls.get(key)
@@ -96,7 +107,8 @@ def fill_global_sysctls(state: KernelState, host: dict[str, str | None]) -> None
 
 
 def deltas(before: KernelState, after: KernelState) -> dict[str, int]:
-    return {k: after.counters[k] - before.counters[k] for k in RATE_COUNTERS
+    keys = [*RATE_COUNTERS, *(k for k in after.counters if k.startswith(CPU_COUNTER_PREFIXES))]
+    return {k: after.counters[k] - before.counters[k] for k in keys
             if k in before.counters and k in after.counters}
 
 

@@ -41,6 +41,8 @@ def to_dict(snap: Snapshot, kernel: KernelState | None) -> dict[str, Any]:
         out["counters"] = kernel.counters
         out["sysctls"] = kernel.sysctls
         out["file_nr"] = list(kernel.file_nr) if kernel.file_nr else None
+        out["slab"] = {k: list(v) for k, v in kernel.slab.items()}
+        out["mem_total"] = kernel.mem_total
     return out
 
 
@@ -141,8 +143,15 @@ def _kernel(doc: dict[str, Any], source: str) -> KernelState | None:
           '"sysctls": {key: text or null}')
     file_nr = doc.get("file_nr")
     good_nr = isinstance(file_nr, list) and len(file_nr) == 3 and all(map(_count, file_nr))
+    slab = doc.get("slab") or {}
+    _want(isinstance(slab, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(map(_count, v)) for v in slab.values()),
+        source, '"slab": {cache: [bytes per object, objects]}')
+    mem_total = doc.get("mem_total")
+    _want(mem_total is None or _count(mem_total), source, '"mem_total": a number of bytes')
     return KernelState(0.0, sockstat=sockstat, counters=counters, sysctls=sysctls,
-                       file_nr=tuple(file_nr) if good_nr else None)  # type: ignore[arg-type]
+                       file_nr=tuple(file_nr) if good_nr else None,  # type: ignore[arg-type]
+                       slab={k: (v[0], v[1]) for k, v in slab.items()}, mem_total=mem_total)
 
 
 def _count(value: Any) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tcpdoctor.analysis.cost import human_bytes
+
 
 def render_text(r: dict[str, Any]) -> str:
     out = []
@@ -22,6 +24,7 @@ def render_text(r: dict[str, Any]) -> str:
             out += ["", f"largest changes by {dim}:"]
             out += [f"  {m['key']:30}{m['before']:>10,}{m['after']:>10,}{m['change']:>+10,}"
                     for m in moved]
+    out += _cost_text(r.get("cost"))
     f = r["findings"]
     out += ["", f"findings appeared: {', '.join(f['appeared']) or 'none'}",
             f"findings resolved: {', '.join(f['resolved']) or 'none'}",
@@ -30,3 +33,22 @@ def render_text(r: dict[str, Any]) -> str:
         out += ["", "sysctls changed:"]
         out += [f"  {k}: {v['before']} -> {v['after']}" for k, v in r["sysctls"].items()]
     return "\n".join(out) + "\n"
+
+
+def _cost_text(cost: dict[str, Any] | None) -> list[str]:
+    """Kernel memory before/after, in all and per state, when either input priced it."""
+    if not cost or not (cost["objects_priced"] or cost["buffers_measured"]):
+        return []
+    parts = [p for p, on in (("socket objects", cost["objects_priced"]),
+                             ("buffers", cost["buffers_measured"])) if on]
+    out = ["", f"kernel memory ({' and '.join(parts)}):"]
+    rows = [("all sockets", cost["total"]), *cost["by_state"].items()]
+    for name, v in rows:
+        m = v["memory_bytes"]
+        sign = "+" if m["change"] >= 0 else "-"
+        out.append(f"  {name:16}{human_bytes(m['before']):>10}{human_bytes(m['after']):>10}"
+                   f"{sign + human_bytes(abs(m['change'])):>11}")
+    fds = cost["total"]["fds"]
+    out.append(f"  {'file descriptors':16}{fds['before']:>10,}{fds['after']:>10,}"
+               f"{fds['change']:>+11,}")
+    return out

@@ -6,6 +6,7 @@ from typing import Any
 
 from tcpdoctor.analysis.check import Report
 from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.render.cost import cost_evidence, cost_lines
 from tcpdoctor.render.output import SEVERITY_STYLE, printer
 
 
@@ -14,7 +15,9 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
     for key, value in evidence.items():
         if value is None or value == {} or value == []:
             continue
-        if isinstance(value, dict):
+        if key == "cost":
+            value = cost_evidence(value)
+        elif isinstance(value, dict):
             value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
                               for k, v in value.items())
         elif isinstance(value, list):
@@ -49,6 +52,8 @@ def render(report: Report) -> None:
     head = _header(report)
     out(head[0], style="bold")
     out(head[1], hang=2)
+    for line in cost_lines(report.cost):
+        out(line, hang=2)
     con.print()
     if report.incomplete:
         out(f"Incomplete: {report.snap.unparsed:,} line(s) of the input could not be read "

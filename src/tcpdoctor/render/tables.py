@@ -7,25 +7,34 @@ import io
 import sys
 from typing import Any
 
+from tcpdoctor.analysis.cost import human_bytes
 from tcpdoctor.analysis.groups import owner_label
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.output import console
 
 
-def states_table(summary: dict[str, Any], title: str) -> None:
+def states_table(summary: dict[str, Any], title: str,
+                 cost: dict[str, Any] | None = None) -> None:
+    """Counts and shares per state; with cost (--cost), kernel memory and fds per state."""
     from rich.table import Table
 
     table = Table(show_edge=False)
     table.add_column("state")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
+    if cost is not None:
+        table.add_column("memory", justify="right")
+        table.add_column("fds", justify="right")
     total = summary["total"] or 1
     for name in STATE_NAMES:
         n = summary["states"][name]
         style = "dim" if n == 0 else ""
-        table.add_row(name, f"{n:,}", f"{100 * n / total:.1f}%", style=style)
+        table.add_row(name, f"{n:,}", f"{100 * n / total:.1f}%",
+                      *_cost_cells(cost["by_state"].get(name) if cost else None, cost),
+                      style=style)
     table.add_section()
-    table.add_row("total", f"{summary['total']:,}", "")
+    table.add_row("total", f"{summary['total']:,}", "",
+                  *_cost_cells(cost["total"] if cost else None, cost))
     table.add_row("established", f"{summary['established']:,}", "")
     table.add_row("non_established", f"{summary['non_established']:,}", "")
     con = console()
@@ -33,12 +42,23 @@ def states_table(summary: dict[str, Any], title: str) -> None:
     con.print(table)
 
 
-def states_csv(summary: dict[str, Any]) -> None:
+def _cost_cells(row: dict[str, int] | None, cost: dict[str, Any] | None) -> list[str]:
+    if cost is None:
+        return []
+    if row is None:
+        return ["0 B", "0"]
+    return [human_bytes(row["memory_bytes"]), f"{row['fds']:,}"]
+
+
+def states_csv(summary: dict[str, Any], cost: dict[str, Any] | None = None) -> None:
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["state", "count"])
+    w.writerow(["state", "count", *(["memory_bytes", "fds"] if cost else [])])
     for name in STATE_NAMES:
-        w.writerow([name, summary["states"][name]])
+        row = cost["by_state"].get(name, {}) if cost else None
+        w.writerow([name, summary["states"][name],
+                    *([row.get("memory_bytes", 0), row.get("fds", 0)] if row is not None
+                      else [])])
     for k in ("total", "established", "non_established"):
         w.writerow([k, summary[k]])
     sys.stdout.write(out.getvalue())
@@ -73,17 +93,23 @@ def groups_table(result: Any, title: str) -> None:
     for h in _key_headers(result.by):
         table.add_column(h, overflow="fold")
     table.add_column("count", justify="right")
+    priced = bool(result.groups) and "memory_bytes" in result.groups[0]
+    if priced:
+        table.add_column("memory", justify="right")
+        table.add_column("fds", justify="right")
     if "state" not in result.by:
         table.add_column("states", overflow="fold")
     for g in result.groups:
         row = [*key_text(g["key"]), f"{g['count']:,}"]
+        if priced:
+            row += [human_bytes(g["memory_bytes"]), f"{g['fds']:,}"]
         if "state" not in result.by:
             row.append(_states_text(g["states"]))
         table.add_row(*row)
     if result.other:
         table.add_section()
         table.add_row(*(["other"] + [""] * (len(result.by) - 1)), f"{result.other:,}",
-                      *([""] if "state" not in result.by else []))
+                      *([""] * (2 * priced + ("state" not in result.by))))
     con = console()
     con.print(title, soft_wrap=True)
     con.print(table)
@@ -95,10 +121,13 @@ def groups_csv(result: Any) -> None:
     headers = []
     for b in result.by:
         headers.extend(["process", "pid"] if b == "process" else [b])
-    w.writerow([*headers, "count", *STATE_NAMES])
+    priced = bool(result.groups) and "memory_bytes" in result.groups[0]
+    extra = ["memory_bytes", "fds"] if priced else []
+    w.writerow([*headers, "count", *extra, *STATE_NAMES])
     for g in result.groups:
         key = [g["key"].get(h) for h in headers]
-        w.writerow([*key, g["count"], *(g["states"].get(s, 0) for s in STATE_NAMES)])
+        w.writerow([*key, g["count"], *(g[k] for k in extra),
+                    *(g["states"].get(s, 0) for s in STATE_NAMES)])
     if result.other:
         w.writerow(["other"] + [""] * (len(headers) - 1) + [result.other])
     sys.stdout.write(out.getvalue())

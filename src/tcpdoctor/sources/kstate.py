@@ -6,10 +6,11 @@ plus a note, never an exception: rules that need it are skipped and say why.
 
 from __future__ import annotations
 
+import os
 import time
 
 from tcpdoctor.errors import ParseError
-from tcpdoctor.model.kernel_state import SYSCTLS, KernelState, sysctl_path
+from tcpdoctor.model.kernel_state import SLAB_CACHES, SYSCTLS, KernelState, sysctl_path
 from tcpdoctor.sources.procfs import net_dir
 
 
@@ -71,7 +72,7 @@ def parse_conntrack_stat(text: str, source: str) -> dict[str, int]:
 
 def _read(path: str) -> str | None:
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
     except OSError:
         return None
@@ -111,7 +112,69 @@ def read_state(proc_root: str = "/proc", with_sysctls: bool = True) -> KernelSta
     if text is not None and len(text.split()) == 3:
         a, b, c = (int(x) for x in text.split())
         state.file_nr = (a, b, c)
+    read_costs(state, proc_root)
     return state
+
+
+def read_costs(state: KernelState, proc_root: str = "/proc") -> None:
+    """Host-wide figures that price sockets: slab object sizes, RAM, softirq CPU time."""
+    state.page_size = os.sysconf("SC_PAGE_SIZE")
+    text = _read(f"{proc_root}/slabinfo")
+    if text is None:
+        state.notes.append("/proc/slabinfo unreadable (needs root): socket object sizes "
+                           "unknown, only buffer memory is priced")
+    else:
+        state.slab = parse_slabinfo(text, f"{proc_root}/slabinfo")
+    text = _read(f"{proc_root}/meminfo")
+    for line in (text or "").splitlines():
+        if line.startswith("MemTotal:") and line.split()[1].isdigit():
+            state.mem_total = int(line.split()[1]) * 1024
+    for name, parse in (("stat", parse_cpu_stat), ("softirqs", parse_softirqs)):
+        text = _read(f"{proc_root}/{name}")
+        if text is not None:
+            state.counters.update(parse(text, f"{proc_root}/{name}"))
+
+
+def parse_slabinfo(text: str, source: str) -> dict[str, tuple[int, int]]:
+    """`name active_objs num_objs objsize ...` rows of the caches in SLAB_CACHES."""
+    out: dict[str, tuple[int, int]] = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if words and words[0] in SLAB_CACHES:
+            if len(words) < 4 or not (words[1].isdigit() and words[3].isdigit()):
+                raise ParseError(source, no, "name active_objs num_objs objsize", line)
+            out[words[0]] = (int(words[3]), int(words[1]))
+    return out
+
+
+def parse_cpu_stat(text: str, source: str) -> dict[str, int]:
+    """/proc/stat `cpu` lines: softirq ticks (the 7th value) and all ticks, per CPU too."""
+    out: dict[str, int] = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or not words[0].startswith("cpu"):
+            continue
+        if len(words) < 8 or not all(w.isdigit() for w in words[1:]):
+            raise ParseError(source, no, "cpu tick counts", line)
+        ticks = [int(w) for w in words[1:]]
+        # guest time is already counted in user time: leave it out of the total.
+        key = "cpu" if words[0] == "cpu" else words[0]
+        out[f"{key}.softirq"] = ticks[6]
+        out[f"{key}.total"] = sum(ticks[:8])
+    return out
+
+
+def parse_softirqs(text: str, source: str) -> dict[str, int]:
+    """/proc/softirqs: times NET_RX and NET_TX were raised, summed over CPUs."""
+    out: dict[str, int] = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        head, _, rest = line.partition(":")
+        if head.strip() in ("NET_RX", "NET_TX"):
+            words = rest.split()
+            if not all(w.isdigit() for w in words):
+                raise ParseError(source, no, "per-CPU counts", line)
+            out[f"softirq.{head.strip()}"] = sum(int(w) for w in words)
+    return out
 
 
 def nofile_limit(pid: int, proc_root: str = "/proc") -> int | None:

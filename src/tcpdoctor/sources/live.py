@@ -29,11 +29,11 @@ def now_iso() -> str:
 
 
 def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bool,
-          proc_root: str) -> tuple[dict[str, np.ndarray], str, list[str]]:
+          proc_root: str, mem: bool = False) -> tuple[dict[str, np.ndarray], str, list[str]]:
     notes: list[str] = []
     if source in ("auto", "netlink"):
         try:
-            return netlink.read_sockets(want, info, families), "netlink", notes
+            return (netlink.read_sockets(want, info, families, mem=mem), "netlink", notes)
         except netlink.NetlinkUnavailable as exc:
             if source == "netlink":
                 raise
@@ -41,8 +41,9 @@ def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bo
     from tcpdoctor.sources import procfs  # the fallback: loaded only when used
 
     cols, more = procfs.read_sockets(proc_root, families)
-    if info:
-        notes.append("procfs has no tcp_info: idle-time figures are unavailable")
+    if info or mem:
+        notes.append("procfs has no tcp_info or buffer memory: idle-time and buffer figures "
+                     "are unavailable")
     return cols, "procfs", notes + more
 
 
@@ -57,8 +58,10 @@ def source_in_use() -> str:
 
 def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: bool = True,
                   ipv6: bool = True, want: frozenset[str] | None = None, info: bool = False,
-                  with_owners: bool = False, proc_root: str = "/proc") -> Snapshot:
-    """Every TCP socket of this host (or of netns_name) as a columnar Snapshot."""
+                  with_owners: bool = False, proc_root: str = "/proc",
+                  mem: bool = False) -> Snapshot:
+    """Every TCP socket of this host (or of netns_name) as a columnar Snapshot; info adds
+    tcp_info and buffer memory, mem buffer memory only."""
     if source not in SOURCES:
         raise TcpDoctorError(f"unknown source {source!r} (choose from {', '.join(SOURCES)})")
     families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on)
@@ -66,7 +69,7 @@ def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: boo
     if with_owners:
         wanted |= {"inode"}
     cols, used, notes = netns.run_in(
-        netns_name, lambda: _read(source, families, wanted, info, proc_root))
+        netns_name, lambda: _read(source, families, wanted, info, proc_root, mem))
     snap = Snapshot(cols, used, host=socket.gethostname(), kernel=os.uname().release,
                     taken_at=now_iso(), netns=netns_name, notes=notes)
     if with_owners:

@@ -48,6 +48,7 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
             "limit (EMFILE) if the leak continues.",
         ],
         procs,
+        sockets=cw,
     )
 
 
@@ -82,6 +83,7 @@ def fin_wait2(ctx: Context, th: dict[str, float]) -> Found | None:
             "orphaned ones time out after tcp_fin_timeout.",
         ],
         ctx.processes(fw), recs,
+        sockets=fw,
     )
 
 
@@ -108,4 +110,5 @@ def last_ack(ctx: Context, th: dict[str, float]) -> Found | None:
             "retransmissions give up; tcp_orphan_retries bounds that for orphaned sockets.",
         ],
         ctx.processes(la),
+        sockets=la,
     )

@@ -62,6 +62,7 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
             "is too small. tcp_max_syn_backlog only matters with syncookies off.",
         ],
         procs, recs,
+        sockets=sr,
     )
 
 
@@ -105,6 +106,7 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
             "Keep tcp_abort_on_overflow=0: with 1, clients get resets instead of a retry.",
         ],
         procs, recs,
+        sockets=full,
     )
 
 
@@ -137,6 +139,7 @@ def outbound_scan(ctx: Context, th: dict[str, float]) -> Found | None:
             "No sysctl fixes this; the sockets disappear once the process stops.",
         ],
         procs,
+        sockets=ss,
     )
 
 
@@ -165,4 +168,5 @@ def upstream(ctx: Context, th: dict[str, float]) -> Found | None:
             "fast instead of piling up for the kernel's ~127 s of SYN retries.",
         ],
         procs,
+        sockets=ss,
     )

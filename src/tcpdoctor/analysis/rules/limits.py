@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tcpdoctor.analysis.context import Context, level
+from tcpdoctor.analysis.cost import human_bytes, item_text, largest
 from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.model.tcp import TCP_CLOSING, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK, TCP_LISTEN
+
+# States an orphan (closed by its application, still in the kernel) can be in.
+ORPHAN_STATES = (TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK, TCP_CLOSING)
 
 
 @rule("ORPHAN_PRESSURE", "Orphan sockets near tcp_max_orphans", needs=("kernel",),
@@ -22,10 +29,13 @@ def orphans(ctx: Context, th: dict[str, float]) -> Found | None:
     sev = level(share, th["warning_share"], th["critical_share"])
     if sev is None:
         return None
+    c = ctx.snap.columns
+    seen = (c["inode"] == 0) & np.isin(c["state"], ORPHAN_STATES)
     return Found(
         sev,
         f"{n:,} orphan sockets against tcp_max_orphans={cap:,} ({share:.0%}); past the limit "
-        "(or a quarter of it under retransmission) the kernel resets them.",
+        "(or a quarter of it under retransmission) the kernel resets them."
+        + _held(ctx, seen, "The orphans seen here"),
         {"orphans": n, "tcp_max_orphans": cap, "share": round(share, 3)},
         [
             "Find what closes connections that cannot finish (peers gone, lossy path): see "
@@ -33,6 +43,7 @@ def orphans(ctx: Context, th: dict[str, float]) -> Found | None:
             "Lower tcp_orphan_retries to 2-3 on loaded web servers; raise tcp_max_orphans "
             "(global), never lower it.",
         ],
+        sockets=seen,
     )
 
 
@@ -55,10 +66,12 @@ def tcp_memory(ctx: Context, th: dict[str, float]) -> Found | None:
         sev = Severity.CRITICAL
     if sev is None:
         return None
+    c = ctx.snap.columns
+    held = (c["state"] != TCP_LISTEN) & (ctx.cost().buffers > 0)
     return Found(
         sev,
         f"TCP uses {mem:,} pages against tcp_mem pressure={pressure:,} high={high:,}; "
-        f"memory aborts during the sample: {aborts:,}.",
+        f"memory aborts during the sample: {aborts:,}." + _held(ctx, held, "Socket buffers"),
         {"mem_pages": mem, "tcp_mem": limits, "TCPMemoryPressures_delta": pressures,
          "TCPAbortOnMemory_delta": aborts},
         [
@@ -66,7 +79,18 @@ def tcp_memory(ctx: Context, th: dict[str, float]) -> Found | None:
             "Send-Q (slow peers) in `tcpdoctor top`.",
             "Raise tcp_mem (global, in pages) only if the memory is really available.",
         ],
+        sockets=held,
     )
+
+
+def _held(ctx: Context, mask: np.ndarray, what: str) -> str:
+    """' Socket buffers here hold 1.2 GB; largest: ...' (nothing when nothing is priced)."""
+    cost = ctx.cost()
+    if not (cost.objects_known or cost.buffers_known) or not mask.any():
+        return ""
+    items = largest(ctx.snap, cost, 1, mask)
+    lead = f"; largest: {item_text(items[0])}" if items else ""
+    return f" {what} here hold {human_bytes(cost.of(mask)['memory_bytes'])}{lead}."
 
 
 @rule("CONNTRACK_FULL", "Connection tracking table near full", needs=("kernel",),

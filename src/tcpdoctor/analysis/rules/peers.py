@@ -71,6 +71,7 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
             "If many of them are TIME_WAIT, tcp_tw_reuse=1 lets connect() reuse them safely.",
         ],
         procs, recs,
+        sockets=mask,
     )
 
 
@@ -134,4 +135,5 @@ def idle(ctx: Context, th: dict[str, float]) -> Found | None:
             "tcp_keepalive_time only affects sockets that enabled it.",
         ],
         procs,
+        sockets=m,
     )

@@ -56,6 +56,7 @@ def time_wait_server(ctx: Context, th: dict[str, float]) -> Found | None:
             "thousands are harmless unless they approach tcp_max_tw_buckets.",
         ],
         procs,
+        sockets=server,
     )
 
 
@@ -108,6 +109,7 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Found | None:
             "ports safely when timestamps are on.",
         ],
         procs, recs,
+        sockets=client,
     )
 
 
@@ -151,4 +153,6 @@ def tw_buckets(ctx: Context, th: dict[str, float]) -> Found | None:
             "was lowered.",
         ],
         [], recs,
+        sockets=(ctx.snap.columns["state"] == TCP_TIME_WAIT)
+        | (ctx.snap.columns["timer"] == TIMER_TIME_WAIT),
     )

@@ -20,15 +20,13 @@ from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns
 from tcpdoctor.model.tcp import AF_INET, normalize_states
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 from tcpdoctor.sources.netlink.layout import (
-    INET_DIAG_INFO,
+    INFO_ATTRS,
     MSG_FIELDS,
     MSG_LEN,
     NLMSG_DONE,
     NLMSG_ERROR,
     NLMSG_HDRLEN,
     REPLY_TYPES,
-    TCP_INFO_FIELDS,
-    TCP_INFO_MIN,
 )
 
 
@@ -93,37 +91,45 @@ def _attr_layout(buf: memoryview, off: int, length: int) -> list[tuple[int, int,
 
 def _info_columns(buf: memoryview, v: _Views, offs: np.ndarray,
                   lens: np.ndarray) -> dict[str, np.ndarray]:
-    """tcp_info fields (INET_DIAG_INFO) of every message; zeros where it is absent."""
+    """tcp_info and skmem fields (INFO_ATTRS) of every message; zeros where absent."""
     n = offs.shape[0]
     cols = {name: np.zeros(n, dtype=dt) for name, dt in INFO_COLUMNS.items()}
     for length in np.unique(lens):
         rows = np.flatnonzero(lens == length)
-        first = int(offs[rows[0]])
-        layout = _attr_layout(buf, first, int(length))
+        layout = _attr_layout(buf, int(offs[rows[0]]), int(length))
         # Rows whose attribute headers match the first row's are read at the same offsets.
         same = np.ones(rows.shape[0], dtype=bool)
         for pos, rta_len, rta_type in layout:
             hdr = v.u16[(offs[rows] + pos) // 2], v.u16[(offs[rows] + pos + 2) // 2]
             same &= (hdr[0] == rta_len) & (hdr[1] == rta_type)
-        info = [a for a in layout if a[2] == INET_DIAG_INFO and a[1] - 4 >= TCP_INFO_MIN]
-        if info:
-            sel = rows[same]
-            for name, _fmt, o in TCP_INFO_FIELDS:
-                cols[name][sel] = v.u32[(offs[sel] + info[0][0] + 4 + o) // 4]
-            cols["has_info"][sel] = True
+        sel = rows[same]
+        for pos, fields, flag in _wanted_attrs(layout):
+            for name, _fmt, o in fields:
+                cols[name][sel] = v.u32[(offs[sel] + pos + 4 + o) // 4]
+            cols[flag][sel] = True
         for i in rows[~same]:
             _info_single(buf, int(offs[i]), int(length), cols, int(i))
     return cols
 
 
+def _wanted_attrs(layout: list[tuple[int, int, int]],
+                  ) -> list[tuple[int, tuple[tuple[str, str, int], ...], str]]:
+    """(position, fields, presence column) of each INFO_ATTRS attribute in a layout."""
+    out = []
+    for kind, fields, least, flag in INFO_ATTRS:
+        found = [pos for pos, rta_len, rta_type in layout
+                 if rta_type == kind and rta_len - 4 >= least]
+        if found:
+            out.append((found[0], fields, flag))
+    return out
+
+
 def _info_single(buf: memoryview, off: int, length: int, cols: dict[str, np.ndarray],
                  row: int) -> None:
-    for pos, rta_len, rta_type in _attr_layout(buf, off, length):
-        if rta_type == INET_DIAG_INFO and rta_len - 4 >= TCP_INFO_MIN:
-            for name, fmt, o in TCP_INFO_FIELDS:
-                cols[name][row] = np.frombuffer(buf, np.dtype(fmt), 1, off + pos + 4 + o)[0]
-            cols["has_info"][row] = True
-            return
+    for pos, fields, flag in _wanted_attrs(_attr_layout(buf, off, length)):
+        for name, fmt, o in fields:
+            cols[name][row] = np.frombuffer(buf, np.dtype(fmt), 1, off + pos + 4 + o)[0]
+        cols[flag][row] = True
 
 
 def _chain(v: _Views, off: int, end: int, seq: int, port: int,

@@ -25,8 +25,8 @@ from tcpdoctor.sources.netlink.layout import (
     ALL_STATES_MASK,
     CHUNK,
     DONE_LEN,
-    INET_DIAG_INFO,
     INET_DIAG_REQ_BYTECODE,
+    INFO_EXT,
     IPPROTO_TCP,
     MAX_DATAGRAM,
     NETLINK_SOCK_DIAG,
@@ -35,6 +35,7 @@ from tcpdoctor.sources.netlink.layout import (
     NLMSG_DONE,
     NLMSG_ERROR,
     NLMSG_HDRLEN,
+    SKMEM_EXT,
     SOCK_DIAG_BY_FAMILY,
     TCPDIAG_GETSOCK,
 )
@@ -66,10 +67,11 @@ def open_socket() -> socket.socket:
     return sock
 
 
-def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], info: bool,
+def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ext: int,
          seq: int = 1, bytecode: bytes = b"") -> dict[str, np.ndarray]:
-    """One inet_diag dump request, decoded chunk by chunk into columns."""
-    ext = 1 << (INET_DIAG_INFO - 1) if info else 0
+    """One inet_diag dump request (ext: the idiag_ext attributes asked for), decoded chunk
+    by chunk into columns."""
+    info = bool(ext)
     try:
         sock.send(_request(family, states, ext, seq, bytecode))
     except OSError as exc:
@@ -134,14 +136,17 @@ def _ends_with_done(view: memoryview, start: int, end: int) -> bool:
 def read_sockets(want: Iterable[str] = BASE_COLUMNS, info: bool = False,
                  families: Iterable[int] = (AF_INET, AF_INET6),
                  states: int = ALL_STATES_MASK,
-                 parallel: bool | None = None) -> dict[str, np.ndarray]:
+                 parallel: bool | None = None, mem: bool = False) -> dict[str, np.ndarray]:
     """Every TCP socket of the calling thread's network namespace, as columns.
+
+    info asks for tcp_info and skmem, mem for skmem only (40 bytes a socket, not 270).
 
     parallel (default: with 2+ CPUs) splits the dump in two halves filtered by the kernel
     (split_bytecode) and reads them on two threads: the kernel's work, which is most of the
     cost, then runs on two cores (recv releases the GIL).
     """
     wanted = frozenset(want) | {"state"}
+    ext = INFO_EXT if info else SKMEM_EXT if mem else 0
     if parallel is None:
         parallel = (os.cpu_count() or 1) > 1
     fams = tuple(families)
@@ -149,29 +154,29 @@ def read_sockets(want: Iterable[str] = BASE_COLUMNS, info: bool = False,
         # Both families in one walk of the socket hash (half the kernel's work), where
         # the kernel serves the compat request; else one dump per family.
         try:
-            return _read_families((AF_UNSPEC,), states, wanted, info, parallel)
+            return _read_families((AF_UNSPEC,), states, wanted, ext, parallel)
         except NetlinkUnavailable:
             pass
-    return _read_families(fams, states, wanted, info, parallel)
+    return _read_families(fams, states, wanted, ext, parallel)
 
 
-def _read_families(families: tuple[int, ...], states: int, wanted: frozenset[str], info: bool,
+def _read_families(families: tuple[int, ...], states: int, wanted: frozenset[str], ext: int,
                    parallel: bool) -> dict[str, np.ndarray]:
     names = {k: v for k, v in BASE_COLUMNS.items() if k in wanted}
-    if info:
+    if ext:
         names.update(INFO_COLUMNS)
     jobs = [(family, bc) for family in families
             for bc in ((split_bytecode(True), split_bytecode(False)) if parallel else (b"",))]
     if not parallel:
         with open_socket() as sock:
-            parts = [dump(sock, f, states, wanted, info, seq, bc)
+            parts = [dump(sock, f, states, wanted, ext, seq, bc)
                      for seq, (f, bc) in enumerate(jobs, 1)]
         return concat_columns(parts, names)
-    return concat_columns(_dump_threads(jobs, states, wanted, info), names)
+    return concat_columns(_dump_threads(jobs, states, wanted, ext), names)
 
 
 def _dump_threads(jobs: list[tuple[int, bytes]], states: int, wanted: frozenset[str],
-                  info: bool) -> list[dict[str, np.ndarray]]:
+                  ext: int) -> list[dict[str, np.ndarray]]:
     """Run the dumps two at a time, each on its own socket and thread, in this netns."""
     import threading
 
@@ -186,7 +191,7 @@ def _dump_threads(jobs: list[tuple[int, bytes]], states: int, wanted: frozenset[
             enter_fd(ns_fd)
             family, bc = jobs[i]
             with open_socket() as sock:
-                results[i] = dump(sock, family, states, wanted, info, i + 1, bc)
+                results[i] = dump(sock, family, states, wanted, ext, i + 1, bc)
         except BaseException as exc:  # re-raised in the caller below
             results[i] = exc
 

@@ -21,6 +21,7 @@ NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLMSG_HDRLEN = 16
 DONE_LEN = NLMSG_HDRLEN + 4  # NLMSG_DONE carries an int errno
 INET_DIAG_INFO = 2  # include/uapi/linux/inet_diag.h, enum INET_DIAG_*
+INET_DIAG_SKMEMINFO = 7
 IPPROTO_TCP = 6
 
 # struct nlmsghdr (include/uapi/linux/netlink.h) followed by struct inet_diag_msg
@@ -55,6 +56,26 @@ TCP_INFO_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("rtt", "=u4", 68),  # tcpi_rtt
 )
 TCP_INFO_MIN = 72
+
+# INET_DIAG_SKMEMINFO payload: u32 values indexed by enum SK_MEMINFO_*
+# (include/uapi/linux/sock_diag.h); offsets in bytes. Kernels since 3.x send at least these.
+SKMEM_FIELDS: tuple[tuple[str, str, int], ...] = (
+    ("rmem_alloc", "=u4", 0),  # SK_MEMINFO_RMEM_ALLOC
+    ("rcvbuf", "=u4", 4),  # SK_MEMINFO_RCVBUF
+    ("sndbuf", "=u4", 12),  # SK_MEMINFO_SNDBUF
+    ("fwd_alloc", "=u4", 16),  # SK_MEMINFO_FWD_ALLOC
+    ("wmem_queued", "=u4", 20),  # SK_MEMINFO_WMEM_QUEUED
+    ("optmem", "=u4", 24),  # SK_MEMINFO_OPTMEM
+)
+SKMEM_MIN = 28
+
+# The attributes asked for with tcp_info, their fields, minimum payload and presence column.
+INFO_ATTRS: tuple[tuple[int, tuple[tuple[str, str, int], ...], int, str], ...] = (
+    (INET_DIAG_INFO, TCP_INFO_FIELDS, TCP_INFO_MIN, "has_info"),
+    (INET_DIAG_SKMEMINFO, SKMEM_FIELDS, SKMEM_MIN, "has_mem"),
+)
+SKMEM_EXT = 1 << (INET_DIAG_SKMEMINFO - 1)  # idiag_ext bits
+INFO_EXT = (1 << (INET_DIAG_INFO - 1)) | SKMEM_EXT
 
 ALL_STATES_MASK = sum(1 << s for s in range(1, 13))  # 1..NEW_SYN_RECV; not BOUND_INACTIVE
 

@@ -1,5 +1,5 @@
 """The optional fields of ss and netstat lines (-p users, -o timers, -e inode and uid,
--i tcp_info), read with the checked converters: a malformed one makes None, and its line
+-i tcp_info, -m skmem), read with the checked converters: a malformed one makes None, and its line
 then counts as unparsed."""
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ TIMERS = {"on": TIMER_RETRANSMIT, "keepalive": TIMER_KEEPALIVE, "timewait": TIME
 USERS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)')
 SS_TIMER = re.compile(r"timer:\((\w+),(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?")
 NETSTAT_TIMER = re.compile(r"(\w+) \(([\d.]+)/")
+# ss -m: skmem:(r,rb,t,tb,f,w,o,...) (iproute2 misc/ss.c print_skmeminfo).
+SKMEM = re.compile(r"skmem:\(r(\d+),rb(\d+),t\d+,tb(\d+),f(\d+),w(\d+),o(\d+)")
+SKMEM_NAMES = ("rmem_alloc", "rcvbuf", "sndbuf", "fwd_alloc", "wmem_queued", "optmem")
 INFO = re.compile(r"\b(lastsnd|lastrcv|lastack):(\d+)|\brtt:([\d.]+)/")
 
 
@@ -63,6 +66,12 @@ def ss_extras(text: str, names: dict[int, str]) -> dict[str, int] | None:
             if got is None:
                 return None
             out[key or "rtt"] = got
+    if "skmem:(" in text and (m := SKMEM.search(text)):
+        values = [whole(v, U32) for v in m.groups()]
+        if None in values:
+            return None
+        out.update(zip(SKMEM_NAMES, values, strict=True))  # type: ignore[arg-type]
+        out["has_mem"] = 1
     return out
 
 

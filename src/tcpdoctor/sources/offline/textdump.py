@@ -218,7 +218,7 @@ def _extras(b: Builder, no: int, line: str) -> bool:
         return False
     if "pid" in got:
         b.has_pid = True
-    if "has_info" in got:
+    if "has_info" in got or "has_mem" in got:
         b.has_info = True
     b.set_all(got)
     return True

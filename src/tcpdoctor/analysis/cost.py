@@ -1,0 +1,247 @@
+"""What the sockets cost: kernel memory (slab objects and buffers) and file descriptors, per
+state, per owner process and per finding; the host's TCP memory against tcp_mem.
+
+Object bytes are counts times the slab object size this kernel reports (/proc/slabinfo);
+buffer bytes are the sums of each socket's skmem (INET_DIAG_SKMEMINFO, `ss -m`). Both are
+per-socket numpy columns, built once per report and summed with bincount.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import (
+    AF_INET6,
+    NUM_STATES,
+    STATE_NAMES,
+    TCP_FIN_WAIT2,
+    TCP_SYN_RECV,
+    TCP_TIME_WAIT,
+)
+
+# sk_forward_alloc is a signed int sent as u32: larger values are transient negatives.
+_NEGATIVE = np.uint32(1 << 31)
+
+
+@dataclass
+class SocketCost:
+    """Per-socket costs of one snapshot (rows of a reduced snapshot already weighted)."""
+
+    objects: np.ndarray  # bytes of slab objects (socket, and its inode and file if it has one)
+    receive: np.ndarray  # bytes of received data not read yet (rmem_alloc)
+    send: np.ndarray  # bytes queued for sending (wmem_queued)
+    other: np.ndarray  # bytes charged ahead of use and option memory (fwd_alloc + optmem)
+    fds: np.ndarray  # file descriptors (sockets that have a file)
+    objects_known: bool  # the slab sizes were readable
+    buffers_known: bool  # the input carries skmem
+
+    @property
+    def buffers(self) -> np.ndarray:
+        return self.receive + self.send + self.other
+
+    def of(self, mask: np.ndarray | None = None) -> dict[str, int]:
+        """The cost of the sockets in mask (all when None), as evidence."""
+        def total(col: np.ndarray) -> int:
+            return int(col.sum() if mask is None else col[mask].sum())
+        out = {"object_bytes": total(self.objects), "receive_bytes": total(self.receive),
+               "send_bytes": total(self.send), "other_buffer_bytes": total(self.other),
+               "fds": total(self.fds)}
+        out["memory_bytes"] = sum(v for k, v in out.items() if k.endswith("_bytes"))
+        return out
+
+
+def socket_cost(snap: Snapshot, kernel: KernelState | None) -> SocketCost:
+    c = snap.columns
+    n = len(snap)
+    weight = snap.weights
+    w = np.ones(n, np.uint64) if weight is None else weight.astype(np.uint64)
+    slab = kernel.slab if kernel is not None else {}
+    objects = _object_sizes(c, slab) * w
+    fds = (c["inode"] != 0).astype(np.uint64) * w
+    if slab and "inode" in c:
+        per_file = sum(slab.get(k, (0, 0))[0] for k in ("sock_inode_cache", "filp"))
+        objects += fds * np.uint64(per_file)
+    has_mem = "has_mem" in c and bool(c["has_mem"].any())
+    if has_mem:
+        def col(name: str) -> np.ndarray:
+            return c[name].astype(np.uint64) if name in c else np.zeros(n, np.uint64)
+        receive, send, fwd = col("rmem_alloc"), col("wmem_queued"), col("fwd_alloc")
+        other = np.where(fwd >= _NEGATIVE, 0, fwd).astype(np.uint64) + col("optmem")
+    else:
+        receive = send = other = np.zeros(n, np.uint64)
+    return SocketCost(objects, receive, send, other, fds, bool(slab), has_mem)
+
+
+def _object_sizes(c: dict[str, np.ndarray], slab: dict[str, tuple[int, int]]) -> np.ndarray:
+    """Bytes of the slab object each socket is: a full socket, a TIME_WAIT minisocket (also
+    FIN_WAIT2 after close, which carries no skmem or file) or a request socket (SYN_RECV)."""
+    state = c["state"]
+    n = state.shape[0]
+    if not slab:
+        return np.zeros(n, np.uint64)
+    v6 = c["family"] == AF_INET6
+    loose = c["has_mem"] == 0 if "has_mem" in c and c["has_mem"].any() else c["inode"] == 0
+    mini = (state == TCP_TIME_WAIT) | ((state == TCP_FIN_WAIT2) & loose)
+    request = state == TCP_SYN_RECV
+    out = np.zeros(n, np.uint64)
+    for kind, mask in (("TCP", ~(mini | request)), ("tw_sock_TCP", mini),
+                       ("request_sock_TCP", request)):
+        for name, fam in ((kind, ~v6), (f"{kind}v6", v6)):
+            out[mask & fam] = slab.get(name, (0, 0))[0]
+    return out
+
+
+def by_state(snap: Snapshot, sc: SocketCost) -> dict[str, dict[str, int]]:
+    """Memory and fds per state (states with sockets only)."""
+    state = snap.columns["state"]
+    counts = snap.state_counts()
+    sums = {name: np.bincount(state, getattr(sc, name).astype(np.float64), NUM_STATES)
+            for name in ("objects", "receive", "send", "other", "fds")}
+    out = {}
+    for i, name in enumerate(STATE_NAMES, 1):
+        if counts[name]:
+            row = {"sockets": counts[name], "object_bytes": int(sums["objects"][i]),
+                   "buffer_bytes": int(sums["receive"][i] + sums["send"][i] + sums["other"][i]),
+                   "fds": int(sums["fds"][i])}
+            row["memory_bytes"] = row["object_bytes"] + row["buffer_bytes"]
+            out[name] = row
+    return out
+
+
+def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10) -> list[dict[str, Any]]:
+    """The owners whose sockets hold the most memory."""
+    if "pid" not in snap.columns:
+        return []
+    pid = snap.columns["pid"]
+    known = pid >= 0
+    if not known.any():
+        return []
+    uniq, inverse = np.unique(pid[known], return_inverse=True)
+    inverse = inverse.ravel()
+    mem = np.bincount(inverse, (sc.objects + sc.buffers)[known].astype(np.float64))
+    fds = np.bincount(inverse, sc.fds[known].astype(np.float64))
+    socks = np.bincount(inverse)
+    order = np.argsort(-mem, kind="stable")[:limit]
+    return [{"pid": int(uniq[i]), "name": snap.process_names.get(int(uniq[i]), "?"),
+             "sockets": int(socks[i]), "memory_bytes": int(mem[i]), "fds": int(fds[i])}
+            for i in order]
+
+
+KINDS = ("receive buffers", "send buffers", "socket objects")
+
+
+def largest(snap: Snapshot, sc: SocketCost, limit: int = 3, mask: np.ndarray | None = None,
+            kinds: tuple[str, ...] = KINDS) -> list[dict[str, Any]]:
+    """The biggest single items among the sockets in mask: receive or send buffers, or
+    objects, of one state and one owner (ownerless sockets, TIME_WAIT say, per state)."""
+    c = snap.columns
+    rows = np.arange(len(snap)) if mask is None else np.flatnonzero(mask)
+    pid = c["pid"][rows] if "pid" in c else np.full(rows.shape[0], -1, np.int32)
+    # One int64 key per (state, owner): one sort, where a two-column group-by takes two.
+    key = c["state"][rows].astype(np.int64) << np.int64(32) | (pid.astype(np.int64) + 1)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    inverse = inverse.ravel()
+    weight = None if snap.weights is None else snap.weights[rows]
+    counts = np.bincount(inverse, weight, uniq.shape[0]).astype(np.int64)
+    columns = dict(zip(KINDS, (sc.receive, sc.send, sc.objects), strict=True))
+    items: list[dict[str, Any]] = []
+    for what in kinds:
+        sums = np.bincount(inverse, columns[what][rows].astype(np.float64), uniq.shape[0])
+        for g in np.argsort(-sums, kind="stable")[:limit]:
+            if sums[g] > 0:
+                p = int(uniq[g] & 0xFFFFFFFF) - 1
+                items.append({"what": what, "state": STATE_NAMES[int(uniq[g] >> 32) - 1],
+                              "sockets": int(counts[g]), "bytes": int(sums[g]), "pid": p,
+                              "name": snap.process_names.get(p, "?") if p >= 0 else None,
+                              **_where(snap, rows[inverse == g])})
+    items.sort(key=lambda it: -it["bytes"])
+    return items[:limit]
+
+
+def _where(snap: Snapshot, rows: np.ndarray) -> dict[str, Any]:
+    """The service a group of sockets belongs to: its listening port ("port"), else the
+    remote address and port most of them talk to ("remote")."""
+    c = snap.columns
+    ports, counts = np.unique(c["sport"][rows], return_counts=True)
+    local = int(ports[np.argmax(counts)])
+    if local in set(snap.listening_ports().tolist()):
+        return {"port": local}
+    # One key per (remote address, port); a rare IPv6 collision only picks another label.
+    keys = c["raddr_lo"][rows].astype(np.uint64) ^ (c["dport"][rows].astype(np.uint64) << 48)
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    i = rows[first[np.argmax(counts)]]
+    addr = format_addr(c["raddr_hi"][i], c["raddr_lo"][i])
+    return {"remote": f"[{addr}]:{c['dport'][i]}" if ":" in addr else f"{addr}:{c['dport'][i]}"}
+
+
+def host_memory(kernel: KernelState | None) -> dict[str, Any]:
+    """The kernel's own accounting: TCP pages against tcp_mem, RAM, TCP slab totals."""
+    if kernel is None:
+        return {}
+    out: dict[str, Any] = {}
+    pages = kernel.sockstat.get("TCP", {}).get("mem")
+    limits = kernel.sysctl_ints("net.ipv4.tcp_mem")
+    if pages is not None:
+        out["tcp_mem_bytes"] = pages * kernel.page_size
+    if limits and len(limits) == 3:
+        out["tcp_mem_limits_bytes"] = [v * kernel.page_size for v in limits]
+    if kernel.mem_total:
+        out["ram_bytes"] = kernel.mem_total
+    if kernel.slab:
+        out["slab_bytes"] = {k: size * active for k, (size, active) in kernel.slab.items()}
+    return out
+
+
+def cpu(deltas: dict[str, int] | None, interval: float) -> dict[str, Any] | None:
+    """Softirq share of CPU time during the interval (all softirqs: the kernel does not
+    split time by kind), its busiest CPU, and the networking softirqs and TCP rates."""
+    if not deltas or interval <= 0 or not deltas.get("cpu.total"):
+        return None
+    per_cpu = [deltas[k] / deltas[k[:-7] + "total"] for k in deltas
+               if k.endswith(".softirq") and k != "cpu.softirq"
+               and deltas.get(k[:-7] + "total")]
+    out = {"softirq_share": round(deltas.get("cpu.softirq", 0) / deltas["cpu.total"], 4),
+           "softirq_busiest_cpu_share": round(max(per_cpu, default=0.0), 4)}
+    for key, name in (("softirq.NET_RX", "net_rx_per_second"),
+                      ("softirq.NET_TX", "net_tx_per_second"),
+                      ("Tcp.RetransSegs", "retransmits_per_second"),
+                      ("TcpExt.ListenDrops", "listen_drops_per_second")):
+        if key in deltas:
+            out[name] = round(deltas[key] / interval, 1)
+    return out
+
+
+def human_bytes(n: float) -> str:
+    """1,234,567 -> '1.2 MB' (powers of 1024, as free and top show memory)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def item_text(item: dict[str, Any]) -> str:
+    """'1.7 GB in receive buffers of 3,000 CLOSE_WAIT sockets of java (pid 4242)'."""
+    owner = f" of {item['name']} (pid {item['pid']})" if item["pid"] >= 0 else ""
+    what = "objects" if item["what"] == "socket objects" else item["what"]
+    where = (f" on port {item['port']}" if "port" in item else
+             f" to {item['remote']}" if "remote" in item else "")
+    return (f"{human_bytes(item['bytes'])} in {what} of {item['sockets']:,} {item['state']} "
+            f"socket{'s' if item['sockets'] != 1 else ''}{where}{owner}")
+
+
+def summary(snap: Snapshot, kernel: KernelState | None, sc: SocketCost,
+            deltas: dict[str, int] | None, interval: float) -> dict[str, Any]:
+    """The cost section of a report (JSON), from which the cost lines are written."""
+    return {
+        "total": sc.of(), "objects_priced": sc.objects_known,
+        "buffers_measured": sc.buffers_known, "by_state": by_state(snap, sc),
+        "processes": by_process(snap, sc), "largest": largest(snap, sc),
+        "host": host_memory(kernel), "cpu": cpu(deltas, interval),
+    }

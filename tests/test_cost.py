@@ -1,0 +1,167 @@
+"""Issue 17: what the sockets cost, against `ss -tm` and /proc/slabinfo on real sockets."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tcpdoctor.analysis.cost import cpu, socket_cost
+from tcpdoctor.lab import scenarios
+from tcpdoctor.lab.net import LabNet
+from tcpdoctor.model.kernel_state import KernelState, deltas
+from tcpdoctor.sources.kstate import parse_cpu_stat, parse_slabinfo, parse_softirqs
+
+from . import synth
+from .conftest import in_netns, live, tcpdoctor, tcpdoctor_json
+
+SKMEM = re.compile(r"skmem:\(r(\d+),rb\d+,t\d+,tb\d+,f(\d+),w(\d+),o(\d+)")
+
+
+def slab_size(cache: str) -> int:
+    """The object size /proc/slabinfo reports, read here independently of tcpdoctor."""
+    for line in Path("/proc/slabinfo").read_text().splitlines():
+        words = line.split()
+        if words and words[0] == cache:
+            return int(words[3])
+    raise AssertionError(f"{cache} not in /proc/slabinfo")
+
+
+def ss_skmem(ns: str) -> dict[str, int]:
+    """Sums of ss -tm's skmem fields over every socket of the namespace."""
+    sums = {"r": 0, "f": 0, "w": 0, "o": 0}
+    for m in SKMEM.finditer(in_netns(ns, "ss", "-tanm").stdout):
+        for key, value in zip(("r", "f", "w", "o"), m.groups(), strict=True):
+            sums[key] += int(value)
+    return sums
+
+
+@pytest.fixture
+def lab() -> Iterator[LabNet]:
+    with LabNet(prefix="tdcost") as net:  # torn down even when the test fails
+        yield net
+
+
+@live
+def test_unread_buffers_match_ss_skmem(lab: LabNet) -> None:
+    """N CLOSE_WAIT sockets each with 32 KiB nobody reads: the buffer figures are ss's."""
+    sc = scenarios.SCENARIOS["unread-close-wait"]
+    n = 120  # above CLOSE_WAIT_LEAK's warning threshold (100)
+    scenarios.build(lab, sc, n)
+    report = tcpdoctor_json("check", "--json", "--netns", lab.name, "--interval", "0")
+    ours = report["cost"]["total"]
+    theirs = ss_skmem(lab.name)
+    assert theirs["r"] >= n * 32768  # the data sits unread (truesize is larger than data)
+    assert abs(ours["receive_bytes"] - theirs["r"]) <= 0.02 * theirs["r"]
+    assert abs(ours["send_bytes"] - theirs["w"]) <= max(0.02 * theirs["w"], 4096)
+    held = ours["receive_bytes"] + ours["send_bytes"] + ours["other_buffer_bytes"]
+    assert abs(held - sum(theirs.values())) <= 0.02 * sum(theirs.values())
+    leak = {f["id"]: f for f in report["findings"]}["CLOSE_WAIT_LEAK"]
+    assert leak["evidence"]["cost"]["receive_bytes"] >= n * 32768
+    assert leak["evidence"]["cost"]["fds"] == n
+    # A saved `ss -tanm` of the same sockets is priced the same way by analyze.
+    capture = in_netns(lab.name, "ss", "-tanmp").stdout
+    path = Path(f"/tmp/{lab.name}-ss.txt")
+    try:
+        path.write_text(capture)
+        offline = tcpdoctor_json("analyze", str(path), "--json")
+    finally:
+        path.unlink(missing_ok=True)
+    assert offline["cost"]["buffers_measured"]
+    assert offline["cost"]["total"]["receive_bytes"] == theirs["r"]
+
+
+@live
+def test_time_wait_objects_cost_count_times_slab_size(lab: LabNet) -> None:
+    sc = scenarios.SCENARIOS["time-wait-server"]
+    scenarios.build(lab, sc, 500)
+    data = tcpdoctor_json("states", "--json", "--netns", lab.name)
+    tw = data["cost"]["by_state"]["TIME_WAIT"]
+    assert tw["sockets"] == data["states"]["TIME_WAIT"] >= 450
+    assert tw["object_bytes"] == tw["sockets"] * slab_size("tw_sock_TCP")
+    assert tw["buffer_bytes"] == 0 and tw["fds"] == 0  # minisockets: no buffers, no file
+    listen = data["cost"]["by_state"]["LISTEN"]
+    per_file = slab_size("sock_inode_cache") + slab_size("filp")
+    assert listen["object_bytes"] == listen["sockets"] * (slab_size("TCP") + per_file)
+    table = tcpdoctor("states", "--netns", lab.name, "--cost")
+    assert table.returncode == 0 and "memory" in table.stdout and "fds" in table.stdout
+
+
+@live
+def test_memory_hog_names_process_port_and_bytes(lab: LabNet) -> None:
+    sc = scenarios.SCENARIOS["memory-hog"]
+    scenarios.build(lab, sc, sc.default_n)
+    proc = tcpdoctor("check", "--netns", lab.name, "--interval", "0")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Cost:"))
+    assert "receive buffers" in proc.stdout and "td-sink" in proc.stdout
+    assert "MB" in line
+    report = tcpdoctor_json("check", "--json", "--netns", lab.name, "--interval", "0")
+    hog = {f["id"]: f for f in report["findings"]}["SOCKET_MEMORY_HOG"]
+    assert "9000" in hog["summary"] and "td-sink" in hog["summary"]
+    theirs = ss_skmem(lab.name)
+    assert abs(hog["evidence"]["receive_bytes"] - theirs["r"]) <= 0.02 * theirs["r"]
+    groups = tcpdoctor_json("top", "--json", "--netns", lab.name, "--by", "process",
+                            "--cost")["groups"]
+    assert groups[0]["key"]["process"] == "td-sink"
+    assert groups[0]["memory_bytes"] >= theirs["r"] * 0.98
+    assert groups[0]["memory_bytes"] >= groups[-1]["memory_bytes"]
+
+
+@live
+def test_healthy_lab_has_no_memory_hog(lab: LabNet) -> None:
+    sc = scenarios.SCENARIOS["healthy"]
+    scenarios.build(lab, sc, sc.default_n)
+    report = tcpdoctor_json("check", "--json", "--netns", lab.name, "--interval", "0")
+    assert "SOCKET_MEMORY_HOG" not in {f["id"] for f in report["findings"]}
+    assert report["cost"]["by_state"]["ESTABLISHED"]["fds"] == sc.default_n
+
+
+def test_slabinfo_stat_and_softirqs_parsers() -> None:
+    slab = parse_slabinfo(
+        "slabinfo - version: 2.1\n"
+        "# name            <active_objs> <num_objs> <objsize> ...\n"
+        "tw_sock_TCP          192    192    256   16    1 : tunables    0    0    0\n"
+        "TCP                   66    117   2368   13    8 : tunables    0    0    0\n"
+        "kmalloc-64          1000   1000     64   64    1 : tunables    0    0    0\n", "t")
+    assert slab == {"tw_sock_TCP": (256, 192), "TCP": (2368, 66)}
+    stat = parse_cpu_stat("cpu  10 0 10 70 0 0 10 0 0 0\ncpu0 5 0 5 30 0 0 10 0 0 0\n"
+                          "cpu1 5 0 5 40 0 0 0 0 0 0\nintr 1 2\n", "t")
+    assert stat["cpu.softirq"] == 10 and stat["cpu.total"] == 100
+    assert stat["cpu0.softirq"] == 10 and stat["cpu0.total"] == 50
+    soft = parse_softirqs("      CPU0 CPU1\n  NET_TX:  3 4\n  NET_RX: 10 20\n", "t")
+    assert soft == {"softirq.NET_TX": 7, "softirq.NET_RX": 30}
+
+
+def test_cpu_shares_from_counter_deltas() -> None:
+    before = KernelState(0.0, counters={"cpu.softirq": 0, "cpu.total": 0, "cpu0.softirq": 0,
+                                        "cpu0.total": 0, "cpu1.softirq": 0, "cpu1.total": 0,
+                                        "softirq.NET_RX": 0, "Tcp.RetransSegs": 0})
+    after = KernelState(2.0, counters={"cpu.softirq": 20, "cpu.total": 400, "cpu0.softirq": 18,
+                                       "cpu0.total": 200, "cpu1.softirq": 2, "cpu1.total": 200,
+                                       "softirq.NET_RX": 5000, "Tcp.RetransSegs": 30})
+    got = cpu(deltas(before, after), 2.0)
+    assert got is not None
+    assert got["softirq_share"] == 0.05 and got["softirq_busiest_cpu_share"] == 0.09
+    assert got["net_rx_per_second"] == 2500 and got["retransmits_per_second"] == 15
+    assert cpu(None, 1.0) is None
+
+
+def test_objects_priced_by_kind_and_family() -> None:
+    snap = synth.snapshot(
+        {"n": 3, "state": "ESTABLISHED", "sport": 443, "raddr": "10.0.0.1", "inode": 7},
+        {"n": 5, "state": "TIME_WAIT", "sport": 443, "raddr": "10.0.0.2", "inode": 0},
+        {"n": 2, "state": "SYN_RECV", "sport": 443, "raddr": "10.0.0.3", "inode": 0},
+        {"n": 4, "state": "TIME_WAIT", "sport": 443, "raddr": "2001:db8::1", "inode": 0,
+         "laddr": "2001:db8::2", "family": 10})
+    kernel = KernelState(0.0, slab={"TCP": (2000, 0), "tw_sock_TCP": (200, 0),
+                                    "tw_sock_TCPv6": (210, 0), "request_sock_TCP": (300, 0),
+                                    "sock_inode_cache": (800, 0), "filp": (100, 0)})
+    sc = socket_cost(snap, kernel)
+    assert sc.of()["object_bytes"] == 3 * (2000 + 900) + 5 * 200 + 2 * 300 + 4 * 210
+    assert sc.of()["fds"] == 3 and sc.of()["receive_bytes"] == 0
+    report_json = json.dumps(sc.of())
+    assert "memory_bytes" in report_json
