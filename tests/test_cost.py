@@ -165,3 +165,26 @@ def test_objects_priced_by_kind_and_family() -> None:
     assert sc.of()["fds"] == 3 and sc.of()["receive_bytes"] == 0
     report_json = json.dumps(sc.of())
     assert "memory_bytes" in report_json
+
+
+def test_memory_and_orphan_findings_quote_what_the_sockets_hold() -> None:
+    from tcpdoctor.analysis.check import run_rules
+    from tcpdoctor.analysis.context import Context
+
+    snap = synth.snapshot(
+        {"n": 10, "state": "CLOSE_WAIT", "sport": 8080, "rmem_alloc": 1 << 20, "pid": 42},
+        {"n": 30, "state": "FIN_WAIT1", "sport": 8080, "inode": 0, "wmem_queued": 4096},
+        names={42: "java"})
+    kernel = KernelState(0.0, sockstat={"TCP": {"mem": 2500, "orphan": 900}},
+                         sysctls={"net.ipv4.tcp_mem": "1000 2000 3000",
+                                  "net.ipv4.tcp_max_orphans": "1000"},
+                         slab={"TCP": (2000, 0)})
+    found = {f.id: f for f in run_rules(Context(snap, kernel)).findings}
+    memory = found["TCP_MEMORY_PRESSURE"]
+    assert "Socket buffers here hold" in memory.summary
+    assert "receive buffers of 10 CLOSE_WAIT sockets to 192.0.2.10:443 of java (pid 42)" in (
+        memory.summary)
+    orphans = found["ORPHAN_PRESSURE"]
+    assert "The orphans seen here hold" in orphans.summary
+    assert orphans.evidence["cost"]["send_bytes"] == 30 * 4096
+    assert orphans.evidence["cost"]["fds"] == 0
