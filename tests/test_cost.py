@@ -185,6 +185,6 @@ def test_memory_and_orphan_findings_quote_what_the_sockets_hold() -> None:
     assert "receive buffers of 10 CLOSE_WAIT sockets to 192.0.2.10:443 of java (pid 42)" in (
         memory.summary)
     orphans = found["ORPHAN_PRESSURE"]
-    assert "The orphans seen here hold" in orphans.summary
+    assert "The orphans in this snapshot hold 178.6 KB" in orphans.summary
     assert orphans.evidence["cost"]["send_bytes"] == 30 * 4096
     assert orphans.evidence["cost"]["fds"] == 0

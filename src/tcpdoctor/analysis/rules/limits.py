@@ -35,7 +35,7 @@ def orphans(ctx: Context, th: dict[str, float]) -> Found | None:
         sev,
         f"{n:,} orphan sockets against tcp_max_orphans={cap:,} ({share:.0%}); past the limit "
         "(or a quarter of it under retransmission) the kernel resets them."
-        + _held(ctx, seen, "The orphans seen here"),
+        + _held(ctx, seen, "The orphans in this snapshot"),
         {"orphans": n, "tcp_max_orphans": cap, "share": round(share, 3)},
         [
             "Find what closes connections that cannot finish (peers gone, lossy path): see "
@@ -71,7 +71,7 @@ def tcp_memory(ctx: Context, th: dict[str, float]) -> Found | None:
     return Found(
         sev,
         f"TCP uses {mem:,} pages against tcp_mem pressure={pressure:,} high={high:,}; "
-        f"memory aborts during the sample: {aborts:,}." + _held(ctx, held, "Socket buffers"),
+        f"memory aborts during the sample: {aborts:,}." + _held(ctx, held, "Socket buffers here"),
         {"mem_pages": mem, "tcp_mem": limits, "TCPMemoryPressures_delta": pressures,
          "TCPAbortOnMemory_delta": aborts},
         [
@@ -90,7 +90,7 @@ def _held(ctx: Context, mask: np.ndarray, what: str) -> str:
         return ""
     items = largest(ctx.snap, cost, 1, mask)
     lead = f"; largest: {item_text(items[0])}" if items else ""
-    return f" {what} here hold {human_bytes(cost.of(mask)['memory_bytes'])}{lead}."
+    return f" {what} hold {human_bytes(cost.of(mask)['memory_bytes'])}{lead}."
 
 
 @rule("CONNTRACK_FULL", "Connection tracking table near full", needs=("kernel",),
