@@ -38,6 +38,7 @@ def main() -> int:
         (["exporter", "--textfile", str(tmp), "--once"], (3,),
          "pip install 'tcpdoctor[exporter]'"),
         (["lab", "--list"], (0,), ""),
+        (["collect", "-o", str(tmp / "collect.sh")], (0,), ""),
     ]
     failed = 0
     for args, codes, hint in cases:
@@ -51,7 +52,12 @@ def main() -> int:
         failed += not good
         print(f"{'ok  ' if good else 'FAIL'} tcpdoctor {' '.join(args)} -> exit "
               f"{proc.returncode}" + ("" if good else f"\n{proc.stderr}"))
-    print(f"without extras: {len(cases) - failed} passed, {failed} failed")
+    # The build wrote tcpdoctor(1) from the help texts and installed it with the package.
+    page = Path(sys.prefix) / "share" / "man" / "man1" / "tcpdoctor.1"
+    has_page = page.is_file() and ".SS tcpdoctor collect" in page.read_text()
+    print(f"{'ok  ' if has_page else 'FAIL'} man page installed at {page}")
+    failed += not has_page
+    print(f"without extras: {len(cases) + 1 - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "tcpdoctor"
-BASE = {"tcpdoctor", "tcpdoctor.errors", "tcpdoctor.status"}
+BASE = {"tcpdoctor", "tcpdoctor.__version__", "tcpdoctor.errors", "tcpdoctor.status"}
 INTERFACES = ("render", "cli", "exporter", "history", "lab")
 # What each layer may import from tcpdoctor (prefixes), besides BASE.
 ALLOWED = {

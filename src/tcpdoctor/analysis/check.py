@@ -26,6 +26,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     interval: float = 0.0
     cost: dict[str, Any] = field(default_factory=dict)  # what the sockets cost (cost.summary)
+    live: bool = False  # this host now (check), not a saved input (analyze)
 
     @property
     def worst(self) -> Severity | None:
@@ -98,4 +99,4 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
                      "the input holds one reading of the kernel counters: rate-based "
                      "evidence (overflows, drops, cookies) was not measured")
     cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
-    return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost)
+    return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live)

@@ -39,7 +39,7 @@ Loaded = tuple[Snapshot, KernelState | None]
 
 def compare(before: Loaded, after: Loaded, limit: int = 5) -> dict[str, Any]:
     (sa, ka), (sb, kb) = before, after
-    ra, rb = run_rules(Context(sa, ka)), run_rules(Context(sb, kb))
+    ra, rb = run_rules(Context.saved(sa, ka)), run_rules(Context.saved(sb, kb))
     fa = {f.id: f.severity for f in ra.findings}
     fb = {f.id: f.severity for f in rb.findings}
     xa, xb = sa.summary(), sb.summary()

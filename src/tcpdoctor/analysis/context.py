@@ -10,6 +10,7 @@ import numpy as np
 
 from tcpdoctor.analysis.cost import SocketCost, socket_cost
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.model import kernel_state
 from tcpdoctor.model.addresses import format_addr
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.kernel_state import KernelState
@@ -27,6 +28,19 @@ class Context:
     fd_counts: dict[int, int] | None = None
     nofile: Callable[[int], int | None] | None = None
     _cost: SocketCost | None = field(default=None, repr=False)
+
+    @classmethod
+    def saved(cls, snap: Snapshot, kernel: KernelState | None) -> Context:
+        """What a saved input offers: rates when it holds two readings of the counters
+        (a collect bundle), open files and their limits when it recorded them."""
+        if kernel is None:
+            return cls(snap)
+        deltas, interval = None, 0.0
+        if kernel.previous is not None:
+            deltas = kernel_state.deltas(kernel.previous, kernel)
+            interval = kernel.taken - kernel.previous.taken
+        return cls(snap, kernel, deltas, interval, kernel.fd_counts or None,
+                   kernel.nofile.get if kernel.fd_counts else None)
 
     def cost(self) -> SocketCost:
         """What each socket costs (built once, on first use)."""

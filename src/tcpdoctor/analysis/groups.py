@@ -8,18 +8,15 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.analysis.cost import SocketCost
+from tcpdoctor.analysis.dimensions import GROUP_KEYS, HISTORY_DIMENSIONS, WATCH_DIMENSIONS
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.model.addresses import format_addr, is_v4, parse_addr, prefix_masks
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import NUM_STATES, STATE_NAMES, TCP_ESTABLISHED, parse_state_name
 
-GROUP_KEYS = ("remote-ip", "remote-net", "local-port", "remote-port", "service-port", "process",
-              "state")
-# The dimensions history, diff and the exporter keep (what tells a cause apart), and the
-# ones `watch` cycles through.
-HISTORY_DIMENSIONS = ("remote-ip", "service-port", "process")
-WATCH_DIMENSIONS = (*HISTORY_DIMENSIONS, "remote-net")
+# Re-exported: the names live in a numpy-free module that option parsers can import.
+__all__ = ["GROUP_KEYS", "HISTORY_DIMENSIONS", "WATCH_DIMENSIONS"]
 
 
 @dataclass

@@ -45,15 +45,19 @@ def check(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
               type=click.IntRange(min=1),
               help="Bigger text dumps are folded into one row per distinct kind of socket "
                    "(exact counts and findings, bounded memory; ephemeral ports folded).")
+@click.option("--netns", "netns", metavar="NAME",
+              help="With a collect bundle gathered with --all-netns: analyse this "
+                   "namespace instead of the host's.")
 @threshold_options
 def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict: bool,
-            reduce_above: int, thresholds: Any) -> ExitCode:
+            reduce_above: int, netns: str | None, thresholds: Any) -> ExitCode:
     """The check report from saved output, format auto-detected ('-' reads stdin).
 
     \b
     Reads ss -tan[poime] (with or without -H), netstat -an[tpo], Windows netstat -ano,
-    /proc/net/tcp and tcp6, raw `ss -D FILE` netlink dumps and tcpdoctor snapshots
-    (gzip-compressed or not). Several files are analysed together.
+    /proc/net/tcp and tcp6, raw `ss -D FILE` netlink dumps, tcpdoctor snapshots
+    (gzip-compressed or not) and `tcpdoctor collect` bundles (every rule a live check
+    runs, rates included). Several files are analysed together.
 
     \b
     Examples:
@@ -61,6 +65,7 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
       ssh web1 ss -tanpi | tcpdoctor analyze -
       tcpdoctor analyze tcp.txt tcp6.txt --proc-dir saved-proc/ --json
       tcpdoctor analyze huge-netstat.txt.gz     (streamed: memory follows distinct kinds)
+      tcpdoctor analyze tcpdoctor-web1-20261126T101500Z.tar.gz   a `collect` bundle
     """
     from tcpdoctor.analysis.check import run_rules
     from tcpdoctor.analysis.context import Context
@@ -69,10 +74,10 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     saved = offline.proc_dir_state(proc_dir) if proc_dir else None
     ports = saved.sysctl_ints("net.ipv4.ip_local_port_range") if saved else None
     port_range = (ports[0], ports[1]) if ports and len(ports) == 2 else None
-    loaded = [offline.load(f, strict, reduce_above, port_range) for f in files]
+    loaded = [offline.load(f, strict, reduce_above, port_range, netns) for f in files]
     snap = require_sockets(offline.merge([s for s, _, _ in loaded]))
     kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
-    return emit_report(run_rules(Context(snap, kernel), thresholds), as_json)
+    return emit_report(run_rules(Context.saved(snap, kernel), thresholds), as_json)
 
 
 def require_sockets(snap: Any) -> Any:

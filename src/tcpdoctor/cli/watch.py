@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tcpdoctor.analysis.groups import WATCH_DIMENSIONS as DIMS
+from tcpdoctor.analysis.dimensions import WATCH_DIMENSIONS as DIMS
 from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
 
 if TYPE_CHECKING:

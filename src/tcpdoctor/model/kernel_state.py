@@ -54,6 +54,10 @@ RATE_COUNTERS: tuple[str, ...] = (
 # and /proc/softirqs): "cpu.softirq"/"cpu.total" in clock ticks, one pair per CPU as
 # "cpuN.softirq"/"cpuN.total", and "softirq.NET_RX"/"softirq.NET_TX" (times raised).
 CPU_COUNTER_PREFIXES = ("cpu", "softirq.")
+# sysctl.d(5): where configuration files live, in precedence order, and the classic file.
+SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
+               "/lib/sysctl.d")
+SYSCTL_CONF = "/etc/sysctl.conf"
 # Slab caches whose object sizes price a socket (docs/kernel.md "What sockets cost").
 SLAB_CACHES = ("TCP", "TCPv6", "tw_sock_TCP", "tw_sock_TCPv6", "request_sock_TCP",
                "request_sock_TCPv6", "sock_inode_cache", "filp")
@@ -76,6 +80,12 @@ class KernelState:
     slab: dict[str, tuple[int, int]] = field(default_factory=dict)
     mem_total: int | None = None  # bytes of RAM (/proc/meminfo MemTotal)
     page_size: int = 4096
+    # Saved inputs that hold two readings (collect bundles): the earlier one, for rates.
+    previous: KernelState | None = None
+    # Saved inputs only: open files and RLIMIT_NOFILE of the processes that own sockets
+    # (live reads take them from the owner scan and /proc/PID/limits).
+    fd_counts: dict[int, int] = field(default_factory=dict)
+    nofile: dict[int, int] = field(default_factory=dict)
 
     def sysctl_int(self, key: str) -> int | None:
         value = self.sysctls.get(key)

@@ -35,8 +35,9 @@ def _header(report: Report) -> list[str]:
     summary = s.summary()
     states = " · ".join(f"{name} {summary['states'][name]:,}" for name in STATE_NAMES
                         if summary["states"][name])
-    head = (f"tcpdoctor check · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
-            f"{s.taken_at}" if s.kernel else f"tcpdoctor analyze · {s.source} · {s.taken_at}")
+    command = "check" if report.live else "analyze"
+    head = (f"tcpdoctor {command} · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
+            f"{s.taken_at}" if s.kernel else f"tcpdoctor {command} · {s.source} · {s.taken_at}")
     return [
         head,
         f"{summary['total']:,} TCP sockets, {summary['non_established']:,} not established: "

@@ -78,12 +78,18 @@ def scan(proc_root: str = "/proc") -> OwnerTable:
             table.names[pid] = comm if comm is not None else "?"
     ino = np.frombuffer(inodes, dtype=np.uint32) if inodes else np.zeros(0, np.uint32)
     pid_arr = np.frombuffer(pids, dtype=np.int32) if pids else np.zeros(0, np.int32)
-    order = np.lexsort((pid_arr, ino))  # by inode, then lowest pid first
-    ino, pid_arr = ino[order], pid_arr[order]
+    table.inodes, table.pids = by_inode(ino, pid_arr)
+    return table
+
+
+def by_inode(ino: np.ndarray, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inode, pid) pairs as a lookup table: sorted by inode, one owner per inode (the
+    lowest pid when a socket is shared, e.g. after fork)."""
+    order = np.lexsort((pids, ino))
+    ino, pids = ino[order], pids[order]
     first = np.ones(ino.shape[0], dtype=bool)
     first[1:] = ino[1:] != ino[:-1]
-    table.inodes, table.pids = ino[first], pid_arr[first]
-    return table
+    return ino[first], pids[first]
 
 
 def lookup(table: OwnerTable, inodes: np.ndarray) -> np.ndarray:

@@ -10,11 +10,7 @@ from __future__ import annotations
 import os
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
-from tcpdoctor.model.kernel_state import Setting
-
-SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
-               "/lib/sysctl.d")
-SYSCTL_CONF = "/etc/sysctl.conf"
+from tcpdoctor.model.kernel_state import SYSCTL_CONF, SYSCTL_DIRS, Setting
 
 
 def parse(text: str, path: str) -> list[Setting]:

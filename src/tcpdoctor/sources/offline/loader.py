@@ -27,7 +27,7 @@ from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTEN
 from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
-from tcpdoctor.sources.offline import netstat_fast, textdump
+from tcpdoctor.sources.offline import bundle, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
@@ -133,13 +133,22 @@ def _lines(stream: BinaryIO, on_long: Callable[[int], None]) -> Iterator[tuple[i
 
 
 def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
-         port_range: tuple[int, int] | None = None,
+         port_range: tuple[int, int] | None = None, netns: str | None = None,
          ) -> tuple[Snapshot, KernelState | None, list[str]]:
+    """One saved input; netns picks a namespace of a collect bundle (--all-netns)."""
     name = "stdin" if path == "-" else path
     with _open(path) as stream:
         head = stream.read(HEAD)
         if not head.strip():
             raise TcpDoctorError(f"{name}: empty file (expected {FORMATS})")
+        if bundle.looks_like(head):
+            if path == "-":
+                raise TcpDoctorError("a collect bundle is read from its file, not stdin: "
+                                     "tcpdoctor analyze BUNDLE.tar.gz")
+            return bundle.load(path, strict, reduce_above, netns)
+        if netns is not None:
+            raise TcpDoctorError(f"{name}: --netns picks a namespace of a collect bundle; "
+                                 "this input is not one")
         if _is_netlink(head) or snapshot_file.looks_like(head[:4096]):
             return _load_binary(head + _read_rest(stream, name), name, path)
         if b"\x00" in head:

@@ -1,0 +1,243 @@
+"""Collect bundles (`tcpdoctor collect`'s tar.gz): unpacked safely into a temporary
+directory, then read with the same readers as a live host (model/bundle.py has the layout).
+
+The two readings of the counters give rates, the sysctls and slab sizes come from the
+first, sockets from `ss` when the script found it (else /proc/net/tcp joined with the
+owners it listed), open files and their limits from processes.txt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+import numpy as np
+
+from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.model import bundle
+from tcpdoctor.model.kernel_state import GLOBAL_SYSCTLS, KernelState, fill_global_sysctls
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.sources import kstate, owners
+
+MAX_MEMBERS = 100_000
+MAX_BYTES = 4 << 30  # what a bundle may unpack to (each socket listing is cut at 256 MB)
+
+
+def looks_like(head: bytes) -> bool:
+    """A tar archive (the gzip layer is already removed): 'ustar' at offset 257."""
+    return len(head) > 262 and head[257:262] == b"ustar"
+
+
+@contextlib.contextmanager
+def unpacked(path: str) -> Iterator[str]:
+    """The bundle's top directory, unpacked into a temporary directory removed afterwards.
+    Only regular files and directories under one top directory are accepted: no links, no
+    absolute paths, no '..', bounded in count and size."""
+    name = os.path.basename(path)
+    tmp = tempfile.mkdtemp(prefix="tcpdoctor-bundle-")
+    try:
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                top = _extract(tar, tmp, name)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) \
+                    and exc.strerror:
+                raise TcpDoctorError(f"{name}: {exc.strerror}") from None
+            raise ParseError(name, None, f"a complete tar.gz bundle ({exc})") from None
+        yield os.path.join(tmp, top)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
+    tops: set[str] = set()
+    total = 0
+    for count, member in enumerate(tar, 1):
+        parts = PurePosixPath(member.name).parts
+        if count > MAX_MEMBERS or not parts or member.name.startswith("/") or ".." in parts:
+            raise ParseError(name, None, "a tcpdoctor bundle (relative member names)",
+                             member.name)
+        if not (member.isfile() or member.isdir()):
+            raise ParseError(name, None, "a tcpdoctor bundle (files and directories only)",
+                             member.name)
+        total += member.size
+        if total > MAX_BYTES:
+            raise TcpDoctorError(f"{name}: the bundle unpacks to over {MAX_BYTES >> 30} GB")
+        tops.add(parts[0])
+        target = os.path.join(dest, *parts)
+        if member.isdir():
+            os.makedirs(target, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        src = tar.extractfile(member)
+        assert src is not None
+        with src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+    if len(tops) != 1:
+        raise ParseError(name, None, "a tcpdoctor bundle (one top directory)",
+                         ", ".join(sorted(tops)[:3]))
+    return tops.pop()
+
+
+def _text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def meta(root: str, name: str) -> dict[str, str]:
+    head = (_text(os.path.join(root, "FORMAT")) or "").split()
+    if head[:1] != [bundle.FORMAT_NAME]:
+        raise ParseError(name, 1, f"a bundle with FORMAT '{bundle.FORMAT_NAME} "
+                         f"{bundle.VERSION}'", " ".join(head))
+    if head[1:2] != [str(bundle.VERSION)]:
+        raise TcpDoctorError(f"{name}: bundle format {' '.join(head[1:2]) or '?'}; this "
+                             f"tcpdoctor reads format {bundle.VERSION} (upgrade tcpdoctor)")
+    meta = {}
+    for line in (_text(os.path.join(root, "meta.txt")) or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            meta[key.strip()] = value.strip()
+    return meta
+
+
+def notes(root: str) -> list[str]:
+    """What the script could not gather (notes.txt), as report notes."""
+    text = _text(os.path.join(root, "notes.txt")) or ""
+    return [f"bundle: {line.strip()}" for line in text.splitlines() if line.strip()]
+
+
+def namespaces(root: str) -> list[str]:
+    try:
+        return sorted(os.listdir(os.path.join(root, "netns")))
+    except OSError:
+        return []
+
+
+def kernel_figures(root: str, base: str, meta: dict[str, str]) -> KernelState:
+    """The second reading, with the first as `previous` (rates); sysctls, slab sizes and RAM
+    from the first; a namespace's global sysctls from the host's."""
+    first = kstate.read_state(os.path.join(base, "proc", "1"))
+    if base != root:  # a namespace: host-wide figures come from the host's reading
+        host = kstate.read_state(os.path.join(root, "proc", "1"))
+        fill_global_sysctls(first, {k: host.sysctls.get(k) for k in GLOBAL_SYSCTLS})
+        first.slab, first.mem_total, first.file_nr = host.slab, host.mem_total, host.file_nr
+        first.notes = ([n for n in first.notes if "slabinfo" not in n]
+                       + [n for n in host.notes if "slabinfo" in n])
+    page = meta.get("page_size", "")
+    first.page_size = int(page) if page.isdigit() and int(page) > 0 else 4096
+    first.taken = _uptime(os.path.join(base, "proc", "1"))
+    second_dir = os.path.join(base, "proc", "2")
+    if not os.path.isdir(second_dir):
+        return first
+    second = kstate.read_state(second_dir, with_sysctls=False)
+    second.taken = _uptime(second_dir)
+    if not second.counters or second.taken <= first.taken:
+        return first
+    for attr in ("sysctls", "slab", "mem_total", "page_size", "file_nr"):
+        setattr(second, attr, getattr(first, attr))
+    second.notes = first.notes
+    second.previous = first
+    return second
+
+
+def _uptime(directory: str) -> float:
+    words = (_text(os.path.join(directory, "uptime")) or "").split()
+    try:
+        return float(words[0])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+def processes(root: str) -> tuple[dict[int, int], dict[int, int], dict[int, str]]:
+    """(open files, RLIMIT_NOFILE, name) per pid, from processes.txt."""
+    fds: dict[int, int] = {}
+    limits: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for line in (_text(os.path.join(root, "processes.txt")) or "").splitlines():
+        words = line.split()
+        if len(words) < 4 or not words[0].isdigit() or not words[1].isdigit():
+            continue
+        pid = int(words[0])
+        fds[pid] = int(words[1])
+        if words[2].isdigit():
+            limits[pid] = int(words[2])
+        names[pid] = " ".join(words[3:])
+    return fds, limits, names
+
+
+def attach_owners(snap: Snapshot, root: str, names: dict[int, str]) -> None:
+    """pid of each socket of a /proc/net/tcp listing, from owners.txt (PID INODE lines)."""
+    text = _text(os.path.join(root, "sockets", "owners.txt"))
+    if not text or "inode" not in snap.columns:
+        return
+    pairs = np.array([w for w in text.split() if w.isdigit()], dtype=np.int64)
+    pairs = pairs[: pairs.shape[0] // 2 * 2].reshape(-1, 2)
+    ino, pid = owners.by_inode(pairs[:, 1].astype(np.uint32), pairs[:, 0].astype(np.int32))
+    table = owners.OwnerTable(ino, pid, names)
+    snap.columns["pid"] = owners.lookup(table, snap.columns["inode"])
+    found = np.unique(snap.columns["pid"])
+    snap.process_names = {int(p): names.get(int(p), "?") for p in found if p >= 0}
+
+
+def load(path: str, strict: bool, reduce_above: int, netns: str | None,
+         ) -> tuple[Snapshot, KernelState, list[str]]:
+    """The snapshot and kernel figures of a bundle (of one of its namespaces)."""
+    name = os.path.basename(path)
+    with unpacked(path) as root:
+        info = meta(root, name)
+        spaces = namespaces(root)
+        base = root
+        if netns is not None:
+            if netns not in spaces:
+                raise TcpDoctorError(f"{name}: no namespace {netns!r} in this bundle (it "
+                                     f"holds: {', '.join(spaces) or 'the host only'})")
+            base = os.path.join(root, "netns", netns)
+        fds, limits, names = processes(root)
+        snap, listing = _bundle_sockets(root, base, names, strict, reduce_above)
+        kernel = kernel_figures(root, base, info)
+        kernel.fd_counts, kernel.nofile = fds, limits
+        inside = os.path.dirname(root) + os.sep
+        told = notes(root)
+        snap.notes = [n.replace(inside, f"{name}:") for n in snap.notes]
+        # A file the script already said it could not read is not reported twice.
+        explained = {t.split()[1] for t in told if len(t.split()) > 1}
+        kernel.notes = [n.replace(inside, f"{name}:") for n in kernel.notes
+                        if n.split()[0] not in explained]
+        snap.notes += told
+    if spaces and netns is None:
+        snap.notes.append(f"the bundle also holds namespaces {', '.join(spaces)}: "
+                          f"tcpdoctor analyze {name} --netns NAME")
+    snap.source = f"bundle {name} ({listing})"
+    snap.host, snap.kernel = info.get("host", ""), info.get("kernel", "")
+    snap.taken_at, snap.netns = info.get("started", ""), netns
+    return snap, kernel, []
+
+
+def _bundle_sockets(root: str, base: str, names: dict[int, str], strict: bool,
+                    reduce_above: int) -> tuple[Snapshot, str]:
+    """ss's listing when the script had ss, else /proc/net/tcp{,6} with owners.txt."""
+    from tcpdoctor.sources.offline.loader import load as load_text
+    from tcpdoctor.sources.offline.loader import merge
+
+    ss = os.path.join(base, "sockets", "ss.txt")
+    if os.path.isfile(ss) and os.path.getsize(ss) > 0:
+        return load_text(ss, strict, reduce_above)[0], "ss -tanpoiem"
+    files = [os.path.join(base, "sockets", f) for f in bundle.SOCKET_FILES]
+    parts = [load_text(f, strict, reduce_above)[0] for f in files
+             if os.path.isfile(f) and os.path.getsize(f) > 0]
+    if not parts:
+        raise TcpDoctorError(f"{os.path.basename(os.path.dirname(root)) or root}: the bundle "
+                             "holds no socket listing (neither ss.txt nor /proc/net/tcp)")
+    snap = merge(parts)
+    if snap.count():  # an empty tcp6 listing is no news when tcp had sockets
+        snap.notes = [n for n in snap.notes if not n.endswith("no TCP sockets found")]
+    attach_owners(snap, root, names)
+    return snap, "/proc/net/tcp"
