@@ -70,7 +70,8 @@ def cost_evidence(cost: dict[str, int]) -> str:
     """A finding's evidence["cost"]: '12.3 MB (receive 10.0 MB, send 0 B, objects 2.3 MB),
     3,000 file descriptors'."""
     parts = [f"{label} {human_bytes(cost[key])}" for key, label in (
-        ("receive_bytes", "receive"), ("send_bytes", "send"), ("object_bytes", "objects"))
+        ("receive_bytes", "receive"), ("send_bytes", "send"),
+        ("other_buffer_bytes", "reserved"), ("object_bytes", "objects"))
         if cost.get(key)]
     detail = f" ({', '.join(parts)})" if parts else ""
     return f"{human_bytes(cost['memory_bytes'])}{detail}, {_fds(cost['fds'])}"
