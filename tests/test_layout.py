@@ -25,7 +25,8 @@ ALLOWED = {
 }
 SOURCE_FACES = ("tcpdoctor.sources.live", "tcpdoctor.sources.offline",
                 "tcpdoctor.sources.target",
-                "tcpdoctor.sources.netns")
+                "tcpdoctor.sources.netns", "tcpdoctor.sources.namespaces",
+                "tcpdoctor.sources.sweep")
 SILENT = ("model", "sources", "analysis")
 MAX_LINES = 400
 

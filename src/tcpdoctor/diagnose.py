@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from tcpdoctor.analysis.check import Report, run_rules
 from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.host import HostReport
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.analysis.tune import Audit
 from tcpdoctor.model.kernel_state import KernelState
@@ -40,6 +41,30 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
                   got.owners.fd_counts if got.owners else None, nofile)
     report = run_rules(ctx, thresholds, live=True)
     return Diagnosis(got, report, time.perf_counter() - t0, started)
+
+
+def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None,
+                 interval: float = 1.0) -> tuple[HostReport, float]:
+    """Every namespace --netns SPEC names (all, pod:NS/NAME, container:ID), sampled
+    together: one interval for all, one owner scan; (the host report, seconds taken)."""
+    from tcpdoctor.analysis.host import HostReport
+    from tcpdoctor.sources import namespaces, sweep
+
+    t0 = time.perf_counter()
+    found = sweep.discover(target)
+    spaces = namespaces.select(found, spec)
+    got = sweep.sample_all(target, spaces, interval)
+    nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
+    reports: list[Report | None] = []
+    for s in got.samples:
+        if s is None:
+            reports.append(None)
+            continue
+        ctx = Context(s.snap, s.kernel, s.deltas, s.interval,
+                      s.owners.fd_counts if s.owners else None, nofile)
+        reports.append(run_rules(ctx, thresholds, live=True))
+    where = [ns.as_json() for ns in spaces]
+    return HostReport(where, reports, found.notes + got.notes), time.perf_counter() - t0
 
 
 class Diagnoser:

@@ -4,7 +4,7 @@ and the exporter keep, and what `watch` cycles through. Option parsers import th
 from __future__ import annotations
 
 GROUP_KEYS = ("remote-ip", "remote-net", "local-port", "remote-port", "service-port", "process",
-              "state")
+              "state", "netns", "pod")
 # The dimensions history, diff and the exporter keep (what tells a cause apart), and the
 # ones `watch` cycles through.
 HISTORY_DIMENSIONS = ("remote-ip", "service-port", "process")

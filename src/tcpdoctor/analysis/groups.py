@@ -61,7 +61,20 @@ def key_columns(snap: Snapshot, key: str, prefix4: int, prefix6: int) -> list[np
         if "pid" not in c:
             raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
         return [c["pid"]]
+    if key in ("netns", "pod"):
+        ids = c.get("netns_id", np.zeros(len(snap), np.uint16))
+        if key == "pod":  # namespaces of one pod share an index (the first one's)
+            first: dict[Any, int] = {}
+            for i, sp in enumerate(_spaces(snap)):
+                first.setdefault(sp.get("pod"), i)
+            ids = np.array([first[sp.get("pod")] for sp in _spaces(snap)], np.uint16)[ids]
+        return [ids]
     return [c["state"]]
+
+
+def _spaces(snap: Snapshot) -> list[dict[str, Any]]:
+    """The namespaces of a snapshot: its sweep's, or its own one."""
+    return snap.spaces or [{"netns": snap.netns or "host", "pod": None, "container": None}]
 
 
 def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
@@ -77,6 +90,8 @@ def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
         pid = int(values[0])
         return {"process": snap.process_names.get(pid, "?") if pid >= 0 else None,
                 "pid": pid if pid >= 0 else None}
+    if key in ("netns", "pod"):
+        return {key: _spaces(snap)[int(values[0])].get(key)}
     return {key: STATE_NAMES[int(values[0]) - 1]}
 
 
@@ -169,3 +184,18 @@ def filter_mask(snap: Snapshot, states: list[str] | None = None, ports: list[int
             raise TcpDoctorError("--pid needs owner lookup (drop --no-processes)")
         mask &= np.isin(c["pid"], pids)
     return mask
+
+
+def space_summaries(snap: Snapshot) -> list[dict[str, Any]]:
+    """Per namespace of a swept snapshot: its names and state counts, the largest first."""
+    ids = snap.columns.get("netns_id", np.zeros(len(snap), np.uint16)).astype(np.int64)
+    spaces = _spaces(snap)
+    counts = np.bincount(ids * NUM_STATES + snap.columns["state"], snap.weights,
+                         minlength=len(spaces) * NUM_STATES).reshape(-1, NUM_STATES)
+    out = []
+    for i, sp in enumerate(spaces):
+        states = {name: int(counts[i, s + 1]) for s, name in enumerate(STATE_NAMES)}
+        total = sum(states.values())
+        out.append({**sp, "total": total, "established": states["ESTABLISHED"],
+                    "non_established": total - states["ESTABLISHED"], "states": states})
+    return sorted(out, key=lambda s: (-s["total"], str(s["netns"])))

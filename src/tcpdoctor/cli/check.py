@@ -28,10 +28,37 @@ def check(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
       tcpdoctor check --json | jq '.findings[].id'
       tcpdoctor check --netns blue --interval 5
       tcpdoctor check --threshold CLOSE_WAIT_LEAK.warning=20
+      tcpdoctor check --netns all        every namespace: containers and pods included
+      tcpdoctor check --netns pod:shop/cart-7d9f
     """
+    if sock.all_netns:
+        return _check_all(sock, thresholds, interval)
     from tcpdoctor.diagnose import diagnose
 
     return emit_report(diagnose(sock.target(), thresholds, interval).report, sock.as_json)
+
+
+def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
+    """check --netns all: every namespace sampled together, one host report."""
+    import os
+    import socket
+
+    from tcpdoctor.diagnose import diagnose_all
+    from tcpdoctor.sources.live import now_iso
+
+    taken = now_iso()
+    report, _ = diagnose_all(sock.target(sweep=True), "all", thresholds, interval)
+    host, kernel = socket.gethostname(), os.uname().release
+    if sock.as_json:
+        from tcpdoctor.render.output import emit_json
+
+        emit_json(report.as_json(host, kernel, taken))
+    else:
+        from tcpdoctor.render.host import render_host
+
+        render_host(report, f"tcpdoctor check · {host} (every network namespace) · "
+                            f"Linux {kernel} · {taken}")
+    return report.exit_code()
 
 
 @click.command()

@@ -18,8 +18,10 @@ from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.sources.target import SOURCES, Target
 
 F = Callable[..., Any]
-NETNS_HELP = ("Another network namespace: a name under /run/netns, or a path such as "
-              "/proc/PID/ns/net.")
+NETNS_HELP = ("Another network namespace: a name under /run/netns, a path such as "
+              "/proc/PID/ns/net, pod:NAMESPACE/NAME or container:ID-OR-NAME.")
+ALL_HELP = " `all` (or --all-netns): every namespace on the host, containers' included."
+SWEEPING = ("check", "states", "top")  # the commands that take --netns all
 # The option set of every command that reads live sockets (docs/spec.md, common options).
 SOCKET_OPTIONS = ("--json", "--netns", "-4", "-6", "--source", "--no-processes")
 
@@ -37,15 +39,30 @@ class SocketOptions:
     def one_netns(self) -> str | None:
         return self.netns[0] if self.netns else None
 
+    @property
+    def all_netns(self) -> bool:
+        return self.one_netns == "all"
+
     def families(self) -> tuple[bool, bool]:
         """(IPv4, IPv6) to read: -4 and -6 together mean both."""
         if self.ipv4_only and self.ipv6_only:
             return True, True
         return not self.ipv6_only, not self.ipv4_only
 
-    def target(self, netns: str | None = None, owners: bool | None = None) -> Target:
+    def target(self, netns: str | None = None, owners: bool | None = None,
+               sweep: bool = False) -> Target:
+        """What to read; sweep: the caller handles --netns all itself (the Target is then
+        the host's). pod:NS/NAME and container:ID resolve to that namespace's path."""
         v4, v6 = self.families()
-        return Target(netns if netns is not None else self.one_netns, self.source, v4, v6,
+        spec = netns if netns is not None else self.one_netns
+        if spec == "all":
+            if not sweep:
+                raise TcpDoctorError("--netns all: this command reads one namespace (check, "
+                                     "states and top read them all); use --netns NAME")
+            spec = None
+        elif spec is not None and spec.startswith(("pod:", "container:")):
+            spec = _resolve_selector(spec)
+        return Target(spec, self.source, v4, v6,
                       (not self.no_processes) if owners is None else owners)
 
 
@@ -67,7 +84,8 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
         click.option("--netns", multiple=many_netns, metavar="NAME|PATH",
                      shell_complete=_complete_netns,
                      help=helptext("--netns", NETNS_HELP + (" Repeatable." if many_netns
-                                                            else ""))),
+                                                            else "")
+                                   + (ALL_HELP if command in SWEEPING else ""))),
         click.option("-4", "ipv4_only", is_flag=True, help=helptext("-4", "IPv4 sockets only.")),
         click.option("-6", "ipv6_only", is_flag=True, help=helptext("-6", "IPv6 sockets only.")),
         click.option("--source", type=click.Choice(SOURCES), default="auto", show_default=True,
@@ -82,6 +100,8 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
             netns = kwargs.pop("netns")
+            if kwargs.pop("all_netns", False):
+                netns = "all"
             sock = SocketOptions(kwargs.pop("as_json"),
                                  tuple(netns) if many_netns else ((netns,) if netns else ()),
                                  kwargs.pop("ipv4_only"), kwargs.pop("ipv6_only"),
@@ -89,10 +109,23 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
             _refuse_unused(sock, why)
             return fn(sock=sock, **kwargs)
 
-        for opt in reversed(opts):
+        every = opts if command not in SWEEPING else [*opts, click.option(
+            "--all-netns", is_flag=True, help="Every network namespace (= --netns all).")]
+        for opt in reversed(every):
             wrapper = opt(wrapper)
         return wrapper
     return decorate
+
+
+def _resolve_selector(spec: str) -> str:
+    """pod:NS/NAME or container:ID -> the path of that one network namespace."""
+    from tcpdoctor.sources import namespaces
+
+    hit = namespaces.select(namespaces.discover(), spec)
+    if len(hit) > 1:
+        raise TcpDoctorError(f"--netns {spec}: {len(hit)} namespaces match ("
+                             f"{', '.join(n.label for n in hit[:5])}); be more specific")
+    return namespaces.entry_path(hit[0])
 
 
 def _refuse_unused(sock: SocketOptions, why: dict[str, str]) -> None:
@@ -123,7 +156,7 @@ def threshold_options(fn: F) -> F:
 def _complete_netns(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     from tcpdoctor.sources.netns import named
 
-    return [n for n in named() if n.startswith(incomplete)]
+    return [n for n in ["all", *named()] if n.startswith(incomplete)]
 
 
 def _complete_threshold(ctx: click.Context, param: click.Parameter,

@@ -38,28 +38,42 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
       tcpdoctor states --cost                   memory and fds per state
       tcpdoctor states --json | jq .non_established
       tcpdoctor states --netns blue -4 --csv
+      tcpdoctor states --netns all --json      summed over every namespace, and per namespace
     """
     from tcpdoctor.analysis.cost import by_state
     from tcpdoctor.render.output import emit_json, notes
     from tcpdoctor.sources.live import take_snapshot
 
-    t = sock.target(owners=False)
-    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6,
-                         want=frozenset({"state", "family", "inode"}), mem=True)
+    t = sock.target(owners=False, sweep=True)
+    want = frozenset({"state", "family", "inode"})
+    if sock.all_netns:
+        from tcpdoctor.sources import sweep
+
+        snap = sweep.merged(t, "all", mem=True, want=want)
+    else:
+        snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=want, mem=True)
     summary = snap.summary()
     sc = _priced(snap, t)
     priced = {"total": sc.of(), "by_state": by_state(snap, sc),
               "objects_priced": sc.objects_known, "buffers_measured": sc.buffers_known}
+    spaces = {}
+    if sock.all_netns:
+        from tcpdoctor.analysis.groups import space_summaries
+
+        spaces = {"namespaces": space_summaries(snap)}
     if sock.as_json:
-        emit_json({"schema": 1, "source": snap.source, **summary, "cost": priced})
+        emit_json({"schema": 1, "source": snap.source, **summary, "cost": priced, **spaces})
     else:
         from tcpdoctor.render import tables
 
         if as_csv:
             tables.states_csv(summary, priced if cost else None)
         else:
-            tables.states_table(summary, f"TCP sockets on {snap.host} ({t.where}, "
+            where = "every network namespace" if sock.all_netns else t.where
+            tables.states_table(summary, f"TCP sockets on {snap.host} ({where}, "
                                 f"{snap.source})", priced if cost else None)
+            if spaces:
+                tables.spaces_table(spaces["namespaces"])
     notes(snap.notes)
 
 
@@ -79,7 +93,8 @@ def _priced(snap: Snapshot, target: Target) -> SocketCost:
 @socket_options("top")
 @click.option("--by", "by", default="remote-ip", show_default=True,
               help="Grouping, comma-separated: remote-ip, remote-net, local-port, remote-port, "
-                   "service-port (listening port, else remote port), process, state.")
+                   "service-port (listening port, else remote port), process, state, netns, "
+                   "pod (with --netns all).")
 @click.option("--state", "state_filter", multiple=True,
               help="Only these states (repeatable): time-wait, close-wait, ..., non-established.")
 @click.option("--port", "ports", multiple=True, type=click.IntRange(0, 65535),
@@ -108,6 +123,7 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
       tcpdoctor top --ip 203.0.113.7 --by state   every connection of one client
       tcpdoctor top --by remote-net --prefix 16,48
       tcpdoctor top --by process,state --cost   which process's sockets hold the memory
+      tcpdoctor top --netns all --by netns,state   which namespace (pod, container) holds what
     """
     from tcpdoctor.analysis import groups
     from tcpdoctor.render.output import emit_json, notes
@@ -118,8 +134,13 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
     if "process" in keys and sock.no_processes:
         raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
     want_owner = ("process" in keys or bool(pids)) and not sock.no_processes
-    t = sock.target(owners=want_owner)
-    snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, with_owners=t.owners, mem=cost)
+    t = sock.target(owners=want_owner, sweep=True)
+    if sock.all_netns:
+        from tcpdoctor.sources import sweep
+
+        snap = sweep.merged(t, "all", mem=cost)
+    else:
+        snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, with_owners=t.owners, mem=cost)
     snap = snap.select(groups.filter_mask(snap, list(state_filter), list(ports), list(ips),
                                           list(pids)))
     result = groups.group(snap, keys, limit, p4, p6, _priced(snap, t) if cost else None)

@@ -24,6 +24,9 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
     process_names: dict[int, str] = field(default_factory=dict)
     unparsed: int = 0  # lines of a saved input that could not be read (lost rows)
+    # Several namespaces in one snapshot (--netns all): the `netns_id` column indexes this
+    # list of {"netns", "netns_inode", "pod", "container"}.
+    spaces: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""
@@ -43,7 +46,8 @@ class Snapshot:
     def select(self, mask: np.ndarray) -> Snapshot:
         cols = {k: v[mask] for k, v in self.columns.items()}
         return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,
-                        list(self.notes), dict(self.process_names), self.unparsed)
+                        list(self.notes), dict(self.process_names), self.unparsed,
+                        self.spaces)
 
     def state_counts(self) -> dict[str, int]:
         return state_counts(self.columns["state"], self.weights)

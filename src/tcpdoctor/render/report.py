@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tcpdoctor.analysis.check import Report
+from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.cost import cost_evidence, cost_lines
 from tcpdoctor.render.output import SEVERITY_STYLE, printer
@@ -45,9 +46,31 @@ def _header(report: Report) -> list[str]:
     ]
 
 
-def render(report: Report) -> None:
+def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> None:
+    """One finding: title (and where it was found), summary, evidence, owners, actions."""
     from rich.text import Text
 
+    title = Text.assemble((f.severity.upper(), SEVERITY_STYLE[f.severity]), " ", (f.id, "bold"),
+                          f" — {f.title}")
+    con.print(title)
+    if where:
+        out(f"In {where}", 2, style="bold")
+    out(f.summary, 2)
+    out(f"Evidence: {_evidence_text(f.evidence)}", 2, 2)
+    if f.processes:
+        owners = ", ".join(f"{p['name']} (pid {p['pid']}): {p['count']:,}"
+                           for p in f.processes)
+        out(f"Processes: {owners}", 2, 2)
+    out("What to do:", 2)
+    for i, action in enumerate(f.actions, 1):
+        out(f"{i}. {action}", 4, 3)
+    for rec in f.sysctl:
+        out(f"sysctl {rec['key']}: {rec['current']} -> {rec['recommended']}: {rec['why']}",
+            4, 3)
+    con.print()
+
+
+def render(report: Report) -> None:
     con, out = printer()
 
     head = _header(report)
@@ -63,22 +86,7 @@ def render(report: Report) -> None:
     elif not report.findings:
         out("No problems found.", style="bold green")
     for f in report.findings:
-        title = Text.assemble((f.severity.upper(), SEVERITY_STYLE[f.severity]), " ", (f.id, "bold"),
-                              f" — {f.title}")
-        con.print(title)
-        out(f.summary, 2)
-        out(f"Evidence: {_evidence_text(f.evidence)}", 2, 2)
-        if f.processes:
-            owners = ", ".join(f"{p['name']} (pid {p['pid']}): {p['count']:,}"
-                               for p in f.processes)
-            out(f"Processes: {owners}", 2, 2)
-        out("What to do:", 2)
-        for i, action in enumerate(f.actions, 1):
-            out(f"{i}. {action}", 4, 3)
-        for rec in f.sysctl:
-            out(f"sysctl {rec['key']}: {rec['current']} -> {rec['recommended']}: {rec['why']}",
-                4, 3)
-        con.print()
+        finding_lines(con, out, f)
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITY_STYLE}
     out(f"Result: {counts['critical']} critical, {counts['warning']} warning, "
         f"{counts['info']} info (exit {report.exit_code()})", style="bold")

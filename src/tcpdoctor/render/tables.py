@@ -42,6 +42,23 @@ def states_table(summary: dict[str, Any], title: str,
     con.print(table)
 
 
+def spaces_table(rows: list[dict[str, Any]], limit: int = 20) -> None:
+    """Per namespace (--netns all): its name, pod, container and sockets, largest first."""
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for head in ("namespace", "pod", "container", "total", "non_established"):
+        table.add_column(head, justify="right" if head in ("total", "non_established")
+                         else "left", overflow="fold")
+    for row in rows[:limit]:
+        table.add_row(str(row["netns"]), row.get("pod") or "", row.get("container") or "",
+                      f"{row['total']:,}", f"{row['non_established']:,}")
+    if len(rows) > limit:
+        table.add_row(f"{len(rows) - limit} more", "", "",
+                      f"{sum(r['total'] for r in rows[limit:]):,}", "")
+    console().print(table)
+
+
 def _cost_cells(row: dict[str, int] | None, cost: dict[str, Any] | None) -> list[str]:
     if cost is None:
         return []
