@@ -264,3 +264,18 @@ def test_unprivileged_sweep_is_partial_and_says_so(host: Host) -> None:
     assert "could not be read" in proc.stderr or "unreadable" in proc.stderr
     refused = tcpdoctor("watch", "--netns", "all", "--count", "1")
     assert refused.returncode == 3 and "--netns all" in refused.stderr
+
+
+def test_exporter_all_netns_bounds_labels(host: Host, tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    proc = run(host, "exporter", "--all-netns", "--textfile", str(tmp_path), "--once",
+               "--top", "2", "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "tcpdoctor.prom").read_text()
+    named = {line.split('netns="')[1].split('"')[0] for line in text.splitlines()
+             if line.startswith("tcpdoctor_sockets_all{")}
+    assert named == {"container:web-1", "pod:shop/cart-7d9f (app)", "other"}
+    assert 'tcpdoctor_netns_info{container="app",netns="pod:shop/cart-7d9f (app)"' in text
+    assert 'tcpdoctor_finding{id="UPSTREAM_UNREACHABLE",netns="other",severity="warning"} 1.0' \
+        in text
+    assert 'tcpdoctor_finding{id="CLOSE_WAIT_LEAK",netns="pod:shop/cart-7d9f (app)"' in text

@@ -44,16 +44,17 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
 
 
 def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None,
-                 interval: float = 1.0) -> tuple[HostReport, float]:
+                 interval: float = 1.0, previous: dict[int, KernelState] | None = None,
+                 ) -> tuple[HostReport, list[LiveSample | None]]:
     """Every namespace --netns SPEC names (all, pod:NS/NAME, container:ID), sampled
-    together: one interval for all, one owner scan; (the host report, seconds taken)."""
+    together: one interval for all (or the rates since `previous`, per namespace inode),
+    one owner scan; the host report and each namespace's sample."""
     from tcpdoctor.analysis.host import HostReport
     from tcpdoctor.sources import namespaces, sweep
 
-    t0 = time.perf_counter()
     found = sweep.discover(target)
     spaces = namespaces.select(found, spec)
-    got = sweep.sample_all(target, spaces, interval)
+    got = sweep.sample_all(target, spaces, interval, previous=previous)
     nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
     reports: list[Report | None] = []
     for s in got.samples:
@@ -64,7 +65,7 @@ def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None
                       s.owners.fd_counts if s.owners else None, nofile)
         reports.append(run_rules(ctx, thresholds, live=True))
     where = [ns.as_json() for ns in spaces]
-    return HostReport(where, reports, found.notes + got.notes), time.perf_counter() - t0
+    return HostReport(where, reports, found.notes + got.notes), got.samples
 
 
 class Diagnoser:

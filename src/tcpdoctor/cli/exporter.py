@@ -13,7 +13,8 @@ from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_optio
 @click.option("--listen", default="127.0.0.1:9816", show_default=True, metavar="HOST:PORT",
               help="Address to serve /metrics on (loopback by default; [::1]:9816 for IPv6).")
 @click.option("--all-netns", is_flag=True,
-              help="Export the host and every namespace under /run/netns.")
+              help="Export every network namespace of the host (= --netns all): the --top "
+                   "namespaces with the most sockets by name, the rest as netns=\"other\".")
 @click.option("--top", "top_n", default=10, show_default=True, type=click.IntRange(1, 1000),
               help="Per-port and per-remote series: the N largest, the rest as 'other'.")
 @click.option("--max-scrape-seconds", default=10.0, show_default=True,
@@ -55,12 +56,21 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
       tcpdoctor exporter --all-netns --config thresholds.toml
       tcpdoctor exporter --textfile /var/lib/node_exporter/textfile --once
     """
+    from tcpdoctor.errors import TcpDoctorError
     from tcpdoctor.exporter.run import ExporterOptions, run_exporter, targets_for
 
-    base = sock.target(owners=processes and not sock.no_processes)
-    run_exporter(targets_for(base, sock.netns, all_netns), thresholds,
+    sweep = all_netns or "all" in sock.netns
+    if sweep and len(sock.netns) > int("all" in sock.netns):
+        raise TcpDoctorError("--all-netns (--netns all) already covers every namespace: "
+                             "drop the other --netns options")
+    owners = processes and not sock.no_processes
+    base = sock.target(owners=owners, sweep=sweep)
+    # pod:/container: selectors resolve to their namespace's path, one by one.
+    names = [] if sweep else [str(sock.target(netns=n).netns) for n in sock.netns]
+    targets = [base] if sweep else targets_for(base, names)
+    run_exporter(targets, thresholds,
                  ExporterOptions(listen, top_n, max_scrape_seconds, textfile_dir, interval,
-                                 once, web_config_file, verbose))
+                                 once, web_config_file, verbose), sweep)
 
 
 COMMANDS = (exporter,)

@@ -100,7 +100,7 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
             netns = kwargs.pop("netns")
-            if kwargs.pop("all_netns", False):
+            if command in SWEEPING and kwargs.pop("all_netns"):
                 netns = "all"
             sock = SocketOptions(kwargs.pop("as_json"),
                                  tuple(netns) if many_netns else ((netns,) if netns else ()),

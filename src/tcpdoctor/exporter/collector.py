@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from tcpdoctor.analysis import groups
 from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.analysis.thresholds import Thresholds
-from tcpdoctor.diagnose import Diagnoser
+from tcpdoctor.diagnose import Diagnoser, diagnose_all
 from tcpdoctor.model.kernel_state import RATE_COUNTERS, KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import STATE_NAMES, TCP_LISTEN
@@ -50,6 +50,25 @@ def sampler_for(target: Target, thresholds: Thresholds | None) -> Callable[[], S
         d = diagnoser()
         return Sample(d.sample.snap, d.sample.kernel, d.report.findings, d.duration,
                       cost=d.report.cost)
+    return take
+
+
+# A host-wide sweep (--all-netns): each namespace's names and its sample.
+SweepSample = list[tuple[dict[str, Any], Sample]]
+
+
+def sweep_sampler_for(target: Target, thresholds: Thresholds | None,
+                      ) -> Callable[[], SweepSample]:
+    """Every namespace of the host, each with the rates since the previous scrape."""
+    previous: dict[int, KernelState] = {}
+
+    def take() -> SweepSample:
+        t0 = time.perf_counter()
+        report, samples = diagnose_all(target, "all", thresholds, 0.0, previous)
+        took = time.perf_counter() - t0
+        return [(where, Sample(rep.snap, live.kernel, rep.findings, took, cost=rep.cost))
+                for where, live, rep in zip(report.where, samples, report.reports, strict=True)
+                if live is not None and rep is not None]
     return take
 
 
@@ -121,7 +140,7 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 class TcpCollector(Collector):
     """Builds fresh metric families on every scrape, so no series goes stale."""
 
-    def __init__(self, samplers: dict[str, Shared[Sample]], top_n: int = 10,
+    def __init__(self, samplers: dict[str, Shared[Sample | SweepSample]], top_n: int = 10,
                  on_error: Callable[[str, BaseException], None] | None = None) -> None:
         self.samplers = samplers
         self.top_n = top_n
@@ -139,8 +158,37 @@ class TcpCollector(Collector):
                 continue
             fams.up.add_metric([netns], 1)
             fams.stale.add_metric([netns], 1 if stale else 0)
-            self._one(fams, netns, got)
+            if isinstance(got, list):
+                self._sweep(fams, got)
+            else:
+                self._one(fams, netns, got)
         yield from fams.all()
+
+    def _sweep(self, f: _Families, items: SweepSample) -> None:
+        """The top N namespaces by sockets under their own label (and an info series with
+        their pod and container), the rest summed under netns="other"."""
+        items = sorted(items, key=lambda it: (-it[1].snap.count(), str(it[0]["netns"])))
+        for where, sample in items[:self.top_n]:
+            f.info.add_metric([str(where["netns"]), str(where["netns_inode"]),
+                               where["pod"] or "", where["container"] or ""], 1)
+            self._one(f, str(where["netns"]), sample)
+        rest = items[self.top_n:]
+        if not rest:
+            return
+        states = dict.fromkeys(STATE_NAMES, 0)
+        found: dict[tuple[str, str], int] = {}
+        for _, sample in rest:
+            for state, n in sample.snap.state_counts().items():
+                states[state] += n
+            for finding in sample.findings:
+                key = (finding.id, str(finding.severity))
+                found[key] = found.get(key, 0) + 1
+        for state, n in states.items():
+            f.sockets.add_metric(["other", state], n)
+        f.total.add_metric(["other"], sum(states.values()))
+        f.non_est.add_metric(["other"], sum(states.values()) - states["ESTABLISHED"])
+        for (fid, sev), n in found.items():
+            f.finding.add_metric(["other", fid, sev], n)
 
     def _one(self, f: _Families, ns: str, s: Sample) -> None:
         summary = s.snap.summary()
@@ -221,8 +269,12 @@ class _Families:
         self.by_remote = g("tcpdoctor_sockets_by_remote", "TCP sockets per remote address (top "
                            "N, the rest in remote=\"other\") and state",
                            labels=["netns", "remote", "state"])
-        self.finding = g("tcpdoctor_finding", "1 while a finding is active",
+        self.finding = g("tcpdoctor_finding", "1 while a finding is active (with --all-netns, "
+                         "netns=\"other\" counts the namespaces beyond the top N that have it)",
                          labels=["netns", "id", "severity"])
+        self.info = g("tcpdoctor_netns_info", "With --all-netns: the pod and container of each "
+                      "namespace exported by name", labels=["netns", "netns_inode", "pod",
+                                                            "container"])
         self.duration = g("tcpdoctor_scrape_duration_seconds", "Time taken by the sample",
                           labels=["netns"])
         self.lq_len = g("tcpdoctor_listen_queue_length", "Accept queue length of the fullest "
@@ -254,7 +306,7 @@ def _reason(exc: BaseException) -> str:
     return text[:120]
 
 
-def build_registry(samplers: dict[str, Callable[[], Sample]], top_n: int,
+def build_registry(samplers: dict[str, Callable[[], Sample | SweepSample]], top_n: int,
                    max_seconds: float,
                    on_error: Callable[[str, BaseException], None] | None = None,
                    ) -> CollectorRegistry:

@@ -6,7 +6,9 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.errors import TcpDoctorError
@@ -30,14 +32,9 @@ class ExporterOptions:
     verbose: bool
 
 
-def targets_for(base: Target, netns_list: tuple[str, ...], all_netns: bool) -> list[Target]:
-    names: list[str | None]
-    if all_netns:
-        names = [None, *netns_mod.named()]
-    elif netns_list:
-        names = [netns_mod.resolve(n) and n for n in netns_list]
-    else:
-        names = [None]
+def targets_for(base: Target, netns_list: list[str]) -> list[Target]:
+    """One target per --netns (checked to exist now), or the host's."""
+    names: list[str | None] = [netns_mod.resolve(n) and n for n in netns_list] or [None]
     return [dataclasses.replace(base, netns=n) for n in names]
 
 
@@ -47,7 +44,9 @@ def _log_error(netns: str, exc: BaseException) -> None:
 
 
 def run_exporter(targets: list[Target], thresholds: Thresholds | None,
-                 opts: ExporterOptions) -> None:
+                 opts: ExporterOptions, sweep: bool = False) -> None:
+    """Serve (or write) the metrics of the targets, or with sweep of every namespace of the
+    host (targets[0] is then the host's)."""
     try:
         from prometheus_client import generate_latest
 
@@ -55,7 +54,9 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
     except ImportError:
         raise TcpDoctorError(INSTALL_HINT) from None
     limit_malloc_arenas()
-    samplers = {(t.netns or "host"): collector.sampler_for(t, thresholds) for t in targets}
+    samplers: dict[str, Callable[[], Any]] = (
+        {"all": collector.sweep_sampler_for(targets[0], thresholds)} if sweep else
+        {(t.netns or "host"): collector.sampler_for(t, thresholds) for t in targets})
     registry = collector.build_registry(samplers, opts.top_n, opts.max_seconds, _log_error)
     if opts.textfile_dir:
         if not os.path.isdir(opts.textfile_dir):

@@ -106,8 +106,11 @@ def _snapshot(target: Target, info: bool, mem: bool, want: frozenset[str] | None
 
 def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool = True,
                mem: bool = False, want: frozenset[str] | None = None,
-               kernel: bool = True) -> Swept:
-    """Counters (when kernel), the snapshots, owners once, counters again after interval."""
+               kernel: bool = True, previous: dict[int, KernelState] | None = None) -> Swept:
+    """Counters (when kernel), the snapshots, owners once, counters again after interval.
+
+    previous (namespace inode -> its last counters, kept by a repeated sweep such as the
+    exporter's): the rates are taken since then, and it is updated."""
     out = Swept(spaces, [None] * len(spaces))
     started = time.monotonic()
     host_globals = kstate.read_sysctls(target.proc_root, tuple(GLOBAL_SYSCTLS))
@@ -121,8 +124,14 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
             vanished.append(f"{spaces[i].label} ({snap})")
             continue
         first = firsts[i]
-        out.samples[i] = LiveSample(snap, first if isinstance(first, KernelState)
-                                    else KernelState(time.monotonic()), None, 0.0, None)
+        state = first if isinstance(first, KernelState) else KernelState(time.monotonic())
+        one = out.samples[i] = LiveSample(snap, state, None, 0.0, None)
+        if previous is not None:
+            before = previous.get(spaces[i].inode)
+            if before is not None and before.counters and state.counters:
+                one.deltas = kernel_state.deltas(before, state)
+                one.interval = state.taken - before.taken
+            previous[spaces[i].inode] = state
     if target.owners:
         _owners([s for s in out.samples if s is not None], target.proc_root)
     if kernel and interval > 0:
