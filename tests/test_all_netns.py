@@ -279,3 +279,17 @@ def test_exporter_all_netns_bounds_labels(host: Host, tmp_path: Path) -> None:
     assert 'tcpdoctor_finding{id="UPSTREAM_UNREACHABLE",netns="other",severity="warning"} 1.0' \
         in text
     assert 'tcpdoctor_finding{id="CLOSE_WAIT_LEAK",netns="pod:shop/cart-7d9f (app)"' in text
+
+
+def test_snapshot_all_netns_analyzed_per_namespace(host: Host, tmp_path: Path) -> None:
+    path = tmp_path / "host.json.gz"
+    proc = run(host, "snapshot", "--netns", "all", "-o", str(path))
+    assert proc.returncode == 0, proc.stderr
+    report = as_json(host, "analyze", str(path), "--json",
+                     "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
+    found = {f["id"]: f for f in report["findings"]}
+    assert found["CLOSE_WAIT_LEAK"]["pod"] == "shop/cart-7d9f"
+    assert found["TIME_WAIT_SERVER_CLOSE"]["container"] == "web-1"
+    assert found["UPSTREAM_UNREACHABLE"]["netns"] == f"{host.app_pid}/td-app"
+    live = as_json(host, "states", "--netns", "all", "--json")
+    assert report["states"] == live["states"]

@@ -6,8 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcpdoctor.analysis.check import SCHEMA, Report
+from tcpdoctor.analysis.check import SCHEMA, Report, run_rules
+from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.registry import Finding
+from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.status import ExitCode
 
@@ -53,3 +57,21 @@ class HostReport:
             "findings": [{**f.as_json(), **w} for w, f in self.findings()],
             "notes": self.notes,
         }
+
+
+def split(snap: Snapshot, kernel: KernelState | None,
+          thresholds: Thresholds | None = None) -> HostReport:
+    """A saved --netns all snapshot, diagnosed namespace by namespace; the kernel figures
+    it holds are the host's, so only the host namespace's rules see them."""
+    ids = snap.columns["netns_id"]
+    reports: list[Report | None] = []
+    for i, space in enumerate(snap.spaces):
+        mask = ids == i
+        if not mask.any():
+            reports.append(None)
+            continue
+        part = snap.select(mask)
+        part.netns, part.spaces = str(space["netns"]), []
+        own = kernel if space["netns"] == "host" else None
+        reports.append(run_rules(Context.saved(part, own), thresholds))
+    return HostReport(list(snap.spaces), reports, list(snap.notes))

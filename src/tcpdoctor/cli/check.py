@@ -49,16 +49,22 @@ def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCod
     taken = now_iso()
     report, _ = diagnose_all(sock.target(sweep=True), "all", thresholds, interval)
     host, kernel = socket.gethostname(), os.uname().release
-    if sock.as_json:
+    return _emit_host(report, sock.as_json, host, kernel, taken,
+                      f"tcpdoctor check · {host} (every network namespace) · Linux {kernel}"
+                      f" · {taken}")
+
+
+def _emit_host(report: Any, as_json: bool, host: str, kernel: str, taken: str,
+               header: str) -> ExitCode:
+    if as_json:
         from tcpdoctor.render.output import emit_json
 
         emit_json(report.as_json(host, kernel, taken))
     else:
         from tcpdoctor.render.host import render_host
 
-        render_host(report, f"tcpdoctor check · {host} (every network namespace) · "
-                            f"Linux {kernel} · {taken}")
-    return report.exit_code()
+        render_host(report, header)
+    return ExitCode(report.exit_code())
 
 
 @click.command()
@@ -104,6 +110,12 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     loaded = [offline.load(f, strict, reduce_above, port_range, netns) for f in files]
     snap = require_sockets(offline.merge([s for s, _, _ in loaded]))
     kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
+    if snap.spaces and len(loaded) == 1:  # a `snapshot --netns all` file
+        from tcpdoctor.analysis.host import split
+
+        return _emit_host(split(snap, kernel, thresholds), as_json, snap.host, snap.kernel,
+                          snap.taken_at, f"tcpdoctor analyze · {files[0]} (every network "
+                          "namespace)")
     return emit_report(run_rules(Context.saved(snap, kernel), thresholds), as_json)
 
 

@@ -21,7 +21,7 @@ F = Callable[..., Any]
 NETNS_HELP = ("Another network namespace: a name under /run/netns, a path such as "
               "/proc/PID/ns/net, pod:NAMESPACE/NAME or container:ID-OR-NAME.")
 ALL_HELP = " `all` (or --all-netns): every namespace on the host, containers' included."
-SWEEPING = ("check", "states", "top")  # the commands that take --netns all
+SWEEPING = ("check", "states", "top", "snapshot")  # the commands that take --netns all
 # The option set of every command that reads live sockets (docs/spec.md, common options).
 SOCKET_OPTIONS = ("--json", "--netns", "-4", "-6", "--source", "--no-processes")
 
@@ -57,8 +57,8 @@ class SocketOptions:
         spec = netns if netns is not None else self.one_netns
         if spec == "all":
             if not sweep:
-                raise TcpDoctorError("--netns all: this command reads one namespace (check, "
-                                     "states and top read them all); use --netns NAME")
+                raise TcpDoctorError("--netns all: this command reads one namespace ("
+                                     f"{', '.join(SWEEPING)} read them all); use --netns NAME")
             spec = None
         elif spec is not None and spec.startswith(("pod:", "container:")):
             spec = _resolve_selector(spec)

@@ -169,13 +169,23 @@ def snapshot(sock: SocketOptions, output: str) -> None:
       tcpdoctor snapshot -o before.json.gz
       tcpdoctor analyze before.json.gz
       tcpdoctor diff before.json.gz after.json.gz
+      tcpdoctor snapshot --netns all -o host.json.gz    every namespace in one file
     """
     from tcpdoctor.model import snapshot_file
     from tcpdoctor.render.output import emit_json, notes
-    from tcpdoctor.sources.live import sample
+    from tcpdoctor.sources.live import LiveSample, sample
     from tcpdoctor.system.atomic import atomic_write_bytes
 
-    got = sample(sock.target(), 0.0)
+    t = sock.target(sweep=True)
+    if sock.all_netns:  # every namespace in one file; the kernel figures are the host's
+        from tcpdoctor.sources import sweep
+        from tcpdoctor.sources.live import read_kernel
+
+        snap = sweep.merged(t, "all", info=True)
+        snap.notes.append("kernel figures (counters, sysctls) are the host namespace's")
+        got = LiveSample(snap, read_kernel(t), None, 0.0, None)
+    else:
+        got = sample(t, 0.0)
     atomic_write_bytes(output, snapshot_file.to_bytes(output, got.snap, got.kernel))
     if sock.as_json:
         emit_json({"schema": 1, "path": output, "sockets": got.snap.count(),

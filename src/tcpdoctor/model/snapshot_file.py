@@ -21,7 +21,7 @@ from tcpdoctor.model.tcp import TCP_NEW_SYN_RECV, normalize_states
 
 FORMAT = "tcpdoctor-snapshot"
 VERSION = 1
-KNOWN = {**BASE_COLUMNS, **INFO_COLUMNS, **OWNER_COLUMNS}
+KNOWN = {**BASE_COLUMNS, **INFO_COLUMNS, **OWNER_COLUMNS, "netns_id": "u2"}
 
 
 def to_dict(snap: Snapshot, kernel: KernelState | None) -> dict[str, Any]:
@@ -36,6 +36,8 @@ def to_dict(snap: Snapshot, kernel: KernelState | None) -> dict[str, Any]:
         "process_names": {str(k): v for k, v in snap.process_names.items()},
         "columns": cols,
     }
+    if snap.spaces:  # --netns all: the namespace of each netns_id
+        out["spaces"] = snap.spaces
     if kernel is not None:
         out["sockstat"] = kernel.sockstat
         out["counters"] = kernel.counters
@@ -122,9 +124,17 @@ def _snapshot(doc: dict[str, Any], source: str) -> Snapshot:
             if str(k).lstrip("-").isascii() and str(k).lstrip("-").isdigit()
             and len(str(k)) <= 11}
     netns = doc.get("netns")
+    spaces = doc.get("spaces") or []
+    _want(isinstance(spaces, list) and all(
+        isinstance(sp, dict) and isinstance(sp.get("netns"), str) for sp in spaces), source,
+        '"spaces": a list of {"netns": name, ...}')
+    if "netns_id" in cols:
+        _want(bool(spaces) and (count == 0 or int(cols["netns_id"].max()) < len(spaces)),
+              source, "netns_id values that index \"spaces\"")
     return Snapshot(cols, str(doc.get("source", "snapshot")), str(doc.get("host", "")),
                     str(doc.get("kernel", "")), str(doc.get("taken_at", "")),
-                    netns if isinstance(netns, str) else None, list(notes), pids)
+                    netns if isinstance(netns, str) else None, list(notes), pids,
+                    spaces=list(spaces))
 
 
 def _kernel(doc: dict[str, Any], source: str) -> KernelState | None:

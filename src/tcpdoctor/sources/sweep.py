@@ -190,14 +190,14 @@ def discover(target: Target) -> namespaces.Sweep:
 
 
 def merged(target: Target, spec: str = "all", mem: bool = False,
-           want: frozenset[str] | None = None) -> Snapshot:
+           want: frozenset[str] | None = None, info: bool = False) -> Snapshot:
     """One snapshot of every namespace --netns SPEC names, with a `netns_id` column and
     the namespaces in `spaces` (states, top)."""
     from tcpdoctor.model.columns import concat_columns
 
     found = discover(target)
     spaces = namespaces.select(found, spec)
-    got = sample_all(target, spaces, 0.0, info=False, mem=mem, want=want, kernel=False)
+    got = sample_all(target, spaces, 0.0, info=info, mem=mem, want=want, kernel=False)
     parts: list[dict[str, np.ndarray]] = []
     where: list[dict[str, Any]] = [ns.as_json() for ns in spaces]  # idle ones too
     for i, s in enumerate(got.samples):
