@@ -262,7 +262,7 @@ def test_unprivileged_sweep_is_partial_and_says_so(host: Host) -> None:
     data = json.loads(proc.stdout)
     assert any(row["netns"] == "host" for row in data["namespaces"])
     assert "could not be read" in proc.stderr or "unreadable" in proc.stderr
-    refused = tcpdoctor("watch", "--netns", "all", "--count", "1")
+    refused = tcpdoctor("tune", "--netns", "all", "--interval", "0")  # one namespace's sysctls
     assert refused.returncode == 3 and "--netns all" in refused.stderr
 
 
@@ -293,3 +293,50 @@ def test_snapshot_all_netns_analyzed_per_namespace(host: Host, tmp_path: Path) -
     assert found["UPSTREAM_UNREACHABLE"]["netns"] == f"{host.app_pid}/td-app"
     live = as_json(host, "states", "--netns", "all", "--json")
     assert report["states"] == live["states"]
+
+
+def test_record_and_watch_all_netns(host: Host, tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    proc = run(host, "record", "--netns", "all", "--db", str(db), "--interval", "0.3",
+               "--count", "2", "--namespaces", "3", "-q")
+    assert proc.returncode == 0, proc.stderr
+    default = run(host, "history", "--db", str(db), "--json")
+    assert default.returncode == 0 and "pick one with --netns" in default.stderr
+    # The host's samples when recorded, else the first namespace's: one namespace, not a mix.
+    assert len(json.loads(default.stdout)["samples"]) == 2
+    pod = as_json(host, "history", "--db", str(db), "--json", "--netns",
+                  "pod:shop/cart-7d9f (app)")
+    assert len(pod["samples"]) == 2
+    assert all(s["states"]["CLOSE_WAIT"] == 150 for s in pod["samples"])
+    assert all("CLOSE_WAIT_LEAK" in s["findings"] for s in pod["samples"])
+    missing = run(host, "history", "--db", str(db), "--netns", "nope")
+    assert missing.returncode == 3 and "recorded:" in missing.stderr
+    lines = run(host, "watch", "--netns", "all", "--count", "2", "--interval", "0.3",
+                "--json", "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
+    assert lines.returncode == 0, lines.stderr
+    first = json.loads(lines.stdout.splitlines()[0])
+    assert first["states"]["CLOSE_WAIT"] == 150 and first["states"]["SYN_SENT"] == 50
+    assert {"CLOSE_WAIT_LEAK", "TIME_WAIT_SERVER_CLOSE", "UPSTREAM_UNREACHABLE"} <= set(
+        first["findings"])
+    assert any("in pod:shop/cart-7d9f (app)" in e for e in first["events"])
+
+
+@pytest.mark.parametrize(("text", "pod_uid", "cid", "runtime"), [
+    # cgroup v2, systemd driver (kubelet + containerd)
+    ("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f2a9c1e_7b4d_4e8a_"
+     "9c3f_1a2b3c4d5e6f.slice/cri-containerd-" + "a" * 64 + ".scope\n",
+     "3f2a9c1e-7b4d-4e8a-9c3f-1a2b3c4d5e6f", "a" * 64, "containerd"),
+    # cgroup v1, cgroupfs driver (kubelet + docker)
+    ("12:pids:/kubepods/besteffort/pod3f2a9c1e-7b4d-4e8a-9c3f-1a2b3c4d5e6f/" + "b" * 64 + "\n"
+     "0::/\n", "3f2a9c1e-7b4d-4e8a-9c3f-1a2b3c4d5e6f", "b" * 64, None),
+    ("0::/system.slice/docker-" + "c" * 64 + ".scope\n", None, "c" * 64, "docker"),
+    ("0::/machine.slice/libpod-" + "d" * 64 + ".scope\n", None, "d" * 64, "podman"),
+    ("0::/system.slice/crio-" + "e" * 64 + ".scope\n", None, "e" * 64, "cri-o"),
+    ("0::/user.slice/user-0.slice/session-3.scope\n", None, None, None),
+])
+def test_cgroup_paths_of_the_runtimes(text: str, pod_uid: str | None, cid: str | None,
+                                      runtime: str | None) -> None:
+    from tcpdoctor.sources.containers import parse_cgroup
+
+    got = parse_cgroup(text)
+    assert (got.pod_uid, got.container_id, got.runtime) == (pod_uid, cid, runtime)

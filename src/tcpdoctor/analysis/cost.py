@@ -71,8 +71,8 @@ def socket_cost(snap: Snapshot, kernel: KernelState | None) -> SocketCost:
     if has_mem:
         def col(name: str) -> np.ndarray:
             return c[name].astype(np.uint64) if name in c else np.zeros(n, np.uint64)
-        receive, send, fwd = col("rmem_alloc"), col("wmem_queued"), col("fwd_alloc")
-        other = np.where(fwd >= _NEGATIVE, 0, fwd).astype(np.uint64) + col("optmem")
+        receive, send, fwd = col("rmem_alloc") * w, col("wmem_queued") * w, col("fwd_alloc")
+        other = (np.where(fwd >= _NEGATIVE, 0, fwd).astype(np.uint64) + col("optmem")) * w
     else:
         receive = send = other = np.zeros(n, np.uint64)
     return SocketCost(objects, receive, send, other, fds, bool(slab), has_mem)
@@ -126,7 +126,8 @@ def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10) -> list[dict[str
     inverse = inverse.ravel()
     mem = np.bincount(inverse, (sc.objects + sc.buffers)[known].astype(np.float64))
     fds = np.bincount(inverse, sc.fds[known].astype(np.float64))
-    socks = np.bincount(inverse)
+    weight = snap.weights
+    socks = np.bincount(inverse, None if weight is None else weight[known])
     order = np.argsort(-mem, kind="stable")[:limit]
     return [{"pid": int(uniq[i]), "name": snap.process_names.get(int(uniq[i]), "?"),
              "sockets": int(socks[i]), "memory_bytes": int(mem[i]), "fds": int(fds[i])}

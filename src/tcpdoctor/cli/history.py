@@ -10,15 +10,23 @@ from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_optio
 
 if TYPE_CHECKING:
     from tcpdoctor.history.sampler import Sampler
+    from tcpdoctor.history.sweep import SweepSampler
 
 
-def sampler(sock: SocketOptions, thresholds: Any, top_n: int) -> Sampler:
-    """The sampler of the long-running `watch` and `record` (memory flat over days)."""
-    from tcpdoctor.diagnose import Diagnoser
-    from tcpdoctor.history.sampler import Sampler
+def sampler(sock: SocketOptions, thresholds: Any, top_n: int,
+            namespaces: int = 10) -> Sampler | SweepSampler:
+    """The sampler of the long-running `watch` and `record` (memory flat over days); with
+    --netns all, one sweep of every namespace per sample."""
     from tcpdoctor.system.malloc import limit_malloc_arenas
 
     limit_malloc_arenas()
+    if sock.all_netns:
+        from tcpdoctor.history.sweep import SweepSampler
+
+        return SweepSampler(sock.target(sweep=True), thresholds, top_n, namespaces)
+    from tcpdoctor.diagnose import Diagnoser
+    from tcpdoctor.history.sampler import Sampler
+
     return Sampler(Diagnoser(sock.target(), thresholds), top_n)
 
 
@@ -37,12 +45,14 @@ def sampler(sock: SocketOptions, thresholds: Any, top_n: int) -> Sampler:
               help="... to one per period (the one with most non-established sockets).")
 @click.option("--top", "top_n", default=5, show_default=True, type=click.IntRange(1, 100),
               help="Groups kept per state for remote IP, service port and process.")
+@click.option("--namespaces", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="With --netns all: the namespaces with the most sockets stored per sample.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @socket_options("record")
 @threshold_options
 def record_command(sock: SocketOptions, thresholds: Any, db: str | None, interval: float,
                    count: int | None, keep: str, downsample_after: str, bucket: str,
-                   top_n: int, quiet: bool) -> None:
+                   top_n: int, namespaces: int, quiet: bool) -> None:
     """Sample states, kernel figures, top groups and findings into the history database.
 
     \b
@@ -56,11 +66,12 @@ def record_command(sock: SocketOptions, thresholds: Any, db: str | None, interva
       sudo tcpdoctor record                        every 10 s until stopped
       tcpdoctor record --db /tmp/h.db --interval 1 --count 60
       sudo systemctl enable --now tcpdoctor-record  (contrib/systemd)
+      sudo tcpdoctor record --netns all --namespaces 20   one sample per namespace
     """
     from tcpdoctor.history.run import RecordOptions, run_record
 
     run_record(RecordOptions(db, interval, count, keep, downsample_after, bucket,
-                             sock.as_json, quiet), sampler(sock, thresholds, top_n))
+                             sock.as_json, quiet), sampler(sock, thresholds, top_n, namespaces))
 
 
 @click.command()
@@ -81,10 +92,13 @@ def record_command(sock: SocketOptions, thresholds: Any, db: str | None, interva
               help="Table rows shown (the most recent samples).")
 @click.option("-n", "limit", default=5, show_default=True, type=click.IntRange(min=1),
               help="Top groups per dimension in --compare.")
+@click.option("--netns", metavar="NAME",
+              help="The samples of this namespace (`host` for the host's), when the "
+                   "history holds several (record --netns all); default: the host's.")
 def history_command(db: str | None, since: str | None, until: str | None,
                     states: tuple[str, ...], as_json: bool, as_csv: bool, plot: str | None,
                     html: str | None, compare: tuple[str, ...] | None, last: int,
-                    limit: int) -> None:
+                    limit: int, netns: str | None) -> None:
     """Query the history database: table, JSON, CSV, a PNG plot, an HTML report, or
     a before/after comparison of two windows.
 
@@ -94,11 +108,12 @@ def history_command(db: str | None, since: str | None, until: str | None,
       tcpdoctor history --since 1d --state close-wait --csv > cw.csv
       tcpdoctor history --since 1d --html report.html
       tcpdoctor history --compare 2d..1d 1d..now
+      tcpdoctor history --netns 'pod:shop/cart-7d9f (app)' --since 1h
     """
     from tcpdoctor.history.run import HistoryOptions, run_history
 
     run_history(HistoryOptions(db, since, until, states, as_json, as_csv, plot, html,
-                               tuple(compare or ()), last, limit))
+                               tuple(compare or ()), last, limit, netns))
 
 
 record_command.name = "record"

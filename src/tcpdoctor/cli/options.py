@@ -21,7 +21,8 @@ F = Callable[..., Any]
 NETNS_HELP = ("Another network namespace: a name under /run/netns, a path such as "
               "/proc/PID/ns/net, pod:NAMESPACE/NAME or container:ID-OR-NAME.")
 ALL_HELP = " `all` (or --all-netns): every namespace on the host, containers' included."
-SWEEPING = ("check", "states", "top", "snapshot")  # the commands that take --netns all
+# The commands that take --netns all (the exporter has its own --all-netns).
+SWEEPING = ("check", "states", "top", "snapshot", "watch", "record")
 # The option set of every command that reads live sockets (docs/spec.md, common options).
 SOCKET_OPTIONS = ("--json", "--netns", "-4", "-6", "--source", "--no-processes")
 

@@ -20,6 +20,7 @@ from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_optio
 
 if TYPE_CHECKING:
     from tcpdoctor.history.sampler import Sampler
+    from tcpdoctor.history.sweep import SweepSampler
     from tcpdoctor.render.watch import View
 
 
@@ -48,15 +49,19 @@ def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
       tcpdoctor watch --netns blue --interval 1 --by process
       tcpdoctor watch --count 30 > watch.log
       tcpdoctor watch --json | jq -c '{t: .taken_at, cw: .states.CLOSE_WAIT}'
+      tcpdoctor watch --netns all        every namespace; g cycles to the netns grouping
     """
     from tcpdoctor.cli.history import sampler
     from tcpdoctor.render.watch import View
 
     taker = sampler(sock, thresholds, 5)
     dims = tuple(d for d in DIMS if d != "process" or not sock.no_processes)
+    if sock.all_netns:
+        dims = (*dims, "netns")  # which namespace (pod, container) the sockets are in
     view = View(dims, dims.index(by) if by in dims else 0)
     if sys.stdout.isatty() and sys.stdin.isatty() and not sock.as_json:
-        run_terminal(taker, view, interval, sock.one_netns or "host", count)
+        where = "every namespace" if sock.all_netns else sock.one_netns or "host"
+        run_terminal(taker, view, interval, where, count)
     else:
         run_lines(taker, view, interval, count, sock.as_json)
 
@@ -95,7 +100,7 @@ def read_key(fd: int, timeout: float) -> str | None:
     return data.decode(errors="replace") if data else "q"  # EOF on stdin: quit
 
 
-def run_terminal(sampler: Sampler, view: View, interval: float, where: str,
+def run_terminal(sampler: Sampler | SweepSampler, view: View, interval: float, where: str,
                  count: int | None) -> None:
     from rich.live import Live
 
@@ -125,7 +130,7 @@ def run_terminal(sampler: Sampler, view: View, interval: float, where: str,
                 live.update(screen(view, where, interval), refresh=True)
 
 
-def run_lines(sampler: Sampler, view: View, interval: float, count: int | None,
+def run_lines(sampler: Sampler | SweepSampler, view: View, interval: float, count: int | None,
               as_json: bool) -> None:
     from tcpdoctor.render.watch import json_line, line
 

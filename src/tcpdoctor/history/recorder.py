@@ -7,9 +7,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tcpdoctor.history.sampler import Point, Sampler
 from tcpdoctor.history.store import History
+
+if TYPE_CHECKING:
+    from tcpdoctor.history.sweep import SweepSampler
 
 PRUNE_EVERY = 3600.0  # seconds between retention passes while recording
 
@@ -29,10 +33,11 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signal.Signals(signum).name)
 
 
-def record(history: History, sampler: Sampler, interval: float, count: int | None,
-           retention: Retention, on_stored: Callable[[int, Point], None],
+def record(history: History, sampler: Sampler | SweepSampler, interval: float,
+           count: int | None, retention: Retention, on_stored: Callable[[int, Point], None],
            on_pruned: Callable[[int, int], None]) -> int:
-    """Returns how many samples were stored. A sample is stored whole or not at all."""
+    """Returns how many samples were taken (count counts them); a sweep stores one per
+    namespace. Each is stored whole or not at all."""
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
     stored = 0
     try:
@@ -40,13 +45,12 @@ def record(history: History, sampler: Sampler, interval: float, count: int | Non
         last_prune = time.monotonic()
         start = time.monotonic()
         while count is None or stored < count:
-            taken = sampler.take()
-            last = history.last_ts()
-            if last is not None and taken.point.ts <= last:
-                taken.point.ts = last + 1e-3  # the wall clock stepped back: keep order
-            sid = history.add(taken.point)
+            for point in sampler.points():
+                last = history.last_ts()
+                if last is not None and point.ts <= last:
+                    point.ts = last + 1e-3  # the wall clock stepped back: keep order
+                on_stored(history.add(point), point)
             stored += 1
-            on_stored(sid, taken.point)
             if count is not None and stored >= count:
                 break
             if time.monotonic() - last_prune >= PRUNE_EVERY:

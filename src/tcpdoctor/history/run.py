@@ -21,6 +21,7 @@ from tcpdoctor.history.query import (
 from tcpdoctor.history.recorder import Retention, record
 from tcpdoctor.history.sampler import Point, Sampler
 from tcpdoctor.history.store import History, Stored, default_path
+from tcpdoctor.history.sweep import SweepSampler
 from tcpdoctor.render import history as history_text
 
 
@@ -36,7 +37,7 @@ class RecordOptions:
     quiet: bool
 
 
-def run_record(opts: RecordOptions, sampler: Sampler) -> None:
+def run_record(opts: RecordOptions, sampler: Sampler | SweepSampler) -> None:
     retention = Retention(parse_duration(opts.keep, "--keep"),
                           parse_duration(opts.downsample_after, "--downsample-after"),
                           parse_duration(opts.bucket, "--downsample-to"))
@@ -76,6 +77,27 @@ class HistoryOptions:
     compare: tuple[str, ...]
     last: int
     limit: int
+    netns: str | None = None
+
+
+def _focus(db: History, o: HistoryOptions) -> None:
+    """One namespace's samples: --netns NAME ("host" for the host's), or the host's when
+    the database holds several (record --netns all) and none was named."""
+    recorded = db.namespaces()
+    if o.netns is not None:
+        want = None if o.netns == "host" else o.netns
+        if want not in recorded:
+            names = ", ".join(n or "host" for n in recorded) or "none"
+            raise TcpDoctorError(f"--netns {o.netns}: no samples of it in {db.path} "
+                                 f"(recorded: {names})")
+        db.focus(want)
+    elif len(recorded) > 1:
+        want = None if None in recorded else recorded[0]
+        db.focus(want)
+        others = [n or "host" for n in recorded if n != want]
+        sys.stderr.write(f"note: showing {want or 'host'}; the history also holds "
+                         f"{len(others)} other namespace(s) ({', '.join(others[:5])}): "
+                         "pick one with --netns NAME\n")
 
 
 def run_history(o: HistoryOptions) -> None:
@@ -83,6 +105,7 @@ def run_history(o: HistoryOptions) -> None:
     with History(path, create=False) as db:
         for note in db.notes:
             sys.stderr.write(f"note: {note}\n")
+        _focus(db, o)
         if o.compare:
             _compare(db, o)
             return

@@ -122,6 +122,10 @@ class Sampler:
         d = self.diagnoser()
         return Taken(self.point(d), d.sample.snap, d.report)
 
+    def points(self) -> list[Point]:
+        """What record stores per sample (one Point; a sweep stores one per namespace)."""
+        return [self.take().point]
+
     def point(self, d: Diagnosis) -> Point:
         snap, got = d.sample.snap, d.sample
         dims = [dim for dim in DIMENSIONS if dim != "process" or "pid" in snap.columns]

@@ -132,6 +132,7 @@ class History:
     def __init__(self, path: str, create: bool = True) -> None:
         self.path = path
         self.notes: list[str] = []
+        self._focus: tuple[str | None, ...] = ()  # (netns,) once focus() was called
         if not create:
             _reachable(path)
         try:
@@ -243,13 +244,33 @@ class History:
         row = self.db.execute("SELECT max(ts) FROM samples").fetchone()
         return None if row[0] is None else float(row[0])
 
+    def focus(self, netns: str | None) -> None:
+        """Read only the samples of one namespace (None: the host's) from now on."""
+        self._focus = (netns,)
+
+    def _netns_sql(self, column: str = "netns") -> tuple[str, tuple[str | None, ...]]:
+        if not self._focus:
+            return "", ()
+        if column == "netns":
+            return " AND netns IS ?", self._focus
+        return f" AND {column} IN (SELECT id FROM samples WHERE netns IS ?)", self._focus
+
+    def namespaces(self, since: float | None = None,
+                   until: float | None = None) -> list[str | None]:
+        """The namespaces recorded in a period (None: the host's), in first-seen order."""
+        return [r[0] for r in self.db.execute(
+            "SELECT netns FROM samples WHERE ts >= ? AND ts <= ? GROUP BY netns "
+            "ORDER BY min(id)", (since if since is not None else float("-inf"),
+                                 until if until is not None else float("inf")))]
+
     def samples(self, since: float | None = None, until: float | None = None) -> list[Stored]:
         cols = ", ".join(STATE_COLUMNS)
+        only, args = self._netns_sql()
         rows = self.db.execute(
             f"SELECT id, ts, host, netns, kernel, covers, {cols} FROM samples "
-            "WHERE ts >= ? AND ts <= ? ORDER BY ts, id",
+            f"WHERE ts >= ? AND ts <= ?{only} ORDER BY ts, id",
             (since if since is not None else float("-inf"),
-             until if until is not None else float("inf"))).fetchall()
+             until if until is not None else float("inf"), *args)).fetchall()
         found: dict[int, list[dict[str, Any]]] = {}
         if rows:
             for sid, fid, sev, summary, procs in self.db.execute(
@@ -265,10 +286,11 @@ class History:
         """(dimension, key, state, summed count) of the largest groups between two sample ids,
         `limit` per dimension."""
         marks = ", ".join("?" for _ in states)
+        only, args = self._netns_sql("sample_id")
         rows = self.db.execute(
             f"SELECT dim, key, state, sum(count) AS n FROM groups WHERE sample_id BETWEEN ? "
-            f"AND ? AND state IN ({marks}) GROUP BY dim, key, state ORDER BY n DESC, dim, key",
-            (first_id, last_id, *states)).fetchall()
+            f"AND ? AND state IN ({marks}){only} GROUP BY dim, key, state "
+            "ORDER BY n DESC, dim, key", (first_id, last_id, *states, *args)).fetchall()
         seen: dict[str, int] = {}
         out = []
         for dim, key, state, n in rows:
@@ -280,9 +302,10 @@ class History:
     def group_series(self, first_id: int, last_id: int, dim: str, key: str,
                      state: str) -> dict[int, int]:
         """Sample id -> count of one group (absent = not among that sample's top groups)."""
+        only, args = self._netns_sql("sample_id")
         return {int(sid): int(n) for sid, n in self.db.execute(
             "SELECT sample_id, count FROM groups WHERE sample_id BETWEEN ? AND ? AND dim = ? "
-            "AND key = ? AND state = ?", (first_id, last_id, dim, key, state))}
+            f"AND key = ? AND state = ?{only}", (first_id, last_id, dim, key, state, *args))}
 
     def prune(self, keep: float, downsample_after: float, bucket: float,
               now: float | None = None) -> tuple[int, int]:

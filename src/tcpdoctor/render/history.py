@@ -13,7 +13,8 @@ from tcpdoctor.history.store import Stored
 def sample_line(sid: int, p: Point) -> str:
     busy = " ".join(f"{k}={v}" for k, v in p.states.items() if v)
     ids = ",".join(f["id"] for f in p.findings) or "-"
-    return (f"{p.taken_at} sample {sid}: total={p.total} "
+    where = f" netns={p.netns}" if p.netns else ""
+    return (f"{p.taken_at} sample {sid}{where}: total={p.total} "
             f"non_established={p.total - p.established} {busy} findings={ids}")
 
 

@@ -63,7 +63,8 @@ class View:
         for name in STATE_NAMES:
             self.counts.setdefault(name, deque(maxlen=SPARK_POINTS)).append(p.states[name])
         events = []
-        now = {f["id"]: f for f in p.findings}
+        # Keyed by id, or by id and namespace when watching every namespace.
+        now = {f.get("key", f["id"]): f for f in p.findings}
         for fid, f in now.items():
             if fid not in self.active:
                 self.active[fid] = Active(f["severity"], p.ts, f["summary"])
