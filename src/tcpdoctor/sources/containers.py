@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # A container id in a cgroup path: docker-<id>.scope, cri-containerd-<id>.scope,
-# crio-<id>.scope, libpod-<id>.scope (podman), or a bare 64-hex directory (cgroupfs driver: /docker/<id>,
-# /kubepods/burstable/pod<uid>/<id>).
+# crio-<id>.scope, libpod-<id>.scope (podman), or a bare 64-hex directory (cgroupfs
+# driver: /docker/<id>, /kubepods/burstable/pod<uid>/<id>).
 CONTAINER_ID = re.compile(r"(?:docker-|cri-containerd-|crio-|containerd-|libpod-)?([0-9a-f]{64})"
                           r"(?:\.scope)?$")
 POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_]"
