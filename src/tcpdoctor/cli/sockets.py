@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
 @click.option("--cost", is_flag=True,
               help="Add each state's kernel memory and file descriptors to the table or CSV "
-                   "(--json always carries them, under \"cost\").")
+                   "(--json always carries them, under \"cost\"; with --netns all, buffer "
+                   "memory only with --cost).")
 def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
     """Counts per TCP state, plus total, established and non_established.
 
@@ -49,7 +50,8 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
     if sock.all_netns:
         from tcpdoctor.sources import sweep
 
-        snap = sweep.merged(t, "all", mem=True, want=want)
+        # Buffers (skmem) double each namespace's dump: over a sweep only with --cost.
+        snap = sweep.merged(t, "all", mem=cost, want=want)
     else:
         snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=want, mem=True)
     summary = snap.summary()

@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterable
 
 import numpy as np
@@ -76,8 +77,7 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
         sock.send(_request(family, states, ext, seq, bytecode))
     except OSError as exc:
         raise NetlinkUnavailable(f"sock_diag request failed: {exc.strerror}") from exc
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    view = _buffer()
     parts: list[dict[str, np.ndarray]] = []
     names = {k: v for k, v in BASE_COLUMNS.items() if k in want}
     if info:
@@ -102,6 +102,18 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
             parts.append(cols)
             fill = 0
     return concat_columns(parts, names)
+
+
+_local = threading.local()
+
+
+def _buffer() -> memoryview:
+    """This thread's receive buffer, allocated once: a sweep of hundreds of namespaces
+    would otherwise zero CHUNK bytes per dump (decoding copies out of it, so reuse is safe)."""
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None:
+        view = _local.view = memoryview(bytearray(CHUNK))
+    return view
 
 
 def _ends_with_done(view: memoryview, start: int, end: int) -> bool:
@@ -178,8 +190,6 @@ def _read_families(families: tuple[int, ...], states: int, wanted: frozenset[str
 def _dump_threads(jobs: list[tuple[int, bytes]], states: int, wanted: frozenset[str],
                   ext: int) -> list[dict[str, np.ndarray]]:
     """Run the dumps two at a time, each on its own socket and thread, in this netns."""
-    import threading
-
     from tcpdoctor.sources.netns import current_netns_fd, enter_fd
 
     results: list[dict[str, np.ndarray] | BaseException | None] = [None] * len(jobs)
