@@ -70,7 +70,8 @@ def parse_conntrack_stat(text: str, source: str) -> dict[str, int]:
     return {f"conntrack.{k}": v for k, v in totals.items()}
 
 
-def _read(path: str) -> str | None:
+def read_text(path: str) -> str | None:
+    """A small text file (/proc, saved copies), or None when it cannot be read."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
@@ -82,7 +83,7 @@ def read_sysctls(proc_root: str = "/proc",
                  keys: tuple[str, ...] = SYSCTLS) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for key in keys:
-        text = _read(sysctl_path(key, proc_root))
+        text = read_text(sysctl_path(key, proc_root))
         out[key] = " ".join(text.split()) if text is not None else None
     return out
 
@@ -92,23 +93,23 @@ def read_state(proc_root: str = "/proc", with_sysctls: bool = True) -> KernelSta
     state = KernelState(taken=time.monotonic())
     net = net_dir(proc_root)
     for name in ("sockstat", "sockstat6"):
-        text = _read(f"{net}/{name}")
+        text = read_text(f"{net}/{name}")
         if text is not None:
             state.sockstat.update(parse_key_value_lines(text, f"{net}/{name}"))
         elif name == "sockstat":
             state.notes.append(f"{net}/sockstat unreadable: orphan and memory rules skipped")
     for name in ("netstat", "snmp"):
-        text = _read(f"{net}/{name}")
+        text = read_text(f"{net}/{name}")
         if text is None:
             state.notes.append(f"{net}/{name} unreadable: counter-based evidence skipped")
             continue
         state.counters.update(parse_counter_pairs(text, f"{net}/{name}"))
-    ct = _read(f"{net}/stat/nf_conntrack")
+    ct = read_text(f"{net}/stat/nf_conntrack")
     if ct is not None:
         state.counters.update(parse_conntrack_stat(ct, f"{net}/stat/nf_conntrack"))
     if with_sysctls:
         state.sysctls = read_sysctls(proc_root)
-    text = _read(f"{proc_root}/sys/fs/file-nr")
+    text = read_text(f"{proc_root}/sys/fs/file-nr")
     if text is not None and len(text.split()) == 3:
         a, b, c = (int(x) for x in text.split())
         state.file_nr = (a, b, c)
@@ -119,18 +120,18 @@ def read_state(proc_root: str = "/proc", with_sysctls: bool = True) -> KernelSta
 def read_costs(state: KernelState, proc_root: str = "/proc") -> None:
     """Host-wide figures that price sockets: slab object sizes, RAM, softirq CPU time."""
     state.page_size = os.sysconf("SC_PAGE_SIZE")
-    text = _read(f"{proc_root}/slabinfo")
+    text = read_text(f"{proc_root}/slabinfo")
     if text is None:
         state.notes.append("/proc/slabinfo unreadable (needs root): socket object sizes "
                            "unknown, only buffer memory is priced")
     else:
         state.slab = parse_slabinfo(text, f"{proc_root}/slabinfo")
-    text = _read(f"{proc_root}/meminfo")
+    text = read_text(f"{proc_root}/meminfo")
     for line in (text or "").splitlines():
         if line.startswith("MemTotal:") and line.split()[1].isdigit():
             state.mem_total = int(line.split()[1]) * 1024
     for name, parse in (("stat", parse_cpu_stat), ("softirqs", parse_softirqs)):
-        text = _read(f"{proc_root}/{name}")
+        text = read_text(f"{proc_root}/{name}")
         if text is not None:
             state.counters.update(parse(text, f"{proc_root}/{name}"))
 
@@ -179,7 +180,7 @@ def parse_softirqs(text: str, source: str) -> dict[str, int]:
 
 def nofile_limit(pid: int, proc_root: str = "/proc") -> int | None:
     """Soft RLIMIT_NOFILE of a process from /proc/PID/limits (None if gone or unreadable)."""
-    text = _read(f"{proc_root}/{pid}/limits")
+    text = read_text(f"{proc_root}/{pid}/limits")
     if text is None:
         return None
     for line in text.splitlines():

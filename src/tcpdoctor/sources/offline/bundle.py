@@ -84,16 +84,8 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
     return tops.pop()
 
 
-def _text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
 def meta(root: str, name: str) -> dict[str, str]:
-    head = (_text(os.path.join(root, "FORMAT")) or "").split()
+    head = (kstate.read_text(os.path.join(root, "FORMAT")) or "").split()
     if head[:1] != [bundle.FORMAT_NAME]:
         raise ParseError(name, 1, f"a bundle with FORMAT '{bundle.FORMAT_NAME} "
                          f"{bundle.VERSION}'", " ".join(head))
@@ -101,7 +93,7 @@ def meta(root: str, name: str) -> dict[str, str]:
         raise TcpDoctorError(f"{name}: bundle format {' '.join(head[1:2]) or '?'}; this "
                              f"tcpdoctor reads format {bundle.VERSION} (upgrade tcpdoctor)")
     meta = {}
-    for line in (_text(os.path.join(root, "meta.txt")) or "").splitlines():
+    for line in (kstate.read_text(os.path.join(root, "meta.txt")) or "").splitlines():
         key, sep, value = line.partition("=")
         if sep:
             meta[key.strip()] = value.strip()
@@ -110,7 +102,7 @@ def meta(root: str, name: str) -> dict[str, str]:
 
 def notes(root: str) -> list[str]:
     """What the script could not gather (notes.txt), as report notes."""
-    text = _text(os.path.join(root, "notes.txt")) or ""
+    text = kstate.read_text(os.path.join(root, "notes.txt")) or ""
     return [f"bundle: {line.strip()}" for line in text.splitlines() if line.strip()]
 
 
@@ -149,7 +141,7 @@ def kernel_figures(root: str, base: str, meta: dict[str, str]) -> KernelState:
 
 
 def _uptime(directory: str) -> float:
-    words = (_text(os.path.join(directory, "uptime")) or "").split()
+    words = (kstate.read_text(os.path.join(directory, "uptime")) or "").split()
     try:
         return float(words[0])
     except (IndexError, ValueError):
@@ -161,7 +153,7 @@ def processes(root: str) -> tuple[dict[int, int], dict[int, int], dict[int, str]
     fds: dict[int, int] = {}
     limits: dict[int, int] = {}
     names: dict[int, str] = {}
-    for line in (_text(os.path.join(root, "processes.txt")) or "").splitlines():
+    for line in (kstate.read_text(os.path.join(root, "processes.txt")) or "").splitlines():
         words = line.split()
         if len(words) < 4 or not words[0].isdigit() or not words[1].isdigit():
             continue
@@ -175,7 +167,7 @@ def processes(root: str) -> tuple[dict[int, int], dict[int, int], dict[int, str]
 
 def attach_owners(snap: Snapshot, root: str, names: dict[int, str]) -> None:
     """pid of each socket of a /proc/net/tcp listing, from owners.txt (PID INODE lines)."""
-    text = _text(os.path.join(root, "sockets", "owners.txt"))
+    text = kstate.read_text(os.path.join(root, "sockets", "owners.txt"))
     if not text or "inode" not in snap.columns:
         return
     pairs = np.array([w for w in text.split() if w.isdigit()], dtype=np.int64)
