@@ -46,6 +46,7 @@ class Host:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tdsweep-")))
     app_pid: int = 0
     web_path: str = ""
+    inodes: dict[str, int] = field(default_factory=dict)  # pod, web, batch, app -> inode
 
     def remember(self, path: str) -> int:
         ino = os.stat(path).st_ino
@@ -59,7 +60,7 @@ class Host:
         return self.remember(f"/run/netns/{name}")
 
     def add_held(self, name: str | None = None, actions: list[dict[str, Any]] | None = None,
-                 ) -> subprocess.Popen[str]:
+                 kind: str = "") -> subprocess.Popen[str]:
         """A namespace only a process holds: `sleep`, or a lab worker with sockets."""
         if actions is None:
             cmd = ["unshare", "-n", "sleep", "600"]
@@ -79,7 +80,9 @@ class Host:
             while os.stat(f"/proc/{proc.pid}/ns/net").st_ino == os.stat(
                     "/proc/self/ns/net").st_ino and time.monotonic() < deadline:
                 time.sleep(0.02)  # until unshare has moved it
-        self.remember(f"/proc/{proc.pid}/ns/net")
+        ino = self.remember(f"/proc/{proc.pid}/ns/net")
+        if kind:
+            self.inodes[kind] = ino
         return proc
 
     def add_mounted(self) -> int:
@@ -148,20 +151,21 @@ def host() -> Iterator[Host]:
             h.add_mounted()
         pod = h.add_held("td-cart", [
             {"kind": "listen", "addr": "127.0.0.1", "port": 8080},
-            {"kind": "connect", "addr": "127.0.0.1", "port": 8080, "n": 150, "then": "close"}])
+            {"kind": "connect", "addr": "127.0.0.1", "port": 8080, "n": 150, "then": "close"}],
+            "pod")
         h.into_cgroup(pod, f"kubepods/burstable/pod{POD_UID}/{CID['pod']}")
         web = h.add_held("td-web", [
             {"kind": "listen", "addr": "127.0.0.1", "port": 80, "accept": "close"},
             {"kind": "connect", "addr": "127.0.0.1", "port": 80, "n": 300,
-             "then": "wait-eof-close"}])
+             "then": "wait-eof-close"}], "web")
         h.into_cgroup(web, f"docker/{CID['docker']}")
         h.web_path = f"/proc/{web.pid}/ns/net"
         batch = h.add_held("td-batch", [
             {"kind": "listen", "addr": "127.0.0.1", "port": 9000},
-            {"kind": "connect", "addr": "127.0.0.1", "port": 9000, "n": 5}])
+            {"kind": "connect", "addr": "127.0.0.1", "port": 9000, "n": 5}], "batch")
         h.into_cgroup(batch, f"default/{CID['containerd']}")
         app = h.add_held("td-app", [{"kind": "connect", "addr": "198.19.0.10", "port": 5432,
-                                     "n": 50, "then": "nonblock"}])
+                                     "n": 50, "then": "nonblock"}], "app")
         h.app_pid = app.pid
         runtime_files(h.root)
         assert len(h.paths) >= 30
@@ -180,6 +184,14 @@ def run(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TCPDOCTOR_ROOT": str(host.root)}
     return subprocess.run([sys.executable, "-m", "tcpdoctor", *args], capture_output=True,
                           text=True, env=env, timeout=300)
+
+
+def ours(host: Host, report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The findings in the namespaces this test made, by (id, kind): the host may hold
+    other namespaces, with findings of their own."""
+    kinds = {ino: kind for kind, ino in host.inodes.items()}
+    return {(f["id"], kinds[f["netns_inode"]]): f for f in report["findings"]
+            if f["netns_inode"] in kinds}
 
 
 def as_json(host: Host, *args: str) -> Any:
@@ -205,15 +217,15 @@ def test_states_all_equals_ss_in_each_namespace(host: Host) -> None:
 def test_check_all_names_pod_container_and_unnamed(host: Host) -> None:
     proc = run(host, "check", "--netns", "all", "--json", "--interval", "0",
                "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode in (1, 2), proc.stderr  # 2 only if another namespace is critical
     report = json.loads(proc.stdout)
-    found = {f["id"]: f for f in report["findings"]}
-    leak = found["CLOSE_WAIT_LEAK"]
+    found = ours(host, report)
+    leak = found["CLOSE_WAIT_LEAK", "pod"]
     assert leak["pod"] == "shop/cart-7d9f" and leak["container"] == "app"
     assert [p["name"] for p in leak["processes"]] == ["td-cart"]
-    tw = found["TIME_WAIT_SERVER_CLOSE"]
+    tw = found["TIME_WAIT_SERVER_CLOSE", "web"]
     assert tw["container"] == "web-1" and tw["pod"] is None
-    up = found["UPSTREAM_UNREACHABLE"]
+    up = found["UPSTREAM_UNREACHABLE", "app"]
     assert up["netns"] == f"{host.app_pid}/td-app"
     assert up["pod"] is None and up["container"] is None
     for f in report["findings"]:
@@ -268,17 +280,24 @@ def test_unprivileged_sweep_is_partial_and_says_so(host: Host) -> None:
 
 def test_exporter_all_netns_bounds_labels(host: Host, tmp_path: Path) -> None:
     pytest.importorskip("prometheus_client")
-    proc = run(host, "exporter", "--all-netns", "--textfile", str(tmp_path), "--once",
-               "--top", "2", "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
-    assert proc.returncode == 0, proc.stderr
+
+    def scrape(top: int) -> dict[str, float]:
+        proc = run(host, "exporter", "--all-netns", "--textfile", str(tmp_path), "--once",
+                   "--top", str(top), "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
+        assert proc.returncode == 0, proc.stderr
+        text = (tmp_path / "tcpdoctor.prom").read_text()
+        assert "tcpdoctor_netns_info{" in text
+        return {line.split('netns="')[1].split('"')[0]: float(line.split()[-1])
+                for line in text.splitlines() if line.startswith("tcpdoctor_sockets_all{")}
+
+    every = scrape(1000)  # every namespace with sockets by name, no "other"
+    assert "other" not in every
+    assert every["pod:shop/cart-7d9f (app)"] == 301 and every["container:web-1"] >= 250
+    one = scrape(1)  # the largest by name, the rest summed
+    assert len(one) == 2 and "other" in one
+    assert sum(one.values()) == sum(every.values())
     text = (tmp_path / "tcpdoctor.prom").read_text()
-    named = {line.split('netns="')[1].split('"')[0] for line in text.splitlines()
-             if line.startswith("tcpdoctor_sockets_all{")}
-    assert named == {"container:web-1", "pod:shop/cart-7d9f (app)", "other"}
-    assert 'tcpdoctor_netns_info{container="app",netns="pod:shop/cart-7d9f (app)"' in text
-    assert 'tcpdoctor_finding{id="UPSTREAM_UNREACHABLE",netns="other",severity="warning"} 1.0' \
-        in text
-    assert 'tcpdoctor_finding{id="CLOSE_WAIT_LEAK",netns="pod:shop/cart-7d9f (app)"' in text
+    assert 'tcpdoctor_finding{id="UPSTREAM_UNREACHABLE",netns="other"' in text
 
 
 def test_snapshot_all_netns_analyzed_per_namespace(host: Host, tmp_path: Path) -> None:
@@ -287,10 +306,10 @@ def test_snapshot_all_netns_analyzed_per_namespace(host: Host, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     report = as_json(host, "analyze", str(path), "--json",
                      "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
-    found = {f["id"]: f for f in report["findings"]}
-    assert found["CLOSE_WAIT_LEAK"]["pod"] == "shop/cart-7d9f"
-    assert found["TIME_WAIT_SERVER_CLOSE"]["container"] == "web-1"
-    assert found["UPSTREAM_UNREACHABLE"]["netns"] == f"{host.app_pid}/td-app"
+    found = ours(host, report)
+    assert found["CLOSE_WAIT_LEAK", "pod"]["pod"] == "shop/cart-7d9f"
+    assert found["TIME_WAIT_SERVER_CLOSE", "web"]["container"] == "web-1"
+    assert found["UPSTREAM_UNREACHABLE", "app"]["netns"] == f"{host.app_pid}/td-app"
     live = as_json(host, "states", "--netns", "all", "--json")
     assert report["states"] == live["states"]
 
@@ -298,11 +317,11 @@ def test_snapshot_all_netns_analyzed_per_namespace(host: Host, tmp_path: Path) -
 def test_record_and_watch_all_netns(host: Host, tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     proc = run(host, "record", "--netns", "all", "--db", str(db), "--interval", "0.3",
-               "--count", "2", "--namespaces", "3", "-q")
+               "--count", "2", "--namespaces", "100", "-q")
     assert proc.returncode == 0, proc.stderr
     default = run(host, "history", "--db", str(db), "--json")
     assert default.returncode == 0 and "pick one with --netns" in default.stderr
-    # The host's samples when recorded, else the first namespace's: one namespace, not a mix.
+    # The host's samples (not a mix of namespaces).
     assert len(json.loads(default.stdout)["samples"]) == 2
     pod = as_json(host, "history", "--db", str(db), "--json", "--netns",
                   "pod:shop/cart-7d9f (app)")
@@ -315,7 +334,8 @@ def test_record_and_watch_all_netns(host: Host, tmp_path: Path) -> None:
                 "--json", "--threshold", "TIME_WAIT_SERVER_CLOSE.warning=100")
     assert lines.returncode == 0, lines.stderr
     first = json.loads(lines.stdout.splitlines()[0])
-    assert first["states"]["CLOSE_WAIT"] == 150 and first["states"]["SYN_SENT"] == 50
+    # Summed over the host: ours, and whatever other namespaces the host holds.
+    assert first["states"]["CLOSE_WAIT"] >= 150 and first["states"]["SYN_SENT"] >= 50
     assert {"CLOSE_WAIT_LEAK", "TIME_WAIT_SERVER_CLOSE", "UPSTREAM_UNREACHABLE"} <= set(
         first["findings"])
     assert any("in pod:shop/cart-7d9f (app)" in e for e in first["events"])
