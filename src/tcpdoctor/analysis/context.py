@@ -11,10 +11,12 @@ import numpy as np
 from tcpdoctor.analysis.cost import SocketCost, socket_cost
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.model import kernel_state
-from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.addresses import format_addr, is_v4, prefix_masks
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
+
+NOT_IN_INPUT = "not in the input"
 
 
 @dataclass
@@ -28,19 +30,21 @@ class Context:
     fd_counts: dict[int, int] | None = None
     nofile: Callable[[int], int | None] | None = None
     _cost: SocketCost | None = field(default=None, repr=False)
+    # What evidence says of a figure the input does not have (a rate of a pasted netstat).
+    missing: str = "not measured (--interval 0)"
 
     @classmethod
     def saved(cls, snap: Snapshot, kernel: KernelState | None) -> Context:
         """What a saved input offers: rates when it holds two readings of the counters
         (a collect bundle), open files and their limits when it recorded them."""
         if kernel is None:
-            return cls(snap)
+            return cls(snap, missing=NOT_IN_INPUT)
         deltas, interval = None, 0.0
         if kernel.previous is not None:
             deltas = kernel_state.deltas(kernel.previous, kernel)
             interval = kernel.taken - kernel.previous.taken
         return cls(snap, kernel, deltas, interval, kernel.fd_counts or None,
-                   kernel.nofile.get if kernel.fd_counts else None)
+                   kernel.nofile.get if kernel.fd_counts else None, missing=NOT_IN_INPUT)
 
     def cost(self) -> SocketCost:
         """What each socket costs (built once, on first use)."""
@@ -53,6 +57,11 @@ class Context:
 
     def delta(self, name: str) -> int:
         return int(self.deltas.get(name, 0)) if self.deltas else 0
+
+    def measured(self, name: str) -> int | str:
+        """A counter's rise for evidence: the number, or `missing` when there is no rate
+        (never a 0 that was not measured)."""
+        return self.delta(name) if self.deltas is not None else self.missing
 
     def count(self, mask: np.ndarray) -> int:
         """Sockets in mask (rows of a reduced snapshot stand for several)."""
@@ -120,6 +129,27 @@ def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
             port = int(values[2][i])
             addr = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
         out.append((addr, int(counts[i])))
+    return out
+
+
+def top_networks(snap: Snapshot, mask: np.ndarray, limit: int = 5) -> list[tuple[str, int]]:
+    """Most common remote networks (IPv4 /24, IPv6 /64) among the sockets in mask: how a
+    flood from a few subnets is named."""
+    c = snap.columns
+    if not mask.any():
+        return []
+    hi, lo = c["raddr_hi"][mask], c["raddr_lo"][mask]
+    v4 = is_v4(hi, lo)
+    hi4, lo4 = prefix_masks(96 + 24)
+    hi6, lo6 = prefix_masks(64)
+    nets = [hi & np.where(v4, hi4, hi6), lo & np.where(v4, lo4, lo6)]
+    w = snap.weights
+    values, _, counts = factorize(nets, None if w is None else w[mask])
+    order = np.argsort(-counts, kind="stable")[:limit]
+    out = []
+    for i in order:
+        addr = format_addr(values[0][i], values[1][i])
+        out.append((f"{addr}/{24 if '.' in addr else 64}", int(counts[i])))
     return out
 
 

@@ -27,6 +27,9 @@ def cost_lines(cost: dict[str, Any]) -> list[str]:
 
 def _sockets_line(cost: dict[str, Any]) -> str:
     total = cost["total"]
+    if not cost["objects_priced"] and not cost["buffers_measured"]:
+        return ("Cost: not in the input (no slab sizes and no skmem: `ss -tanm` or a "
+                "tcpdoctor snapshot or bundle carries them).")
     buffers = total["memory_bytes"] - total["object_bytes"]
     parts = []
     if cost["buffers_measured"]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from tcpdoctor.analysis.context import Context, level, sysctl_rec, top_destinations
 from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.rules.common import (
     in_state,
     ports_text,
+    service_ports,
 )
 from tcpdoctor.model.tcp import (
     TCP_CLOSE_WAIT,
@@ -32,12 +37,21 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
     procs = ctx.processes(cw)
     owner = (f"{procs[0]['name']} (pid {procs[0]['pid']}) holds {procs[0]['count']:,} of them"
              if procs else "their owner is unknown (run as root to see it)")
+    # A client's CLOSE_WAIT sits on ephemeral ports: name the services it called instead.
+    outbound = ctx.count(cw & ~np.isin(ctx.snap.columns["sport"], service_ports(ctx)[0]))
+    if outbound * 2 > n:
+        dests = top_destinations(ctx.snap, cw, 3)
+        where = f"towards {', '.join(f'{d} ({k:,})' for d, k in dests)}"
+        peers = "the remote services closed these connections and this client never called "
+        places: dict[str, Any] = {"remote_services": dict(dests)}
+    else:
+        where = f"on local port(s) {ports_text(ports)}"
+        peers = "the peers closed these connections and the application never called "
+        places = {"local_ports": {str(p): k for p, k in ports}}
     return Found(
         sev,
-        f"{n:,} sockets in CLOSE_WAIT on local port(s) {ports_text(ports)}; {owner}: "
-        "the peers closed these connections and the application never called close().",
-        {"close_wait": n, "local_ports": {str(p): k for p, k in ports},
-         "with_unread_data": unread},
+        f"{n:,} sockets in CLOSE_WAIT {where}; {owner}: {peers}close().",
+        {"close_wait": n, **places, "with_unread_data": unread},
         [
             (f"Fix {procs[0]['name']}: " if procs else "Fix the owning application: ")
             + "when read() returns 0 (EOF) or an error, close the socket; check error paths, "

@@ -37,14 +37,44 @@ def owners_by_listen_port(ctx: Context, mask: np.ndarray) -> list[dict[str, Any]
     return sorted(procs, key=lambda p: -p["count"])
 
 
+def service_ports(ctx: Context) -> tuple[np.ndarray, str]:
+    """This host's service ports, and how they were decided: its LISTEN rows; or, in an
+    input without any (a partial paste, `grep TIME_WAIT`), the local ports that serve:
+    below 1024, or shared by several sockets whose peers are on ephemeral ports."""
+    listening = ctx.snap.listening_ports()
+    if listening.size or (ctx.snap.columns["state"] == TCP_LISTEN).any():
+        return listening, "LISTEN rows"
+    c = ctx.snap.columns
+    lo, hi = port_range(ctx)
+    peer_ephemeral = (c["dport"] >= lo) & (c["dport"] <= hi)
+    ports, inverse, counts = np.unique(c["sport"], return_inverse=True, return_counts=True)
+    ephemeral_peers = np.bincount(inverse.ravel(), peer_ephemeral, ports.shape[0])
+    serving = (ports < 1024) | ((counts >= 3) & (ephemeral_peers >= 0.8 * counts)
+                                & ~((ports >= lo) & (ports <= hi) & (counts < 20)))
+    found = ports[serving & (ports > 0)]
+    how = ("inferred, no LISTEN rows in the input: local ports below 1024, or shared by "
+           "several sockets whose peers use ephemeral ports"
+           + (f" ({', '.join(str(p) for p in found[:5])})" if found.size else " (none)"))
+    return found, how
+
+
 def server_side_tw(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     c = ctx.snap.columns
     tw = c["state"] == TCP_TIME_WAIT
-    server = tw & np.isin(c["sport"], ctx.snap.listening_ports())
+    server = tw & np.isin(c["sport"], service_ports(ctx)[0])
     return server, tw & ~server
 
 
 
+
+
+def port_range_evidence(ctx: Context) -> list[int] | str:
+    """ip_local_port_range as evidence: the input's, or what was assumed and why."""
+    rng = ctx.kernel.sysctl_ints("net.ipv4.ip_local_port_range") if ctx.kernel else None
+    if rng and len(rng) == 2 and 0 < rng[0] <= rng[1]:
+        return [rng[0], rng[1]]
+    lo, hi = DEFAULT_PORT_RANGE
+    return f"{ctx.missing} (assumed {lo}-{hi}, the kernel's default)"
 
 
 def port_range(ctx: Context) -> tuple[int, int]:

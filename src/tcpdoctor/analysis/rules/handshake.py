@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcpdoctor.analysis.context import Context, level, names_of, sysctl_rec, top_destinations
+from tcpdoctor.analysis.context import (
+    Context,
+    level,
+    names_of,
+    sysctl_rec,
+    top_destinations,
+    top_networks,
+)
 from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.rules.common import (
     in_state,
@@ -35,7 +42,13 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     ports = ctx.top("sport", sr)
     sources = top_destinations(ctx.snap, sr, with_port=False)
+    nets = top_networks(ctx.snap, sr)
     distinct = int(np.unique(c["raddr_lo"][sr]).size)
+    # Many sources from a few subnets: name the subnets (what a firewall rule blocks).
+    few = sum(k for _, k in nets[:3]) >= 0.8 * n and distinct > 3 * len(nets[:3])
+    origin = (f"{distinct:,} sources, {'mostly ' if len(nets) > 3 else ''}in "
+              + ", ".join(f"{net} ({k:,})" for net, k in nets[:3]) if few
+              else f"{distinct:,} sources")
     procs = owners_by_listen_port(ctx, sr)
     recs = []
     syncookies = ctx.sysctl_int("net.ipv4.tcp_syncookies")
@@ -50,10 +63,13 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
     return Found(
         sev,
         f"{n:,} half-open connections (SYN_RECV) on port(s) {ports_text(ports)} from "
-        f"{distinct:,} sources; syncookies sent during the sample: {cookies:,}.",
+        f"{origin}; syncookies sent during the sample: "
+        f"{_count(ctx.measured('TcpExt.SyncookiesSent'))}.",
         {"syn_recv": n, "ports": {str(p): k for p, k in ports}, "distinct_sources": distinct,
-         "top_sources": dict(sources), "SyncookiesSent_delta": cookies,
-         "TCPReqQFullDrop_delta": qdrop, "tcp_syncookies": syncookies},
+         "top_sources": dict(sources), "top_source_networks": dict(nets),
+         "SyncookiesSent_delta": ctx.measured("TcpExt.SyncookiesSent"),
+         "TCPReqQFullDrop_delta": ctx.measured("TcpExt.TCPReqQFullDrop"),
+         "tcp_syncookies": syncookies if syncookies is not None else ctx.missing},
         [
             "If the sources are few, block them upstream (firewall, provider DDoS "
             "protection); if they are many and spoofed, keep syncookies on and filter upstream.",
@@ -73,7 +89,6 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
     lst = (c["state"] == TCP_LISTEN) & (c["wqueue"] > 0)
     full = lst & (c["rqueue"] >= c["wqueue"])
     overflows = ctx.delta("TcpExt.ListenOverflows")
-    drops = ctx.delta("TcpExt.ListenDrops")
     if not full.any() and overflows <= 0:
         return None
     sev = Severity.CRITICAL if full.any() else Severity.WARNING
@@ -92,11 +107,13 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
     owner = f" owned by {names_of(procs)}" if procs else ""
     return Found(
         sev,
-        f"Accept queue full on {where}{owner}; ListenOverflows rose by {overflows:,} during "
-        "the sample: new connections are being dropped because the application accepts too "
-        "slowly.",
-        {"full_listeners": listeners, "ListenOverflows_delta": overflows,
-         "ListenDrops_delta": drops, "somaxconn": somaxconn},
+        f"Accept queue full on {where}{owner}; ListenOverflows during the sample: "
+        f"{_count(ctx.measured('TcpExt.ListenOverflows'))}: new connections are being "
+        "dropped because the application accepts too slowly.",
+        {"full_listeners": listeners,
+         "ListenOverflows_delta": ctx.measured("TcpExt.ListenOverflows"),
+         "ListenDrops_delta": ctx.measured("TcpExt.ListenDrops"),
+         "somaxconn": somaxconn if somaxconn is not None else ctx.missing},
         [
             (f"Make {procs[0]['name']} accept faster: " if procs else "Make the application "
              "accept faster: ") + "more worker threads/processes, a non-blocking accept loop, "
@@ -108,6 +125,10 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
         procs, recs,
         sockets=full,
     )
+
+
+def _count(value: int | str) -> str:
+    return f"{value:,}" if isinstance(value, int) else value
 
 
 def _syn_sent(ctx: Context) -> tuple[np.ndarray, int, int]:

@@ -9,6 +9,7 @@ from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.rules.common import (
     WIDE_RANGE,
     port_range,
+    port_range_evidence,
 )
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.model.addresses import format_addr, is_v4
@@ -62,7 +63,8 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
         f"{worst:,} connections to {dest} use {share:.0%} of the {size:,} ephemeral ports "
         f"({lo}-{hi}); {tw:,} of them in TIME_WAIT. New connects there fail with "
         "EADDRNOTAVAIL when none is left.",
-        {"destination": dest, "connections": worst, "ip_local_port_range": [lo, hi],
+        {"destination": dest, "connections": worst,
+         "ip_local_port_range": port_range_evidence(ctx),
          "share": round(share, 3), "time_wait": tw},
         [
             f"Pool and reuse connections to {dest} (keep-alive) instead of opening new ones.",

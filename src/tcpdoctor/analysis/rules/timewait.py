@@ -11,8 +11,10 @@ from tcpdoctor.analysis.rules.common import (
     in_state,
     owners_by_listen_port,
     port_range,
+    port_range_evidence,
     ports_text,
     server_side_tw,
+    service_ports,
 )
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.model.tcp import (
@@ -35,13 +37,17 @@ def time_wait_server(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     ports = ctx.top("sport", server)
     procs = owners_by_listen_port(ctx, server)
+    decided = service_ports(ctx)[1]
+    where = "listening" if decided == "LISTEN rows" else "service"
+    why = "" if decided == "LISTEN rows" else " (inferred: the input has no LISTEN rows)"
     who = f" ({names_of(procs)})" if procs else ""
     return Found(
         sev,
-        f"{n:,} TIME_WAIT sockets sit on this host's listening port(s) {ports_text(ports)}"
+        f"{n:,} TIME_WAIT sockets sit on this host's {where} port(s) {ports_text(ports)}{why}"
         f"{who}: the server closes each connection before its clients do.",
         {"time_wait_server_side": n, "time_wait_total": ctx.count(in_state(ctx, TCP_TIME_WAIT)),
-         "ports": {str(p): k for p, k in ports}, "tcp_max_tw_buckets": cap},
+         "ports": {str(p): k for p, k in ports}, "tcp_max_tw_buckets": cap,
+         "service_ports_from": decided},
         [
             "Keep connections open: enable HTTP keep-alive / persistent connections (e.g. nginx "
             "keepalive_timeout and keepalive_requests, upstream keepalive) so that one "
@@ -95,7 +101,8 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Found | None:
         f"{n:,} TIME_WAIT sockets towards remote services, most to {dests[0][0]} "
         f"({worst:,}): this host opens and closes a connection per request.{who}",
         {"time_wait_client_side": n, "destinations": dict(dests),
-         "ip_local_port_range": [lo, hi], "worst_destination_share": round(
+         "service_ports_from": service_ports(ctx)[1],
+         "ip_local_port_range": port_range_evidence(ctx), "worst_destination_share": round(
              worst / (hi - lo + 1), 3)},
         [
             f"Reuse connections to {dests[0][0]}: use the client library's connection pool / "
