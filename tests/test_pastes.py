@@ -51,3 +51,40 @@ def test_syn_flood_named_by_subnet_and_rates_not_in_the_input(tmp_path: Path) ->
     assert "198.51.100.0/24 (300)" in flood["summary"]
     assert flood["evidence"]["SyncookiesSent_delta"] == "not in the input"
     assert "syncookies sent during the sample: not in the input" in flood["summary"]
+
+
+def test_macos_netstat_is_read_with_a_platform_note(tmp_path: Path) -> None:
+    path = tmp_path / "mac.txt"
+    path.write_text(
+        "Active Internet connections (including servers)\n"
+        "Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)\n"
+        "tcp4       0      0  192.168.1.5.22         10.0.0.1.51234         ESTABLISHED\n"
+        "tcp4       0      0  *.22                   *.*                    LISTEN\n"
+        "tcp6       0      0  *.443                  *.*                    LISTEN\n"
+        "tcp6       0      0  fe80::1%lo0.8080       fe80::1%lo0.50000      CLOSE_WAIT\n"
+        "tcp4       0      0  192.168.1.5.51000      93.184.216.34.443      TIME_WAIT\n"
+        "udp4       0      0  *.5353                 *.*\n")
+    report = tcpdoctor_json("analyze", str(path), "--json")
+    got = {k: v for k, v in report["states"].items() if v}
+    assert got == {"ESTABLISHED": 1, "LISTEN": 2, "CLOSE_WAIT": 1, "TIME_WAIT": 1}
+    assert report["lines_unparsed"] == 0
+    assert any("macOS/FreeBSD" in n for n in report["notes"])
+
+
+def test_linux_netstat_with_tcp6_rows_is_not_taken_for_bsd(tmp_path: Path) -> None:
+    path = tmp_path / "linux.txt"
+    path.write_text(HEAD + "tcp6       0      0 :::22                   :::*      LISTEN\n"
+                    "tcp        0      0 10.0.0.7:22   10.0.0.9:50000   ESTABLISHED\n")
+    report = tcpdoctor_json("analyze", str(path), "--json")
+    assert report["total"] == 2 and report["source"].startswith("netstat")
+
+
+def test_ss_summary_is_refused_with_what_to_capture(tmp_path: Path) -> None:
+    from .conftest import tcpdoctor
+
+    path = tmp_path / "sss.txt"
+    path.write_text("Total: 182\nTCP:   9 (estab 3, closed 1, orphaned 0, timewait 1)\n\n"
+                    "Transport Total     IP        IPv6\nTCP\t  8         6         2\n")
+    proc = tcpdoctor("analyze", str(path))
+    assert proc.returncode == 3 and len(proc.stderr.strip().splitlines()) == 1
+    assert "ss -s" in proc.stderr and "ss -tanpoie" in proc.stderr

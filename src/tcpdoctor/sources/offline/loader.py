@@ -31,7 +31,7 @@ from tcpdoctor.sources.offline import bundle, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
-           "netstat -an[tpo] or Windows netstat -ano")
+           "netstat -an[tpo], Windows netstat -ano or macOS/FreeBSD netstat -an")
 
 
 HEAD = 65536  # bytes read to detect the format
@@ -157,6 +157,10 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
         kind = textdump.detect(head.decode("utf-8", "replace").splitlines()[:200]) or ""
         if not kind:
             raise ParseError(name, 1, FORMATS, head.split(b"\n", 1)[0])
+        if kind == "ss-summary":
+            raise TcpDoctorError(f"{name}: an `ss -s` summary (counts only, no sockets to "
+                                 "diagnose): capture `ss -tanpoie` instead, or run the "
+                                 "script `tcpdoctor collect` prints")
         rescan = None if path == "-" else (lambda: _listen_ports(path, kind))
         acc = Accumulator(reduce_above, rescan, port_range or DEFAULT_PORT_RANGE)
         notes, names, unparsed = _stream_text(_Prefixed(head, stream), kind, name, strict,
@@ -166,7 +170,11 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
     if not cols["state"].shape[0] and not notes:
         notes.append(f"{name}: no TCP sockets found")
     label = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
-             "windows": "Windows netstat"}[kind]
+             "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat"}[kind]
+    if kind == "bsd":
+        notes.append("a macOS/FreeBSD capture: TIME_WAIT lasts 2×MSL there "
+                     "(net.inet.tcp.msl), not Linux's fixed 60 s, and Linux sysctl advice "
+                     "does not apply; the application-level fixes do")
     snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes),
                     unparsed=unparsed)
     if "pid" in cols:

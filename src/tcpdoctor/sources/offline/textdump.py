@@ -307,8 +307,38 @@ def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
             b.set_last("pid", pid)
 
 
+BSD_PROTOS = ("tcp4", "tcp6", "tcp46")
+
+
+def parse_bsd(lines: Iterable[tuple[int, str]], b: Builder) -> None:
+    """macOS / FreeBSD netstat -an: tcp4/tcp6/tcp46 rows, addresses as a.b.c.d.PORT."""
+    for no, line in lines:
+        f = line.split()
+        if not f or f[0] not in (*BSD_PROTOS, "tcp"):
+            continue  # headers, udp, unix sockets
+        state = _state(f[5]) if len(f) > 5 else None
+        queues = _queues(f[1:3]) if state is not None else None
+        if state is None or queues is None or not b.add(state, _bsd(f[3]), _bsd(f[4]),
+                                                        *queues):
+            b.reject(no, "a BSD netstat line: tcp4 RECV-Q SEND-Q ADDR.PORT ADDR.PORT STATE",
+                     line)
+
+
+def _bsd(text: str) -> str:
+    """'192.168.1.5.22' -> '192.168.1.5:22'; '*.*' -> '*:*'; 'fe80::1%lo0.22' -> ...:22."""
+    addr, _, port = text.rpartition(".")
+    return f"{addr or '*'}:{port}"
+
+
 def detect(head: list[str]) -> str | None:
-    """Which text format the first lines look like: ss, netstat, windows or proc."""
+    """Which text format the first lines look like: ss, netstat, windows, bsd (macOS,
+    FreeBSD), proc, or ss-summary (`ss -s`: counts only, refused by the loader)."""
+    # Linux's netstat also says tcp6, never tcp4 or tcp46, and heads its column "State".
+    if any(line.split()[:1] == ["Proto"] and "(state)" in line for line in head) or any(
+            line.split()[:1] and line.split()[0] in ("tcp4", "tcp46") for line in head):
+        return "bsd"
+    if any(line.startswith("TCP:") and "estab" in line for line in head[:5]):
+        return "ss-summary"
     for line in head:
         f = line.split()
         if not f:
@@ -331,4 +361,4 @@ def detect(head: list[str]) -> str | None:
     return None
 
 
-PARSERS = {"ss": parse_ss, "netstat": parse_netstat, "windows": parse_windows}
+PARSERS = {"ss": parse_ss, "netstat": parse_netstat, "windows": parse_windows, "bsd": parse_bsd}
