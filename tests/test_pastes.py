@@ -88,3 +88,33 @@ def test_ss_summary_is_refused_with_what_to_capture(tmp_path: Path) -> None:
     proc = tcpdoctor("analyze", str(path))
     assert proc.returncode == 3 and len(proc.stderr.strip().splitlines()) == 1
     assert "ss -s" in proc.stderr and "ss -tanpoie" in proc.stderr
+
+
+def test_translated_state_names_of_net_tools(tmp_path: Path) -> None:
+    path = tmp_path / "loc.txt"
+    path.write_text(
+        "Proto Recv-Q Send-Q Local Address           Foreign Address         State       "
+        "PID/Program name\n"
+        "tcp        0      0 10.0.0.7:22   10.0.0.9:50000   VERBUNDEN   1/sshd\n"
+        "tcp        0      0 0.0.0.0:22   0.0.0.0:*   NASLOUCHÁ   1/sshd\n"
+        "tcp        1      0 10.0.0.7:22   10.0.0.9:50001   POSLEDNÍ ACK   -\n"
+        "tcp        0      0 10.0.0.7:22   10.0.0.9:50002   ESPERANDO_FECHAR   -\n"
+        "tcp        0      0 10.0.0.7:22   10.0.0.9:50003   STÄNG_VÄNTA   -\n"
+        "tcp        0      0 10.0.0.7:22   10.0.0.9:50004   TEMPS   -\n")
+    report = tcpdoctor_json("analyze", str(path), "--json")
+    got = {k: v for k, v in report["states"].items() if v}
+    assert got == {"ESTABLISHED": 1, "LISTEN": 1, "LAST_ACK": 1, "CLOSE_WAIT": 2,
+                   "TIME_WAIT": 1}
+    assert report["lines_unparsed"] == 0
+
+
+def test_capture_without_n_reads_names_and_services(tmp_path: Path) -> None:
+    path = tmp_path / "names.txt"
+    path.write_text(
+        HEAD + "tcp        0      0 *:ssh                   *:*                     LISTEN\n"
+        "tcp        0      0 localhost:60930         localhost:mysql         ESTABLISHED\n"
+        "tcp        0      0 web1.example.com:https  client.example.net:51234 ESTABLISHED\n"
+        "tcp        0      0 localhost.localdomain:www  10.0.0.9:50000   TIME_WAIT\n")
+    report = tcpdoctor_json("analyze", str(path), "--json")
+    assert report["total"] == 4 and report["lines_unparsed"] == 0
+    assert any("without -n" in n for n in report["notes"])

@@ -57,6 +57,39 @@ STATE_ALIASES: dict[str, int] = {
     "LISTENING": TCP_LISTEN,
 }
 
+# net-tools translates the state column under a non-English locale (po/*.po of
+# github.com/ecki/net-tools at 2ab3c5e: ca, cs, de, pt_BR, sv; the other catalogs keep the
+# English names). A paste from such a box carries these words.
+LOCALIZED_STATES: dict[str, int] = {
+    "ESTABLERT": TCP_ESTABLISHED, "SYNSENT": TCP_SYN_SENT, "SYNRECV": TCP_SYN_RECV,
+    "FINWAIT1": TCP_FIN_WAIT1, "FINWAIT2": TCP_FIN_WAIT2, "TEMPS": TCP_TIME_WAIT,
+    "TANCA": TCP_CLOSE, "CLOSEWAIT": TCP_CLOSE_WAIT, "LASTACK": TCP_LAST_ACK,
+    "ESCOLTA": TCP_LISTEN, "TANCAMENT": TCP_CLOSING,  # ca
+    "SPOJENO": TCP_ESTABLISHED, "ZAVŘEN": TCP_CLOSE, "POSLEDNÍ ACK": TCP_LAST_ACK,
+    "NASLOUCHÁ": TCP_LISTEN, "ZAVÍRÁ": TCP_CLOSING,  # cs
+    "VERBUNDEN": TCP_ESTABLISHED,  # de
+    "ESTABELECIDA": TCP_ESTABLISHED, "SYN_ENVIADO": TCP_SYN_SENT,
+    "SYN_RECEBIDO": TCP_SYN_RECV, "ESPERA_FIN1": TCP_FIN_WAIT1, "ESPERA_FIN2": TCP_FIN_WAIT2,
+    "FECHAR": TCP_CLOSE, "ESPERANDO_FECHAR": TCP_CLOSE_WAIT, "ÚLTIMO_ACK": TCP_LAST_ACK,
+    "OUÇA": TCP_LISTEN, "FECHANDO": TCP_CLOSING,  # pt_BR
+    "ETABLERAD": TCP_ESTABLISHED, "STÄNG": TCP_CLOSE, "STÄNG_VÄNTA": TCP_CLOSE_WAIT,
+    "LYSSNAR": TCP_LISTEN, "STÄNGER": TCP_CLOSING,  # sv
+}
+STATE_ALIASES.update(LOCALIZED_STATES)
+
+# Service names netstat and ss print without -n (IANA names, as in /etc/services), for the
+# ports pasted captures name instead of numbering.
+SERVICE_PORTS: dict[str, int] = {
+    "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "http": 80, "www": 80,
+    "www-http": 80, "kerberos": 88, "pop3": 110, "sunrpc": 111, "ntp": 123, "imap": 143,
+    "imap2": 143, "snmp": 161, "ldap": 389, "https": 443, "microsoft-ds": 445,
+    "submission": 587, "ldaps": 636, "rsync": 873, "imaps": 993, "pop3s": 995,
+    "ms-sql-s": 1433, "nfs": 2049, "mysql": 3306, "ms-wbt-server": 3389, "svn": 3690,
+    "sip": 5060, "xmpp-client": 5222, "postgresql": 5432, "postgres": 5432, "amqp": 5672,
+    "x11": 6000, "redis": 6379, "http-alt": 8080, "webcache": 8080, "git": 9418,
+    "memcache": 11211, "mongodb": 27017, "zabbix-agent": 10050, "zabbix-trapper": 10051,
+}
+
 # inet_diag timer codes (net/ipv4/inet_diag.c, tcp_diag): what idiag_timer means.
 TIMER_NONE = 0
 TIMER_RETRANSMIT = 1

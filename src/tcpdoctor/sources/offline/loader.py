@@ -236,6 +236,13 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     if b.opaque:
         notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
                      "kept as opaque keys")
+    if b.named:
+        notes.append(f"{b.named} host name(s) in {name} (a capture taken without -n) kept "
+                     "as opaque keys in 100:0:0:1::/64: they cannot be grouped by network; "
+                     "capture with -n for addresses")
+    if b.unknown_services:
+        notes.append(f"{b.unknown_services} port(s) in {name} named by a service tcpdoctor "
+                     "does not know were counted as port 0; capture with -n for numbers")
     return notes, dict(b.names), b.bad_count
 
 

@@ -18,13 +18,22 @@ import numpy as np
 from tcpdoctor.errors import ParseError
 from tcpdoctor.model.addresses import V4_MAPPED_INT
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, constant, is_constant
-from tcpdoctor.model.tcp import AF_INET, AF_INET6, STATE_ALIASES, TIMER_TIME_WAIT
+from tcpdoctor.model.tcp import (
+    AF_INET,
+    AF_INET6,
+    SERVICE_PORTS,
+    STATE_ALIASES,
+    TIMER_TIME_WAIT,
+)
 from tcpdoctor.sources.offline.extras import netstat_extras, ss_extras
 from tcpdoctor.sources.offline.fields import PID, PORT, U32, whole
 
 SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
              "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
 OPAQUE_NET = 0x0100_0000_0000_0000  # 100::/64 (RFC 6666 discard-only): truncated addresses
+NAMED_NET = OPAQUE_NET + 1  # 100:0:0:1::/64: host names (no -n), apart from any address
+LOCAL_NAMES = {"localhost": "127.0.0.1", "localhost.localdomain": "127.0.0.1",
+               "ip6-localhost": "::1", "ip6-loopback": "::1"}
 
 
 # Columns every line fills; the others (pid, timers, tcp_info, ...) are set on some lines only
@@ -53,6 +62,8 @@ class Builder:
     bad: list[int] = field(default_factory=list)
     bad_count: int = 0
     opaque: int = 0
+    named: int = 0  # host names (a capture without -n), kept as opaque keys
+    unknown_services: int = 0  # service names not in SERVICE_PORTS (counted with port 0)
     rows: int = 0
     has_pid: bool = False
     has_info: bool = False
@@ -91,6 +102,11 @@ class Builder:
         raw = text.strip("[]").split("%", 1)[0]
         if raw in ("*", ""):
             raw = "0.0.0.0"
+        raw = LOCAL_NAMES.get(raw, raw)
+        if any(ch.isalpha() for ch in raw) and ":" not in raw:
+            # A host name (taken without -n): apart from every address, opaquely.
+            self.named += 1
+            return AF_INET6, NAMED_NET, zlib.crc32(raw.encode())
         try:
             ip = ipaddress.ip_address(raw)
         except ValueError:
@@ -102,13 +118,24 @@ class Builder:
         value = int(ip)
         return AF_INET6, value >> 64, value & ((1 << 64) - 1)
 
+    def port(self, text: str) -> int | None:
+        """'8080', '*', or a service name (without -n: 'ssh', 'https')."""
+        if text == "*":
+            return 0
+        if text[:1].isdigit():
+            return whole(text, PORT)
+        if not text or not all(ch.isalnum() or ch in "-_." for ch in text):
+            return None
+        if text.lower() not in SERVICE_PORTS:
+            self.unknown_services += 1
+        return SERVICE_PORTS.get(text.lower(), 0)
+
     def add(self, state: int, local: str, peer: str, rq: int = 0, wq: int = 0) -> bool:
         laddr, _, lport = local.rpartition(":")
         raddr, _, rport = peer.rpartition(":")
         if not laddr or not raddr:
             return False
-        sport = 0 if lport == "*" else whole(lport, PORT)
-        dport = 0 if rport == "*" else whole(rport, PORT)
+        sport, dport = self.port(lport), self.port(rport)
         if sport is None or dport is None:
             return False
         fam, lhi, llo = self.address(laddr)
@@ -264,6 +291,8 @@ def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
             if f and _foreign(f):
                 b.reject(no, "a netstat line (this one is from another tool's output)", line)
             continue  # headers, udp, unix sockets
+        if len(f) > 6 and _state(f[5]) is None and _state(f"{f[5]} {f[6]}") is not None:
+            f[5:7] = [f"{f[5]} {f[6]}"]  # a translated state of two words (cs: POSLEDNÍ ACK)
         state = _state(f[5]) if len(f) > 5 else None
         queues = _queues(f[1:3]) if state is not None else None
         extras = netstat_extras(f[6:], line, b.names) if queues is not None else None
