@@ -118,3 +118,14 @@ def test_capture_without_n_reads_names_and_services(tmp_path: Path) -> None:
     report = tcpdoctor_json("analyze", str(path), "--json")
     assert report["total"] == 4 and report["lines_unparsed"] == 0
     assert any("without -n" in n for n in report["notes"])
+
+
+def test_windows_capture_says_linux_advice_does_not_apply(tmp_path: Path) -> None:
+    path = tmp_path / "win.txt"
+    path.write_text("\nActive Connections\n\n"
+                    "  Proto  Local Address          Foreign Address        State           PID\n"
+                    "  TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1044\n"
+                    "  TCP    10.0.0.5:49712         52.1.2.3:443           TIME_WAIT       0\n")
+    report = tcpdoctor_json("analyze", str(path), "--json")
+    assert report["total"] == 2
+    assert any("TcpTimedWaitDelay" in n and "netsh" in n for n in report["notes"])

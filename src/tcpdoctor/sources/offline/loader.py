@@ -171,6 +171,12 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
         notes.append(f"{name}: no TCP sockets found")
     label = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
              "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat"}[kind]
+    if kind == "windows":
+        notes.append("a Windows capture: TIME_WAIT lasts TcpTimedWaitDelay there (30-300 s; "
+                     "check the version's default), the dynamic port range is shown by "
+                     "`netsh int ipv4 show dynamicport tcp` (49152-65535 by default since "
+                     "Vista), and there is no tcp_tw_reuse: Linux sysctl advice does not "
+                     "apply; the application-level fixes (pooling, keep-alive) do")
     if kind == "bsd":
         notes.append("a macOS/FreeBSD capture: TIME_WAIT lasts 2×MSL there "
                      "(net.inet.tcp.msl), not Linux's fixed 60 s, and Linux sysctl advice "
