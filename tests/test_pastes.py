@@ -129,3 +129,18 @@ def test_windows_capture_says_linux_advice_does_not_apply(tmp_path: Path) -> Non
     report = tcpdoctor_json("analyze", str(path), "--json")
     assert report["total"] == 2
     assert any("TcpTimedWaitDelay" in n and "netsh" in n for n in report["notes"])
+
+
+def test_two_captures_in_one_file_are_before_and_after(tmp_path: Path) -> None:
+    before = [f"10.0.0.7:{43000 + 7 * i}   10.0.0.5:6379   CLOSE_WAIT" for i in range(300)]
+    after = [f"10.0.0.7:{43000 + 7 * i}   10.0.0.5:6379   ESTABLISHED" for i in range(20)]
+    path = tmp_path / "ticket.txt"
+    rows = "".join(f"tcp        0      0 {r}\n" for r in before)
+    rows2 = "".join(f"tcp        0      0 {r}\n" for r in after)
+    path.write_text("before:\n" + HEAD + rows + "\nafter the fix:\n"
+                    "Active Internet connections (servers and established)\n" + HEAD + rows2)
+    report = tcpdoctor_json("analyze", str(path), "--json")
+    assert [c["total"] for c in report["captures"]] == [300, 20]
+    assert report["total"] == 20  # the report is the last capture's, not a sum
+    assert report["comparison"]["findings"]["resolved"] == ["CLOSE_WAIT_LEAK"]
+    assert "2 captures" in report["notes"][0]

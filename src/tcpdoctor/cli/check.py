@@ -107,6 +107,10 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     saved = offline.proc_dir_state(proc_dir) if proc_dir else None
     ports = saved.sysctl_ints("net.ipv4.ip_local_port_range") if saved else None
     port_range = (ports[0], ports[1]) if ports and len(ports) == 2 else None
+    if len(files) == 1:
+        captures = offline.load_captures(files[0], strict, reduce_above, port_range, netns)
+        if len(captures) > 1:  # pasted one after the other: before and after, not a sum
+            return _emit_captures(captures, saved, thresholds, as_json)
     loaded = [offline.load(f, strict, reduce_above, port_range, netns) for f in files]
     snap = require_sockets(offline.merge([s for s, _, _ in loaded]))
     kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
@@ -117,6 +121,42 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
                           snap.taken_at, f"tcpdoctor analyze · {files[0]} (every network "
                           "namespace)")
     return emit_report(run_rules(Context.saved(snap, kernel), thresholds), as_json)
+
+
+def _emit_captures(captures: list[Any], saved: Any, thresholds: Any,
+                   as_json: bool) -> ExitCode:
+    """A file of several captures: the report of the last, and how it differs from the
+    first (as `diff` would say)."""
+    from tcpdoctor.analysis.check import run_rules
+    from tcpdoctor.analysis.compare import compare
+    from tcpdoctor.analysis.context import Context
+
+    for snap, _, _ in captures:
+        require_sockets(snap)
+    (first, k1, _), (last, k2, _) = captures[0], captures[-1]
+    report = run_rules(Context.saved(last, saved or k2), thresholds)
+    report.notes.insert(0, f"the file holds {len(captures)} captures, one after the other: "
+                        f"this report is of the last; it is compared with the first below")
+    change = compare((first, saved or k1), (last, saved or k2))
+    code = report.exit_code()
+    if any(s.unparsed for s, _, _ in captures):
+        code = max(code, ExitCode.WARNING)
+    if as_json:
+        from tcpdoctor.render.output import emit_json
+
+        emit_json({**report.as_json(), "captures": [
+            {"source": s.source, "total": s.count(), "lines_unparsed": s.unparsed}
+            for s, _, _ in captures], "comparison": change})
+    else:
+        import sys
+
+        from tcpdoctor.render.diff import render_text
+        from tcpdoctor.render.report import render
+
+        render(report)
+        sys.stdout.write(f"\nFirst capture against the last ({len(captures)} in the file):\n")
+        sys.stdout.write(render_text(change))
+    return code
 
 
 def require_sockets(snap: Any) -> Any:

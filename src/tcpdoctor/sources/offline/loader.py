@@ -361,3 +361,4 @@ def proc_dir_state(directory: str) -> KernelState:
     if not state.sockstat and not state.counters:
         raise TcpDoctorError(f"--proc-dir: no sockstat, netstat or snmp file in {directory}")
     return state
+
