@@ -144,3 +144,28 @@ def test_two_captures_in_one_file_are_before_and_after(tmp_path: Path) -> None:
     assert report["total"] == 20  # the report is the last capture's, not a sum
     assert report["comparison"]["findings"]["resolved"] == ["CLOSE_WAIT_LEAK"]
     assert "2 captures" in report["notes"][0]
+
+
+def test_ss_a_with_every_netid_and_netstat_aeep(tmp_path: Path) -> None:
+    ssa = tmp_path / "ssa.txt"
+    ssa.write_text(
+        "Netid State      Recv-Q Send-Q Local Address:Port   Peer Address:Port Process\n"
+        "nl    UNCONN     0      0             rtnl:kernel           *\n"
+        "u_str ESTAB      0      0                * 24531            * 24532\n"
+        "udp   UNCONN     0      0          0.0.0.0:68         0.0.0.0:*\n"
+        "tcp   LISTEN     0      128        0.0.0.0:22         0.0.0.0:*\n"
+        "tcp   ESTAB      0      0        10.0.0.7:22        10.0.0.9:50000\n"
+        "v_str ESTAB      0      0                3:1023               2:5000\n")
+    report = tcpdoctor_json("analyze", str(ssa), "--json")
+    assert report["total"] == 2 and report["lines_unparsed"] == 0
+    aeep = tmp_path / "aeep.txt"
+    aeep.write_text(
+        "Proto Recv-Q Send-Q Local Address           Foreign Address         State       "
+        "User       Inode      PID/Program name\n"
+        "tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN      "
+        "root       18923      845/sshd: /usr/sbin\n"
+        + "".join(f"tcp        1      0 10.0.0.7:8080           10.0.0.9:{50000 + i}  "
+                  f"CLOSE_WAIT  app        {70000 + i}      977/java\n" for i in range(150)))
+    report = tcpdoctor_json("analyze", str(aeep), "--json")
+    leak = {f["id"]: f for f in report["findings"]}["CLOSE_WAIT_LEAK"]
+    assert leak["processes"][0]["name"] == "java" and report["lines_unparsed"] == 0

@@ -107,11 +107,12 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     saved = offline.proc_dir_state(proc_dir) if proc_dir else None
     ports = saved.sysctl_ints("net.ipv4.ip_local_port_range") if saved else None
     port_range = (ports[0], ports[1]) if ports and len(ports) == 2 else None
-    if len(files) == 1:
-        captures = offline.load_captures(files[0], strict, reduce_above, port_range, netns)
-        if len(captures) > 1:  # pasted one after the other: before and after, not a sum
-            return _emit_captures(captures, saved, thresholds, as_json)
-    loaded = [offline.load(f, strict, reduce_above, port_range, netns) for f in files]
+    if len(files) == 1:  # read once (it may be stdin)
+        loaded = offline.load_captures(files[0], strict, reduce_above, port_range, netns)
+        if len(loaded) > 1:  # pasted one after the other: before and after, not a sum
+            return _emit_captures(loaded, saved, thresholds, as_json)
+    else:
+        loaded = [offline.load(f, strict, reduce_above, port_range, netns) for f in files]
     snap = require_sockets(offline.merge([s for s, _, _ in loaded]))
     kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
     if snap.spaces and len(loaded) == 1:  # a `snapshot --netns all` file

@@ -78,13 +78,21 @@ def ss_extras(text: str, names: dict[int, str]) -> dict[str, int] | None:
 def netstat_extras(rest: list[str], line: str, names: dict[int, str]) -> dict[str, int] | None:
     """-p (PID/Program) and -o (timer) fields; None when one is malformed."""
     out: dict[str, int] = {}
-    if rest and "/" in rest[0]:
-        pid_text, _, name = rest[0].partition("/")
+    # -p's PID/Program is the first such field; -e puts User and Inode before it.
+    at = next((i for i, w in enumerate(rest[:3]) if "/" in w and w[:1].isdigit()), None)
+    if at is None and rest and "/" in rest[0]:
+        at = 0  # malformed: rejected below
+    if at is not None:
+        pid_text, _, name = rest[at].partition("/")
         pid = whole(pid_text, PID)
         if pid is None:
             return None
         out["pid"] = pid
-        names[pid] = " ".join([name, *rest[1:]]).split(" (")[0].split(" off")[0]
+        names[pid] = " ".join([name, *rest[at + 1:]]).split(" (")[0].split(" off")[0]
+        if at == 2 and rest[1].isdigit():  # -e: the inode column
+            inode = whole(rest[1], U32)
+            if inode is not None:
+                out["inode"] = inode
     if "(" in line and (m := NETSTAT_TIMER.search(line)) and m.group(1) in TIMERS:
         expires = scaled(m.group(2), 1000)
         if expires is None:

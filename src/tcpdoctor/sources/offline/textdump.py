@@ -28,6 +28,9 @@ from tcpdoctor.model.tcp import (
 from tcpdoctor.sources.offline.extras import netstat_extras, ss_extras
 from tcpdoctor.sources.offline.fields import PID, PORT, U32, whole
 
+# The Netid column of `ss -a` (iproute2 misc/ss.c): only tcp rows are read.
+SS_NETIDS = ("tcp", "udp", "raw", "dccp", "sctp", "mptcp", "u_str", "u_dgr", "u_seq", "nl",
+             "p_raw", "p_dgr", "v_str", "v_dgr", "xdp", "tipc", "icmp6", "icmp", "???")
 SS_STATES = {"ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
              "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING"}
 OPAQUE_NET = 0x0100_0000_0000_0000  # 100::/64 (RFC 6666 discard-only): truncated addresses
@@ -264,7 +267,7 @@ def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         f = line.split()
         if f[0] in ("State", "Netid"):
             continue
-        if f[0] in ("tcp", "udp", "raw", "u_str", "u_dgr", "u_seq", "nl", "p_raw", "mptcp"):
+        if f[0] in SS_NETIDS:
             if f[0] != "tcp":
                 last_ok = False
                 continue
