@@ -119,17 +119,14 @@ def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
     cols = [c["raddr_hi"][mask], c["raddr_lo"][mask]]
     if with_port:
         cols.append(c["dport"][mask])
-    w = snap.weights
-    values, _, counts = factorize(cols, None if w is None else w[mask])
-    order = np.argsort(-counts, kind="stable")[:limit]
-    out = []
-    for i in order:
+
+    def label(values: list[np.ndarray], i: int) -> str:
         addr = format_addr(values[0][i], values[1][i])
-        if with_port:
-            port = int(values[2][i])
-            addr = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-        out.append((addr, int(counts[i])))
-    return out
+        if not with_port:
+            return addr
+        port = int(values[2][i])
+        return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+    return _top_keys(snap, mask, cols, limit, label)
 
 
 def top_networks(snap: Snapshot, mask: np.ndarray, limit: int = 5) -> list[tuple[str, int]]:
@@ -142,15 +139,21 @@ def top_networks(snap: Snapshot, mask: np.ndarray, limit: int = 5) -> list[tuple
     v4 = is_v4(hi, lo)
     hi4, lo4 = prefix_masks(96 + 24)
     hi6, lo6 = prefix_masks(64)
-    nets = [hi & np.where(v4, hi4, hi6), lo & np.where(v4, lo4, lo6)]
-    w = snap.weights
-    values, _, counts = factorize(nets, None if w is None else w[mask])
-    order = np.argsort(-counts, kind="stable")[:limit]
-    out = []
-    for i in order:
+
+    def label(values: list[np.ndarray], i: int) -> str:
         addr = format_addr(values[0][i], values[1][i])
-        out.append((f"{addr}/{24 if '.' in addr else 64}", int(counts[i])))
-    return out
+        return f"{addr}/{24 if '.' in addr else 64}"
+    return _top_keys(snap, mask, [hi & np.where(v4, hi4, hi6), lo & np.where(v4, lo4, lo6)],
+                     limit, label)
+
+
+def _top_keys(snap: Snapshot, mask: np.ndarray, cols: list[np.ndarray], limit: int,
+              label: Callable[[list[np.ndarray], int], str]) -> list[tuple[str, int]]:
+    """The `limit` most common key combinations among the sockets in mask, labelled."""
+    w = snap.weights
+    values, _, counts = factorize(cols, None if w is None else w[mask])
+    order = np.argsort(-counts, kind="stable")[:limit]
+    return [(label(values, int(i)), int(counts[i])) for i in order]
 
 
 def names_of(procs: list[dict[str, Any]]) -> str:
