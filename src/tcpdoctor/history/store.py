@@ -12,6 +12,7 @@ in its own transaction; a database newer than this tcpdoctor is refused, never a
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sqlite3
@@ -138,11 +139,7 @@ class History:
         try:
             if create:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
-                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.execute("PRAGMA foreign_keys=ON")
-                self._migrate()
+                self._open_for_writing(path)
             else:
                 self.db = self._open_read_only(path)
         except sqlite3.Error as exc:
@@ -150,6 +147,25 @@ class History:
         except OSError as exc:
             raise TcpDoctorError(f"{path}: {exc.strerror}") from None
         self._slow = float(os.environ.get(SLOW_ENV, "0") or 0)
+
+    def _open_for_writing(self, path: str, patience: float = 30.0) -> None:
+        """Connect, switch to WAL and migrate. Recorders starting together on a new file can
+        get SQLITE_BUSY at once (switching the journal mode, or a WAL recovery, does not
+        always wait for the busy timeout): try again, for `patience` seconds."""
+        deadline = time.monotonic() + patience
+        for attempt in itertools.count():
+            self.db = sqlite3.connect(path, timeout=patience, isolation_level=None)
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+                return
+            except (sqlite3.OperationalError, TcpDoctorError) as exc:
+                self.db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(min(0.5, 0.02 * (attempt + 1)))
 
     def _open_read_only(self, path: str) -> sqlite3.Connection:
         uri = "file:" + quote(os.path.abspath(path))
