@@ -88,8 +88,11 @@ def read_sysctls(proc_root: str = "/proc",
     return out
 
 
-def read_state(proc_root: str = "/proc", with_sysctls: bool = True) -> KernelState:
-    """Read every kernel figure available in the calling thread's network namespace."""
+def read_state(proc_root: str = "/proc", with_sysctls: bool = True,
+               host_wide: bool = True) -> KernelState:
+    """Read every kernel figure available in the calling thread's network namespace;
+    host_wide=False leaves out the figures that are the same in every namespace (slab
+    sizes, RAM, CPU time: read_costs), for a caller that reads them once for many."""
     state = KernelState(taken=time.monotonic())
     net = net_dir(proc_root)
     for name in ("sockstat", "sockstat6"):
@@ -113,7 +116,8 @@ def read_state(proc_root: str = "/proc", with_sysctls: bool = True) -> KernelSta
     if text is not None and len(text.split()) == 3:
         a, b, c = (int(x) for x in text.split())
         state.file_nr = (a, b, c)
-    read_costs(state, proc_root)
+    if host_wide:
+        read_costs(state, proc_root)
     return state
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.model import kernel_state
 from tcpdoctor.model.columns import BASE_COLUMNS
-from tcpdoctor.model.kernel_state import GLOBAL_SYSCTLS, KernelState
+from tcpdoctor.model.kernel_state import CPU_COUNTER_PREFIXES, GLOBAL_SYSCTLS, KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.sources import kstate, namespaces, netns, procfs
 from tcpdoctor.sources.live import LiveSample, now_iso
@@ -116,7 +116,8 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
     out = Swept(spaces, [None] * len(spaces))
     started = time.monotonic()
     host_globals = kstate.read_sysctls(target.proc_root, tuple(GLOBAL_SYSCTLS))
-    firsts = (in_each(spaces, lambda ns: _kernel(target, host_globals)) if kernel
+    host = _host_wide(target, out) if kernel else None
+    firsts = (in_each(spaces, lambda ns: _kernel(target, host_globals, host)) if host
               else _sockstats(target, spaces))
     busy = [i for i, k in enumerate(firsts) if _busy(k)]
     snaps = in_each([spaces[i] for i in busy], _snapshot(target, info, mem, want))
@@ -138,12 +139,12 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
         _owners([s for s in out.samples if s is not None], target.proc_root)
     if kernel and interval > 0:
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
-        seconds = in_each([spaces[i] for i in busy], lambda ns: _kernel(target, None))
+        later = _host_wide(target)
+        seconds = in_each([spaces[i] for i in busy], lambda ns: _kernel(target, None, later))
         for i, second in zip(busy, seconds, strict=True):
             got = out.samples[i]
             if got is not None and isinstance(second, KernelState) and got.kernel.counters:
-                second.sysctls, second.slab = got.kernel.sysctls, got.kernel.slab
-                second.mem_total = got.kernel.mem_total
+                second.sysctls = got.kernel.sysctls
                 got.deltas = kernel_state.deltas(got.kernel, second)
                 got.interval = second.taken - got.kernel.taken
                 got.kernel = second
@@ -186,10 +187,25 @@ def _sockstat(target: Target, net: str | None = None) -> KernelState:
     return state
 
 
-def _kernel(target: Target, host_globals: dict[str, str | None] | None) -> KernelState:
-    state = kstate.read_state(target.proc_root, with_sysctls=host_globals is not None)
+def _host_wide(target: Target, out: Swept | None = None) -> KernelState:
+    """The figures every namespace shares (slab sizes, RAM, CPU time), read once per
+    reading, not once per namespace; what could not be read is noted once, in out."""
+    host = KernelState(time.monotonic())
+    kstate.read_costs(host, target.proc_root)
+    if out is not None:
+        out.notes.extend(host.notes)
+    return host
+
+
+def _kernel(target: Target, host_globals: dict[str, str | None] | None,
+            host: KernelState) -> KernelState:
+    state = kstate.read_state(target.proc_root, with_sysctls=host_globals is not None,
+                              host_wide=False)
     if host_globals is not None:
         kernel_state.fill_global_sysctls(state, host_globals)
+    state.slab, state.mem_total, state.page_size = host.slab, host.mem_total, host.page_size
+    state.counters.update({k: v for k, v in host.counters.items()
+                           if k.startswith(CPU_COUNTER_PREFIXES)})
     return state
 
 
