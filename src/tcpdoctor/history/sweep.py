@@ -13,16 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tcpdoctor.analysis.check import Report
 from tcpdoctor.analysis.host import HostReport
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.diagnose import diagnose_all
 from tcpdoctor.history.sampler import Point, Taken, cost_figures, kernel_figures, top_per_state
-from tcpdoctor.model.columns import concat_columns
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.sources import sweep
 from tcpdoctor.sources.live import LiveSample
 from tcpdoctor.sources.target import Target
 
@@ -60,7 +58,7 @@ class SweepSampler:
     def take(self) -> Taken:
         """watch: the host as one sample (findings keyed by id and namespace)."""
         started, report, samples = self._sweep()
-        snap = _merged(report, samples)
+        snap = sweep.combine(report.where, samples, report.notes)
         host = next((s for w, s in zip(report.where, samples, strict=True)
                      if w["netns"] == "host" and s is not None), None)
         figures = kernel_figures(host.kernel, host.deltas, host.interval) if host else {}
@@ -85,24 +83,3 @@ def _finding(f: Any) -> dict[str, Any]:
 
 def _findings(report: Report) -> list[dict[str, Any]]:
     return [_finding(f) for f in report.findings]
-
-
-def _merged(report: HostReport, samples: list[LiveSample | None]) -> Snapshot:
-    """Every namespace's sockets in one snapshot, with a netns_id column (for grouping)."""
-    parts = []
-    names: dict[int, str] = {}
-    for i, s in enumerate(samples):
-        if s is not None:
-            cols = dict(s.snap.columns)
-            cols["netns_id"] = np.full(len(s.snap), i, np.uint16)
-            parts.append(cols)
-            names.update(s.snap.process_names)
-    common = set.intersection(*(set(p) for p in parts)) if parts else {"state"}
-    dtypes = {k: str(parts[0][k].dtype) if parts else "u1" for k in common}
-    cols = concat_columns(parts, dtypes)
-    cols.setdefault("netns_id", np.zeros(0, np.uint16))
-    first = next((s.snap for s in samples if s is not None), None)
-    snap = Snapshot(cols, "netlink", first.host if first else "", first.kernel if first else "",
-                    first.taken_at if first else "", "all", list(report.notes), names,
-                    spaces=list(report.where))
-    return snap

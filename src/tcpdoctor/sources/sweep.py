@@ -231,27 +231,35 @@ def merged(target: Target, spec: str = "all", mem: bool = False,
            want: frozenset[str] | None = None, info: bool = False) -> Snapshot:
     """One snapshot of every namespace --netns SPEC names, with a `netns_id` column and
     the namespaces in `spaces` (states, top)."""
-    from tcpdoctor.model.columns import concat_columns
-
     found = discover(target)
     spaces = namespaces.select(found, spec)
     got = sample_all(target, spaces, 0.0, info=info, mem=mem, want=want, kernel=False)
+    snap = combine([ns.as_json() for ns in spaces], got.samples, found.notes + got.notes)
+    snap.netns = spec
+    for s in got.samples:
+        if s is not None:
+            snap.notes.extend(s.snap.notes)
+    return snap
+
+
+def combine(where: list[dict[str, Any]], samples: list[LiveSample | None],
+            notes: list[str]) -> Snapshot:
+    """The sockets of many namespaces as one snapshot: a `netns_id` column indexes
+    `where` (idle namespaces, whose sample is None, keep their place)."""
+    from tcpdoctor.model.columns import concat_columns
+
     parts: list[dict[str, np.ndarray]] = []
-    where: list[dict[str, Any]] = [ns.as_json() for ns in spaces]  # idle ones too
-    for i, s in enumerate(got.samples):
+    names: dict[int, str] = {}
+    for i, s in enumerate(samples):
         if s is not None:
             cols = dict(s.snap.columns)
             cols["netns_id"] = np.full(len(s.snap), i, np.uint16)
             parts.append(cols)
-    names = {k: str(v.dtype) for k, v in parts[0].items()} if parts else {"state": "u1"}
-    cols = concat_columns(parts, names)
-    snap = Snapshot(cols, "netlink", host=socket.gethostname(),
-                    kernel=os.uname().release, taken_at=now_iso(), netns=spec,
-                    notes=found.notes + got.notes, spaces=where)
-    for s in got.samples:
-        if s is not None:
-            snap.process_names.update(s.snap.process_names)
-            snap.notes.extend(s.snap.notes)
-    if "netns_id" not in snap.columns:
-        snap.columns["netns_id"] = np.zeros(0, np.uint16)
-    return snap
+            names.update(s.snap.process_names)
+    common = set.intersection(*(set(p) for p in parts)) if parts else {"state"}
+    dtypes = {k: str(parts[0][k].dtype) if parts else "u1" for k in common}
+    cols = concat_columns(parts, dtypes)
+    cols.setdefault("netns_id", np.zeros(0, np.uint16))
+    return Snapshot(cols, "netlink", host=socket.gethostname(), kernel=os.uname().release,
+                    taken_at=now_iso(), netns="all", notes=list(notes),
+                    process_names=names, spaces=list(where))
