@@ -30,6 +30,8 @@ class Context:
     fd_counts: dict[int, int] | None = None
     nofile: Callable[[int], int | None] | None = None
     _cost: SocketCost | None = field(default=None, repr=False)
+    # Figures several rules derive from the same sockets, computed once (see service_ports).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
     # What evidence says of a figure the input does not have (a rate of a pasted netstat).
     missing: str = "not measured (--interval 0)"
 

@@ -40,7 +40,15 @@ def owners_by_listen_port(ctx: Context, mask: np.ndarray) -> list[dict[str, Any]
 def service_ports(ctx: Context) -> tuple[np.ndarray, str]:
     """This host's service ports, and how they were decided: its LISTEN rows; or, in an
     input without any (a partial paste, `grep TIME_WAIT`), the local ports that serve:
-    below 1024, or shared by several sockets whose peers are on ephemeral ports."""
+    below 1024, or shared by several sockets whose peers are on ephemeral ports. Computed
+    once per report: the TIME_WAIT and CLOSE_WAIT rules all ask."""
+    if "service_ports" not in ctx.memo:
+        ctx.memo["service_ports"] = _service_ports(ctx)
+    found: tuple[np.ndarray, str] = ctx.memo["service_ports"]
+    return found
+
+
+def _service_ports(ctx: Context) -> tuple[np.ndarray, str]:
     listening = ctx.snap.listening_ports()
     if listening.size or (ctx.snap.columns["state"] == TCP_LISTEN).any():
         return listening, "LISTEN rows"
