@@ -17,7 +17,7 @@ from tcpdoctor.errors import ParseError, TcpDoctorError
 from tcpdoctor.lab import scenarios
 from tcpdoctor.lab.net import LabNet
 from tcpdoctor.sources import offline
-from tcpdoctor.sources.offline import textdump
+from tcpdoctor.sources.offline import detect, loader, textdump
 
 from .conftest import DATA, in_netns, live, ss_state_counts, tcpdoctor
 
@@ -179,7 +179,7 @@ def test_truncated_lines_counted_or_strict(tmp_path: Path) -> None:
     assert lenient.returncode == 1  # never 0 for a report that lost rows
     report = json.loads(lenient.stdout)
     assert report["lines_unparsed"] == 1 and report["total"] == 4
-    assert any("not understood (first at line 7)" in n for n in report["notes"])
+    assert any("(first line 7" in n for n in report["notes"])
     text = tcpdoctor("analyze", str(path))
     assert text.returncode == 1 and "No problems found" not in text.stdout
     assert "Incomplete: 1 line(s) of the input could not be read" in text.stdout
@@ -234,12 +234,12 @@ def test_snapshot_and_diff(lab: LabNet, tmp_path: Path) -> None:
        st.integers(0, 400), st.text(max_size=8))
 def test_text_parsers_fuzz(sample: str, pos: int, junk: str) -> None:
     mutated = sample[:pos] + junk + sample[pos + len(junk):]
-    kind = textdump.detect(mutated.splitlines()[:50])
-    if kind in textdump.PARSERS:
+    kind = detect.detect(mutated.splitlines()[:50])
+    if kind in loader.PARSERS:
         for strict in (False, True):
             b = textdump.Builder("f", strict)
             try:
-                textdump.PARSERS[kind](enumerate(mutated.splitlines(), 1), b)
+                loader.PARSERS[kind](enumerate(mutated.splitlines(), 1), b)
                 b.columns()
             except ParseError:
                 pass
@@ -271,6 +271,6 @@ def test_diff_of_an_input_that_lost_rows_says_so(tmp_path: Path) -> None:
     proc = tcpdoctor("diff", str(good), str(damaged))
     assert proc.returncode == 1  # never 0 for a comparison that lost rows
     assert "incomplete: 1 line(s) could not be read" in proc.stdout.splitlines()[1]
-    assert "not understood (first at line 7)" in proc.stderr
+    assert "(first line 7" in proc.stderr
     report = json.loads(tcpdoctor("diff", "--json", str(good), str(damaged)).stdout)
     assert (report["before"]["lines_unparsed"], report["after"]["lines_unparsed"]) == (0, 1)

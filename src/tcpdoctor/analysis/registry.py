@@ -8,6 +8,7 @@ second rule with the same id.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,11 @@ class Finding(Found):
         return out
 
 
+# Advice that holds on Linux only (its sysctls, its kernel constants, its tools): left out of
+# the findings of a capture taken on Windows or a BSD, whose own facts the report's note gives.
+LINUX_ONLY = re.compile(r"sysctl|net\.(?:ipv4|core)|\btcp_[a-z_]+|/proc/|ulimit|EMFILE|"
+                        r"LimitNOFILE|TCP_TIMEWAIT_LEN|Linux|\bss\b|conntrack|somaxconn")
+
 RuleFn = Callable[[Context, dict[str, float]], Found | None]
 
 
@@ -81,6 +87,8 @@ class Rule:
         found = self.fn(ctx, thresholds)
         if found is None:
             return None
+        if ctx.snap.platform != "linux":
+            found.actions = [a for a in found.actions if not LINUX_ONLY.search(a)]
         if found.sockets is not None:
             cost = ctx.cost()
             if cost.objects_known or cost.buffers_known:

@@ -27,6 +27,8 @@ class Snapshot:
     # Several namespaces in one snapshot (--netns all): the `netns_id` column indexes this
     # list of {"netns", "netns_inode", "pod", "container"}.
     spaces: list[dict[str, Any]] = field(default_factory=list)
+    # Where a pasted capture was taken: "linux", or "windows" / "bsd", whose advice differs.
+    platform: str = "linux"
 
     def __len__(self) -> int:
         """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""

@@ -74,6 +74,13 @@ LOCALIZED_STATES: dict[str, int] = {
     "OUÇA": TCP_LISTEN, "FECHANDO": TCP_CLOSING,  # pt_BR
     "ETABLERAD": TCP_ESTABLISHED, "STÄNG": TCP_CLOSE, "STÄNG_VÄNTA": TCP_CLOSE_WAIT,
     "LYSSNAR": TCP_LISTEN, "STÄNGER": TCP_CLOSING,  # sv
+    # German Windows netstat translates its state column too (the other display languages
+    # seen in pastes, Chinese among them, keep the English words).
+    "ABHÖREN": TCP_LISTEN, "HERGESTELLT": TCP_ESTABLISHED, "WARTEND": TCP_TIME_WAIT,
+    "SCHLIESSEN_WARTEN": TCP_CLOSE_WAIT, "SYN_GESENDET": TCP_SYN_SENT,
+    "SYN_EMPFANGEN": TCP_SYN_RECV, "FIN_WARTEN_1": TCP_FIN_WAIT1,
+    "FIN_WARTEN_2": TCP_FIN_WAIT2, "LETZTES_ACK": TCP_LAST_ACK, "SCHLIESSEND": TCP_CLOSING,
+    "GESCHLOSSEN": TCP_CLOSE,
 }
 STATE_ALIASES.update(LOCALIZED_STATES)
 

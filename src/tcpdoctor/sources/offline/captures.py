@@ -11,6 +11,8 @@ import tempfile
 
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.sources.offline.detect import decisive_row
+from tcpdoctor.sources.offline.foreign import bsd_proto_at
 from tcpdoctor.sources.offline.loader import REDUCE_ABOVE, _file_time, _open, load
 
 # The column-header line each text format prints once per capture.
@@ -56,8 +58,28 @@ def split(path: str) -> list[tuple[int, bytes]]:
         return []
     bounds = [0, *(_cut(data, s) for s in starts[1:]), len(data)]
     parts = [(data.count(b"\n", 0, a) + 1, data[a:b]) for a, b in itertools.pairwise(bounds)]
-    # Every part must hold rows: a header repeated by a pager is not a second capture.
-    return parts if all(len(p.strip().splitlines()) > 1 for _, p in parts) else []
+    # A part without TCP rows (a header repeated by a pager, the UDP or UNIX section of the
+    # same netstat run) belongs to the capture before it.
+    merged: list[tuple[int, bytes]] = []
+    for first, part in parts:
+        if merged and not _has_tcp_rows(part):
+            merged[-1] = (merged[-1][0], merged[-1][1] + part)
+        else:
+            merged.append((first, part))
+    if merged and not _has_tcp_rows(merged[0][1]) and len(merged) > 1:
+        merged[1] = (merged[0][0], merged[0][1] + merged[1][1])
+        del merged[0]
+    return merged if len(merged) > 1 else []
+
+
+def _has_tcp_rows(part: bytes) -> bool:
+    return any(_is_tcp_row(line.split(), line)
+               for line in part.decode("utf-8", "replace").splitlines())
+
+
+def _is_tcp_row(f: list[str], line: str) -> bool:
+    return bool(f) and (bsd_proto_at(f) is not None
+                        or decisive_row(f, line) in ("ss", "netstat", "windows"))
 
 
 def _cut(data: bytes, start: int) -> int:

@@ -27,7 +27,7 @@ from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTEN
 from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
-from tcpdoctor.sources.offline import bundle, netstat_fast, textdump
+from tcpdoctor.sources.offline import bundle, detect, foreign, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
@@ -154,23 +154,24 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
         if b"\x00" in head:
             raise TcpDoctorError(f"{name}: binary data that is not a netlink dump (expected "
                                  f"{FORMATS})")
-        kind = textdump.detect(head.decode("utf-8", "replace").splitlines()[:200]) or ""
+        head_lines = head.decode("utf-8", "replace").splitlines()[:200]
+        indent = detect.common_prefix(head_lines)
+        kind = detect.detect([detect.dedent(line, indent) for line in head_lines]) or ""
         if not kind:
             raise ParseError(name, 1, FORMATS, head.split(b"\n", 1)[0])
-        if kind == "ss-summary":
-            raise TcpDoctorError(f"{name}: an `ss -s` summary (counts only, no sockets to "
-                                 "diagnose): capture `ss -tanpoie` instead, or run the "
-                                 "script `tcpdoctor collect` prints")
+        if kind in detect.REFUSED:
+            raise TcpDoctorError(f"{name}: {detect.REFUSED[kind]}")
         rescan = None if path == "-" else (lambda: _listen_ports(path, kind))
         acc = Accumulator(reduce_above, rescan, port_range or DEFAULT_PORT_RANGE)
         notes, names, unparsed = _stream_text(_Prefixed(head, stream), kind, name, strict,
-                                              acc)
+                                              acc, indent)
     cols = acc.result()
     notes.extend(acc.notes)
-    if not cols["state"].shape[0] and not notes:
-        notes.append(f"{name}: no TCP sockets found")
-    label = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
-             "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat"}[kind]
+    label = LABELS[kind]
+    if not cols["state"].shape[0] and not unparsed:
+        raise TcpDoctorError(f"{name}: no TCP socket in this {label} capture (only other "
+                             "protocols, or the TCP rows were left out): capture "
+                             "`ss -tanp` or `netstat -antp`")
     if kind == "windows":
         notes.append("a Windows capture: TIME_WAIT lasts TcpTimedWaitDelay there (30-300 s; "
                      "check the version's default), the dynamic port range is shown by "
@@ -182,7 +183,8 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
                      "(net.inet.tcp.msl), not Linux's fixed 60 s, and Linux sysctl advice "
                      "does not apply; the application-level fixes do")
     snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes),
-                    unparsed=unparsed)
+                    unparsed=unparsed, platform={"windows": "windows", "bsd": "bsd"}.get(
+                        kind, "linux"))
     if "pid" in cols:
         snap.process_names = names
     return snap, None, notes
@@ -217,8 +219,14 @@ def _load_binary(data: bytes, name: str, path: str,
     return snap, None, notes
 
 
+PARSERS = {"ss": textdump.parse_ss, "netstat": textdump.parse_netstat,
+           "windows": foreign.parse_windows, "bsd": foreign.parse_bsd}
+LABELS = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
+          "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat"}
+
+
 def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Accumulator,
-                 ) -> tuple[list[str], dict[int, str], int]:
+                 indent: str = "") -> tuple[list[str], dict[int, str], int]:
     """Parse block by block into the accumulator; returns notes and process names."""
     stream = io.BufferedReader(raw, 1 << 20)
     if kind == "proc":
@@ -229,16 +237,16 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     def too_long(line: int) -> None:
         b.reject(line, f"a line under {textcols.MAX_LINE} bytes", "")
 
-    if kind == "netstat":
+    if kind == "netstat" and not indent:
         for block, first in textcols.line_blocks(stream, BLOCK_ROWS * 40, on_long=too_long):
             cols, rest = netstat_fast.parse(block, first)
             b.add_block(cols)
             textdump.parse_netstat(rest, b)
     else:
-        textdump.PARSERS[kind](_lines(stream, too_long), b)
+        PARSERS[kind](_dedent(_lines(stream, too_long), indent), b)
     b.flush()
     acc.finish(b.has_pid, b.has_info)
-    notes = [_unparsed_note(name, b.bad_count, b.bad)] if b.bad_count else []
+    notes = [_unparsed_note(name, b.bad_count, b.bad, b.bad_text)] if b.bad_count else []
     if b.opaque:
         notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
                      "kept as opaque keys")
@@ -252,10 +260,18 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     return notes, dict(b.names), b.bad_count
 
 
+def _dedent(lines: Iterator[tuple[int, str]], indent: str) -> Iterator[tuple[int, str]]:
+    """The lines without the indentation (or quote marks) the whole paste shares."""
+    if not indent:
+        return lines
+    return ((no, detect.dedent(text, indent)) for no, text in lines)
+
+
 def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator,
                  ) -> tuple[list[str], int]:
     """stream: a buffered reader (it is peeked at for the address family)."""
     first: list[int] = []  # the first few line numbers (memory stays bounded)
+    texts: list[str] = []
     count = 0
 
     def reject(exc: ParseError) -> None:
@@ -263,16 +279,19 @@ def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator,
         count += 1
         if len(first) < 5:
             first.append(exc.line or 0)
+            texts.append(str(exc).rsplit(", got ", 1)[-1] if ", got " in str(exc) else "")
 
     family = _proc_family(stream.peek(4096))
     for part in procfs.iter_file(stream, family, name, None if strict else reject):
         acc.add(part)
-    return ([_unparsed_note(name, count, first)] if count else []), count
+    return ([_unparsed_note(name, count, first, texts)] if count else []), count
 
 
-def _unparsed_note(name: str, count: int, first: list[int]) -> str:
-    return (f"{count} line(s) of {name} not understood (first at line "
-            f"{', '.join(map(str, first))}); --strict makes this an error")
+def _unparsed_note(name: str, count: int, first: list[int], texts: list[str]) -> str:
+    shown = "; ".join(f"line {no}: {text!r}" if text else f"line {no}"
+                      for no, text in zip(first, texts, strict=False))
+    return (f"{count} line(s) of {name} not understood, they are left out of the report "
+            f"(first {shown}); --strict makes this an error")
 
 
 def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:
@@ -311,7 +330,7 @@ def _listen_ports(path: str, kind: str) -> np.ndarray:
             wanted = (line.decode("utf-8", "replace").rstrip("\r")
                       for block, _ in textcols.line_blocks(stream, 1 << 22)
                       for line in _lines_with(block, b"LISTEN"))
-            textdump.PARSERS[kind](((0, text) for text in wanted), b)
+            PARSERS[kind](((0, text.lstrip(" \t")) for text in wanted), b)
             b.flush()
     return np.unique(np.concatenate(ports)) if ports else np.zeros(0, np.uint16)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ from tcpdoctor.model.tcp import (
     TIMER_TIME_WAIT,
 )
 from tcpdoctor.sources.offline.extras import netstat_extras, ss_extras
-from tcpdoctor.sources.offline.fields import PID, PORT, U32, whole
+from tcpdoctor.sources.offline.fields import PORT, U32, whole
 
 # The Netid column of `ss -a` (iproute2 misc/ss.c): only tcp rows are read.
 SS_NETIDS = ("tcp", "udp", "raw", "dccp", "sctp", "mptcp", "u_str", "u_dgr", "u_seq", "nl",
@@ -63,6 +63,7 @@ class Builder:
     extra: dict[str, tuple[array[int], array[int]]] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
     bad: list[int] = field(default_factory=list)
+    bad_text: list[str] = field(default_factory=list)  # the first few, as they were
     bad_count: int = 0
     opaque: int = 0
     named: int = 0  # host names (a capture without -n), kept as opaque keys
@@ -86,6 +87,7 @@ class Builder:
         self.bad_count += 1
         if len(self.bad) < 5:
             self.bad.append(line_no)
+            self.bad_text.append(line.strip()[:80])
 
     def address(self, text: str) -> tuple[int, int, int]:
         """'1.2.3.4', '[::1]', '*', 'fe80::1%eth0' -> (family, hi, lo)."""
@@ -257,7 +259,7 @@ def _extras(b: Builder, no: int, line: str) -> bool:
 def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
     """ss -tan with any of -p -o -i -m -e -H, with or without the Netid column."""
     last_ok = False
-    for no, line in lines:
+    for no, line in _unwrapped(lines):
         if not line.strip():
             continue
         if line[0] in " \t":  # -i/-m/-e continuation of the previous socket
@@ -284,6 +286,27 @@ def parse_ss(lines: Iterable[tuple[int, str]], b: Builder) -> None:
             continue
         if len(f) > 5:
             last_ok = _extras(b, no, line)
+
+
+def _unwrapped(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """Rows ss broke in two on a narrow terminal ("tcp SYN-RECV" on one line, the queues
+    and addresses on the next) joined again."""
+    held: tuple[int, str] | None = None
+    for no, line in lines:
+        if held is not None:
+            if line[:1].isdigit():
+                yield held[0], f"{held[1]} {line}"
+                held = None
+                continue
+            yield held
+            held = None
+        f = line.split()
+        if 0 < len(f) <= 2 and f[-1] in SS_STATES and (len(f) == 1 or f[0] in SS_NETIDS):
+            held = (no, line)
+            continue
+        yield no, line
+    if held is not None:
+        yield held
 
 
 def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
@@ -314,83 +337,3 @@ def _foreign(f: list[str]) -> bool:
     """A TCP row of another format inside a netstat paste (ss, Linux netstat, /proc)."""
     return (f[0] in SS_STATES or (f[0] in ("tcp", "tcp6") and len(f) > 5)
             or (f[0].endswith(":") and f[0][:-1].isdigit() and len(f) > 9))
-
-
-def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
-    """Windows netstat -ano / -an: TCP rows with [::] IPv6 and an optional PID column."""
-    for no, line in lines:
-        f = line.split()
-        if not f or f[0] != "TCP":
-            if f and _foreign(f):
-                b.reject(no, "a Windows netstat line (this one is from another tool's "
-                         "output)", line)
-            continue
-        state = _state(f[3]) if len(f) > 3 else None
-        if state is None or not b.add(state, f[1], f[2]):
-            b.reject(no, "a Windows netstat line: TCP LOCAL FOREIGN STATE [PID]", line)
-            continue
-        if len(f) > 4:
-            pid = whole(f[4], PID)
-            if pid is None:
-                b.drop_last()
-                b.reject(no, "a PID after the state", line)
-                continue
-            b.has_pid = True
-            b.set_last("pid", pid)
-
-
-BSD_PROTOS = ("tcp4", "tcp6", "tcp46")
-
-
-def parse_bsd(lines: Iterable[tuple[int, str]], b: Builder) -> None:
-    """macOS / FreeBSD netstat -an: tcp4/tcp6/tcp46 rows, addresses as a.b.c.d.PORT."""
-    for no, line in lines:
-        f = line.split()
-        if not f or f[0] not in (*BSD_PROTOS, "tcp"):
-            continue  # headers, udp, unix sockets
-        state = _state(f[5]) if len(f) > 5 else None
-        queues = _queues(f[1:3]) if state is not None else None
-        if state is None or queues is None or not b.add(state, _bsd(f[3]), _bsd(f[4]),
-                                                        *queues):
-            b.reject(no, "a BSD netstat line: tcp4 RECV-Q SEND-Q ADDR.PORT ADDR.PORT STATE",
-                     line)
-
-
-def _bsd(text: str) -> str:
-    """'192.168.1.5.22' -> '192.168.1.5:22'; '*.*' -> '*:*'; 'fe80::1%lo0.22' -> ...:22."""
-    addr, _, port = text.rpartition(".")
-    return f"{addr or '*'}:{port}"
-
-
-def detect(head: list[str]) -> str | None:
-    """Which text format the first lines look like: ss, netstat, windows, bsd (macOS,
-    FreeBSD), proc, or ss-summary (`ss -s`: counts only, refused by the loader)."""
-    # Linux's netstat also says tcp6, never tcp4 or tcp46, and heads its column "State".
-    if any(line.split()[:1] == ["Proto"] and "(state)" in line for line in head) or any(
-            line.split()[:1] and line.split()[0] in ("tcp4", "tcp46") for line in head):
-        return "bsd"
-    if any(line.startswith("TCP:") and "estab" in line for line in head[:5]):
-        return "ss-summary"
-    for line in head:
-        f = line.split()
-        if not f:
-            continue
-        if f[0] == "sl" and "local_address" in line:
-            return "proc"
-        if f[0] in ("State", "Netid") and "Local" in line:
-            return "ss"
-        if line.startswith("Active Internet connections") or (f[0] == "Proto" and
-                                                               "Foreign" in line):
-            return "netstat" if "PID" not in line or "Program" in line else "windows"
-        if line.startswith("Active Connections"):
-            return "windows"
-        if f[0] in SS_STATES or (f[0] == "tcp" and len(f) > 1 and f[1] in SS_STATES):
-            return "ss"
-        if f[0] in ("tcp", "tcp6") and len(f) > 5:
-            return "netstat"
-        if f[0] == "TCP" and len(f) >= 4:
-            return "windows"
-    return None
-
-
-PARSERS = {"ss": parse_ss, "netstat": parse_netstat, "windows": parse_windows, "bsd": parse_bsd}

@@ -1,0 +1,104 @@
+"""Which kind of capture a pasted text is, from its first lines, and what is refused.
+
+Decided by the first decisive line, so that a paste with a shell prompt, a Markdown fence
+or a translated header before its rows is still recognised: a column header where there is
+one (Linux netstat heads "Recv-Q", Windows netstat does not), else the rows themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tcpdoctor.model.tcp import STATE_ALIASES
+from tcpdoctor.sources.offline.foreign import bsd_proto_at
+from tcpdoctor.sources.offline.textdump import SS_STATES
+
+# Formats recognised in order to be refused, each with what to capture instead.
+REFUSED = {
+    "ss-summary": "an `ss -s` summary (counts only, no sockets to diagnose): capture "
+                  "`ss -tanpoie` instead, or run the script `tcpdoctor collect` prints",
+    "state-counts": "a count of sockets per state (`netstat -an | awk ... | uniq -c`): "
+                    "counts say nothing of ports, peers or processes; capture "
+                    "`netstat -antp` (or `ss -tanp`) itself",
+    "bsd-nostate": "a FreeBSD/macOS `netstat` whose state column is replaced by counters "
+                   "(-T or -x): capture `netstat -an` instead",
+}
+BSD_ONLY = ("tcp4", "tcp46")
+_COUNT_LINE = re.compile(r"^\s*(\d+)\s+([A-Za-z][A-Za-z0-9_-]*)\s*$")
+
+
+def detect(head: list[str]) -> str | None:
+    """ss, netstat, windows, bsd, proc, or one of REFUSED; None when nothing is recognised."""
+    if any(line.strip().startswith("TCP:") and "estab" in line for line in head[:8]):
+        return "ss-summary"
+    if _state_counts(head):
+        return "state-counts"
+    # Linux netstat says tcp6 too, but never tcp4 or tcp46.
+    if any(bsd_proto_at(f) is not None and any(w in BSD_ONLY for w in f[:3])
+           for f in map(str.split, head)):
+        return "bsd" if _bsd_has_states(head) else "bsd-nostate"
+    for line in head:
+        kind = decisive(line.split(), line)
+        if kind:
+            return kind
+    return None
+
+
+def decisive(f: list[str], line: str) -> str | None:
+    """The kind a single line proves, if any (a header, or a socket row)."""
+    if not f:
+        return None
+    if f[0] == "sl" and "local_address" in line:
+        return "proc"
+    if f[0] in ("State", "Netid") and "Local" in line:
+        return "ss"
+    if f[0] == "Proto":
+        return "bsd" if "(state)" in line else "netstat" if "Recv-Q" in line else "windows"
+    if line.startswith("Active Connections"):
+        return "windows"
+    return decisive_row(f, line)
+
+
+def decisive_row(f: list[str], line: str) -> str | None:
+    """The kind a socket row is written in (ss, Linux netstat, Windows netstat)."""
+    if not f:
+        return None
+    if f[0] in SS_STATES or (f[0] == "tcp" and len(f) > 1 and f[1] in SS_STATES):
+        return "ss"
+    if f[0] in ("tcp", "tcp6") and len(f) > 5:
+        return "netstat"
+    if f[0] == "TCP" and len(f) >= 3:
+        return "windows"
+    return None
+
+
+def _bsd_has_states(head: list[str]) -> bool:
+    headers = [line for line in head if "Proto" in line.split()[:3]]
+    return not headers or any("(state)" in line for line in headers)
+
+
+def _state_counts(head: list[str]) -> bool:
+    """Lines of "COUNT STATE" (uniq -c), and no socket row."""
+    counts = [m for line in head if (m := _COUNT_LINE.match(line))]
+    states = [m for m in counts if m.group(2).upper() in STATE_ALIASES]
+    rows = [line for line in head if decisive(line.split(), line) in ("ss", "netstat",
+                                                                        "windows")]
+    return len(states) >= 2 and not rows
+
+
+def common_prefix(head: list[str]) -> str:
+    """What every non-empty line starts with, made of blanks and quote marks (a Markdown
+    code block, an e-mail quote "> "), to be taken off before parsing: ss marks its
+    continuation lines by leading blanks, so a shared indentation would hide the rows."""
+    prefixes = [line[:len(line) - len(line.lstrip(" \t>"))] for line in head if line.strip()]
+    if not prefixes:
+        return ""
+    common = min(prefixes)
+    for other in prefixes:  # characters, not path components: os.path's helper is for paths
+        while not other.startswith(common):
+            common = common[:-1]
+    return common
+
+
+def dedent(line: str, prefix: str) -> str:
+    return line[len(prefix):] if line.startswith(prefix) else line.lstrip(" \t>")
