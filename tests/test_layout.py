@@ -24,6 +24,7 @@ ALLOWED = {
                "tcpdoctor.history.sampler", "tcpdoctor.history.store"),
 }
 SOURCE_FACES = ("tcpdoctor.sources.live", "tcpdoctor.sources.offline",
+                "tcpdoctor.sources.tracefs",
                 "tcpdoctor.sources.target",
                 "tcpdoctor.sources.netns", "tcpdoctor.sources.namespaces",
                 "tcpdoctor.sources.sweep")

@@ -11,6 +11,7 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from tcpdoctor.analysis.check import Report, run_rules
 from tcpdoctor.analysis.context import Context
@@ -32,15 +33,44 @@ class Diagnosis:
 
 
 def diagnose(target: Target, thresholds: Thresholds | None = None, interval: float = 1.0,
-             previous: KernelState | None = None) -> Diagnosis:
-    """Sample the target (rates over `interval`, or since `previous`) and run every rule."""
+             previous: KernelState | None = None, trace: float = 0.0) -> Diagnosis:
+    """Sample the target (rates over `interval`, or since `previous`) and run every rule;
+    with `trace` seconds, the kernel's tracepoints are read alongside the sample."""
     started, t0 = time.time(), time.perf_counter()
+    tracer = _start_trace(trace)
     got = sample(target, interval, previous)
     nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
     ctx = Context(got.snap, got.kernel, got.deltas, got.interval,
                   got.owners.fd_counts if got.owners else None, nofile)
+    if tracer is not None:
+        ctx.trace = _finish_trace(*tracer, target)
     report = run_rules(ctx, thresholds, live=True)
     return Diagnosis(got, report, time.perf_counter() - t0, started)
+
+
+def _start_trace(seconds: float) -> tuple[Any, Any] | None:
+    if seconds <= 0:
+        return None
+    from tcpdoctor.sources.tracefs.run import Trace
+
+    run = Trace(seconds)
+    thread = run.start_thread()
+    if run.error is not None:
+        raise run.error
+    return run, thread
+
+
+def _finish_trace(run: Any, thread: Any, target: Target) -> dict[str, Any]:
+    thread.join()
+    if run.error is not None:
+        raise run.error
+    netns = None
+    if target.netns is not None:
+        from tcpdoctor.sources.netns import resolve
+
+        netns = os.stat(resolve(target.netns)).st_ino
+    result: dict[str, Any] = run.result(netns)
+    return result
 
 
 def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None,

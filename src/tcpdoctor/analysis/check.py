@@ -68,6 +68,8 @@ def available(ctx: Context) -> set[str]:
         have.add("kernel")
         if ctx.kernel.sysctls:
             have.add("sysctls")
+    if ctx.trace is not None:
+        have.add("trace")
     return have
 
 

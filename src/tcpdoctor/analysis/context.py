@@ -34,6 +34,8 @@ class Context:
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
     # What evidence says of a figure the input does not have (a rate of a pasted netstat).
     missing: str = "not measured (--interval 0)"
+    # What `check --trace` saw during the sample (sources/tracefs/follow.summary's data).
+    trace: dict[str, Any] | None = None
 
     @classmethod
     def saved(cls, snap: Snapshot, kernel: KernelState | None) -> Context:

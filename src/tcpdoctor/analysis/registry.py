@@ -27,6 +27,7 @@ NEEDS_REASONS = {
     "buffers": "no per-socket buffer memory (skmem: the netlink source, or `ss -m` in a "
                "capture)",
     "fds": "per-process open-file counts unavailable (owner scan skipped, or offline input)",
+    "trace": "needs the kernel's tracepoints: run `check --trace SECONDS` as root",
 }
 
 

@@ -16,7 +16,11 @@ from tcpdoctor.status import ExitCode
 @threshold_options
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between the two counter samples (0: one sample, no rates).")
-def check(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
+@click.option("--trace", "trace_seconds", default=0.0, type=click.FloatRange(min=0),
+              metavar="SECONDS", help="Also read the kernel's TCP tracepoints for SECONDS "
+              "(root): who opens and closes, lifetimes, resets, failed connects.")
+def check(sock: SocketOptions, thresholds: Any, interval: float,
+          trace_seconds: float) -> ExitCode:
     """Diagnose this host: every rule, with evidence, owners and fixes. The main job.
 
     \b
@@ -30,12 +34,16 @@ def check(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
       tcpdoctor check --threshold CLOSE_WAIT_LEAK.warning=20
       tcpdoctor check --netns all        every namespace: containers and pods included
       tcpdoctor check --netns pod:shop/cart-7d9f
+      sudo tcpdoctor check --trace 5     names the processes behind TIME_WAIT, resets
     """
     if sock.all_netns:
+        if trace_seconds:
+            raise TcpDoctorError("--trace goes with one namespace (--netns NAME), not all")
         return _check_all(sock, thresholds, interval)
     from tcpdoctor.diagnose import diagnose
 
-    return emit_report(diagnose(sock.target(), thresholds, interval).report, sock.as_json)
+    return emit_report(diagnose(sock.target(), thresholds, interval,
+                                trace=trace_seconds).report, sock.as_json)
 
 
 def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:

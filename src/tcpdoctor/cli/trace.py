@@ -1,0 +1,100 @@
+"""`trace`: who opens, who closes, how long connections live (kernel tracepoints)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import click
+
+from tcpdoctor.status import ExitCode
+
+
+@click.command()
+@click.option("--summary", "as_summary", is_flag=True,
+              help="Sum up instead of streaming: per remote service and local port.")
+@click.option("--duration", type=click.FloatRange(0.1, 86_400), default=None,
+              help="Seconds to trace (default: 10 with --summary, else until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON: one object per event (NDJSON), or the summary object.")
+@click.option("--netns", default=None, metavar="NAME|PATH",
+              help="Only connections of processes in this network namespace.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Stream: only events on this local or remote port.")
+@click.option("--ip", default=None, help="Stream: only events with this address.")
+@click.option("--comm", default=None, help="Stream: only events of this command name.")
+@click.option("--pid", type=int, default=None, help="Stream: only events of this pid.")
+@click.option("--state", default=None,
+              help="Stream: only changes into or out of this state (e.g. TIME_WAIT).")
+def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | None,
+          port: int | None, ip: str | None, comm: str | None, pid: int | None,
+          state: str | None) -> int:
+    """Trace TCP connections through the kernel's tracepoints (root; nothing to compile).
+
+    \b
+    Reads sock:inet_sock_set_state, tcp:tcp_send_reset, tcp:tcp_receive_reset and
+    tcp:tcp_retransmit_skb from a private tracing instance (removed on exit, Ctrl-C and
+    SIGTERM). Lost events (ring-buffer overruns) are counted and reported.
+
+    \b
+    Examples:
+      sudo tcpdoctor trace                         every state change, like tcpstates
+      sudo tcpdoctor trace --port 3306 --state TIME_WAIT
+      sudo tcpdoctor trace --summary --duration 10 who opens, who closes, lifetimes
+      sudo tcpdoctor trace --summary --json --netns blue
+    """
+    from tcpdoctor.sources.tracefs.instance import tracefs_root
+
+    tracefs_root()  # root and a mounted tracefs, or exit 3 with the reason, before all else
+    from tcpdoctor.sources.tracefs.run import Trace
+
+    seconds = duration if duration is not None else (10.0 if as_summary else None)
+    want = _netns_inode(netns)
+    filters = {"port": port, "ip": ip, "comm": comm, "pid": pid,
+               "state": state.upper().replace("-", "_") if state else None}
+    on_batch = None if as_summary else _streamer(as_json, filters, want)
+    run = Trace(seconds, on_batch)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the trace, not the report
+        run.run()
+    result = run.result(want)
+    if as_summary:
+        if as_json:
+            sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        else:
+            from tcpdoctor.render.trace import summary_lines
+
+            sys.stdout.write("\n".join(summary_lines(result)) + "\n")
+    elif result["events_lost"]:
+        sys.stderr.write(f"tcpdoctor: {result['events_lost']:,} events lost (ring-buffer "
+                         "overrun)\n")
+    return ExitCode.WARNING if result["events_lost"] else ExitCode.OK
+
+
+def _netns_inode(netns: str | None) -> int | None:
+    if netns is None:
+        return None
+    import os
+
+    from tcpdoctor.sources.netns import resolve
+
+    return os.stat(resolve(netns)).st_ino
+
+
+def _streamer(as_json: bool, filters: dict[str, Any], netns: int | None) -> Any:
+    from tcpdoctor.render.trace import STREAM_HEAD, stream_line
+    from tcpdoctor.sources.tracefs.stream import events
+
+    if not as_json:
+        sys.stdout.write(STREAM_HEAD + "\n")
+    last: dict[int, int] = {}
+
+    def emit(cols: Any, tracker: Any) -> None:
+        for e in events(cols, tracker.comms, last, filters, netns):
+            sys.stdout.write((json.dumps(e) if as_json else stream_line(e)) + "\n")
+        sys.stdout.flush()
+    return emit
+
+
+COMMANDS = (trace,)

@@ -1,0 +1,270 @@
+"""Connection lifecycles from traced events: each socket followed by its kernel address
+(skaddr) from its first state change to TCP_CLOSE, in bounded memory, and summed up per
+remote service (connections this host opens) and per local service port (connections it
+accepts).
+
+Attribution follows where the kernel runs: connect() and close() run in the calling
+process, so the CLOSE->SYN_SENT change names the opener and ESTABLISHED->FIN_WAIT1 the
+process that closed first; changes made in softirq (the handshake's end, the peer's FIN)
+name no process and are not used for attribution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.tcp import (
+    STATE_NAMES,
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT1,
+    TCP_LAST_ACK,
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+)
+from tcpdoctor.model.trace import RECEIVE_RESET, RETRANSMIT, SEND_RESET, STATE_CHANGE
+
+SAVED_CMDLINES = "/sys/kernel/tracing/saved_cmdlines"  # pid -> comm, as events were recorded
+MAX_OPEN = 1 << 20  # sockets followed at once; beyond, the oldest are dropped (and counted)
+MAX_KEYS = 10_000  # services and ports summed separately; the rest go to "other"
+SAMPLE = 4096  # lifetimes kept per service for the percentiles (a reservoir)
+
+# A followed socket: [start_ns, role, opener_pid, closer, closer_pid, established,
+# last_state, last_ns, reset_received, key]
+START, ROLE, OPENER, CLOSER, CLOSER_PID, EST, LAST, LAST_NS, RST, KEY = range(10)
+
+
+class Comms:
+    """pid -> command name, read once per pid from /proc (bounded)."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+        self.netns: dict[int, int] = {}
+
+    def name(self, pid: int) -> str:
+        if pid <= 0:
+            return "?"
+        hit = self.names.get(pid)
+        if hit is None:
+            if len(self.names) > 65_536:
+                self.names.clear()
+            hit = "?"
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as fh:
+                hit = fh.read().strip() or "?"
+            if hit == "?":  # gone already: the tracer's own record of the pid's name
+                hit = self._saved().get(pid, "?")
+            self.names[pid] = hit
+        return hit
+
+    @staticmethod
+    def _saved() -> dict[int, str]:
+        out: dict[int, str] = {}
+        with contextlib.suppress(OSError), open(SAVED_CMDLINES) as fh:
+            for line in fh:
+                pid, _, name = line.strip().partition(" ")
+                if pid.isdigit():
+                    out[int(pid)] = name
+        return out
+
+    def netns_of(self, pid: int) -> int:
+        hit = self.netns.get(pid)
+        if hit is None:
+            if len(self.netns) > 65_536:
+                self.netns.clear()
+            hit = 0
+            with contextlib.suppress(OSError):
+                hit = os.stat(f"/proc/{pid}/ns/net").st_ino
+            self.netns[pid] = hit
+        return hit
+
+
+class Service:
+    """What is summed for one remote service or one local port."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.closed = 0
+        self.by_comm: Counter[str] = Counter()
+        self.closer: Counter[str] = Counter()  # local / remote / reset / aborted
+        self.closer_comm: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()  # refused / timeout
+        self.lifetimes = np.zeros(SAMPLE, np.float64)
+        self.kept = 0
+        self.seen = 0
+        self.netns: Counter[int] = Counter()
+
+    def lifetime(self, ms: float, rng: np.random.Generator) -> None:
+        self.seen += 1
+        if self.kept < SAMPLE:
+            self.lifetimes[self.kept] = ms
+            self.kept += 1
+        else:
+            j = int(rng.integers(0, self.seen))
+            if j < SAMPLE:
+                self.lifetimes[j] = ms
+
+
+class Tracker:
+    """Follows sockets across batches of events (in time order)."""
+
+    def __init__(self, comms: Comms | None = None) -> None:
+        self.comms = comms or Comms()
+        self.open: dict[int, list[Any]] = {}
+        self.clients: dict[tuple[int, int, int], Service] = {}
+        self.servers: dict[int, Service] = {}
+        self.resets_sent: Counter[tuple[str, str]] = Counter()
+        self.resets_received: Counter[str] = Counter()
+        self.retransmits: Counter[str] = Counter()
+        self.state_ns: Counter[int] = Counter()
+        self.dropped = 0
+        self.events = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.rng = np.random.default_rng(0)
+
+    def feed(self, cols: dict[str, np.ndarray], reasons: dict[int, str]) -> None:
+        n = int(cols["kind"].shape[0])
+        if not n:
+            return
+        self.events += n
+        self.first_ns = self.first_ns or int(cols["ts"][0])
+        self.last_ns = max(self.last_ns, int(cols["ts"][-1]))
+        rows = zip(*(cols[c].tolist() for c in ("kind", "ts", "pid", "skaddr", "old", "new",
+                                                  "reason", "sport", "dport", "saddr_hi",
+                                                  "saddr_lo", "daddr_hi", "daddr_lo")),
+                   strict=True)
+        for kind, ts, pid, sk, old, new, reason, sport, dport, shi, slo, dhi, dlo in rows:
+            if kind == STATE_CHANGE:
+                self._change(ts, pid, sk, old, new, sport, dport, dhi, dlo)
+            elif kind == SEND_RESET:
+                # By the local end that sent it: the peers' ports are ephemeral.
+                self.resets_sent[(reasons.get(reason, str(reason)),
+                                  self._peer(shi, slo, sport))] += 1
+            elif kind == RECEIVE_RESET:
+                self.resets_received[self._peer(dhi, dlo, dport)] += 1
+                rec = self.open.get(sk)
+                if rec is not None:
+                    rec[RST] = True
+            elif kind == RETRANSMIT:
+                self.retransmits[self._peer(dhi, dlo, dport)] += 1
+
+    @staticmethod
+    def _peer(hi: int, lo: int, port: int) -> str:
+        return f"{format_addr(hi, lo)}:{port}"
+
+    def _change(self, ts: int, pid: int, sk: int, old: int, new: int, sport: int,
+                dport: int, dhi: int, dlo: int) -> None:
+        rec = self.open.get(sk)
+        if rec is None:
+            if new == TCP_SYN_SENT:
+                rec = [ts, "client", pid, "", 0, False, new, ts, False, None]
+                # Look the opener up now: a short-lived client may be gone by the close.
+                self.comms.name(pid)
+                self.comms.netns_of(pid)
+            elif new == TCP_SYN_RECV and old == TCP_LISTEN:
+                rec = [ts, "server", 0, "", 0, False, new, ts, False, None]
+            else:
+                return  # began before the trace (or a listener): not a whole lifecycle
+            if len(self.open) >= MAX_OPEN:
+                self.open.pop(next(iter(self.open)))
+                self.dropped += 1
+            self.open[sk] = rec
+            return
+        self.state_ns[rec[LAST]] += ts - rec[LAST_NS]
+        rec[LAST], rec[LAST_NS] = new, ts
+        if rec[KEY] is None and sport and dport:
+            rec[KEY] = (dhi, dlo, dport) if rec[ROLE] == "client" else sport
+        if new == TCP_ESTABLISHED:
+            rec[EST] = True
+        elif old == TCP_ESTABLISHED and new == TCP_FIN_WAIT1 and not rec[CLOSER]:
+            rec[CLOSER], rec[CLOSER_PID] = "local", pid
+        elif old == TCP_ESTABLISHED and new == TCP_CLOSE_WAIT and not rec[CLOSER]:
+            rec[CLOSER] = "remote"
+        elif old == TCP_CLOSE_WAIT and new == TCP_LAST_ACK:
+            rec[CLOSER_PID] = pid
+        elif new == TCP_CLOSE:
+            self._done(self.open.pop(sk), ts, old)
+
+    def _done(self, rec: list[Any], ts: int, old: int) -> None:
+        key = rec[KEY]
+        if key is None:
+            return
+        table: dict[Any, Service] = self.clients if rec[ROLE] == "client" else self.servers
+        svc = table.get(key)
+        if svc is None:
+            if len(table) >= MAX_KEYS:
+                key = (0, 0, 0) if rec[ROLE] == "client" else 0
+            svc = table.setdefault(key, Service())
+        owner = rec[OPENER] if rec[ROLE] == "client" else rec[CLOSER_PID]
+        comm = self.comms.name(owner)
+        svc.opened += 1
+        svc.by_comm[comm] += 1
+        if owner > 0:
+            svc.netns[self.comms.netns_of(owner)] += 1
+        if not rec[EST]:
+            svc.failed["refused" if rec[RST] else "timeout"] += 1
+            return
+        svc.closed += 1
+        closer = rec[CLOSER] or ("reset" if rec[RST] else "aborted")
+        svc.closer[closer] += 1
+        if rec[CLOSER_PID] > 0:
+            svc.closer_comm[self.comms.name(rec[CLOSER_PID])] += 1
+        svc.lifetime((ts - rec[START]) / 1e6, self.rng)
+
+
+def percentile(svc: Service, q: float) -> float:
+    return float(np.percentile(svc.lifetimes[:svc.kept], q)) if svc.kept else 0.0
+
+
+def summary(t: Tracker, seconds: float, lost: int, netns: int | None = None,
+            limit: int = 10) -> dict[str, Any]:
+    """What the trace saw, per remote service and per local port, as plain data."""
+    seconds = max(seconds, 1e-3)
+
+    def keep(svc: Service) -> bool:
+        return netns is None or netns in svc.netns
+
+    def entry(svc: Service) -> dict[str, Any]:
+        return {"opened": svc.opened, "per_second": round(svc.opened / seconds, 1),
+                "processes": dict(svc.by_comm.most_common(5)),
+                "lifetime_ms": {"p50": round(percentile(svc, 50), 2),
+                                "p90": round(percentile(svc, 90), 2),
+                                "p99": round(percentile(svc, 99), 2)},
+                "closed_first_by": dict(svc.closer), "closers": dict(
+                    svc.closer_comm.most_common(5)), "failed": dict(svc.failed)}
+
+    clients = sorted(((k, s) for k, s in t.clients.items() if keep(s)),
+                     key=lambda kv: -kv[1].opened)[:limit]
+    servers = sorted(((k, s) for k, s in t.servers.items() if keep(s)),
+                     key=lambda kv: -kv[1].opened)[:limit]
+    total_state = sum(t.state_ns.values()) or 1
+    return {
+        "seconds": round(seconds, 3), "events": t.events, "events_lost": lost,
+        "sockets_dropped": t.dropped, "followed_now": len(t.open),
+        "remote_services": [{"service": f"{format_addr(k[0], k[1])}:{k[2]}", **entry(s)}
+                            for k, s in clients],
+        "local_ports": [{"port": k, **entry(s)} for k, s in servers],
+        "resets_sent": [{"reason": r, "local": p, "count": n}
+                        for (r, p), n in t.resets_sent.most_common(limit)],
+        "resets_received": [{"peer": p, "count": n}
+                            for p, n in t.resets_received.most_common(limit)],
+        "resets_per_second": {"sent": round(sum(t.resets_sent.values()) / seconds, 1),
+                              "received": round(sum(t.resets_received.values()) / seconds,
+                                                1)},
+        "retransmits": [{"peer": p, "count": n} for p, n in t.retransmits.most_common(limit)],
+        "state_time_share": {_name(s): round(ns / total_state, 3)
+                             for s, ns in sorted(t.state_ns.items(), key=lambda kv: -kv[1])},
+    }
+
+
+
+def _name(state: int) -> str:
+    return STATE_NAMES[state - 1] if 0 < state <= len(STATE_NAMES) else str(state)
