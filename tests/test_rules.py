@@ -21,6 +21,7 @@ SPEC_IDS = {
     "FIN_WAIT2_BUILDUP", "LAST_ACK_BUILDUP", "SYN_FLOOD", "ACCEPT_QUEUE_OVERFLOW",
     "OUTBOUND_SCAN", "UPSTREAM_UNREACHABLE", "EPHEMERAL_PORT_EXHAUSTION", "PEER_CONCENTRATION",
     "IDLE_ESTABLISHED", "ORPHAN_PRESSURE", "TCP_MEMORY_PRESSURE", "CONNTRACK_FULL", "FD_LIMIT",
+    "RESET_STORM",
     "UNSAFE_SYSCTL", "SOCKET_MEMORY_HOG",
 }
 SYSCTLS = {"net.ipv4.tcp_max_tw_buckets": "131072", "net.ipv4.tcp_max_orphans": "131072",
@@ -105,6 +106,11 @@ CASES: list[Case] = [
     ("UNSAFE_SYSCTL", lambda n: Context(synth.snapshot(), kernel(
         net__ipv4__tcp_max_tw_buckets=str(n))),
         [(32768, None), (20000, "warning"), (5000, "critical")]),
+    ("RESET_STORM", lambda n: Context(synth.snapshot(), trace={
+        "seconds": 1, "resets_per_second": {"sent": n, "received": 0},
+        "resets_sent": [{"reason": "NO_SOCKET", "local": "10.0.0.1:80", "count": n}],
+        "resets_received": []}),
+        [(99, None), (100, "warning"), (999, "warning"), (1000, "critical")]),
 ]
 
 

@@ -168,7 +168,7 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
     cols = acc.result()
     notes.extend(acc.notes)
     label = LABELS[kind]
-    if not cols["state"].shape[0] and not unparsed:
+    if not cols["state"].shape[0] and not unparsed and kind != "proc":
         raise TcpDoctorError(f"{name}: no TCP socket in this {label} capture (only other "
                              "protocols, or the TCP rows were left out): capture "
                              "`ss -tanp` or `netstat -antp`")
