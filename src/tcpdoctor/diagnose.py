@@ -66,9 +66,9 @@ def _finish_trace(run: Any, thread: Any, target: Target) -> dict[str, Any]:
         raise run.error
     netns = None
     if target.netns is not None:
-        from tcpdoctor.sources.netns import resolve
+        from tcpdoctor.sources.netns import inode
 
-        netns = os.stat(resolve(target.netns)).st_ino
+        netns = inode(target.netns)
     result: dict[str, Any] = run.result(netns)
     return result
 

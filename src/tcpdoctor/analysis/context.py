@@ -11,7 +11,7 @@ import numpy as np
 from tcpdoctor.analysis.cost import SocketCost, socket_cost
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.model import kernel_state
-from tcpdoctor.model.addresses import format_addr, is_v4, prefix_masks
+from tcpdoctor.model.addresses import format_addr, format_endpoint, is_v4, prefix_masks
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
@@ -125,11 +125,9 @@ def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
         cols.append(c["dport"][mask])
 
     def label(values: list[np.ndarray], i: int) -> str:
-        addr = format_addr(values[0][i], values[1][i])
         if not with_port:
-            return addr
-        port = int(values[2][i])
-        return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+            return format_addr(values[0][i], values[1][i])
+        return format_endpoint(values[0][i], values[1][i], int(values[2][i]))
     return _top_keys(snap, mask, cols, limit, label)
 
 

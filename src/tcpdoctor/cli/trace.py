@@ -75,11 +75,9 @@ def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | 
 def _netns_inode(netns: str | None) -> int | None:
     if netns is None:
         return None
-    import os
+    from tcpdoctor.sources.netns import inode
 
-    from tcpdoctor.sources.netns import resolve
-
-    return os.stat(resolve(netns)).st_ino
+    return inode(netns)
 
 
 def _streamer(as_json: bool, filters: dict[str, Any], netns: int | None) -> Any:

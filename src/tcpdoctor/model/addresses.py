@@ -20,6 +20,12 @@ def format_addr(hi: int, lo: int) -> str:
     return str(mapped) if mapped is not None else str(addr)
 
 
+def format_endpoint(hi: int, lo: int, port: int) -> str:
+    """ip:port, with an IPv6 address in brackets ([2001:db8::1]:443)."""
+    addr = format_addr(hi, lo)
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def parse_addr(text: str) -> tuple[int, int, int]:
     """'10.0.0.0/8', '::1', '2001:db8::/32' -> (hi, lo, prefix length in the 128-bit space)."""
     net = ipaddress.ip_network(text.strip("[]"), strict=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.sources.containers import Identity, RuntimeFiles, identify
 from tcpdoctor.sources.netns import NETNS_RUN_DIR
+from tcpdoctor.sources.owners import read_comm
 
 
 @dataclass
@@ -70,14 +71,6 @@ def _start_time(proc_root: str, pid: int) -> int | None:
             rest = fh.read().rsplit(b")", 1)[1].split()
         return int(rest[19])
     except (OSError, IndexError, ValueError):
-        return None
-
-
-def _comm(proc_root: str, pid: int) -> str | None:
-    try:
-        with open(f"{proc_root}/{pid}/comm", "rb") as fh:
-            return fh.read().decode("utf-8", "replace").strip()
-    except OSError:
         return None
 
 
@@ -153,7 +146,7 @@ def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Swe
 
 
 def _name_from_process(ns: Netns, proc_root: str, pid: int, runtime: RuntimeFiles) -> None:
-    ns.pid, ns.comm = pid, _comm(proc_root, pid)
+    ns.pid, ns.comm = pid, read_comm(proc_root, pid)
     ns.paths.append(f"{proc_root}/{pid}/ns/net")
     if ns.host:
         return

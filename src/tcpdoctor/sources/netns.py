@@ -33,6 +33,11 @@ def resolve(netns: str) -> str:
     return path
 
 
+def inode(netns: str) -> int:
+    """The namespace's inode number (what /proc/PID/ns/net of its processes points at)."""
+    return os.stat(resolve(netns)).st_ino
+
+
 def named() -> list[str]:
     """The namespaces `ip netns` knows by name (bind mounts under /run/netns)."""
     try:

@@ -35,7 +35,8 @@ class OwnerTable:
         return out
 
 
-def _comm(proc_root: str, pid: int) -> str | None:
+def read_comm(proc_root: str, pid: int) -> str | None:
+    """The process's command name, or None when it is gone."""
     try:
         with open(f"{proc_root}/{pid}/comm", "rb") as fh:
             return fh.read().decode("utf-8", "replace").rstrip("\n")
@@ -74,7 +75,7 @@ def scan(proc_root: str = "/proc") -> OwnerTable:
                 pids.append(pid)
                 found = True
         if found:
-            comm = _comm(proc_root, pid)
+            comm = read_comm(proc_root, pid)
             table.names[pid] = comm if comm is not None else "?"
     ino = np.frombuffer(inodes, dtype=np.uint32) if inodes else np.zeros(0, np.uint32)
     pid_arr = np.frombuffer(pids, dtype=np.int32) if pids else np.zeros(0, np.int32)

@@ -11,8 +11,7 @@ import tempfile
 
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
-from tcpdoctor.sources.offline.detect import decisive_row
-from tcpdoctor.sources.offline.foreign import bsd_proto_at
+from tcpdoctor.sources.offline.detect import is_tcp_row
 from tcpdoctor.sources.offline.loader import REDUCE_ABOVE, _file_time, _open, load
 
 # The column-header line each text format prints once per capture.
@@ -73,13 +72,8 @@ def split(path: str) -> list[tuple[int, bytes]]:
 
 
 def _has_tcp_rows(part: bytes) -> bool:
-    return any(_is_tcp_row(line.split(), line)
+    return any(is_tcp_row(line.split(), line)
                for line in part.decode("utf-8", "replace").splitlines())
-
-
-def _is_tcp_row(f: list[str], line: str) -> bool:
-    return bool(f) and (bsd_proto_at(f) is not None
-                        or decisive_row(f, line) in ("ss", "netstat", "windows"))
 
 
 def _cut(data: bytes, start: int) -> int:

@@ -72,6 +72,12 @@ def decisive_row(f: list[str], line: str) -> str | None:
     return None
 
 
+def is_tcp_row(f: list[str], line: str) -> bool:
+    """A socket row of any format read (Linux/Windows netstat, ss, BSD netstat)."""
+    return bool(f) and (bsd_proto_at(f) is not None
+                        or decisive_row(f, line) in ("ss", "netstat", "windows"))
+
+
 def _bsd_has_states(head: list[str]) -> bool:
     headers = [line for line in head if "Proto" in line.split()[:3]]
     return not headers or any("(state)" in line for line in headers)

@@ -161,7 +161,7 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
             raise ParseError(name, 1, FORMATS, head.split(b"\n", 1)[0])
         if kind in detect.REFUSED:
             raise TcpDoctorError(f"{name}: {detect.REFUSED[kind]}")
-        rescan = None if path == "-" else (lambda: _listen_ports(path, kind))
+        rescan = None if path == "-" else (lambda: _listen_ports(path, kind, indent))
         acc = Accumulator(reduce_above, rescan, port_range or DEFAULT_PORT_RANGE)
         notes, names, unparsed = _stream_text(_Prefixed(head, stream), kind, name, strict,
                                               acc, indent)
@@ -311,7 +311,7 @@ def _proc_family(head: bytes) -> int:
     return AF_INET6 if len(fields) > 1 and len(fields[1]) > 13 else AF_INET
 
 
-def _listen_ports(path: str, kind: str) -> np.ndarray:
+def _listen_ports(path: str, kind: str, indent: str = "") -> np.ndarray:
     """A first pass over a big file: the local ports of its LISTEN sockets, so that folding
     knows which side of every other socket is the service (LISTEN lines are few: only they
     are parsed)."""
@@ -330,7 +330,7 @@ def _listen_ports(path: str, kind: str) -> np.ndarray:
             wanted = (line.decode("utf-8", "replace").rstrip("\r")
                       for block, _ in textcols.line_blocks(stream, 1 << 22)
                       for line in _lines_with(block, b"LISTEN"))
-            PARSERS[kind](((0, text.lstrip(" \t")) for text in wanted), b)
+            PARSERS[kind](((0, detect.dedent(text, indent)) for text in wanted), b)
             b.flush()
     return np.unique(np.concatenate(ports)) if ports else np.zeros(0, np.uint16)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
-from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.addresses import format_endpoint
 from tcpdoctor.model.tcp import (
     STATE_NAMES,
     TCP_CLOSE,
@@ -31,8 +32,10 @@ from tcpdoctor.model.tcp import (
     TCP_SYN_SENT,
 )
 from tcpdoctor.model.trace import RECEIVE_RESET, RETRANSMIT, SEND_RESET, STATE_CHANGE
+from tcpdoctor.sources.owners import read_comm
 
 SAVED_CMDLINES = "/sys/kernel/tracing/saved_cmdlines"  # pid -> comm, as events were recorded
+T = TypeVar("T")
 MAX_OPEN = 1 << 20  # sockets followed at once; beyond, the oldest are dropped (and counted)
 MAX_KEYS = 10_000  # services and ports summed separately; the rest go to "other"
 SAMPLE = 4096  # lifetimes kept per service for the percentiles (a reservoir)
@@ -43,7 +46,7 @@ START, ROLE, OPENER, CLOSER, CLOSER_PID, EST, LAST, LAST_NS, RST, KEY = range(10
 
 
 class Comms:
-    """pid -> command name, read once per pid from /proc (bounded)."""
+    """pid -> command name and network namespace, read once per pid from /proc."""
 
     def __init__(self) -> None:
         self.names: dict[int, str] = {}
@@ -52,17 +55,12 @@ class Comms:
     def name(self, pid: int) -> str:
         if pid <= 0:
             return "?"
-        hit = self.names.get(pid)
-        if hit is None:
-            if len(self.names) > 65_536:
-                self.names.clear()
-            hit = "?"
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as fh:
-                hit = fh.read().strip() or "?"
-            if hit == "?":  # gone already: the tracer's own record of the pid's name
-                hit = self._saved().get(pid, "?")
-            self.names[pid] = hit
-        return hit
+        # A process already gone: the tracer's own record of the pid's name.
+        return _remember(self.names, pid, lambda: read_comm("/proc", pid)
+                         or self._saved().get(pid, "?"))
+
+    def netns_of(self, pid: int) -> int:
+        return _remember(self.netns, pid, lambda: _netns_inode(pid))
 
     @staticmethod
     def _saved() -> dict[int, str]:
@@ -74,16 +72,22 @@ class Comms:
                     out[int(pid)] = name
         return out
 
-    def netns_of(self, pid: int) -> int:
-        hit = self.netns.get(pid)
-        if hit is None:
-            if len(self.netns) > 65_536:
-                self.netns.clear()
-            hit = 0
-            with contextlib.suppress(OSError):
-                hit = os.stat(f"/proc/{pid}/ns/net").st_ino
-            self.netns[pid] = hit
-        return hit
+
+def _remember(table: dict[int, T], pid: int, read: Callable[[], T]) -> T:
+    """table[pid], read once; the table is emptied when it grows past 65,536 pids."""
+    hit = table.get(pid)
+    if hit is None:
+        if len(table) > 65_536:
+            table.clear()
+        hit = table[pid] = read()
+    return hit
+
+
+def _netns_inode(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return 0
 
 
 class Service:
@@ -147,18 +151,14 @@ class Tracker:
             elif kind == SEND_RESET:
                 # By the local end that sent it: the peers' ports are ephemeral.
                 self.resets_sent[(reasons.get(reason, str(reason)),
-                                  self._peer(shi, slo, sport))] += 1
+                                  format_endpoint(shi, slo, sport))] += 1
             elif kind == RECEIVE_RESET:
-                self.resets_received[self._peer(dhi, dlo, dport)] += 1
+                self.resets_received[format_endpoint(dhi, dlo, dport)] += 1
                 rec = self.open.get(sk)
                 if rec is not None:
                     rec[RST] = True
             elif kind == RETRANSMIT:
-                self.retransmits[self._peer(dhi, dlo, dport)] += 1
-
-    @staticmethod
-    def _peer(hi: int, lo: int, port: int) -> str:
-        return f"{format_addr(hi, lo)}:{port}"
+                self.retransmits[format_endpoint(dhi, dlo, dport)] += 1
 
     def _change(self, ts: int, pid: int, sk: int, old: int, new: int, sport: int,
                 dport: int, dhi: int, dlo: int) -> None:
@@ -249,7 +249,7 @@ def summary(t: Tracker, seconds: float, lost: int, netns: int | None = None,
     return {
         "seconds": round(seconds, 3), "events": t.events, "events_lost": lost,
         "sockets_dropped": t.dropped, "followed_now": len(t.open),
-        "remote_services": [{"service": f"{format_addr(k[0], k[1])}:{k[2]}", **entry(s)}
+        "remote_services": [{"service": format_endpoint(*k), **entry(s)}
                             for k, s in clients],
         "local_ports": [{"port": k, **entry(s)} for k, s in servers],
         "resets_sent": [{"reason": r, "local": p, "count": n}

@@ -27,6 +27,7 @@ from tcpdoctor.sources.tracefs.formats import EventFormat, read_format
 PAGE_HEADER = struct.Struct("<Qq")
 U32 = struct.Struct("<I")
 U16 = struct.Struct("<H")
+MAX_PAGES = 4096  # pages one poll reads before handing the batch over
 MISSED_FLAGS = 3 << 30  # RB_MISSED_EVENTS | RB_MISSED_STORED in a page's commit word
 MISSED_STORED = 1 << 30
 PADDING, TIME_EXTEND, TIME_STAMP = 29, 30, 31
@@ -102,7 +103,7 @@ class RawReader:
                 os.close(fd)
         self.fds = []
 
-    def poll(self, out: EventBatch, max_pages: int = 4096) -> int:
+    def poll(self, out: EventBatch, max_pages: int = MAX_PAGES) -> int:
         """Decode the pages every CPU has ready (up to max_pages); how many were read."""
         pages = 0
         for fd in self.fds:

@@ -13,7 +13,7 @@ import numpy as np
 from tcpdoctor.model.trace import EventBatch
 from tcpdoctor.sources.tracefs.follow import Tracker, summary
 from tcpdoctor.sources.tracefs.instance import instance
-from tcpdoctor.sources.tracefs.ring import RawReader
+from tcpdoctor.sources.tracefs.ring import MAX_PAGES, RawReader
 
 TICK = 0.1  # seconds between polls: well inside what the per-CPU buffers hold
 
@@ -63,7 +63,7 @@ class Trace:
                 self.tracker.feed(cols, self.reasons)
                 if self.on_batch is not None:
                     self.on_batch(cols, self.tracker)
-            if pages < 4096:
+            if pages < MAX_PAGES:  # the buffers are drained
                 return
 
     def start_thread(self) -> threading.Thread:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.addresses import format_addr, format_endpoint
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.model.trace import STATE_CHANGE
 from tcpdoctor.sources.tracefs.follow import Comms
@@ -42,13 +42,11 @@ def events(cols: dict[str, np.ndarray], comms: Comms, last: dict[int, int],
             continue
         if netns is not None and (pid <= 0 or comms.netns_of(pid) != netns):
             continue
-        local = f"{format_addr(int(cols['saddr_hi'][i]), int(cols['saddr_lo'][i]))}:" \
-                f"{int(cols['sport'][i])}"
-        remote = f"{format_addr(int(cols['daddr_hi'][i]), int(cols['daddr_lo'][i]))}:" \
-                 f"{int(cols['dport'][i])}"
-        if filters.get("ip") and filters["ip"] not in (local.rpartition(":")[0],
-                                                        remote.rpartition(":")[0]):
+        ends = [(int(cols[f"{side}addr_hi"][i]), int(cols[f"{side}addr_lo"][i]),
+                 int(cols[f"{side}port"][i])) for side in ("s", "d")]
+        if filters.get("ip") and filters["ip"] not in [format_addr(h, lo) for h, lo, _ in ends]:
             continue
+        local, remote = (format_endpoint(*end) for end in ends)
         yield {"time": (ts - start) / 1e9, "ts_ns": ts, "pid": pid, "comm": comm,
                "local": local, "remote": remote, "old": old, "new": new,
                "ms": None if before is None else (ts - before) / 1e6}
