@@ -22,6 +22,7 @@ from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.groups import group
 from tcpdoctor.model.columns import WEIGHT
 from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import DEFAULT_PORT_RANGE
 from tcpdoctor.sources import offline
 from tcpdoctor.sources.offline import loader as offline_load
 from tcpdoctor.sources.offline import reduce
@@ -35,10 +36,11 @@ from .test_rules import CASES, kernel
 def folded(ctx: Context) -> Context:
     snap = ctx.snap
     ports = ctx.kernel.sysctl_ints("net.ipv4.ip_local_port_range") if ctx.kernel else None
-    port_range = (ports[0], ports[1]) if ports else reduce.DEFAULT_PORT_RANGE
+    port_range = (ports[0], ports[1]) if ports else DEFAULT_PORT_RANGE
     cols = reduce.combine(reduce.fold(dict(snap.columns), snap.listening_ports(), port_range))
     red = Snapshot(cols, snap.source, process_names=dict(snap.process_names))
-    return Context(red, ctx.kernel, ctx.deltas, ctx.interval, ctx.fd_counts, ctx.nofile)
+    return Context(red, ctx.kernel, ctx.deltas, ctx.interval, ctx.fd_counts, ctx.nofile,
+                   trace=ctx.trace)
 
 
 @pytest.mark.parametrize(("rule_id", "make", "points"), CASES, ids=[c[0] for c in CASES])
