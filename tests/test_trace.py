@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -67,9 +68,11 @@ def run_in(ns: str, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def traced(ns: str, seconds: float, load: list[list[str]]) -> dict:  # type: ignore[type-arg]
+def traced(ns: str, seconds: float, load: list[list[str]],
+           reader: str = "auto") -> dict:  # type: ignore[type-arg]
     tracer = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "trace", "--summary",
-                               "--json", "--duration", str(seconds), "--netns", ns],
+                               "--json", "--duration", str(seconds), "--netns", ns,
+                               "--reader", reader],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs, clients = [], []
     try:
@@ -109,7 +112,7 @@ def test_summary_counts_opens_lifetimes_and_who_closes(lab: LabNet, closer: str)
     result = traced(lab.name, 8, [
         [lab.peer, "server", "td-tserver", PEER_ADDR, "7070", str(n), str(hold), closer],
         [lab.name, "client", "td-tclient", PEER_ADDR, "7070", str(n), str(hold), closer]])
-    assert result["events_lost"] == 0
+    assert result["events_lost"] == 0 and result["reader"] == "raw"
     svc = service(result, f"{PEER_ADDR}:7070")
     assert svc["opened"] == n and svc["processes"] == {"td-tclient": n}
     assert hold * 1000 <= svc["lifetime_ms"]["p50"] <= hold * 1000 + 40
@@ -191,3 +194,84 @@ def test_not_root_is_exit_3() -> None:
 
     proc = tcpdoctor_as_nobody("trace", "--summary", "--duration", "1")
     assert proc.returncode == 3 and "needs root" in proc.stderr
+
+
+def test_text_pipe_reader_follows_the_same_connections(lab: LabNet) -> None:
+    n, hold = 40, 0.05
+    result = traced(lab.name, 7, [
+        [lab.peer, "server", "td-tserver", PEER_ADDR, "7073", str(n), str(hold), "client"],
+        [lab.name, "client", "td-tclient", PEER_ADDR, "7073", str(n), str(hold), "client"]],
+        reader="text")
+    assert result["reader"] == "text" and result["events_lost"] == 0
+    svc = service(result, f"{PEER_ADDR}:7073")
+    assert svc["opened"] == n and svc["processes"] == {"td-tclient": n}
+    assert svc["closed_first_by"] == {"local": n}
+    assert hold * 1000 <= svc["lifetime_ms"]["p50"] <= hold * 1000 + 40
+
+
+def check_traced(lab: LabNet, scenario: str, load: Callable[[], object],
+                 seconds: float = 4) -> dict:  # type: ignore[type-arg]
+    """check --trace on a lab scenario, with load made while it traces: finding by id."""
+    sc = scenarios.SCENARIOS[scenario]
+    scenarios.build(lab, sc, sc.default_n)
+    check = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "check", "--json", "--netns",
+                              lab.name, "--trace", str(seconds), "--interval", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        load()
+        out, err = check.communicate(timeout=60)
+    finally:
+        if check.poll() is None:
+            check.kill()
+            check.wait()
+    assert check.returncode in (1, 2), err
+    return {f["id"]: f for f in json.loads(out)["findings"]}
+
+
+def test_check_trace_names_the_server_that_closes_first(lab: LabNet) -> None:
+    found = check_traced(lab, "time-wait-server",
+                         lambda: scenarios._tw_server_load(lab, 300))
+    server = found["TIME_WAIT_SERVER_CLOSE"]
+    assert "Traced: td-web closed first 300 of 300 connections on port 8080" in \
+        server["summary"], server["summary"]
+    assert server["evidence"]["traced_closer"].startswith("td-web closed first")
+
+
+def test_check_trace_counts_failed_connects_to_a_dead_upstream(lab: LabNet) -> None:
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        # A client that retries with a 0.5 s connect timeout, 4 times, while traced.
+        found = check_traced(lab, "dead-upstream", lambda: procs.append(run_in(
+            lab.name, "client", "td-retry", "198.19.0.10", "5432", "4", "0", "0.5")))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    evidence = found["UPSTREAM_UNREACHABLE"]["evidence"]["traced_connects"]
+    assert re.match(r"td-retry started [\d.]+ connects/s to 198\.19\.0\.10:5432; "
+                    r"[\d.]+/s failed \(timeout 4\)", evidence), evidence
+
+
+def test_watch_trace_names_the_client_in_each_sample(lab: LabNet) -> None:
+    sc = scenarios.SCENARIOS["time-wait-client"]
+    scenarios.build(lab, sc, sc.default_n)
+    watch = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "watch", "--trace", "--json",
+                              "--netns", lab.name, "--interval", "2", "--count", "3"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        scenarios._tw_client_load(lab, 500)
+        out, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert watch.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) == 3
+    traced_lines = [x for x in lines if "Traced: td-client opens"
+                    in x["summaries"].get("TIME_WAIT_CLIENT_SHORT", "")]
+    assert traced_lines, [x["summaries"] for x in lines]
+    assert mine() == []

@@ -33,9 +33,11 @@ class Diagnosis:
 
 
 def diagnose(target: Target, thresholds: Thresholds | None = None, interval: float = 1.0,
-             previous: KernelState | None = None, trace: float = 0.0) -> Diagnosis:
+             previous: KernelState | None = None, trace: float = 0.0,
+             tracing: Any = None) -> Diagnosis:
     """Sample the target (rates over `interval`, or since `previous`) and run every rule;
-    with `trace` seconds, the kernel's tracepoints are read alongside the sample."""
+    with `trace` seconds, the kernel's tracepoints are read alongside the sample; with a
+    running trace (`tracing`), what it saw since the previous diagnosis is used."""
     started, t0 = time.time(), time.perf_counter()
     tracer = _start_trace(trace)
     got = sample(target, interval, previous)
@@ -44,6 +46,8 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
                   got.owners.fd_counts if got.owners else None, nofile)
     if tracer is not None:
         ctx.trace = _finish_trace(*tracer, target)
+    elif tracing is not None:
+        ctx.trace = _trace_window(tracing, target)
     report = run_rules(ctx, thresholds, live=True)
     return Diagnosis(got, report, time.perf_counter() - t0, started)
 
@@ -64,13 +68,23 @@ def _finish_trace(run: Any, thread: Any, target: Target) -> dict[str, Any]:
     thread.join()
     if run.error is not None:
         raise run.error
-    netns = None
-    if target.netns is not None:
-        from tcpdoctor.sources.netns import inode
-
-        netns = inode(target.netns)
-    result: dict[str, Any] = run.result(netns)
+    result: dict[str, Any] = run.result(_netns_inode(target))
     return result
+
+
+def _trace_window(run: Any, target: Target) -> dict[str, Any]:
+    if run.error is not None:
+        raise run.error
+    result: dict[str, Any] = run.window(_netns_inode(target))
+    return result
+
+
+def _netns_inode(target: Target) -> int | None:
+    if target.netns is None:
+        return None
+    from tcpdoctor.sources.netns import inode
+
+    return inode(target.netns)
 
 
 def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None,
@@ -102,15 +116,33 @@ class Diagnoser:
     """Repeated diagnoses of one target, each with the rates since the one before (watch,
     record, the exporter): the first has no rates, as with `check --interval 0`."""
 
-    def __init__(self, target: Target, thresholds: Thresholds | None = None) -> None:
+    def __init__(self, target: Target, thresholds: Thresholds | None = None,
+                 trace: bool = False) -> None:
         self.target = target
         self.thresholds = thresholds
         self._previous: KernelState | None = None
+        self._tracing: Any = None
+        self._thread: Any = None
+        if trace:  # one trace for the whole run, read in windows (`watch --trace`)
+            from tcpdoctor.sources.tracefs.run import Trace
+
+            self._tracing = Trace(None)
+            self._thread = self._tracing.start_thread()
+            if self._tracing.error is not None:
+                raise self._tracing.error
 
     def __call__(self) -> Diagnosis:
-        result = diagnose(self.target, self.thresholds, 0.0, self._previous)
+        result = diagnose(self.target, self.thresholds, 0.0, self._previous,
+                          tracing=self._tracing)
         self._previous = result.sample.kernel
         return result
+
+    def close(self) -> None:
+        """Stop the trace (its instance is removed as its thread ends)."""
+        if self._tracing is not None:
+            self._tracing.stop.set()
+            self._thread.join(timeout=10)
+            self._tracing = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.status import ExitCode
 
@@ -36,9 +36,9 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
       tcpdoctor check --netns pod:shop/cart-7d9f
       sudo tcpdoctor check --trace 5     names the processes behind TIME_WAIT, resets
     """
+    if trace_seconds:
+        can_trace(sock)
     if sock.all_netns:
-        if trace_seconds:
-            raise TcpDoctorError("--trace goes with one namespace (--netns NAME), not all")
         return _check_all(sock, thresholds, interval)
     from tcpdoctor.diagnose import diagnose
 

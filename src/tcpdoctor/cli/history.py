@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 
 def sampler(sock: SocketOptions, thresholds: Any, top_n: int,
-            namespaces: int = 10) -> Sampler | SweepSampler:
+            namespaces: int = 10, trace: bool = False) -> Sampler | SweepSampler:
     """The sampler of the long-running `watch` and `record` (memory flat over days); with
-    --netns all, one sweep of every namespace per sample."""
+    --netns all, one sweep of every namespace per sample; with trace, the kernel's
+    tracepoints read all along (one namespace)."""
     from tcpdoctor.system.malloc import limit_malloc_arenas
 
     limit_malloc_arenas()
@@ -27,7 +28,7 @@ def sampler(sock: SocketOptions, thresholds: Any, top_n: int,
     from tcpdoctor.diagnose import Diagnoser
     from tcpdoctor.history.sampler import Sampler
 
-    return Sampler(Diagnoser(sock.target(), thresholds), top_n)
+    return Sampler(Diagnoser(sock.target(), thresholds, trace), top_n)
 
 
 @click.command()

@@ -118,6 +118,16 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
     return decorate
 
 
+def can_trace(sock: SocketOptions) -> None:
+    """--trace (check, watch): one namespace, root and tracefs, or exit 3 with the reason
+    before anything is sampled."""
+    if sock.all_netns:
+        raise TcpDoctorError("--trace goes with one namespace (--netns NAME), not all")
+    from tcpdoctor.sources.tracefs.instance import tracefs_root
+
+    tracefs_root()
+
+
 def _resolve_selector(spec: str) -> str:
     """pod:NS/NAME or container:ID -> the path of that one network namespace."""
     from tcpdoctor.sources import namespaces

@@ -28,9 +28,13 @@ from tcpdoctor.status import ExitCode
 @click.option("--pid", type=int, default=None, help="Stream: only events of this pid.")
 @click.option("--state", default=None,
               help="Stream: only changes into or out of this state (e.g. TIME_WAIT).")
+@click.option("--reader", type=click.Choice(["auto", "raw", "text"]), default="auto",
+              show_default=True,
+              help="raw: the binary per-CPU buffers; text: the slower trace_pipe; auto: raw, "
+                   "else text with a note.")
 def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | None,
           port: int | None, ip: str | None, comm: str | None, pid: int | None,
-          state: str | None) -> int:
+          state: str | None, reader: str) -> int:
     """Trace TCP connections through the kernel's tracepoints (root; nothing to compile).
 
     \b
@@ -55,7 +59,7 @@ def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | 
     filters = {"port": port, "ip": ip, "comm": comm, "pid": pid,
                "state": state.upper().replace("-", "_") if state else None}
     on_batch = None if as_summary else _streamer(as_json, filters, want)
-    run = Trace(seconds, on_batch)
+    run = Trace(seconds, on_batch, reader=reader)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the trace, not the report
         run.run()
     result = run.result(want)
@@ -66,9 +70,12 @@ def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | 
             from tcpdoctor.render.trace import summary_lines
 
             sys.stdout.write("\n".join(summary_lines(result)) + "\n")
-    elif result["events_lost"]:
-        sys.stderr.write(f"tcpdoctor: {result['events_lost']:,} events lost (ring-buffer "
-                         "overrun)\n")
+    else:
+        if result.get("note"):
+            sys.stderr.write(f"tcpdoctor: {result['note']}\n")
+        if result["events_lost"]:
+            sys.stderr.write(f"tcpdoctor: {result['events_lost']:,} events lost (ring-buffer "
+                             "overrun)\n")
     return ExitCode.WARNING if result["events_lost"] else ExitCode.OK
 
 

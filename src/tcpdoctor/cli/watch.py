@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tcpdoctor.analysis.dimensions import WATCH_DIMENSIONS as DIMS
-from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
 
 if TYPE_CHECKING:
     from tcpdoctor.history.sampler import Sampler
@@ -31,10 +31,13 @@ if TYPE_CHECKING:
               type=click.Choice(DIMS),
               help="First grouping of the top table (g cycles through them).")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after N samples.")
+@click.option("--trace", "trace", is_flag=True,
+              help="Also read the kernel's TCP tracepoints all along (root): each sample's "
+                   "findings name the processes and rates seen since the one before.")
 @socket_options("watch")
 @threshold_options
 def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
-          count: int | None) -> None:
+          count: int | None, trace: bool) -> None:
     """Live view: states with rates and sparklines, top groups of the growing states,
     findings as they appear and clear.
 
@@ -50,11 +53,23 @@ def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
       tcpdoctor watch --count 30 > watch.log
       tcpdoctor watch --json | jq -c '{t: .taken_at, cw: .states.CLOSE_WAIT}'
       tcpdoctor watch --netns all        every namespace; g cycles to the netns grouping
+      sudo tcpdoctor watch --trace       findings name who opens and closes, per sample
     """
     from tcpdoctor.cli.history import sampler
+
+    if trace:
+        can_trace(sock)
+    taker = sampler(sock, thresholds, 5, trace=trace)
+    try:
+        _run(taker, sock, by, interval, count)
+    finally:
+        taker.close()
+
+
+def _run(taker: Sampler | SweepSampler, sock: SocketOptions, by: str, interval: float,
+         count: int | None) -> None:
     from tcpdoctor.render.watch import View
 
-    taker = sampler(sock, thresholds, 5)
     dims = tuple(d for d in DIMS if d != "process" or not sock.no_processes)
     if sock.all_netns:
         dims = (*dims, "netns")  # which namespace (pod, container) the sockets are in

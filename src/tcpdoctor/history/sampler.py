@@ -122,6 +122,9 @@ class Sampler:
         d = self.diagnoser()
         return Taken(self.point(d), d.sample.snap, d.report)
 
+    def close(self) -> None:
+        self.diagnoser.close()
+
     def points(self) -> list[Point]:
         """What record stores per sample (one Point; a sweep stores one per namespace)."""
         return [self.take().point]

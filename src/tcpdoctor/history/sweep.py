@@ -55,6 +55,9 @@ class SweepSampler:
                              _groups(rep.snap, self.top_n), _findings(rep)))
         return out
 
+    def close(self) -> None:
+        """Nothing to stop (a sweep does not trace)."""
+
     def take(self) -> Taken:
         """watch: the host as one sample (findings keyed by id and namespace)."""
         started, report, samples = self._sweep()

@@ -36,8 +36,33 @@ class EventBatch:
     def add(self, *values: int) -> None:
         self.rows += ROW.pack(*values)
 
+    def table(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.rows), dtype=ROW_DTYPE)
+
     def columns(self) -> dict[str, np.ndarray]:
         """The events as numpy columns, in time order (CPUs' buffers interleave)."""
-        table = np.frombuffer(bytes(self.rows), dtype=ROW_DTYPE)
-        table = table[np.argsort(table["ts"], kind="stable")]
-        return {name: np.ascontiguousarray(table[name]) for name, _, _ in EVENT_COLUMNS}
+        return columns(sort(self.table()))
+
+
+def sort(table: np.ndarray) -> np.ndarray:
+    return table[np.argsort(table["ts"], kind="stable")]
+
+
+def columns(table: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: np.ascontiguousarray(table[name]) for name, _, _ in EVENT_COLUMNS}
+
+
+class Reorder:
+    """Events handed on in time order across reads: those after the time up to which every
+    CPU's buffer has been read wait for the next read (another CPU may still hold older
+    ones)."""
+
+    def __init__(self) -> None:
+        self.held = np.empty(0, ROW_DTYPE)
+
+    def take(self, batch: EventBatch, before_ns: int | None) -> dict[str, np.ndarray]:
+        """The held and new events older than before_ns (all of them for None)."""
+        table = sort(np.concatenate([self.held, batch.table()]))
+        cut = len(table) if before_ns is None else int(np.searchsorted(table["ts"], before_ns))
+        self.held = table[cut:].copy()
+        return columns(table[:cut])

@@ -23,6 +23,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     out = [f"Traced {s['seconds']:.1f} s: {s['events']:,} events, {s['events_lost']:,} lost"
            + (f", {s['sockets_dropped']:,} sockets not followed (table full)"
               if s["sockets_dropped"] else "")]
+    if s.get("note"):
+        out.append(f"  Note: {s['note']}.")
     if s["events_lost"]:
         out.append("  Some events were lost (ring-buffer overrun): counts below are low.")
     for title, rows, key in (("Connections this host opened, by remote service",

@@ -113,7 +113,11 @@ def json_line(view: View, events: list[str]) -> str:
     assert view.last is not None
     p = view.last.point
     rates = {n: round(r, 3) for n in STATE_NAMES if (r := view.rate(n)) is not None}
-    return json.dumps({**p.as_json(), "rates_per_second": rates, "events": events})
+    # Summaries change while a finding stays (counts, and with --trace the processes and
+    # rates of the last interval): each line carries the current ones.
+    summaries = {fid: a.summary for fid, a in view.active.items()}
+    return json.dumps({**p.as_json(), "rates_per_second": rates, "events": events,
+                       "summaries": summaries})
 
 
 def screen(view: View, where: str, interval: float) -> Any:

@@ -19,6 +19,7 @@ from tcpdoctor.analysis.rules.common import (
     owners_by_listen_port,
     ports_text,
 )
+from tcpdoctor.analysis.rules.traced import traced_connects
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.model.tcp import (
     TCP_LISTEN,
@@ -174,14 +175,17 @@ def upstream(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     dests = top_destinations(ctx.snap, ss)
     procs = ctx.processes(ss)
+    traced = traced_connects(ctx, dests[0][0])
     return Found(
         sev,
         f"{n:,} connection attempts stuck in SYN_SENT towards {dests[0][0]}"
         + (f" and {len(dests) - 1} more" if len(dests) > 1 else "")
         + (f", from {names_of(procs)}" if procs else "")
-        + ": the destination does not answer (down, or SYNs filtered).",
+        + ": the destination does not answer (down, or SYNs filtered)."
+        + (f" Traced: {traced}." if traced else ""),
         {"syn_sent": n, "destinations": dict(dests), "distinct_remote_ips": distinct,
-         "tcp_syn_retries": ctx.sysctl_int("net.ipv4.tcp_syn_retries")},
+         "tcp_syn_retries": ctx.sysctl_int("net.ipv4.tcp_syn_retries"),
+         **({"traced_connects": traced} if traced else {})},
         [
             f"Check that {dests[0][0]} is up and reachable from here (routing, firewall, "
             "security groups).",

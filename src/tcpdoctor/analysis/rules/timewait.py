@@ -16,6 +16,7 @@ from tcpdoctor.analysis.rules.common import (
     server_side_tw,
     service_ports,
 )
+from tcpdoctor.analysis.rules.traced import traced_closer, traced_opener
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.model.tcp import (
     TCP_LISTEN,
@@ -41,13 +42,15 @@ def time_wait_server(ctx: Context, th: dict[str, float]) -> Found | None:
     where = "listening" if decided == "LISTEN rows" else "service"
     why = "" if decided == "LISTEN rows" else " (inferred: the input has no LISTEN rows)"
     who = f" ({names_of(procs)})" if procs else ""
+    traced = traced_closer(ctx, int(ports[0][0]))
     return Found(
         sev,
         f"{n:,} TIME_WAIT sockets sit on this host's {where} port(s) {ports_text(ports)}{why}"
-        f"{who}: the server closes each connection before its clients do.",
+        f"{who}: the server closes each connection before its clients do."
+        + (f" Traced: {traced}." if traced else ""),
         {"time_wait_server_side": n, "time_wait_total": ctx.count(in_state(ctx, TCP_TIME_WAIT)),
          "ports": {str(p): k for p, k in ports}, "tcp_max_tw_buckets": cap,
-         "service_ports_from": decided},
+         "service_ports_from": decided, **({"traced_closer": traced} if traced else {})},
         [
             "Keep connections open: enable HTTP keep-alive / persistent connections (e.g. nginx "
             "keepalive_timeout and keepalive_requests, upstream keepalive) so that one "
@@ -167,14 +170,3 @@ def tw_buckets(ctx: Context, th: dict[str, float]) -> Found | None:
         sockets=(ctx.snap.columns["state"] == TCP_TIME_WAIT)
         | (ctx.snap.columns["timer"] == TIMER_TIME_WAIT),
     )
-
-
-def traced_opener(ctx: Context, service: str) -> str:
-    """What `check --trace` saw of the connections to service: who opens them, how fast,
-    how long they live ("php-fpm opens 450/s to 10.0.0.5:3306, median lifetime 12 ms")."""
-    for r in (ctx.trace or {}).get("remote_services", []):
-        if r["service"] == service and r["processes"]:
-            comm = next(iter(r["processes"]))
-            return (f"{comm} opens {r['per_second']:,}/s to {service}, median lifetime "
-                    f"{r['lifetime_ms']['p50']:g} ms")
-    return ""

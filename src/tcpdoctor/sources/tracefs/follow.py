@@ -122,17 +122,23 @@ class Tracker:
     def __init__(self, comms: Comms | None = None) -> None:
         self.comms = comms or Comms()
         self.open: dict[int, list[Any]] = {}
+        self.rng = np.random.default_rng(0)
+        self.new_window()
+
+    def new_window(self) -> None:
+        """Start the sums afresh (`watch --trace`: one window per sample); the sockets
+        being followed are kept, so a connection across two windows counts in the second."""
         self.clients: dict[tuple[int, int, int], Service] = {}
         self.servers: dict[int, Service] = {}
         self.resets_sent: Counter[tuple[str, str]] = Counter()
         self.resets_received: Counter[str] = Counter()
         self.retransmits: Counter[str] = Counter()
         self.state_ns: Counter[int] = Counter()
+        self.connects: dict[tuple[int, int, int], Service] = {}  # connect() calls started
         self.dropped = 0
         self.events = 0
         self.first_ns = 0
         self.last_ns = 0
-        self.rng = np.random.default_rng(0)
 
     def feed(self, cols: dict[str, np.ndarray], reasons: dict[int, str]) -> None:
         n = int(cols["kind"].shape[0])
@@ -166,9 +172,7 @@ class Tracker:
         if rec is None:
             if new == TCP_SYN_SENT:
                 rec = [ts, "client", pid, "", 0, False, new, ts, False, None]
-                # Look the opener up now: a short-lived client may be gone by the close.
-                self.comms.name(pid)
-                self.comms.netns_of(pid)
+                self._started((dhi, dlo, dport), pid)
             elif new == TCP_SYN_RECV and old == TCP_LISTEN:
                 rec = [ts, "server", 0, "", 0, False, new, ts, False, None]
             else:
@@ -192,6 +196,19 @@ class Tracker:
             rec[CLOSER_PID] = pid
         elif new == TCP_CLOSE:
             self._done(self.open.pop(sk), ts, old)
+
+    def _started(self, dest: tuple[int, int, int], pid: int) -> None:
+        """A connect() (counted when it starts: one to a dead upstream may never end)."""
+        svc = self.connects.get(dest)
+        if svc is None:
+            if len(self.connects) >= MAX_KEYS:
+                dest = (0, 0, 0)
+            svc = self.connects.setdefault(dest, Service())
+        # Look the opener up now: a short-lived client may be gone by the close.
+        svc.opened += 1
+        svc.by_comm[self.comms.name(pid)] += 1
+        if pid > 0:
+            svc.netns[self.comms.netns_of(pid)] += 1
 
     def _done(self, rec: list[Any], ts: int, old: int) -> None:
         key = rec[KEY]
@@ -260,10 +277,28 @@ def summary(t: Tracker, seconds: float, lost: int, netns: int | None = None,
                               "received": round(sum(t.resets_received.values()) / seconds,
                                                 1)},
         "retransmits": [{"peer": p, "count": n} for p, n in t.retransmits.most_common(limit)],
+        "connects": _connects(t, seconds, keep, limit),
         "state_time_share": {_name(s): round(ns / total_state, 3)
                              for s, ns in sorted(t.state_ns.items(), key=lambda kv: -kv[1])},
     }
 
+
+
+def _connects(t: Tracker, seconds: float, keep: Callable[[Service], bool],
+              limit: int) -> list[dict[str, Any]]:
+    """connect() calls started per destination, and how many failed (refused or timed
+    out) before the trace ended."""
+    rows = sorted(((k, s) for k, s in t.connects.items() if keep(s)),
+                  key=lambda kv: -kv[1].opened)[:limit]
+    out = []
+    for dest, svc in rows:
+        done = t.clients.get(dest)
+        failed = dict(done.failed) if done else {}
+        out.append({"service": format_endpoint(*dest), "started": svc.opened,
+                    "per_second": round(svc.opened / seconds, 1),
+                    "processes": dict(svc.by_comm.most_common(5)), "failed": failed,
+                    "failed_per_second": round(sum(failed.values()) / seconds, 1)})
+    return out
 
 
 def _name(state: int) -> str:

@@ -87,6 +87,11 @@ def instance(events: tuple[str, ...] = EVENTS) -> Iterator[str]:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         _write(os.path.join(path, "buffer_size_kb"), str(BUFFER_KB))
+        # One clock for all CPUs, the one time.monotonic_ns() reads: the raw reader orders
+        # events across CPUs by it (the default "local" clock may differ between CPUs) and
+        # checks that it is set.
+        with contextlib.suppress(TcpDoctorError):
+            _write(os.path.join(path, "trace_clock"), "mono")
         for event in events:
             where = os.path.join(path, "events", event)
             if not os.path.isdir(where):
