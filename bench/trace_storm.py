@@ -53,9 +53,11 @@ def rss_mb(pid: int) -> float:
 
 
 def start_tracer(reader: str) -> subprocess.Popen[str]:
+    # SIGINT back to its default: a shell's `&` ignores it, and the child would inherit that.
     proc = subprocess.Popen([PY, "-m", "tcpdoctor", "trace", "--summary", "--json",
                              "--duration", "3600", "--reader", reader],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not os.path.exists(f"{INSTANCES}/tcpdoctor-{proc.pid}/tracing_on"):
         if proc.poll() is not None or time.monotonic() > deadline:
