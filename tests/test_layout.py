@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "tcpdoctor"
-BASE = {"tcpdoctor", "tcpdoctor.__version__", "tcpdoctor.errors", "tcpdoctor.status"}
+BASE = {"tcpdoctor", "tcpdoctor.__version__", "tcpdoctor.errors", "tcpdoctor.status",
+        "tcpdoctor.i18n"}
 INTERFACES = ("render", "cli", "exporter", "history", "lab")
 # What each layer may import from tcpdoctor (prefixes), besides BASE.
 ALLOWED = {
@@ -54,7 +55,8 @@ def imports(path: Path) -> list[tuple[int, str]]:
 
 
 def _allowed(module: str, prefixes: tuple[str, ...]) -> bool:
-    return module in BASE or any(module == p or module.startswith(p + ".") for p in prefixes)
+    return module in BASE or any(module == p or module.startswith(p + ".")
+                                 for p in (*prefixes, "tcpdoctor.i18n"))
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWED))

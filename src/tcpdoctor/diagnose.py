@@ -18,6 +18,7 @@ from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.host import HostReport
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.analysis.tune import Audit
+from tcpdoctor.i18n import Cat
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources import kstate
 from tcpdoctor.sources.live import LiveSample, sample
@@ -155,7 +156,8 @@ class Gathered:
     ehash: int
 
     def header(self, prefix: str = "tcpdoctor tune") -> str:
-        return f"{prefix} · {self.host} ({self.where}) · Linux {self.kernel} · {self.taken_at}"
+        return Cat(prefix, f" · {self.host} ({self.where}) · Linux {self.kernel} · "
+                           f"{self.taken_at}")
 
 
 def audit_sysctls(target: Target, audit_files: tuple[str, ...], interval: float) -> Gathered:

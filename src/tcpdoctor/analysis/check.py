@@ -12,6 +12,7 @@ from tcpdoctor.analysis.cost import summary
 from tcpdoctor.analysis.registry import NEEDS_REASONS, REGISTRY, Finding
 from tcpdoctor.analysis.severity import Severity, exit_code, worst
 from tcpdoctor.analysis.thresholds import Thresholds, defaults
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.status import ExitCode
 
@@ -96,9 +97,9 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
     findings.sort(key=lambda f: -f.severity.rank)
     notes = list(ctx.snap.notes) + (ctx.kernel.notes if ctx.kernel else [])
     if ctx.deltas is None and ctx.kernel is not None:
-        notes.append("counters sampled once (--interval 0): rate-based evidence "
-                     "(overflows, drops, cookies) was not measured" if live else
-                     "the input holds one reading of the kernel counters: rate-based "
-                     "evidence (overflows, drops, cookies) was not measured")
+        notes.append(Msg("counters sampled once (--interval 0): rate-based evidence (overflows, "
+                         "drops, cookies) was not measured") if live else
+                     Msg("the input holds one reading of the kernel counters: rate-based "
+                         "evidence (overflows, drops, cookies) was not measured"))
     cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
     return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live)

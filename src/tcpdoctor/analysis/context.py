@@ -10,13 +10,14 @@ import numpy as np
 
 from tcpdoctor.analysis.cost import SocketCost, socket_cost
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model import kernel_state
 from tcpdoctor.model.addresses import format_addr, format_endpoint, is_v4, prefix_masks
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 
-NOT_IN_INPUT = "not in the input"
+NOT_IN_INPUT = Msg("not in the input")
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Context:
     # Figures several rules derive from the same sockets, computed once (see service_ports).
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
     # What evidence says of a figure the input does not have (a rate of a pasted netstat).
-    missing: str = "not measured (--interval 0)"
+    missing: str = Msg("not measured (--interval 0)")
     # What `check --trace` saw during the sample (sources/tracefs/follow.summary's data).
     trace: dict[str, Any] | None = None
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
@@ -134,7 +135,7 @@ def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10) -> list[dict[str
             for i in order]
 
 
-KINDS = ("receive buffers", "send buffers", "socket objects")
+KINDS = (Msg("receive buffers"), Msg("send buffers"), Msg("socket objects"))
 
 
 def largest(snap: Snapshot, sc: SocketCost, limit: int = 3, mask: np.ndarray | None = None,
@@ -229,12 +230,15 @@ def human_bytes(n: float) -> str:
 
 def item_text(item: dict[str, Any]) -> str:
     """'1.7 GB in receive buffers of 3,000 CLOSE_WAIT sockets of java (pid 4242)'."""
-    owner = f" of {item['name']} (pid {item['pid']})" if item["pid"] >= 0 else ""
-    what = "objects" if item["what"] == "socket objects" else item["what"]
-    where = (f" on port {item['port']}" if "port" in item else
-             f" to {item['remote']}" if "remote" in item else "")
-    return (f"{human_bytes(item['bytes'])} in {what} of {item['sockets']:,} {item['state']} "
-            f"socket{'s' if item['sockets'] != 1 else ''}{where}{owner}")
+    owner = (Msg(" of {name} (pid {pid})", name=item["name"], pid=item["pid"])
+             if item["pid"] >= 0 else "")
+    what = Msg("objects") if item["what"] == "socket objects" else item["what"]
+    where = (Msg(" on port {port}", port=item["port"]) if "port" in item else
+             Msg(" to {remote}", remote=item["remote"]) if "remote" in item else "")
+    return Msg("{size} in {what} of {sockets:,} {state} socket{plural}{where}{owner}",
+               size=human_bytes(item["bytes"]), what=what, sockets=item["sockets"],
+               state=item["state"], plural="s" if item["sockets"] != 1 else "", where=where,
+               owner=owner)
 
 
 def summary(snap: Snapshot, kernel: KernelState | None, sc: SocketCost,

@@ -10,6 +10,7 @@ import numpy as np
 from tcpdoctor.analysis.cost import SocketCost
 from tcpdoctor.analysis.dimensions import GROUP_KEYS, HISTORY_DIMENSIONS, WATCH_DIMENSIONS
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr, is_v4, parse_addr, prefix_masks
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.snapshot import Snapshot
@@ -35,8 +36,9 @@ def parse_by(text: str) -> list[str]:
     keys = [k.strip().lower() for k in text.split(",") if k.strip()]
     bad = [k for k in keys if k not in GROUP_KEYS]
     if bad or not keys:
-        raise TcpDoctorError(f"--by: unknown grouping {', '.join(bad) or text!r} "
-                             f"(choose from {', '.join(GROUP_KEYS)})")
+        raise TcpDoctorError(Msg("--by: unknown grouping {join_bad_or_text!r} (choose from "
+                                 "{join_group_keys})", join_bad_or_text=', '.join(bad) or text,
+                                 join_group_keys=', '.join(GROUP_KEYS)))
     return list(dict.fromkeys(keys))
 
 
@@ -59,7 +61,7 @@ def key_columns(snap: Snapshot, key: str, prefix4: int, prefix6: int) -> list[np
         return [np.where(np.isin(c["sport"], snap.listening_ports()), c["sport"], c["dport"])]
     if key == "process":
         if "pid" not in c:
-            raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
+            raise TcpDoctorError(Msg("--by process needs owner lookup (drop --no-processes)"))
         return [c["pid"]]
     if key in ("netns", "pod"):
         ids = c.get("netns_id", np.zeros(len(snap), np.uint16))
@@ -97,7 +99,7 @@ def _format_key(snap: Snapshot, key: str, values: list[Any], prefix4: int,
 
 def owner_label(name: str | None, pid: int | None) -> str:
     """How every table, diff and view names a socket's owner: 'nginx[1234]', '(no owner)'."""
-    return f"{name}[{pid}]" if pid is not None and name is not None else "(no owner)"
+    return f"{name}[{pid}]" if pid is not None and name is not None else Msg("(no owner)")
 
 
 def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:
@@ -163,8 +165,9 @@ def filter_mask(snap: Snapshot, states: list[str] | None = None, ports: list[int
             try:
                 wanted[parse_state_name(s)] = True
             except ValueError:
-                raise TcpDoctorError(f"--state: unknown TCP state {s!r} (e.g. time-wait, "
-                                     "close-wait, established, non-established)") from None
+                raise TcpDoctorError(Msg("--state: unknown TCP state {s!r} (e.g. time-wait, "
+                                         "close-wait, established, non-established)",
+                                         s=s)) from None
         mask &= wanted[c["state"]]
     if ports:
         mask &= np.isin(c["sport"], ports) | np.isin(c["dport"], ports)
@@ -174,14 +177,15 @@ def filter_mask(snap: Snapshot, states: list[str] | None = None, ports: list[int
             try:
                 hi, lo, prefix = parse_addr(text)
             except ValueError:
-                raise TcpDoctorError(f"--ip: {text!r} is not an IP address or network") from None
+                raise TcpDoctorError(Msg("--ip: {text!r} is not an IP address or network",
+                                         text=text)) from None
             mhi, mlo = prefix_masks(prefix)
             hit |= (((c["raddr_hi"] & mhi) == np.uint64(hi))
                     & ((c["raddr_lo"] & mlo) == np.uint64(lo)))
         mask &= hit
     if pids:
         if "pid" not in c:
-            raise TcpDoctorError("--pid needs owner lookup (drop --no-processes)")
+            raise TcpDoctorError(Msg("--pid needs owner lookup (drop --no-processes)"))
         mask &= np.isin(c["pid"], pids)
     return mask
 

@@ -10,6 +10,7 @@ from tcpdoctor.analysis.check import SCHEMA, Report, run_rules
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import STATE_NAMES
@@ -51,7 +52,7 @@ class HostReport:
 
     def as_json(self, host: str, kernel: str, taken_at: str) -> dict[str, Any]:
         return {
-            "schema": SCHEMA, "source": "netlink (every namespace)", "host": host,
+            "schema": SCHEMA, "source": Msg("netlink (every namespace)"), "host": host,
             "kernel": kernel, "netns": "all", "taken_at": taken_at, **self.totals(),
             "namespaces": self.summary(),
             "findings": [{**f.as_json(), **w} for w, f in self.findings()],

@@ -17,17 +17,18 @@ import numpy as np
 
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.i18n import Msg
 
 # Inputs a rule may need; a rule whose needs are not met is skipped with the reason.
 NEEDS_REASONS = {
-    "owners": "process owners were not looked up (--no-processes or unavailable)",
-    "info": "no tcp_info (procfs source or a text dump without it)",
-    "kernel": "no kernel figures (sockstat, counters, sysctls) for this input",
-    "sysctls": "sysctl values unavailable for this input",
-    "buffers": "no per-socket buffer memory (skmem: the netlink source, or `ss -m` in a "
-               "capture)",
-    "fds": "per-process open-file counts unavailable (owner scan skipped, or offline input)",
-    "trace": "needs the kernel's tracepoints: run `check --trace SECONDS` as root",
+    "owners": Msg("process owners were not looked up (--no-processes or unavailable)"),
+    "info": Msg("no tcp_info (procfs source or a text dump without it)"),
+    "kernel": Msg("no kernel figures (sockstat, counters, sysctls) for this input"),
+    "sysctls": Msg("sysctl values unavailable for this input"),
+    "buffers": Msg("no per-socket buffer memory (skmem: the netlink source, or `ss -m` in a "
+                   "capture)"),
+    "fds": Msg("per-process open-file counts unavailable (owner scan skipped, or offline input)"),
+    "trace": Msg("needs the kernel's tracepoints: run `check --trace SECONDS` as root"),
 }
 
 
@@ -104,12 +105,15 @@ def rule(rule_id: str, title: str, needs: tuple[str, ...] = (),
          **defaults: float) -> Callable[[RuleFn], RuleFn]:
     unknown = set(needs) - set(NEEDS_REASONS)
     if unknown:
-        raise ValueError(f"rule {rule_id}: unknown needs {sorted(unknown)}")
+        raise ValueError(Msg("rule {rule_id}: unknown needs {sorted_unknown}", rule_id=rule_id,
+                             sorted_unknown=sorted(unknown)))
 
     def register(fn: RuleFn) -> RuleFn:
         if rule_id in REGISTRY:
-            raise ValueError(f"rule id {rule_id} registered twice "
-                             f"({REGISTRY[rule_id].fn.__module__} and {fn.__module__})")
+            raise ValueError(Msg("rule id {rule_id} registered twice "
+                                 "({registry_rule_id_fn___mo} and {fn___module})", rule_id=rule_id,
+                                 registry_rule_id_fn___mo=REGISTRY[rule_id].fn.__module__,
+                                 fn___module=fn.__module__))
         REGISTRY[rule_id] = Rule(rule_id, title, frozenset(needs), dict(defaults), fn,
                                  " ".join((fn.__doc__ or "").split()))
         return fn

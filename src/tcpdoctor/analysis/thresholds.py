@@ -9,6 +9,7 @@ from typing import Any
 from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers the rules)
 from tcpdoctor.analysis.registry import REGISTRY
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 
 Thresholds = dict[str, dict[str, float]]
 
@@ -23,28 +24,33 @@ def resolve(config: Mapping[str, Any] | None = None, overrides: tuple[str, ...] 
     th = defaults()
     tables = (config or {}).get("thresholds", {})
     if not isinstance(tables, Mapping):
-        raise TcpDoctorError(f"{config_name}: [thresholds] must be a table of rule tables")
+        raise TcpDoctorError(Msg("{config_name}: [thresholds] must be a table of rule tables",
+                                 config_name=config_name))
     for rid, values in tables.items():
         if not isinstance(values, Mapping):
-            raise TcpDoctorError(f"{config_name}: [thresholds.{rid}] must be a table")
+            raise TcpDoctorError(Msg("{config_name}: [thresholds.{rid}] must be a table",
+                                     config_name=config_name, rid=rid))
         for key, value in values.items():
             _set(th, rid, key, value, config_name)
     for item in overrides:
         name, sep, value = item.partition("=")
         rid, dot, key = name.partition(".")
         if not sep or not dot:
-            raise TcpDoctorError(f"--threshold: expected RULE_ID.key=value, got {item!r}")
+            raise TcpDoctorError(Msg("--threshold: expected RULE_ID.key=value, got {item!r}",
+                                     item=item))
         _set(th, rid, key, value, "--threshold")
     return th
 
 
 def _set(th: Thresholds, rid: str, key: str, value: Any, where: str) -> None:
     if rid not in th:
-        raise TcpDoctorError(f"{where}: unknown rule {rid!r}")
+        raise TcpDoctorError(Msg("{where}: unknown rule {rid!r}", where=where, rid=rid))
     if key not in th[rid]:
         known = ", ".join(th[rid]) or "none"
-        raise TcpDoctorError(f"{where}: rule {rid} has no threshold {key!r} (known: {known})")
+        raise TcpDoctorError(Msg("{where}: rule {rid} has no threshold {key!r} (known: {known})",
+                                 where=where, rid=rid, key=key, known=known))
     try:
         th[rid][key] = float(value)
     except (TypeError, ValueError):
-        raise TcpDoctorError(f"{where}: {rid}.{key} must be a number, got {value!r}") from None
+        raise TcpDoctorError(Msg("{where}: {rid}.{key} must be a number, got {value!r}",
+                                 where=where, rid=rid, key=key, value=value)) from None

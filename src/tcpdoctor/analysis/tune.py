@@ -4,7 +4,7 @@ evidence of the current snapshot, judged against the knowledge table."""
 from __future__ import annotations
 
 import re
-import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,8 @@ from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers UNSAFE_
 from tcpdoctor.analysis.registry import REGISTRY, Finding, Found
 from tcpdoctor.analysis.severity import Severity, exit_code, worst
 from tcpdoctor.analysis.sysctl_kb import BY_KEY, KNOBS, Knob, harmful, safe_value
+from tcpdoctor.i18n import Msg
+from tcpdoctor.i18n.width import fill
 from tcpdoctor.model.kernel_state import Setting
 from tcpdoctor.status import ExitCode
 
@@ -59,8 +61,10 @@ def _judge(knob: Knob, current: str | None, cfg: Setting | None, release: tuple[
                   cfg.where if cfg else None)
     harm = harmful(knob, configured, ehash) or harmful(knob, current, ehash)
     if current is None and cfg is not None and knob.removed_in and release >= knob.removed_in:
-        harm = harm or ("warning", f"removed in Linux {knob.removed_in[0]}."
-                        f"{knob.removed_in[1]}: remove the line.")
+        harm = harm or ("warning", Msg("removed in Linux "
+                                       "{knob_removed_in_0}.{knob_removed_in_1}: remove the "
+                                       "line.", knob_removed_in_0=knob.removed_in[0],
+                                       knob_removed_in_1=knob.removed_in[1]))
     if harm:
         entry.severity, entry.why = harm
         # A key this kernel does not have (tcp_tw_recycle since 4.12) has no value to set:
@@ -90,14 +94,15 @@ def audit(current: dict[str, str | None], configured: dict[str, Setting],
     for f in findings:
         for rec in f.sysctl:
             evidence.setdefault(rec["key"], (str(rec["recommended"]),
-                                             f"{rec['why']} Evidence: {f.id}."))
+                                             Msg("{rec_why} Evidence: {f_id}.", rec_why=rec['why'],
+                                                 f_id=f.id)))
     entries = [_judge(k, current.get(k.key), configured.get(k.key), ver, ehash, evidence)
                for k in KNOBS if current.get(k.key) is not None or k.key in configured]
     for key, s in configured.items():
         if key not in BY_KEY and exists is not None and not exists.get(key, True):
             entries.append(Entry(key, None, s.value, None,
-                                 "unknown to this kernel (removed or misspelled): sysctl "
-                                 "--system reports an error for it. Remove the line.",
+                                 Msg("unknown to this kernel (removed or misspelled): sysctl "
+                                     "--system reports an error for it. Remove the line."),
                                  "warning", s.where))
     unsafe = unsafe_finding(entries)
     kept = [f for f in findings if f.sysctl and f.id != "UNSAFE_SYSCTL"]
@@ -110,15 +115,15 @@ def unsafe_finding(entries: list[Entry]) -> Finding | None:
     if not bad:
         return None
     configured = [e for e in bad if e.configured_at]
-    actions = []
+    actions: list[str] = []
     if configured:
-        actions.append("Remove or fix these lines: " + "; ".join(
+        actions.append(Msg("Remove or fix these lines: ") + "; ".join(
             f"{e.configured_at}: {e.key} = {e.configured}" for e in configured) + ".")
-    actions.append("Then apply the recommended values (`tcpdoctor tune --apply`, undone by "
-                   "`tcpdoctor tune --rollback`).")
+    actions.append(Msg("Then apply the recommended values (`tcpdoctor tune --apply`, undone by "
+                       "`tcpdoctor tune --rollback`)."))
     found = Found(
         worst(e.severity for e in bad) or Severity.WARNING,
-        f"{len(bad)} harmful, obsolete or unknown setting(s): "
+        Msg("{len_bad} harmful, obsolete or unknown setting(s): ", len_bad=len(bad))
         + ", ".join(f"{e.key.split('.')[-1]}={e.configured or e.current}" for e in bad) + ".",
         {"settings": {e.key: {"current": e.current, "configured": e.configured,
                               "at": e.configured_at, "why": e.why} for e in bad}},
@@ -142,18 +147,23 @@ def dropin_values(audit_result: Audit, netns: bool) -> dict[str, str]:
     return out
 
 
-def dropin_text(audit_result: Audit, values: dict[str, str], header: str) -> str:
+def dropin_text(audit_result: Audit, values: dict[str, str], header: str,
+                say: Callable[[str], str] = str) -> str:
+    """The sysctl.d drop-in: the values, each with why as a comment in the language `say`
+    speaks (English by default: the JSON output carries this one)."""
     why = {e.key: e for e in audit_result.entries}
-    lines = [f"# {line}" for line in header.splitlines()]
-    lines.append("# Undo with `tcpdoctor tune --rollback` (same --write/--netns).")
+    lines = [f"# {line}" for line in say(header).splitlines()]
+    lines.append(say(Msg("# Undo with `tcpdoctor tune --rollback` (same --write/--netns).")))
     for key, value in values.items():
         e = why.get(key)
-        note = f"now {e.current}. {e.why}" if e else "set with --set."
-        lines += ["#", *textwrap.wrap(f"{key}: {note}", 76, initial_indent="# ",
-                                      subsequent_indent="#   "), f"{key} = {value}"]
+        note = (Msg("now {current}. {why}", current=e.current, why=e.why) if e
+                else Msg("set with --set."))
+        lines += ["#", *fill(f"{key}: {say(note)}", 76, "# ", "#   ", True).split("\n"),
+                  f"{key} = {value}"]
     stale = [e for e in audit_result.entries if e.configured_at and e.severity in
              ("warning", "critical")]
     if stale:
-        lines += ["#", "# Also remove these lines elsewhere (they override or break this file):"]
+        lines += ["#", say(Msg("# Also remove these lines elsewhere (they override or break "
+                               "this file):"))]
         lines += [f"#   {e.configured_at}: {e.key} = {e.configured}" for e in stale]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,8 @@ import click
 
 from tcpdoctor import __version__
 from tcpdoctor.cli.exit import run
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import LANGUAGES, Msg, _, choose, language, set_language
 
 # Command -> the module that defines it. A command's module (and what it imports) is loaded
 # only when that command runs: start-up costs only what the command uses.
@@ -31,7 +33,7 @@ class DefaultGroup(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(f"tcpdoctor.cli.{COMMANDS[cmd_name]}")
-        return next(c for c in module.COMMANDS if c.name == cmd_name)
+        return localize(next(c for c in module.COMMANDS if c.name == cmd_name))
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         completing = ctx.resilient_parsing  # shell completion lists the commands instead
@@ -62,6 +64,10 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
               help="Show the version, the kernel and the source it would read, and exit.")
+@click.option("--lang", type=click.Choice(sorted(LANGUAGES)), expose_value=False,
+              help="Language of the text for people: zh (Chinese) or en (English); also "
+                   "TCPDOCTOR_LANG, then LANG and the other locale variables. Works before "
+                   "or after any command. JSON output is the same in every language.")
 def cli() -> None:
     """Find out why this server's TCP connections are exploding, and how to fix it.
 
@@ -76,7 +82,61 @@ def cli() -> None:
     """
 
 
+def take_lang(args: list[str]) -> tuple[str | None, list[str]]:
+    """--lang VALUE (or --lang=VALUE), wherever it is on the command line, taken out of it:
+    the language must be known before click writes a word (--help, its errors)."""
+    rest: list[str] = []
+    lang = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg == "--lang" or arg.startswith("--lang="):
+            if arg == "--lang":
+                if i + 1 >= len(args):
+                    raise TcpDoctorError(Msg("--lang needs a value: {choices}",
+                                             choices=_choices()))
+                value, i = args[i + 1], i + 1
+            else:
+                value = arg.split("=", 1)[1]
+            if value not in LANGUAGES:
+                raise TcpDoctorError(Msg("--lang {value}: unknown language; choose one of "
+                                         "{choices}", value=value, choices=_choices()))
+            lang = value
+        else:
+            rest.append(arg)
+        i += 1
+    return lang, rest
+
+
+def _choices() -> str:
+    return ", ".join(f"{code} ({name})" for code, name in sorted(LANGUAGES.items()))
+
+
+def localize(command: click.Command) -> click.Command:
+    """The command's help texts in the chosen language (click prints them as given)."""
+    if language() == "en" or getattr(command, "_localized", False):
+        return command
+    command.help = _(command.help) if command.help else command.help
+    command.short_help = _(command.short_help) if command.short_help else None
+    for param in command.params:
+        if isinstance(param, click.Option) and param.help:
+            param.help = _(param.help)
+    command._localized = True  # type: ignore[attr-defined]
+    return command
+
+
+def start(argv: list[str] | None) -> int | None:
+    lang, args = take_lang(list(sys.argv[1:] if argv is None else argv))
+    set_language(choose(lang))
+    localize(cli)
+    result: int | None = cli.main(args=args, prog_name="tcpdoctor", standalone_mode=False)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit codes follow docs/spec.md (0/1/2 health, 3 = could
     not run)."""
-    sys.exit(run(lambda: cli.main(args=argv, prog_name="tcpdoctor", standalone_mode=False)))
+    sys.exit(run(lambda: start(argv)))

@@ -8,6 +8,7 @@ import click
 
 from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg, _f
 from tcpdoctor.status import ExitCode
 
 
@@ -58,8 +59,8 @@ def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCod
     report, _ = diagnose_all(sock.target(sweep=True), "all", thresholds, interval)
     host, kernel = socket.gethostname(), os.uname().release
     return _emit_host(report, sock.as_json, host, kernel, taken,
-                      f"tcpdoctor check · {host} (every network namespace) · Linux {kernel}"
-                      f" · {taken}")
+                      _f("tcpdoctor check · {host} (every network namespace) · Linux {kernel} · "
+                         "{taken}", host=host, kernel=kernel, taken=taken))
 
 
 def _emit_host(report: Any, as_json: bool, host: str, kernel: str, taken: str,
@@ -127,8 +128,8 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
         from tcpdoctor.analysis.host import split
 
         return _emit_host(split(snap, kernel, thresholds), as_json, snap.host, snap.kernel,
-                          snap.taken_at, f"tcpdoctor analyze · {files[0]} (every network "
-                          "namespace)")
+                          snap.taken_at, _f("tcpdoctor analyze · {file} (every network "
+                                            "namespace)", file=files[0]))
     return emit_report(run_rules(Context.saved(snap, kernel), thresholds), as_json)
 
 
@@ -144,8 +145,9 @@ def _emit_captures(captures: list[Any], saved: Any, thresholds: Any,
         require_sockets(snap)
     (first, k1, _), (last, k2, _) = captures[0], captures[-1]
     report = run_rules(Context.saved(last, saved or k2), thresholds)
-    report.notes.insert(0, f"the file holds {len(captures)} captures, one after the other: "
-                        f"this report is of the last; it is compared with the first below")
+    report.notes.insert(0, Msg("the file holds {n} captures, one after the other: this "
+                               "report is of the last; it is compared with the first below",
+                               n=len(captures)))
     change = compare((first, saved or k1), (last, saved or k2))
     code = report.exit_code()
     if any(s.unparsed for s, _, _ in captures):
@@ -163,7 +165,8 @@ def _emit_captures(captures: list[Any], saved: Any, thresholds: Any,
         from tcpdoctor.render.report import render
 
         render(report)
-        sys.stdout.write(f"\nFirst capture against the last ({len(captures)} in the file):\n")
+        sys.stdout.write("\n" + _f("First capture against the last ({n} in the file):",
+                                   n=len(captures)) + "\n")
         sys.stdout.write(render_text(change))
     return code
 
@@ -171,8 +174,9 @@ def _emit_captures(captures: list[Any], saved: Any, thresholds: Any,
 def require_sockets(snap: Any) -> Any:
     """A saved input of which no line could be read is exit 3, not an empty report."""
     if snap.unparsed and not snap.count():
-        raise TcpDoctorError(f"no TCP socket could be read: {snap.unparsed:,} line(s) not "
-                             f"understood ({'; '.join(snap.notes)})")
+        raise TcpDoctorError(Msg("no TCP socket could be read: {snap_unparsed:,} line(s) not "
+                                 "understood ({join_snap_notes})", snap_unparsed=snap.unparsed,
+                                 join_snap_notes='; '.join(snap.notes)))
     return snap
 
 

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from tcpdoctor.i18n import _f
+
 
 @click.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
@@ -40,7 +42,8 @@ def collect(output: str | None) -> None:
     from tcpdoctor.system.atomic import atomic_write_bytes
 
     atomic_write_bytes(output, text.encode(), mode=0o755)
-    sys.stderr.write(f"wrote {output}: run it on the server with `sudo sh {output}`\n")
+    sys.stderr.write(_f("wrote {path}: run it on the server with `sudo sh {path}`",
+                        path=output) + "\n")
 
 
 COMMANDS = (collect,)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import _f, tr
 from tcpdoctor.status import ExitCode
 
 
@@ -17,13 +18,15 @@ def run(invoke: Callable[[], int | None]) -> int:
     try:
         code = invoke()
     except TcpDoctorError as exc:
-        sys.stderr.write(f"tcpdoctor: {exc}\n")
+        said = exc.args[0] if len(exc.args) == 1 else str(exc)
+        sys.stderr.write(f"tcpdoctor: {tr(said)}\n")
         return ExitCode.UNKNOWN
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:  # one line, like every other error
         where = exc.ctx.command_path if exc.ctx else "tcpdoctor"
-        sys.stderr.write(f"tcpdoctor: {exc.format_message()} (see {where} --help)\n")
+        sys.stderr.write(f"tcpdoctor: {exc.format_message()} "
+                         + _f("(see {command} --help)", command=where) + "\n")
         return ExitCode.UNKNOWN
     except click.ClickException as exc:
         sys.stderr.write(f"tcpdoctor: {exc.format_message()}\n")
@@ -37,7 +40,7 @@ def run(invoke: Callable[[], int | None]) -> int:
     except Exception as exc:  # a bug: one line, the traceback only on request
         if os.environ.get("TCPDOCTOR_DEBUG"):
             raise
-        sys.stderr.write(f"tcpdoctor: internal error: {type(exc).__name__}: {exc} "
-                         "(set TCPDOCTOR_DEBUG=1 for a traceback)\n")
+        sys.stderr.write(_f("tcpdoctor: internal error: {kind}: {exc} (set TCPDOCTOR_DEBUG=1 "
+                            "for a traceback)", kind=type(exc).__name__, exc=exc) + "\n")
         return ExitCode.UNKNOWN
     return ExitCode.OK if code is None else int(code)

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+from tcpdoctor.i18n import Msg
 
 
 @click.command()
@@ -61,8 +62,8 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
 
     sweep = all_netns or "all" in sock.netns
     if sweep and len(sock.netns) > int("all" in sock.netns):
-        raise TcpDoctorError("--all-netns (--netns all) already covers every namespace: "
-                             "drop the other --netns options")
+        raise TcpDoctorError(Msg("--all-netns (--netns all) already covers every namespace: "
+                                 "drop the other --netns options"))
     owners = processes and not sock.no_processes
     base = sock.target(owners=owners, sweep=sweep)
     # pod:/container: selectors resolve to their namespace's path, one by one.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from tcpdoctor.i18n import _f
+
 
 @click.command()
 @click.argument("scenario", required=False)
@@ -38,8 +40,8 @@ def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
         from tcpdoctor.lab.net import cleanup as remove_leftovers
 
         removed = remove_leftovers()
-        sys.stdout.write(f"removed {len(removed)} namespace(s){': ' if removed else ''}"
-                         f"{' '.join(removed)}\n")
+        sys.stdout.write(_f("removed {n} namespace(s)", n=len(removed))
+                         + (": " + " ".join(removed) if removed else "") + "\n")
         return
 
     if list_all or scenario is None:

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.sources.target import SOURCES, Target
 
 F = Callable[..., Any]
@@ -58,8 +59,9 @@ class SocketOptions:
         spec = netns if netns is not None else self.one_netns
         if spec == "all":
             if not sweep:
-                raise TcpDoctorError("--netns all: this command reads one namespace ("
-                                     f"{', '.join(SWEEPING)} read them all); use --netns NAME")
+                raise TcpDoctorError(Msg("--netns all: this command reads one namespace "
+                                         "({join_sweeping} read them all); use --netns NAME",
+                                         join_sweeping=', '.join(SWEEPING)))
             spec = None
         elif spec is not None and spec.startswith(("pod:", "container:")):
             spec = _resolve_selector(spec)
@@ -122,7 +124,7 @@ def can_trace(sock: SocketOptions) -> None:
     """--trace (check, watch): one namespace, root and tracefs, or exit 3 with the reason
     before anything is sampled."""
     if sock.all_netns:
-        raise TcpDoctorError("--trace goes with one namespace (--netns NAME), not all")
+        raise TcpDoctorError(Msg("--trace goes with one namespace (--netns NAME), not all"))
     from tcpdoctor.sources.tracefs.instance import tracefs_root
 
     tracefs_root()
@@ -134,8 +136,10 @@ def _resolve_selector(spec: str) -> str:
 
     hit = namespaces.select(namespaces.discover(), spec)
     if len(hit) > 1:
-        raise TcpDoctorError(f"--netns {spec}: {len(hit)} namespaces match ("
-                             f"{', '.join(n.label for n in hit[:5])}); be more specific")
+        raise TcpDoctorError(Msg("--netns {spec}: {len_hit} namespaces match "
+                                 "({join_n_label_for_n_in_hi}); be more specific", spec=spec,
+                                 len_hit=len(hit),
+                                 join_n_label_for_n_in_hi=', '.join(n.label for n in hit[:5])))
     return namespaces.entry_path(hit[0])
 
 
@@ -145,7 +149,8 @@ def _refuse_unused(sock: SocketOptions, why: dict[str, str]) -> None:
             "--no-processes": sock.no_processes}
     for opt, reason in why.items():
         if used[opt]:
-            raise TcpDoctorError(f"{opt}: not used by this command: {reason}")
+            raise TcpDoctorError(Msg("{opt}: not used by this command: {reason}", opt=opt,
+                                     reason=reason))
 
 
 def threshold_options(fn: F) -> F:
@@ -192,5 +197,6 @@ def load_thresholds(config: str | None, overrides: tuple[str, ...]) -> Any:
         except OSError as exc:
             raise TcpDoctorError(f"{config}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise TcpDoctorError(f"{config}: not valid TOML ({exc})") from None
+            raise TcpDoctorError(Msg("{config}: not valid TOML ({exc})", config=config,
+                                     exc=exc)) from None
     return resolve(data, overrides, config or "config")

@@ -9,6 +9,7 @@ import click
 
 from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg, _, _f, tr
 from tcpdoctor.status import ExitCode
 
 if TYPE_CHECKING:
@@ -71,9 +72,10 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
         if as_csv:
             tables.states_csv(summary, priced if cost else None)
         else:
-            where = "every network namespace" if sock.all_netns else t.where
-            tables.states_table(summary, f"TCP sockets on {snap.host} ({where}, "
-                                f"{snap.source})", priced if cost else None)
+            where = _("every network namespace") if sock.all_netns else tr(t.where)
+            tables.states_table(summary, _f("TCP sockets on {host} ({where}, {source})",
+                                            host=snap.host, where=where, source=snap.source),
+                                priced if cost else None)
             if spaces:
                 tables.spaces_table(spaces["namespaces"])
     notes(snap.notes)
@@ -86,8 +88,8 @@ def _priced(snap: Snapshot, target: Target) -> SocketCost:
 
     kernel = read_kernel(target, with_sysctls=False)
     if not kernel.slab:
-        snap.notes.append("socket object sizes unknown (/proc/slabinfo needs root): memory "
-                          "counts buffers only")
+        snap.notes.append(Msg("socket object sizes unknown (/proc/slabinfo needs root): memory "
+                              "counts buffers only"))
     return socket_cost(snap, kernel)
 
 
@@ -134,7 +136,7 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
     keys = groups.parse_by(by)
     p4, p6 = _parse_prefix(prefix)
     if "process" in keys and sock.no_processes:
-        raise TcpDoctorError("--by process needs owner lookup (drop --no-processes)")
+        raise TcpDoctorError(Msg("--by process needs owner lookup (drop --no-processes)"))
     want_owner = ("process" in keys or bool(pids)) and not sock.no_processes
     t = sock.target(owners=want_owner, sweep=True)
     if sock.all_netns:
@@ -154,8 +156,9 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
         if as_csv:
             tables.groups_csv(result)
         else:
-            tables.groups_table(result, f"Top {limit} by {', '.join(keys)} "
-                                        f"({result.total:,} sockets matched)")
+            tables.groups_table(result, _f("Top {n} by {keys} ({total:,} sockets matched)",
+                                           n=limit, keys=", ".join(_(k) for k in keys),
+                                           total=result.total))
     notes(snap.notes)
 
 
@@ -184,7 +187,7 @@ def snapshot(sock: SocketOptions, output: str) -> None:
         from tcpdoctor.sources.live import read_kernel
 
         snap = sweep.merged(t, "all", info=True)
-        snap.notes.append("kernel figures (counters, sysctls) are the host namespace's")
+        snap.notes.append(Msg("kernel figures (counters, sysctls) are the host namespace's"))
         got = LiveSample(snap, read_kernel(t), None, 0.0, None)
     else:
         got = sample(t, 0.0)
@@ -193,7 +196,8 @@ def snapshot(sock: SocketOptions, output: str) -> None:
         emit_json({"schema": 1, "path": output, "sockets": got.snap.count(),
                    "source": got.snap.source, "netns": got.snap.netns})
     else:
-        sys.stderr.write(f"wrote {got.snap.count():,} sockets to {output}\n")
+        sys.stderr.write(_f("wrote {n:,} sockets to {path}", n=got.snap.count(), path=output)
+                         + "\n")
     notes(got.snap.notes)
 
 
@@ -218,7 +222,7 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> ExitCode:
     from tcpdoctor.sources import offline
 
     a, b = offline.load(before), offline.load(after)
-    for snap, _, _ in (a, b):
+    for snap, *_rest in (a, b):
         require_sockets(snap)
     result = compare((a[0], a[1]), (b[0], b[1]), limit)
     if as_json:
@@ -238,9 +242,11 @@ def _parse_prefix(text: str) -> tuple[int, int]:
     try:
         p4, p6 = (int(x) for x in text.split(","))
     except ValueError:
-        raise TcpDoctorError(f"--prefix: expected IPV4,IPV6 prefix lengths, got {text!r}") from None
+        raise TcpDoctorError(Msg("--prefix: expected IPV4,IPV6 prefix lengths, got {text!r}",
+                                 text=text)) from None
     if not (0 <= p4 <= 32 and 0 <= p6 <= 128):
-        raise TcpDoctorError(f"--prefix: lengths out of range in {text!r} (0-32, 0-128)")
+        raise TcpDoctorError(Msg("--prefix: lengths out of range in {text!r} (0-32, 0-128)",
+                                 text=text))
     return p4, p6
 
 

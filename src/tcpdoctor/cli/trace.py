@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from tcpdoctor.i18n import _f, tr
 from tcpdoctor.status import ExitCode
 
 
@@ -72,10 +73,10 @@ def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | 
             sys.stdout.write("\n".join(summary_lines(result)) + "\n")
     else:
         if result.get("note"):
-            sys.stderr.write(f"tcpdoctor: {result['note']}\n")
+            sys.stderr.write(f"tcpdoctor: {tr(result['note'])}\n")
         if result["events_lost"]:
-            sys.stderr.write(f"tcpdoctor: {result['events_lost']:,} events lost (ring-buffer "
-                             "overrun)\n")
+            sys.stderr.write("tcpdoctor: " + _f("{n:,} events lost (ring-buffer overrun)",
+                                                n=result["events_lost"]) + "\n")
     return ExitCode.WARNING if result["events_lost"] else ExitCode.OK
 
 

@@ -17,6 +17,7 @@ import click
 
 from tcpdoctor.analysis.dimensions import WATCH_DIMENSIONS as DIMS
 from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
+from tcpdoctor.i18n import _, tr
 
 if TYPE_CHECKING:
     from tcpdoctor.history.sampler import Sampler
@@ -75,7 +76,7 @@ def _run(taker: Sampler | SweepSampler, sock: SocketOptions, by: str, interval: 
         dims = (*dims, "netns")  # which namespace (pod, container) the sockets are in
     view = View(dims, dims.index(by) if by in dims else 0)
     if sys.stdout.isatty() and sys.stdin.isatty() and not sock.as_json:
-        where = "every namespace" if sock.all_netns else sock.one_netns or "host"
+        where = _("every namespace") if sock.all_netns else sock.one_netns or _("host")
         run_terminal(taker, view, interval, where, count)
     else:
         run_lines(taker, view, interval, count, sock.as_json)
@@ -108,7 +109,7 @@ def cbreak(fd: int) -> Iterator[None]:
 
 
 def read_key(fd: int, timeout: float) -> str | None:
-    ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+    ready, _writable, _failed = select.select([fd], [], [], max(0.0, timeout))
     if not ready:
         return None
     data = os.read(fd, 1)
@@ -159,7 +160,7 @@ def run_lines(sampler: Sampler | SweepSampler, view: View, interval: float, coun
         else:
             sys.stdout.write(line(view) + "\n")
             for e in events:
-                sys.stdout.write(e + "\n")
+                sys.stdout.write(f"{tr(e)}\n")
         sys.stdout.flush()
         if count is not None and taken >= count:
             break

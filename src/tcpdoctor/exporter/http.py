@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request
 INDEX = (b"<html><head><title>tcpdoctor exporter</title></head><body><h1>tcpdoctor exporter"
@@ -81,13 +82,14 @@ def _dummy_hash(users: dict[str, bytes]) -> bytes:
 def _users(data: dict[str, Any], path: str) -> dict[str, bytes]:
     users = data.get("basic_auth_users") or {}
     if not isinstance(users, dict):
-        raise TcpDoctorError(f"{path}: basic_auth_users must map user names to bcrypt hashes")
+        raise TcpDoctorError(Msg("{path}: basic_auth_users must map user names to bcrypt hashes",
+                                 path=path))
     for user, hashed in users.items():
         if not isinstance(user, str) or not isinstance(hashed, str) \
                 or not BCRYPT.fullmatch(hashed):
-            raise TcpDoctorError(f"{path}: basic_auth_users: the value for {user!r} is not a "
-                                 "bcrypt hash ($2y$10$... as htpasswd -nbBC 10 USER PASS "
-                                 "prints)")
+            raise TcpDoctorError(Msg("{path}: basic_auth_users: the value for {user!r} is not a "
+                                     "bcrypt hash ($2y$10$... as htpasswd -nbBC 10 USER PASS "
+                                     "prints)", path=path, user=user))
     return {u: h.encode() for u, h in users.items()}
 
 
@@ -97,8 +99,8 @@ def _tls(data: dict[str, Any], path: str) -> ssl.SSLContext | None:
         return None
     if not isinstance(cfg, dict) or not all(
             isinstance(cfg.get(k), str) for k in ("cert_file", "key_file")):
-        raise TcpDoctorError(f"{path}: tls_server_config must hold cert_file and key_file "
-                             "paths")
+        raise TcpDoctorError(Msg("{path}: tls_server_config must hold cert_file and key_file "
+                                 "paths", path=path))
     try:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -107,7 +109,7 @@ def _tls(data: dict[str, Any], path: str) -> ssl.SSLContext | None:
             tls.load_verify_locations(str(cfg["client_ca_file"]))
             tls.verify_mode = ssl.CERT_REQUIRED
     except (OSError, ssl.SSLError) as exc:
-        raise TcpDoctorError(f"{path}: tls_server_config: {exc}") from None
+        raise TcpDoctorError(Msg("{path}: tls_server_config: {exc}", path=path, exc=exc)) from None
     return tls
 
 
@@ -118,8 +120,8 @@ def load_web_config(path: str | None) -> WebConfig:
     try:
         import yaml
     except ImportError:
-        raise TcpDoctorError("--web-config-file needs PyYAML and bcrypt: "
-                             "pip install 'tcpdoctor[exporter]'") from None
+        raise TcpDoctorError(Msg("--web-config-file needs PyYAML and bcrypt: pip install "
+                                 "'tcpdoctor[exporter]'")) from None
     try:
         with open(path) as fh:
             data = yaml.safe_load(fh) or {}
@@ -128,10 +130,10 @@ def load_web_config(path: str | None) -> WebConfig:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise TcpDoctorError(f"{path}: not valid YAML{at}") from None
+        raise TcpDoctorError(Msg("{path}: not valid YAML{at}", path=path, at=at)) from None
     if not isinstance(data, dict):
-        raise TcpDoctorError(f"{path}: expected a mapping with tls_server_config and/or "
-                             "basic_auth_users")
+        raise TcpDoctorError(Msg("{path}: expected a mapping with tls_server_config and/or "
+                                 "basic_auth_users", path=path))
     return WebConfig(_tls(data, path), _users(data, path))
 
 
@@ -230,7 +232,7 @@ class Server(ThreadingHTTPServer):
 def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise TcpDoctorError(f"--listen: expected HOST:PORT, got {text!r}")
+        raise TcpDoctorError(Msg("--listen: expected HOST:PORT, got {text!r}", text=text))
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
@@ -240,7 +242,8 @@ def serve(registry: CollectorRegistry, listen: str, web: WebConfig, verbose: boo
     try:
         server = Server(addr, make_handler(registry, web, verbose), web.tls)
     except OSError as exc:
-        raise TcpDoctorError(f"cannot listen on {listen}: {exc.strerror}") from None
+        raise TcpDoctorError(Msg("cannot listen on {listen}: {exc_strerror}", listen=listen,
+                                 exc_strerror=exc.strerror)) from None
     if ready:
         ready(server.server_address)
     try:

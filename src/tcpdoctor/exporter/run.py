@@ -12,6 +12,7 @@ from typing import Any
 
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg, _f, tr
 from tcpdoctor.sources import netns as netns_mod
 from tcpdoctor.sources.target import Target
 from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
@@ -39,7 +40,9 @@ def targets_for(base: Target, netns_list: list[str]) -> list[Target]:
 
 
 def _log_error(netns: str, exc: BaseException) -> None:
-    sys.stderr.write(f"tcpdoctor exporter: netns {netns}: sampling failed: {exc}\n")
+    sys.stderr.write(_f("tcpdoctor exporter: netns {netns}: sampling failed: {exc}",
+                        netns=netns, exc=tr(exc.args[0]) if len(exc.args) == 1 else exc)
+                     + "\n")
     sys.stderr.flush()
 
 
@@ -60,7 +63,8 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
     registry = collector.build_registry(samplers, opts.top_n, opts.max_seconds, _log_error)
     if opts.textfile_dir:
         if not os.path.isdir(opts.textfile_dir):
-            raise TcpDoctorError(f"--textfile: {opts.textfile_dir} is not a directory")
+            raise TcpDoctorError(Msg("--textfile: {opts_textfile_dir} is not a directory",
+                                     opts_textfile_dir=opts.textfile_dir))
         path = os.path.join(opts.textfile_dir, "tcpdoctor.prom")
         while True:
             remove_stale_temps(path)
@@ -73,8 +77,9 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
     def ready(addr: tuple[str, int]) -> None:
         scheme = "https" if web.tls else "http"
         host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-        sys.stderr.write(f"tcpdoctor exporter: serving {scheme}://{host}:{addr[1]}/metrics "
-                         f"for {', '.join(samplers)}\n")
+        sys.stderr.write(_f("tcpdoctor exporter: serving {url} for {targets}",
+                            url=f"{scheme}://{host}:{addr[1]}/metrics",
+                            targets=", ".join(samplers)) + "\n")
         sys.stderr.flush()
 
     http.serve(registry, opts.listen, web, opts.verbose, ready)

@@ -11,6 +11,7 @@ from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.html import findings_timeline
 from tcpdoctor.history.query import busy_states
 from tcpdoctor.history.store import Stored
+from tcpdoctor.i18n import Msg
 from tcpdoctor.system.atomic import atomic_write_bytes
 
 SEVERITY_COLOURS = {"info": "#7aa5e8", "warning": "#e0a02b", "critical": "#d63b3b"}
@@ -23,14 +24,14 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")  # no display: render to a file
         import matplotlib.pyplot as plt
     except ImportError:
-        raise TcpDoctorError("--plot needs matplotlib: pip install 'tcpdoctor[plot]' "
-                             "(or use --html, which needs nothing)") from None
+        raise TcpDoctorError(Msg("--plot needs matplotlib: pip install 'tcpdoctor[plot]' (or "
+                                 "use --html, which needs nothing)")) from None
     return plt
 
 
 def plot(samples: list[Stored], path: str, title: str) -> None:
     if not path.lower().endswith(".png"):
-        raise TcpDoctorError(f"--plot: {path}: expected a file name ending in .png")
+        raise TcpDoctorError(Msg("--plot: {path}: expected a file name ending in .png", path=path))
     plt = _pyplot()
     import io
 

@@ -13,6 +13,7 @@ from typing import Any
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.sampler import iso
 from tcpdoctor.history.store import History, Stored
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import STATE_NAMES, parse_state_name
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -23,8 +24,8 @@ def parse_duration(text: str, what: str) -> float:
     """'90s', '15m', '2h', '14d', '1w' -> seconds."""
     m = DURATION.match(text.strip().lower())
     if not m:
-        raise TcpDoctorError(f"{what}: expected a duration like 90s, 15m, 2h, 14d or 1w, "
-                             f"got {text!r}")
+        raise TcpDoctorError(Msg("{what}: expected a duration like 90s, 15m, 2h, 14d or 1w, got "
+                                 "{text!r}", what=what, text=text))
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
@@ -40,18 +41,19 @@ def parse_when(text: str, what: str, now: float | None = None) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise TcpDoctorError(f"{what}: expected 'now', a duration ago (2h, 1d) or an ISO "
-                             f"date/time (2026-11-24T09:00), got {text!r}") from None
+        raise TcpDoctorError(Msg("{what}: expected 'now', a duration ago (2h, 1d) or an ISO "
+                                 "date/time (2026-11-24T09:00), got {text!r}", what=what,
+                                 text=text)) from None
 
 
 def parse_window(text: str, now: float | None = None) -> tuple[float, float]:
     start, sep, end = text.partition("..")
     if not sep or not start or not end:
-        raise TcpDoctorError(f"--compare: expected a window FROM..TO (e.g. 2d..1d or "
-                             f"2026-11-23T08:00..2026-11-23T12:00), got {text!r}")
+        raise TcpDoctorError(Msg("--compare: expected a window FROM..TO (e.g. 2d..1d or "
+                                 "2026-11-23T08:00..2026-11-23T12:00), got {text!r}", text=text))
     a, b = parse_when(start, "--compare", now), parse_when(end, "--compare", now)
     if b <= a:
-        raise TcpDoctorError(f"--compare: window {text!r} ends before it starts")
+        raise TcpDoctorError(Msg("--compare: window {text!r} ends before it starts", text=text))
     return a, b
 
 
@@ -61,8 +63,8 @@ def parse_states(values: tuple[str, ...]) -> list[str]:
         try:
             out.append(STATE_NAMES[parse_state_name(v) - 1])
         except ValueError:
-            raise TcpDoctorError(f"--state: unknown TCP state {v!r} (e.g. close-wait, "
-                                 "time-wait, syn-recv)") from None
+            raise TcpDoctorError(Msg("--state: unknown TCP state {v!r} (e.g. close-wait, "
+                                     "time-wait, syn-recv)", v=v)) from None
     return out
 
 
@@ -139,8 +141,9 @@ def compare(db: History, windows: list[tuple[float, float]], limit: int) -> dict
     for start, end in windows:
         w = Window(start, end, db.samples(start, end))
         if not w.samples:
-            raise TcpDoctorError(f"--compare: no samples between {iso(start)} and {iso(end)} "
-                                 f"in {db.path}")
+            raise TcpDoctorError(Msg("--compare: no samples between {iso_start} and {iso_end} "
+                                     "in {db_path}", iso_start=iso(start), iso_end=iso(end),
+                                     db_path=db.path))
         parts.append(w.summary(db, limit))
     first, last = parts[0], parts[-1]
     names = [n for n in STATE_NAMES if n in first["states"] or n in last["states"]]

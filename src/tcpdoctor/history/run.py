@@ -22,6 +22,7 @@ from tcpdoctor.history.recorder import Retention, record
 from tcpdoctor.history.sampler import Point, Sampler
 from tcpdoctor.history.store import History, Stored, default_path
 from tcpdoctor.history.sweep import SweepSampler
+from tcpdoctor.i18n import Msg, _, _f
 from tcpdoctor.render import history as history_text
 
 
@@ -42,12 +43,13 @@ def run_record(opts: RecordOptions, sampler: Sampler | SweepSampler) -> None:
                           parse_duration(opts.downsample_after, "--downsample-after"),
                           parse_duration(opts.bucket, "--downsample-to"))
     if retention.downsample_after > retention.keep:
-        raise TcpDoctorError("--downsample-after must not be longer than --keep")
+        raise TcpDoctorError(Msg("--downsample-after must not be longer than --keep"))
     path = opts.db or default_path()
     with History(path) as history:
         if not opts.quiet:
-            sys.stderr.write(f"recording to {path} every {opts.interval:g} s"
-                             f"{'' if opts.count is None else f', {opts.count} samples'}\n")
+            sys.stderr.write(_f("recording to {path} every {s:g} s", path=path, s=opts.interval)
+                             + ("" if opts.count is None else
+                                _f(", {n} samples", n=opts.count)) + "\n")
 
         def stored(sid: int, p: Point) -> None:
             if opts.as_json:
@@ -58,8 +60,9 @@ def run_record(opts: RecordOptions, sampler: Sampler | SweepSampler) -> None:
 
         def pruned(expired: int, thinned: int) -> None:
             if (expired or thinned) and not opts.quiet:
-                sys.stderr.write(f"retention: {expired} samples expired, {thinned} merged "
-                                 "by downsampling\n")
+                sys.stderr.write(_f("retention: {expired} samples expired, {thinned} merged "
+                                    "by downsampling", expired=expired, thinned=thinned)
+                                 + "\n")
 
         record(history, sampler, opts.interval, opts.count, retention, stored, pruned)
 
@@ -88,23 +91,25 @@ def _focus(db: History, o: HistoryOptions) -> None:
         want = None if o.netns == "host" else o.netns
         if want not in recorded:
             names = ", ".join(n or "host" for n in recorded) or "none"
-            raise TcpDoctorError(f"--netns {o.netns}: no samples of it in {db.path} "
-                                 f"(recorded: {names})")
+            raise TcpDoctorError(Msg("--netns {o_netns}: no samples of it in {db_path} "
+                                     "(recorded: {names})", o_netns=o.netns, db_path=db.path,
+                                     names=names))
         db.focus(want)
     elif len(recorded) > 1:
         want = None if None in recorded else recorded[0]
         db.focus(want)
         others = [n or "host" for n in recorded if n != want]
-        sys.stderr.write(f"note: showing {want or 'host'}; the history also holds "
-                         f"{len(others)} other namespace(s) ({', '.join(others[:5])}): "
-                         "pick one with --netns NAME\n")
+        sys.stderr.write(_f("note: showing {shown}; the history also holds {n} other "
+                            "namespace(s) ({names}): pick one with --netns NAME",
+                            shown=want or "host", n=len(others), names=", ".join(others[:5]))
+                         + "\n")
 
 
 def run_history(o: HistoryOptions) -> None:
     path = o.db or default_path()
     with History(path, create=False) as db:
         for note in db.notes:
-            sys.stderr.write(f"note: {note}\n")
+            sys.stderr.write(_f("note: {note}", note=note) + "\n")
         _focus(db, o)
         if o.compare:
             _compare(db, o)
@@ -113,13 +118,13 @@ def run_history(o: HistoryOptions) -> None:
         until = parse_when(o.until, "--until") if o.until else None
         samples = db.samples(since, until)
         if not samples and not o.as_json:
-            raise TcpDoctorError(f"{path}: no samples in the requested period")
-        title = f"TCP sockets on {samples[-1].host}" if samples else "TCP sockets"
+            raise TcpDoctorError(Msg("{path}: no samples in the requested period", path=path))
+        title = _f("TCP sockets on {host}", host=samples[-1].host) if samples else _("TCP sockets")
         if o.plot:
             from tcpdoctor.history.plot import plot
 
             plot(samples, o.plot, title)
-            sys.stderr.write(f"wrote {o.plot}\n")
+            sys.stderr.write(_f("wrote {path}", path=o.plot) + "\n")
         if o.html:
             _write_html(db, samples, o.html, title)
         if o.plot or o.html:
@@ -132,7 +137,7 @@ def _write_html(db: History, samples: list[Stored], path: str, title: str) -> No
     from tcpdoctor.system.atomic import atomic_write
 
     atomic_write(path, render(db, samples, title))
-    sys.stderr.write(f"wrote {path} ({len(samples)} samples)\n")
+    sys.stderr.write(_f("wrote {path} ({n} samples)", path=path, n=len(samples)) + "\n")
 
 
 def _print_samples(db: History, samples: list[Stored], o: HistoryOptions) -> None:
@@ -151,7 +156,7 @@ def _print_samples(db: History, samples: list[Stored], o: HistoryOptions) -> Non
 
 def _compare(db: History, o: HistoryOptions) -> None:
     if len(o.compare) != 2:
-        raise TcpDoctorError("--compare takes two windows: --compare A..B C..D")
+        raise TcpDoctorError(Msg("--compare takes two windows: --compare A..B C..D"))
     result = compare(db, [parse_window(w) for w in o.compare], o.limit)
     if o.as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

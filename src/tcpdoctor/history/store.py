@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.sampler import Point
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.system.atomic import SLOW_ENV
 
@@ -69,18 +70,21 @@ def _reachable(path: str) -> None:
     try:
         os.stat(path)
     except FileNotFoundError:
-        raise TcpDoctorError(f"{path}: no history database (run `tcpdoctor record` "
-                             "first)") from None
+        raise TcpDoctorError(Msg("{path}: no history database (run `tcpdoctor record` first)",
+                                 path=path)) from None
     except OSError as exc:
-        raise TcpDoctorError(f"{path}: {exc.strerror} (cannot reach it)") from None
+        raise TcpDoctorError(Msg("{path}: {exc_strerror} (cannot reach it)", path=path,
+                                 exc_strerror=exc.strerror)) from None
 
 
 def _known(path: str, version: int) -> None:
     if version > SCHEMA_VERSION:
-        raise TcpDoctorError(f"{path}: schema version {version} is newer than this tcpdoctor "
-                             f"understands ({SCHEMA_VERSION}); upgrade tcpdoctor")
+        raise TcpDoctorError(Msg("{path}: schema version {version} is newer than this tcpdoctor "
+                                 "understands ({SCHEMA_VERSION}); upgrade tcpdoctor", path=path,
+                                 version=version, SCHEMA_VERSION=SCHEMA_VERSION))
     if version < 0:
-        raise TcpDoctorError(f"{path}: schema version {version} is not one tcpdoctor wrote")
+        raise TcpDoctorError(Msg("{path}: schema version {version} is not one tcpdoctor wrote",
+                                 path=path, version=version))
 
 
 def _why(exc: sqlite3.Error) -> str:
@@ -176,8 +180,9 @@ class History:
             # A WAL database in a directory we may not write to (no -shm file can be made):
             # read it as it is on disk.
             db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
-            self.notes.append(f"{path} read as an immutable file (no write access beside "
-                              "it): samples being recorded right now may be missing")
+            self.notes.append(Msg("{path} read as an immutable file (no write access beside "
+                                  "it): samples being recorded right now may be missing",
+                                  path=path))
             self._check_version(db)
         return db
 
@@ -185,9 +190,10 @@ class History:
         have = int(db.execute("PRAGMA user_version").fetchone()[0])
         _known(self.path, have)
         if have < SCHEMA_VERSION:
-            raise TcpDoctorError(f"{self.path}: schema version {have}; reading it needs "
-                                 f"version {SCHEMA_VERSION}: run `tcpdoctor record --count 1 "
-                                 "--db` on it once with write access to upgrade it")
+            raise TcpDoctorError(Msg("{self_path}: schema version {have}; reading it needs "
+                                     "version {SCHEMA_VERSION}: run `tcpdoctor record --count 1 "
+                                     "--db` on it once with write access to upgrade it",
+                                     self_path=self.path, have=have, SCHEMA_VERSION=SCHEMA_VERSION))
 
     def close(self) -> None:
         self.db.close()

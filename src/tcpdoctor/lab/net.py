@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.kernel_state import sysctl_path
 
 MAIN_ADDR = "198.18.0.1"
@@ -36,14 +37,15 @@ READY_TIMEOUT = 120.0
 def _ip(*args: str) -> None:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise TcpDoctorError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+        raise TcpDoctorError(Msg("ip {join_args}: {proc_stderr_strip}", join_args=' '.join(args),
+                                 proc_stderr_strip=proc.stderr.strip()))
 
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        raise TcpDoctorError("the lab needs root (it creates network namespaces)")
+        raise TcpDoctorError(Msg("the lab needs root (it creates network namespaces)"))
     if shutil.which("ip") is None:
-        raise TcpDoctorError("the lab needs the `ip` command (Debian package iproute2)")
+        raise TcpDoctorError(Msg("the lab needs the `ip` command (Debian package iproute2)"))
 
 
 @dataclass
@@ -111,7 +113,9 @@ class LabNet:
         proc = subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", 'echo "$1" > "$2"',
                                "sh", value, path], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise TcpDoctorError(f"cannot set {key}={value} in {ns}: {proc.stderr.strip()}")
+            raise TcpDoctorError(Msg("cannot set {key}={value} in {ns}: {proc_stderr_strip}",
+                                     key=key, value=value, ns=ns,
+                                     proc_stderr_strip=proc.stderr.strip()))
 
     def spawn(self, ns: str, name: str, actions: list[dict[str, Any]],
               timeout: float = READY_TIMEOUT) -> Worker:
@@ -141,7 +145,9 @@ class LabNet:
                 break
         err = worker.proc.stderr.read().decode()[-500:] if worker.proc.poll() is not None \
             and worker.proc.stderr else ""
-        raise TcpDoctorError(f"lab worker {worker.name} did not start: {err.strip() or 'timeout'}")
+        raise TcpDoctorError(Msg("lab worker {worker_name} did not start: {err_strip_or_timeout}",
+                                 worker_name=worker.name,
+                                 err_strip_or_timeout=err.strip() or 'timeout'))
 
     def retire(self, name: str) -> None:
         """Stop the workers of that name (a finished load generator before its rerun)."""

@@ -8,14 +8,17 @@ import sys
 import time
 from typing import Any
 
+from tcpdoctor.i18n import _, _f
 from tcpdoctor.lab import scenarios
 from tcpdoctor.lab.net import LabNet, require_root
 
 
 def list_scenarios() -> None:
     for s in scenarios.SCENARIOS.values():
-        expect = f"{s.finding} ({s.severity})" if s.finding else "no warning"
-        sys.stdout.write(f"{s.name:17} {s.description}; expect {expect}; n={s.default_n}\n")
+        expect = f"{s.finding} ({s.severity})" if s.finding else _("no warning")
+        sys.stdout.write(f"{s.name:17} " + _f("{description}; expect {expect}; n={n}",
+                                               description=_(s.description), expect=expect,
+                                               n=s.default_n) + "\n")
 
 
 def _on_sigterm(*_: Any) -> None:
@@ -44,7 +47,7 @@ def run(name: str, count: int | None, hold: float, as_json: bool) -> None:
         pass
     finally:
         lab.close()
-        sys.stderr.write(f"lab {lab.name}: torn down\n")
+        sys.stderr.write(_f("lab {name}: torn down", name=lab.name) + "\n")
 
 
 def _announce(lab: LabNet, scenario: scenarios.Scenario, n: int, built: int, hold: float,
@@ -58,10 +61,13 @@ def _announce(lab: LabNet, scenario: scenarios.Scenario, n: int, built: int, hol
     if as_json:
         sys.stdout.write(json.dumps(info) + "\n")
     else:
-        expect = (f"expect {scenario.finding} ({scenario.severity})" if scenario.finding
-                  else "expect no warning")
-        sys.stdout.write(f"lab {scenario.name}: {scenario.description}\n"
-                         f"namespace: {lab.name}  (peer: {lab.peer})\n"
-                         f"built {built} sockets (n={n}); {expect}\n"
-                         f"holding for {hold:.0f} s; inspect it with:\n  {cmd}\n")
+        expect = (_f("expect {finding} ({severity})", finding=scenario.finding,
+                     severity=scenario.severity) if scenario.finding
+                  else _("expect no warning"))
+        sys.stdout.write(f"lab {scenario.name}: {_(scenario.description)}\n"
+                         + _f("namespace: {name}  (peer: {peer})", name=lab.name, peer=lab.peer)
+                         + "\n" + _f("built {built} sockets (n={n}); {expect}", built=built,
+                                      n=n, expect=expect)
+                         + "\n" + _f("holding for {s:.0f} s; inspect it with:", s=hold)
+                         + f"\n  {cmd}\n")
     sys.stdout.flush()

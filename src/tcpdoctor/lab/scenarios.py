@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.lab.net import MAIN_ADDR, PEER_ADDR, PHANTOM_NET, LabNet
 from tcpdoctor.sources.live import take_snapshot
 
@@ -166,8 +167,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 
 def get(name: str) -> Scenario:
     if name not in SCENARIOS:
-        raise TcpDoctorError(f"unknown lab scenario {name!r} (choose from "
-                             f"{', '.join(SCENARIOS)})")
+        raise TcpDoctorError(Msg("unknown lab scenario {name!r} (choose from {join_scenarios})",
+                                 name=name, join_scenarios=', '.join(SCENARIOS)))
     return SCENARIOS[name]
 
 
@@ -182,8 +183,9 @@ def wait_settled(lab: LabNet, scenario: Scenario, n: int, timeout: float = 60.0)
         if count >= want:
             return count
         time.sleep(0.2)
-    raise TcpDoctorError(f"lab {scenario.name}: only {count} of {want} {state} sockets "
-                         f"appeared within {timeout:.0f} s")
+    raise TcpDoctorError(Msg("lab {scenario_name}: only {count} of {want} {state} sockets "
+                             "appeared within {timeout:.0f} s", scenario_name=scenario.name,
+                             count=count, want=want, state=state, timeout=timeout))
 
 
 def build(lab: LabNet, scenario: Scenario, n: int) -> int:

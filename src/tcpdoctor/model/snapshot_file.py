@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.errors import ParseError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, OWNER_COLUMNS, constant
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
@@ -67,17 +68,18 @@ def from_bytes(raw: bytes, source: str) -> tuple[Snapshot, KernelState | None]:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise ParseError(source, None, f"a complete gzip stream ({exc})") from None
+            raise ParseError(source, None, Msg("a complete gzip stream ({exc})", exc=exc)) from None
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         line = getattr(exc, "lineno", None)
-        raise ParseError(source, line, "tcpdoctor snapshot JSON") from None
+        raise ParseError(source, line, Msg("tcpdoctor snapshot JSON")) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ParseError(source, 1, f'a JSON object with "format": "{FORMAT}"')
+        raise ParseError(source, 1, Msg('a JSON object with "format": "{FORMAT}"', FORMAT=FORMAT))
     if doc.get("version") != VERSION:
-        raise ParseError(source, 1, f"snapshot version {VERSION}, got {doc.get('version')!r} "
-                         "(written by another tcpdoctor version)")
+        raise ParseError(source, 1, Msg("snapshot version {VERSION}, got {doc_get_version!r} "
+                                        "(written by another tcpdoctor version)", VERSION=VERSION,
+                                        doc_get_version=doc.get('version')))
     return _snapshot(doc, source), _kernel(doc, source)
 
 
@@ -94,7 +96,7 @@ def _column(name: str, spec: Any, count: int, source: str) -> np.ndarray:
         data = base64.b64decode(spec["data"], validate=True)
         arr = np.frombuffer(data, dtype=np.dtype(KNOWN[name]).newbyteorder("<"))
     except ValueError:
-        raise ParseError(source, None, f"base64 data for column {name!r}") from None
+        raise ParseError(source, None, Msg("base64 data for column {name!r}", name=name)) from None
     _want(arr.shape[0] == count, source, f"{count} values in column {name!r}, got "
           f"{arr.shape[0]}")
     return arr.astype(KNOWN[name])

@@ -8,6 +8,8 @@ from typing import Any
 
 from tcpdoctor.history.sampler import Point, iso
 from tcpdoctor.history.store import Stored
+from tcpdoctor.i18n import _, _f
+from tcpdoctor.render.output import pad
 
 
 def sample_line(sid: int, p: Point) -> str:
@@ -24,7 +26,8 @@ def table(samples: list[Stored], states: list[str], total: int) -> None:
 
     table = Table(show_edge=False)
     for name in ("time", "total", "non_estab", *states, "findings"):
-        table.add_column(name, justify="left" if name in ("time", "findings") else "right",
+        table.add_column(_(name) if name not in states else name,
+                         justify="left" if name in ("time", "findings") else "right",
                          no_wrap=name == "time")
     for s in samples:
         when = iso(s.ts, "seconds")[:19].replace("T", " ")
@@ -35,28 +38,33 @@ def table(samples: list[Stored], states: list[str], total: int) -> None:
     con = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     con.print(table)
     if total > len(samples):
-        con.print(f"(last {len(samples)} of {total} samples; --last N, --since, --json "
-                  "or --csv for more)")
+        con.print(_f("(last {n} of {total} samples; --last N, --since, --json or --csv for "
+                     "more)", n=len(samples), total=total))
 
 
 def compare_text(result: dict[str, Any]) -> str:
     a, b = result["windows"]
-    lines = [f"before: {a['from']} .. {a['to']} ({a['samples']} samples)",
-             f"after:  {b['from']} .. {b['to']} ({b['samples']} samples)", "",
-             f"{'':14}{'mean before':>12}{'mean after':>12}{'change':>10}{'max after':>11}"]
+    lines = [_f("before: {start} .. {end} ({n} samples)", start=a["from"], end=a["to"],
+                n=a["samples"]),
+             _f("after:  {start} .. {end} ({n} samples)", start=b["from"], end=b["to"],
+                n=b["samples"]), "",
+             " " * 14 + "".join(pad(_(h), w, True) for h, w in (
+                 ("mean before", 12), ("mean after", 12), ("change", 10), ("max after", 11)))]
     for name, change in result["change_of_mean"].items():
         before = a["total"] if name == "total" else a["states"].get(name, {"mean": 0, "max": 0})
         after = b["total"] if name == "total" else b["states"].get(name, {"mean": 0, "max": 0})
-        lines.append(f"{name:14}{before['mean']:>12,.1f}{after['mean']:>12,.1f}"
+        label = pad(_(name) if name == "total" else name, 14)
+        lines.append(f"{label}{before['mean']:>12,.1f}{after['mean']:>12,.1f}"
                      f"{change:>+10,.1f}{after['max']:>11,}")
-    for label, key in (("appeared", b), ("resolved", a)):
-        other = a if key is b else b
-        ids = sorted(set(key["findings"]) - set(other["findings"]))
-        lines.append(f"findings {label}: {', '.join(ids) or '-'}")
+    appeared = sorted(set(b["findings"]) - set(a["findings"]))
+    resolved = sorted(set(a["findings"]) - set(b["findings"]))
+    lines.append(_f("findings appeared: {ids}", ids=", ".join(appeared) or "-"))
+    lines.append(_f("findings resolved: {ids}", ids=", ".join(resolved) or "-"))
     both = sorted(set(a["findings"]) & set(b["findings"]))
-    lines.append(f"findings in both: {', '.join(both) or '-'}")
+    lines.append(_f("findings in both: {ids}", ids=", ".join(both) or "-"))
     for name, w in (("before", a), ("after", b)):
         for dim, rows in w["top"].items():
             shown = ", ".join(f"{r['key']} {r['state']} ({r['mean']:,.1f})" for r in rows[:3])
-            lines.append(f"top {dim} {name}: {shown}")
+            lines.append(_f("top {dim} {when}: {shown}", dim=_(dim), when=_(name),
+                            shown=shown))
     return "\n".join(lines) + "\n"

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from typing import Any
+
+from tcpdoctor.i18n import _f, tr
+from tcpdoctor.i18n.width import fill, pad
+
+__all__ = ["console", "emit_json", "fill", "notes", "pad", "printer"]
 
 # How each severity looks on a terminal (one table for the report, tune and watch).
 SEVERITY_STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
@@ -20,7 +24,8 @@ def emit_json(obj: Any) -> None:
 
 def notes(lines: list[str]) -> None:
     for line in lines:
-        sys.stderr.write(f"note: {line}\n")  # stderr: stdout stays clean for pipes and --json
+        # stderr: stdout stays clean for pipes and --json
+        sys.stderr.write(_f("note: {note}", note=line) + "\n")
 
 
 def console() -> Any:
@@ -39,9 +44,7 @@ def printer() -> tuple[Any, Any]:
     width = min(con.width, 100)
 
     def out(text: str, indent: int = 0, hang: int = 0, style: str = "") -> None:
-        wrapped = textwrap.fill(text, width=width, initial_indent=" " * indent,
-                                subsequent_indent=" " * (indent + hang),
-                                break_on_hyphens=False)
+        wrapped = fill(str(tr(text)), width, " " * indent, " " * (indent + hang))
         con.print(Text(wrapped, style=style), soft_wrap=True)
 
     return con, out

@@ -6,9 +6,16 @@ from typing import Any
 
 from tcpdoctor.analysis.check import Report
 from tcpdoctor.analysis.registry import Finding
+from tcpdoctor.i18n import _, _f, tr
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.cost import cost_evidence, cost_lines
 from tcpdoctor.render.output import SEVERITY_STYLE, printer
+
+
+def evidence_label(key: str) -> str:
+    """An evidence key as people read it: the key itself in English (it is the JSON key),
+    the catalog's words for it in another language."""
+    return _(key)
 
 
 def _evidence_text(evidence: dict[str, Any]) -> str:
@@ -19,30 +26,32 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
         if key == "cost":
             value = cost_evidence(value)
         elif isinstance(value, dict):
-            value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
+            value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {tr(v)}"
                               for k, v in value.items())
         elif isinstance(value, list):
-            value = ", ".join(" ".join(f"{k}={v}" for k, v in item.items())
-                              if isinstance(item, dict) else str(item) for item in value)
+            value = ", ".join(" ".join(f"{k}={tr(v)}" for k, v in item.items())
+                              if isinstance(item, dict) else str(tr(item)) for item in value)
         elif isinstance(value, int):
             value = f"{value:,}"
-        parts.append(f"{key}={value}")
+        parts.append(f"{evidence_label(key)}={tr(value)}")
     return " · ".join(parts)
 
 
 def _header(report: Report) -> list[str]:
     s = report.snap
-    where = f"netns {s.netns}" if s.netns else "host"
+    where = f"netns {s.netns}" if s.netns else _("host")
     summary = s.summary()
     states = " · ".join(f"{name} {summary['states'][name]:,}" for name in STATE_NAMES
                         if summary["states"][name])
     command = "check" if report.live else "analyze"
-    head = (f"tcpdoctor {command} · {s.host} ({where}) · Linux {s.kernel} · {s.source} · "
-            f"{s.taken_at}" if s.kernel else f"tcpdoctor {command} · {s.source} · {s.taken_at}")
+    head = (f"tcpdoctor {command} · {s.host} ({where}) · Linux {s.kernel} · {tr(s.source)} · "
+            f"{s.taken_at}" if s.kernel else
+            f"tcpdoctor {command} · {tr(s.source)} · {s.taken_at}")
     return [
         head,
-        f"{summary['total']:,} TCP sockets, {summary['non_established']:,} not established: "
-        f"{states or 'none'}",
+        _f("{total:,} TCP sockets, {non_established:,} not established: {states}",
+           total=summary["total"], non_established=summary["non_established"],
+           states=states or _("none")),
     ]
 
 
@@ -51,21 +60,21 @@ def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> N
     from rich.text import Text
 
     title = Text.assemble((f.severity.upper(), SEVERITY_STYLE[f.severity]), " ", (f.id, "bold"),
-                          f" — {f.title}")
+                          f" — {tr(f.title)}")
     con.print(title)
     if where:
-        out(f"In {where}", 2, style="bold")
-    out(f.summary, 2)
-    out(f"Evidence: {_evidence_text(f.evidence)}", 2, 2)
+        out(_f("In {where}", where=where), 2, style="bold")
+    out(tr(f.summary), 2)
+    out(_("Evidence:") + " " + _evidence_text(f.evidence), 2, 2)
     if f.processes:
         owners = ", ".join(f"{p['name']} (pid {p['pid']}): {p['count']:,}"
                            for p in f.processes)
-        out(f"Processes: {owners}", 2, 2)
-    out("What to do:", 2)
+        out(_("Processes:") + " " + owners, 2, 2)
+    out(_("What to do:"), 2)
     for i, action in enumerate(f.actions, 1):
-        out(f"{i}. {action}", 4, 3)
+        out(f"{i}. {tr(action)}", 4, 3)
     for rec in f.sysctl:
-        out(f"sysctl {rec['key']}: {rec['current']} -> {rec['recommended']}: {rec['why']}",
+        out(f"sysctl {rec['key']}: {rec['current']} -> {rec['recommended']}: {tr(rec['why'])}",
             4, 3)
     con.print()
 
@@ -80,20 +89,22 @@ def render(report: Report) -> None:
         out(line, hang=2)
     con.print()
     if report.incomplete:
-        out(f"Incomplete: {report.snap.unparsed:,} line(s) of the input could not be read "
-            "(see the note below); the report covers only the sockets that could.",
-            hang=2, style="bold yellow")
+        out(_f("Incomplete: {unparsed:,} line(s) of the input could not be read (see the note "
+               "below); the report covers only the sockets that could.",
+               unparsed=report.snap.unparsed), hang=2, style="bold yellow")
     elif not report.findings:
-        out("No problems found.", style="bold green")
+        out(_("No problems found."), style="bold green")
     for f in report.findings:
         finding_lines(con, out, f)
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITY_STYLE}
-    out(f"Result: {counts['critical']} critical, {counts['warning']} warning, "
-        f"{counts['info']} info (exit {report.exit_code()})", style="bold")
+    out(_f("Result: {critical} critical, {warning} warning, {info} info (exit {code})",
+           critical=counts["critical"], warning=counts["warning"], info=counts["info"],
+           code=int(report.exit_code())), style="bold")
     for skip in report.skipped:
-        out(f"Not checked: {skip['id']}: {skip['reason']}", hang=2, style="dim")
+        out(_f("Not checked: {id}: {reason}", id=skip["id"], reason=skip["reason"]), hang=2,
+            style="dim")
     for note in report.notes:
-        out(f"Note: {note}", hang=2, style="dim")
+        out(_f("Note: {note}", note=note), hang=2, style="dim")
 
 
 def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
@@ -104,10 +115,11 @@ def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
 
     out(header, style="bold")
     groups = [
-        ("Needs attention", [e for e in result.entries if e.severity in ("critical", "warning")]),
-        ("Suggested by the current evidence",
+        (_("Needs attention"),
+         [e for e in result.entries if e.severity in ("critical", "warning")]),
+        (_("Suggested by the current evidence"),
          [e for e in result.entries if e.severity == "info" and e.recommended]),
-        ("Explained (harmless, but not what the folklore says)",
+        (_("Explained (harmless, but not what the folklore says)"),
          [e for e in result.entries if e.severity == "info" and not e.recommended]),
     ]
     for title, entries in groups:
@@ -117,23 +129,24 @@ def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
         out(f"{title}:", style="bold")
         for e in entries:
             label = e.severity.upper()
-            now = e.current if e.current is not None else "not in this kernel"
-            cfg = f", configured {e.configured} at {e.configured_at}" if e.configured_at else ""
-            rec = f", recommended {e.recommended}" if e.recommended else ""
-            out(f"{label} {e.key}: current {now}{cfg}{rec}", 2, 4,
+            now = e.current if e.current is not None else _("not in this kernel")
+            cfg = (_f(", configured {value} at {where}", value=e.configured,
+                      where=e.configured_at) if e.configured_at else "")
+            rec = _f(", recommended {value}", value=e.recommended) if e.recommended else ""
+            out(f"{label} {e.key}: " + _f("current {now}", now=now) + f"{cfg}{rec}", 2, 4,
                 style=SEVERITY_STYLE.get(e.severity, ""))
-            out(e.why, 6)
+            out(tr(e.why), 6)
     fine = [e for e in result.entries if e.severity == "ok"]
     if fine:
         con.print()
-        out("Fine: " + ", ".join(f"{e.key.split('.')[-1]}={e.current}" for e in fine), hang=2,
-            style="dim")
+        out(_("Fine:") + " " + ", ".join(f"{e.key.split('.')[-1]}={e.current}" for e in fine),
+            hang=2, style="dim")
     con.print()
     if values:
-        out(action or "Drop-in (dry run: --write FILE saves it, --apply applies it):",
+        out(action or _("Drop-in (dry run: --write FILE saves it, --apply applies it):"),
             style="bold")
         con.print(Text(dropin.rstrip()), soft_wrap=True)
     else:
-        out("Nothing to change.", style="bold green")
+        out(_("Nothing to change."), style="bold green")
     for note in result.notes:
-        out(f"Note: {note}", hang=2, style="dim")
+        out(_f("Note: {note}", note=note), hang=2, style="dim")

@@ -9,6 +9,7 @@ from typing import Any
 
 from tcpdoctor.analysis.cost import human_bytes
 from tcpdoctor.analysis.groups import owner_label
+from tcpdoctor.i18n import _, _f, tr
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.output import console
 
@@ -19,12 +20,12 @@ def states_table(summary: dict[str, Any], title: str,
     from rich.table import Table
 
     table = Table(show_edge=False)
-    table.add_column("state")
-    table.add_column("count", justify="right")
-    table.add_column("share", justify="right")
+    table.add_column(_("state"))
+    table.add_column(_("count"), justify="right")
+    table.add_column(_("share"), justify="right")
     if cost is not None:
-        table.add_column("memory", justify="right")
-        table.add_column("fds", justify="right")
+        table.add_column(_("memory"), justify="right")
+        table.add_column(_("fds"), justify="right")
     total = summary["total"] or 1
     for name in STATE_NAMES:
         n = summary["states"][name]
@@ -33,12 +34,12 @@ def states_table(summary: dict[str, Any], title: str,
                       *_cost_cells(cost["by_state"].get(name) if cost else None, cost),
                       style=style)
     table.add_section()
-    table.add_row("total", f"{summary['total']:,}", "",
+    table.add_row(_("total"), f"{summary['total']:,}", "",
                   *_cost_cells(cost["total"] if cost else None, cost))
-    table.add_row("established", f"{summary['established']:,}", "")
-    table.add_row("non_established", f"{summary['non_established']:,}", "")
+    table.add_row(_("established"), f"{summary['established']:,}", "")
+    table.add_row(_("non_established"), f"{summary['non_established']:,}", "")
     con = console()
-    con.print(title, soft_wrap=True)
+    con.print(tr(title), soft_wrap=True)
     con.print(table)
 
 
@@ -48,13 +49,13 @@ def spaces_table(rows: list[dict[str, Any]], limit: int = 20) -> None:
 
     table = Table(show_edge=False)
     for head in ("namespace", "pod", "container", "total", "non_established"):
-        table.add_column(head, justify="right" if head in ("total", "non_established")
+        table.add_column(_(head), justify="right" if head in ("total", "non_established")
                          else "left", overflow="fold")
     for row in rows[:limit]:
         table.add_row(str(row["netns"]), row.get("pod") or "", row.get("container") or "",
                       f"{row['total']:,}", f"{row['non_established']:,}")
     if len(rows) > limit:
-        table.add_row(f"{len(rows) - limit} more", "", "",
+        table.add_row(_f("{n} more", n=len(rows) - limit), "", "",
                       f"{sum(r['total'] for r in rows[limit:]):,}", "")
     console().print(table)
 
@@ -108,14 +109,14 @@ def groups_table(result: Any, title: str) -> None:
 
     table = Table(show_edge=False)
     for h in _key_headers(result.by):
-        table.add_column(h, overflow="fold")
-    table.add_column("count", justify="right")
+        table.add_column(_(h), overflow="fold")
+    table.add_column(_("count"), justify="right")
     priced = bool(result.groups) and "memory_bytes" in result.groups[0]
     if priced:
-        table.add_column("memory", justify="right")
-        table.add_column("fds", justify="right")
+        table.add_column(_("memory"), justify="right")
+        table.add_column(_("fds"), justify="right")
     if "state" not in result.by:
-        table.add_column("states", overflow="fold")
+        table.add_column(_("states"), overflow="fold")
     for g in result.groups:
         row = [*key_text(g["key"]), f"{g['count']:,}"]
         if priced:
@@ -125,10 +126,10 @@ def groups_table(result: Any, title: str) -> None:
         table.add_row(*row)
     if result.other:
         table.add_section()
-        table.add_row(*(["other"] + [""] * (len(result.by) - 1)), f"{result.other:,}",
+        table.add_row(*([_("other")] + [""] * (len(result.by) - 1)), f"{result.other:,}",
                       *([""] * (2 * priced + ("state" not in result.by))))
     con = console()
-    con.print(title, soft_wrap=True)
+    con.print(tr(title), soft_wrap=True)
     con.print(table)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from tcpdoctor.analysis.groups import filter_mask, group
 from tcpdoctor.history.sampler import Taken, iso
+from tcpdoctor.i18n import Cat, Msg, _, _f, tr
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.output import SEVERITY_STYLE
 from tcpdoctor.render.tables import key_text
@@ -62,20 +63,20 @@ class View:
         self.times.append(p.ts)
         for name in STATE_NAMES:
             self.counts.setdefault(name, deque(maxlen=SPARK_POINTS)).append(p.states[name])
-        events = []
+        events: list[str] = []
         # Keyed by id, or by id and namespace when watching every namespace.
         now = {f.get("key", f["id"]): f for f in p.findings}
         for fid, f in now.items():
             if fid not in self.active:
                 self.active[fid] = Active(f["severity"], p.ts, f["summary"])
-                events.append(f"+ {fid} ({f['severity']}): {f['summary']}")
+                events.append(Cat(f"+ {fid} ({f['severity']}): ", f["summary"]))
             else:
                 self.active[fid].severity = f["severity"]
                 self.active[fid].summary = f["summary"]
         for fid in [k for k in self.active if k not in now]:
             del self.active[fid]
             self.cleared.append((fid, p.ts))
-            events.append(f"- {fid} cleared")
+            events.append(Cat(f"- {fid} ", Msg("cleared")))
         return events
 
     def rate(self, name: str) -> float | None:
@@ -127,13 +128,14 @@ def screen(view: View, where: str, interval: float) -> Any:
 
     assert view.last is not None
     p = view.last.point
-    status = "PAUSED — p resumes" if view.paused else f"every {interval:g} s"
-    head = Text(f"tcpdoctor watch · {where} · {iso(p.ts, 'seconds')[11:19]} · {status} · "
-                "g grouping · p pause · q quit", style="bold")
+    status = _("PAUSED — p resumes") if view.paused else _f("every {s:g} s", s=interval)
+    head = Text(f"tcpdoctor watch · {tr(where)} · {iso(p.ts, 'seconds')[11:19]} · {status} · "
+                + _("g grouping · p pause · q quit"), style="bold")
     states = Table(show_edge=False, expand=False)
     span = len(view.times)
-    for name, justify in (("state", "left"), ("count", "right"), ("Δ/s", "right"),
-                          (f"Δ {span} samples", "right"), ("last samples", "left")):
+    for name, justify in ((_("state"), "left"), (_("count"), "right"), ("Δ/s", "right"),
+                          (_f("Δ {n} samples", n=span), "right"),
+                          (_("last samples"), "left")):
         states.add_column(name, justify=justify)  # type: ignore[arg-type]
     for name in STATE_NAMES:
         n = p.states[name]
@@ -144,9 +146,9 @@ def screen(view: View, where: str, interval: float) -> Any:
         states.add_row(name, f"{n:,}", "" if r is None else f"{r:+,.1f}",
                        f"{window[-1] - window[0]:+,}", sparkline(list(window)))
     states.add_section()
-    states.add_row("total", f"{p.total:,}")
-    states.add_row("established", f"{p.established:,}")
-    states.add_row("non_established", f"{p.total - p.established:,}")
+    states.add_row(_("total"), f"{p.total:,}")
+    states.add_row(_("established"), f"{p.established:,}")
+    states.add_row(_("non_established"), f"{p.total - p.established:,}")
     parts: list[Any] = [head, Text(""), states, Text("")]
     parts.extend(_top_table(view))
     parts.append(Text(""))
@@ -162,31 +164,34 @@ def _top_table(view: View) -> list[Any]:
     focus = view.growing()
     dim = view.dims[view.dim]
     if not focus:
-        return [Text(f"Top {dim}: no non-established sockets")]
+        return [Text(_f("Top {dim}: no non-established sockets", dim=_(dim)))]
     snap = view.last.snap
     result = group(snap.select(filter_mask(snap, states=focus)), [dim], limit=8)
-    title = Text(f"Top {dim} in {', '.join(focus)} (g: next grouping)", style="bold")
+    title = Text(_f("Top {dim} in {states} (g: next grouping)", dim=_(dim),
+                    states=", ".join(focus)), style="bold")
     table = Table(show_edge=False)
-    table.add_column(dim)
-    table.add_column("sockets", justify="right")
-    table.add_column("states")
+    table.add_column(_(dim))
+    table.add_column(_("sockets"), justify="right")
+    table.add_column(_("states"))
     for g in result.groups:
         table.add_row(" ".join(key_text(g["key"])), f"{g['count']:,}",
                       ", ".join(f"{s} {n:,}" for s, n in g["states"].items()))
     if result.other:
-        table.add_row("other", f"{result.other:,}", "")
+        table.add_row(_("other"), f"{result.other:,}", "")
     return [title, table]
 
 
 def _findings(view: View) -> list[Any]:
     from rich.text import Text
 
-    out: list[Any] = [Text("Findings", style="bold")]
+    out: list[Any] = [Text(_("Findings"), style="bold")]
     if not view.active:
-        out.append(Text("  none active"))
+        out.append(Text("  " + _("none active")))
     for fid, a in view.active.items():
-        out.append(Text(f"  {a.severity:8} {fid} since {iso(a.since)[11:19]}: {a.summary}",
+        out.append(Text(f"  {a.severity:8} " + _f("{id} since {time}: {summary}", id=fid,
+                                                  time=iso(a.since)[11:19], summary=a.summary),
                         style=SEVERITY_STYLE.get(a.severity, "")))
     for fid, when in view.cleared:
-        out.append(Text(f"  cleared  {fid} at {iso(when)[11:19]}", style="dim"))
+        out.append(Text("  " + _f("cleared  {id} at {time}", id=fid, time=iso(when)[11:19]),
+                        style="dim"))
     return out

@@ -10,6 +10,7 @@ import os
 import time
 
 from tcpdoctor.errors import ParseError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.kernel_state import SLAB_CACHES, SYSCTLS, KernelState, sysctl_path
 from tcpdoctor.sources.procfs import net_dir
 
@@ -23,11 +24,11 @@ def parse_key_value_lines(text: str, source: str) -> dict[str, dict[str, int]]:
         head, sep, rest = line.partition(":")
         words = rest.split()
         if not sep or len(words) % 2:
-            raise ParseError(source, no, "'PROTO: key value key value ...'", line)
+            raise ParseError(source, no, Msg("'PROTO: key value key value ...'"), line)
         try:
             out[head.strip()] = {words[i]: int(words[i + 1]) for i in range(0, len(words), 2)}
         except ValueError:
-            raise ParseError(source, no, "integer values", line) from None
+            raise ParseError(source, no, Msg("integer values"), line) from None
     return out
 
 
@@ -38,16 +39,18 @@ def parse_counter_pairs(text: str, source: str) -> dict[str, int]:
     for i in range(0, len(lines) - 1, 2):
         head, values = lines[i].split(), lines[i + 1].split()
         if not head or head[0] != values[0] or len(head) != len(values):
-            raise ParseError(source, i + 2, f"values for the {head[0] if head else '?'} header",
+            raise ParseError(source, i + 2, Msg("values for the {head_0_if_head_else} header",
+                                                head_0_if_head_else=head[0] if head else '?'),
                              lines[i + 1])
         group = head[0].rstrip(":")
         for name, value in zip(head[1:], values[1:], strict=True):
             try:
                 out[f"{group}.{name}"] = int(value)
             except ValueError:
-                raise ParseError(source, i + 2, f"an integer for {group}.{name}", value) from None
+                raise ParseError(source, i + 2, Msg("an integer for {group}.{name}", group=group,
+                                                    name=name), value) from None
     if len(lines) % 2:
-        raise ParseError(source, len(lines), "a value line after the last header", lines[-1])
+        raise ParseError(source, len(lines), Msg("a value line after the last header"), lines[-1])
     return out
 
 
@@ -60,12 +63,13 @@ def parse_conntrack_stat(text: str, source: str) -> dict[str, int]:
     totals = dict.fromkeys(head, 0)
     for no, row in enumerate(lines[1:], 2):
         if len(row) != len(head):
-            raise ParseError(source, no, f"{len(head)} hex columns", " ".join(row))
+            raise ParseError(source, no, Msg("{n} hex columns", n=len(head)),
+                             " ".join(row))
         try:
             for name, value in zip(head, row, strict=True):
                 totals[name] += int(value, 16)
         except ValueError:
-            raise ParseError(source, no, "hex numbers", " ".join(row)) from None
+            raise ParseError(source, no, Msg("hex numbers"), " ".join(row)) from None
     totals.pop("entries", None)  # a gauge repeated per CPU, not a counter
     return {f"conntrack.{k}": v for k, v in totals.items()}
 
@@ -100,11 +104,13 @@ def read_state(proc_root: str = "/proc", with_sysctls: bool = True,
         if text is not None:
             state.sockstat.update(parse_key_value_lines(text, f"{net}/{name}"))
         elif name == "sockstat":
-            state.notes.append(f"{net}/sockstat unreadable: orphan and memory rules skipped")
+            state.notes.append(Msg("{net}/sockstat unreadable: orphan and memory rules skipped",
+                                   net=net))
     for name in ("netstat", "snmp"):
         text = read_text(f"{net}/{name}")
         if text is None:
-            state.notes.append(f"{net}/{name} unreadable: counter-based evidence skipped")
+            state.notes.append(Msg("{net}/{name} unreadable: counter-based evidence skipped",
+                                   net=net, name=name))
             continue
         state.counters.update(parse_counter_pairs(text, f"{net}/{name}"))
     ct = read_text(f"{net}/stat/nf_conntrack")
@@ -126,8 +132,8 @@ def read_costs(state: KernelState, proc_root: str = "/proc") -> None:
     state.page_size = os.sysconf("SC_PAGE_SIZE")
     text = read_text(f"{proc_root}/slabinfo")
     if text is None:
-        state.notes.append("/proc/slabinfo unreadable (needs root): socket object sizes "
-                           "unknown, only buffer memory is priced")
+        state.notes.append(Msg("/proc/slabinfo unreadable (needs root): socket object sizes "
+                               "unknown, only buffer memory is priced"))
     else:
         state.slab = parse_slabinfo(text, f"{proc_root}/slabinfo")
     text = read_text(f"{proc_root}/meminfo")
@@ -147,7 +153,7 @@ def parse_slabinfo(text: str, source: str) -> dict[str, tuple[int, int]]:
         words = line.split()
         if words and words[0] in SLAB_CACHES:
             if len(words) < 4 or not (words[1].isdigit() and words[3].isdigit()):
-                raise ParseError(source, no, "name active_objs num_objs objsize", line)
+                raise ParseError(source, no, Msg("name active_objs num_objs objsize"), line)
             out[words[0]] = (int(words[3]), int(words[1]))
     return out
 
@@ -160,7 +166,7 @@ def parse_cpu_stat(text: str, source: str) -> dict[str, int]:
         if not words or not words[0].startswith("cpu"):
             continue
         if len(words) < 8 or not all(w.isdigit() for w in words[1:]):
-            raise ParseError(source, no, "cpu tick counts", line)
+            raise ParseError(source, no, Msg("cpu tick counts"), line)
         ticks = [int(w) for w in words[1:]]
         # guest time is already counted in user time: leave it out of the total.
         key = "cpu" if words[0] == "cpu" else words[0]
@@ -177,7 +183,7 @@ def parse_softirqs(text: str, source: str) -> dict[str, int]:
         if head.strip() in ("NET_RX", "NET_TX"):
             words = rest.split()
             if not all(w.isdigit() for w in words):
-                raise ParseError(source, no, "per-CPU counts", line)
+                raise ParseError(source, no, Msg("per-CPU counts"), line)
             out[f"softirq.{head.strip()}"] = sum(int(w) for w in words)
     return out
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model import kernel_state
 from tcpdoctor.model.columns import BASE_COLUMNS
 from tcpdoctor.model.kernel_state import KernelState
@@ -37,13 +38,13 @@ def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bo
         except netlink.NetlinkUnavailable as exc:
             if source == "netlink":
                 raise
-            notes.append(f"netlink unavailable ({exc}); read /proc/net/tcp instead")
+            notes.append(Msg("netlink unavailable ({exc}); read /proc/net/tcp instead", exc=exc))
     from tcpdoctor.sources import procfs  # the fallback: loaded only when used
 
     cols, more = procfs.read_sockets(proc_root, families)
     if info or mem:
-        notes.append("procfs has no tcp_info or buffer memory: idle-time and buffer figures "
-                     "are unavailable")
+        notes.append(Msg("procfs has no tcp_info or buffer memory: idle-time and buffer figures "
+                         "are unavailable"))
     return cols, "procfs", notes + more
 
 
@@ -63,7 +64,8 @@ def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: boo
     """Every TCP socket of this host (or of netns_name) as a columnar Snapshot; info adds
     tcp_info and buffer memory, mem buffer memory only."""
     if source not in SOURCES:
-        raise TcpDoctorError(f"unknown source {source!r} (choose from {', '.join(SOURCES)})")
+        raise TcpDoctorError(Msg("unknown source {source!r} (choose from {join_sources})",
+                                 source=source, join_sources=', '.join(SOURCES)))
     families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on)
     wanted = frozenset(BASE_COLUMNS) if want is None else want | {"state"}
     if with_owners:
@@ -86,7 +88,8 @@ def attach_owners(snap: Snapshot, proc_root: str = "/proc") -> OwnerTable:
     snap.process_names = {int(p): table.names.get(int(p), "?") for p in used if p >= 0}
     snap.notes.extend(table.notes())
     if os.geteuid() != 0 and not table.denied:
-        snap.notes.append("not running as root: owners of other users' sockets may be missing")
+        snap.notes.append(Msg("not running as root: owners of other users' sockets may be "
+                              "missing"))
     return table
 
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.sources.containers import Identity, RuntimeFiles, identify
 from tcpdoctor.sources.netns import NETNS_RUN_DIR
 from tcpdoctor.sources.owners import read_comm
@@ -100,11 +101,11 @@ def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Swe
                       if _inode(p) is not None), None)
     if host_path is None:  # not root: our own namespace stands for the host's
         host_path = f"{proc_root}/self/ns/net"
-        sweep.notes.append("the host's namespace (PID 1's) is unreadable without root: this "
-                           "process's namespace is reported as the host's")
+        sweep.notes.append(Msg("the host's namespace (PID 1's) is unreadable without root: this "
+                               "process's namespace is reported as the host's"))
     host = _inode(host_path)
     if host is None:
-        raise TcpDoctorError(f"cannot read {host_path}: is /proc mounted?")
+        raise TcpDoctorError(Msg("cannot read {host_path}: is /proc mounted?", host_path=host_path))
     by_inode[host] = Netns(host, [host_path], host=True)
     for path in nsfs_mounts(proc_root):
         ino = _inode(path)
@@ -136,9 +137,10 @@ def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Swe
     for ino, (_, pid) in oldest.items():
         _name_from_process(by_inode[ino], proc_root, pid, runtime)
     if gone:
-        sweep.notes.append(f"{gone} processes exited during the namespace sweep")
+        sweep.notes.append(Msg("{gone} processes exited during the namespace sweep", gone=gone))
     if denied:
-        sweep.notes.append(f"{denied} processes' namespaces could not be read (permission denied)")
+        sweep.notes.append(Msg("{denied} processes' namespaces could not be read (permission "
+                               "denied)", denied=denied))
     host_ns = by_inode.pop(host)
     rest = sorted(by_inode.values(), key=lambda n: (n.label.startswith("netns:"), n.label))
     sweep.namespaces = [host_ns, *rest]
@@ -167,7 +169,8 @@ def open_netns(ns: Netns) -> int:
         if os.fstat(fd).st_ino == ns.inode:
             return fd
         os.close(fd)
-    raise LookupError(f"network namespace {ns.label} vanished during the sweep")
+    raise LookupError(Msg("network namespace {ns_label} vanished during the sweep",
+                          ns_label=ns.label))
 
 
 def entry_path(ns: Netns) -> str:
@@ -193,6 +196,8 @@ def select(sweep: Sweep, spec: str) -> list[Netns]:
         hit = [n for n in sweep.namespaces if spec in (n.label, n.name)]
     if not hit:
         known = ", ".join(n.label for n in sweep.namespaces[:8])
-        raise TcpDoctorError(f"--netns {spec}: no such namespace on this host (found: {known}"
-                             f"{', ...' if len(sweep.namespaces) > 8 else ''})")
+        raise TcpDoctorError(Msg("--netns {spec}: no such namespace on this host (found: "
+                                 "{known}{if_len_sweep_namespaces})", spec=spec, known=known,
+                                 if_len_sweep_namespaces=", ..." if len(sweep.namespaces) > 8
+                                 else ""))
     return hit

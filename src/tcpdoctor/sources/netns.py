@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespaces
@@ -25,11 +26,12 @@ def resolve(netns: str) -> str:
     try:
         os.stat(path)
     except FileNotFoundError:
-        raise TcpDoctorError(f"network namespace {netns!r} not found ({path} does not "
-                             "exist)") from None
+        raise TcpDoctorError(Msg("network namespace {netns!r} not found ({path} does not exist)",
+                                 netns=netns, path=path)) from None
     except OSError as exc:  # there, but not for us: say so, not "not found"
-        raise TcpDoctorError(f"network namespace {netns!r} unreadable ({path}: "
-                             f"{exc.strerror}; it needs root)") from None
+        raise TcpDoctorError(Msg("network namespace {netns!r} unreadable ({path}: "
+                                 "{exc_strerror}; it needs root)", netns=netns, path=path,
+                                 exc_strerror=exc.strerror)) from None
     return path
 
 
@@ -61,14 +63,16 @@ def enter_fd(fd: int, what: str = "the caller's network namespace") -> None:
     if libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         hint = " (entering another namespace needs root or CAP_SYS_ADMIN)" if err == 1 else ""
-        raise TcpDoctorError(f"cannot enter {what}: {os.strerror(err)}{hint}")
+        raise TcpDoctorError(Msg("cannot enter {what}: {os_strerror_err}{hint}", what=what,
+                                 os_strerror_err=os.strerror(err), hint=hint))
 
 
 def _setns(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise TcpDoctorError(f"cannot open network namespace {path}: {exc.strerror}") from None
+        raise TcpDoctorError(Msg("cannot open network namespace {path}: {exc_strerror}", path=path,
+                                 exc_strerror=exc.strerror)) from None
     try:
         enter_fd(fd, f"network namespace {path}")
     finally:

@@ -14,6 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.model.columns import BASE_COLUMNS, concat_columns
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, TCP_NEW_SYN_RECV, normalize_states
@@ -90,7 +91,7 @@ def parse_block(arr: np.ndarray, family: int, src: str, first_line: int) -> dict
     st = hexf(TOK_ST, 0, 2, "hex state")
     if ((st == 0) | (st > TCP_NEW_SYN_RECV)).any():
         r = int(np.flatnonzero((st == 0) | (st > TCP_NEW_SYN_RECV))[0])
-        raise ParseError(src, int(lines[r]), "a TCP state 01..0C", bytes(mat[r]).rstrip())
+        raise ParseError(src, int(lines[r]), Msg("a TCP state 01..0C"), bytes(mat[r]).rstrip())
     cols["state"] = normalize_states(st)
     cols["wqueue"] = hexf(TOK_QUEUES, 0, 8, "hex tx_queue").astype(np.uint32)
     cols["rqueue"] = hexf(TOK_QUEUES, 9, 8, "hex rx_queue").astype(np.uint32)
@@ -110,7 +111,7 @@ def _blocks(fh: BinaryIO, src: str, on_long: Callable[[int], None] | None = None
     """Whole-line blocks of the file after its header, with the line number of each block."""
     header = fh.readline(textcols.MAX_LINE)
     if not header.lstrip().startswith(b"sl"):
-        raise ParseError(src, 1, "the /proc/net/tcp header line starting with 'sl'", header)
+        raise ParseError(src, 1, Msg("the /proc/net/tcp header line starting with 'sl'"), header)
     for block, first in textcols.line_blocks(fh, BLOCK, first_line=2, on_long=on_long):
         if block.strip():
             yield np.frombuffer(block, dtype=np.uint8), first
@@ -124,7 +125,8 @@ def iter_file(fh: BinaryIO, family: int, src: str,
     reject: called with each line that cannot be parsed, which is then left out (a saved
     copy cut in its last line keeps every whole line); without it the first one raises."""
     def too_long(line: int) -> None:
-        error = ParseError(src, line, f"a line under {textcols.MAX_LINE} bytes")
+        error = ParseError(src, line, Msg("a line under {textcols_max_line} bytes",
+                                          textcols_max_line=textcols.MAX_LINE))
         if reject is None:
             raise error
         reject(error)
@@ -169,7 +171,7 @@ def net_dir(proc_root: str) -> str:
 def read_sockets(proc_root: str = "/proc", families: tuple[int, ...] = (AF_INET, AF_INET6),
                  ) -> tuple[dict[str, np.ndarray], list[str]]:
     parts = []
-    notes = []
+    notes: list[str] = []
     for family, name in ((AF_INET, "tcp"), (AF_INET6, "tcp6")):
         if family not in families:
             continue
@@ -179,9 +181,10 @@ def read_sockets(proc_root: str = "/proc", families: tuple[int, ...] = (AF_INET,
                 parts.append(parse_file(fh, family, path))
         except FileNotFoundError:
             if family == AF_INET6:
-                notes.append(f"{path} is missing: IPv6 is disabled, no IPv6 sockets counted")
+                notes.append(Msg("{path} is missing: IPv6 is disabled, no IPv6 sockets counted",
+                                 path=path))
                 continue
-            raise TcpDoctorError(f"{path} is missing: is /proc mounted?") from None
+            raise TcpDoctorError(Msg("{path} is missing: is /proc mounted?", path=path)) from None
         except PermissionError as exc:
             raise TcpDoctorError(f"{path}: {exc.strerror}") from None
     return concat_columns(parts, BASE_COLUMNS), notes

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model import kernel_state
 from tcpdoctor.model.columns import BASE_COLUMNS
 from tcpdoctor.model.kernel_state import CPU_COUNTER_PREFIXES, GLOBAL_SYSCTLS, KernelState
@@ -40,7 +41,7 @@ def in_each(spaces: list[Netns], fn: Callable[[Netns], T],
             workers: int = WORKERS) -> list[T | BaseException]:
     """fn(ns) inside each namespace, in order; a namespace that vanished (or any error)
     yields its exception instead of a result."""
-    results: list[T | BaseException] = [LookupError("not run")] * len(spaces)
+    results: list[T | BaseException] = [LookupError(Msg("not run"))] * len(spaces)
     order = itertools.count()
     lock = threading.Lock()
 
@@ -153,7 +154,8 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
                          f"the sweep, or no permission): " + "; ".join(vanished[:5]))
     idle = len(spaces) - len(busy)
     if idle:
-        out.notes.append(f"{idle} namespace(s) without TCP sockets (sockstat) were not read")
+        out.notes.append(Msg("{idle} namespace(s) without TCP sockets (sockstat) were not read",
+                             idle=idle))
     return out
 
 
@@ -166,10 +168,10 @@ def _sockstats(target: Target, spaces: list[Netns]) -> list[KernelState | BaseEx
         path = f"{target.proc_root}/{ns.pid}" if ns.pid is not None else None
         try:
             if path is None or os.stat(f"{path}/ns/net").st_ino != ns.inode:
-                raise LookupError("no process inside")
+                raise LookupError(Msg("no process inside"))
             out.append(_sockstat(target, f"{path}/net"))
         except (OSError, LookupError, TcpDoctorError):
-            out.append(LookupError("not read"))
+            out.append(LookupError(Msg("not read")))
             entered.append(i)
     for i, got in zip(entered, in_each([spaces[i] for i in entered],
                                        lambda ns: _sockstat(target)), strict=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.kernel_state import SYSCTL_CONF, SYSCTL_DIRS, Setting
 
 
@@ -22,7 +23,7 @@ def parse(text: str, path: str) -> list[Setting]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not key or " " in key:
-            raise ParseError(path, no, "KEY = VALUE", raw)
+            raise ParseError(path, no, Msg("KEY = VALUE"), raw)
         ignore = key.startswith("-")
         out.append(Setting(key.lstrip("-").replace("/", "."), " ".join(value.split()), path, no,
                            ignore))
@@ -59,14 +60,15 @@ def read(paths: list[str], strict: bool) -> tuple[dict[str, Setting], list[Setti
         except OSError as exc:
             if strict:
                 raise TcpDoctorError(f"{path}: {exc.strerror}") from None
-            notes.append(f"{path} unreadable ({exc.strerror}): not audited")
+            notes.append(Msg("{path} unreadable ({exc_strerror}): not audited", path=path,
+                             exc_strerror=exc.strerror))
             continue
         try:
             settings = parse(text, path)
         except ParseError as exc:
             if strict:
                 raise
-            notes.append(f"{exc}: file skipped")
+            notes.append(Msg("{exc}: file skipped", exc=exc))
             continue
         for s in settings:
             every.append(s)

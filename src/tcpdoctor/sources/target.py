@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tcpdoctor.i18n import Msg
+
 SOURCES = ("auto", "netlink", "procfs")  # what --source takes
 
 
@@ -21,4 +23,4 @@ class Target:
 
     @property
     def where(self) -> str:
-        return f"netns {self.netns}" if self.netns else "host"
+        return f"netns {self.netns}" if self.netns else Msg("host")

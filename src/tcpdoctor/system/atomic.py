@@ -16,6 +16,7 @@ import signal
 import time
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 
 # Test-only fault injection: seconds to sleep between chunks, to widen the window in which a
 # kill lands mid-write (tests/test_tune.py kills writers with SIGKILL at random moments).
@@ -43,7 +44,7 @@ def atomic_write_bytes(path: str, raw: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         why = WHY.get(exc.errno or 0, exc.strerror or str(exc))
-        raise TcpDoctorError(f"cannot write {path}: {why}") from None
+        raise TcpDoctorError(Msg("cannot write {path}: {why}", path=path, why=why)) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

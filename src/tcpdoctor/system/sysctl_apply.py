@@ -14,6 +14,7 @@ from typing import Any
 
 from tcpdoctor.analysis.sysctl_kb import BY_KEY, harmful
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.kernel_state import sysctl_path
 from tcpdoctor.sources import netns as netns_mod
 from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
@@ -26,23 +27,27 @@ def validate(values: dict[str, str], netns: str | None, ehash: int) -> None:
     for key, value in values.items():
         knob = BY_KEY.get(key)
         if knob is None:
-            raise TcpDoctorError(f"refusing {key}: not a key tcpdoctor knows (see --explain)")
+            raise TcpDoctorError(Msg("refusing {key}: not a key tcpdoctor knows (see --explain)",
+                                     key=key))
         parsed = knob.parse(value)
         if key == "net.ipv4.ip_local_reserved_ports" and not _port_list(value):
-            raise TcpDoctorError(f"refusing {key} = {value}: expected ports and ranges such as "
-                                 "8080,9000-9100")
+            raise TcpDoctorError(Msg("refusing {key} = {value}: expected ports and ranges such "
+                                     "as 8080,9000-9100", key=key, value=value))
         if parsed is None:
-            raise TcpDoctorError(f"refusing {key} = {value}: outside the valid range "
-                                 f"{knob.valid} ({knob.count} value(s))")
+            raise TcpDoctorError(Msg("refusing {key} = {value}: outside the valid range "
+                                     "{knob_valid} ({knob_count} value(s))", key=key, value=value,
+                                     knob_valid=knob.valid, knob_count=knob.count))
         harm = harmful(knob, value, ehash)
         if harm:
-            raise TcpDoctorError(f"refusing {key} = {value}: {harm[1]}")
+            raise TcpDoctorError(Msg("refusing {key} = {value}: {harm_1}", key=key, value=value,
+                                     harm_1=harm[1]))
         if knob.removed_in:
             major, minor = knob.removed_in
-            raise TcpDoctorError(f"refusing {key}: removed in Linux {major}.{minor}")
+            raise TcpDoctorError(Msg("refusing {key}: removed in Linux {major}.{minor}", key=key,
+                                     major=major, minor=minor))
         if netns and not knob.per_netns:
-            raise TcpDoctorError(f"refusing {key} with --netns: it is global, set it in the "
-                                 "initial namespace")
+            raise TcpDoctorError(Msg("refusing {key} with --netns: it is global, set it in the "
+                                     "initial namespace", key=key))
 
 
 def _port_list(text: str) -> bool:
@@ -63,7 +68,8 @@ def _read_values(keys: list[str]) -> dict[str, str]:
             with open(sysctl_path(key)) as fh:
                 out[key] = " ".join(fh.read().split())
         except OSError as exc:
-            raise TcpDoctorError(f"cannot read {key}: {exc.strerror}") from None
+            raise TcpDoctorError(Msg("cannot read {key}: {exc_strerror}", key=key,
+                                     exc_strerror=exc.strerror)) from None
     return out
 
 
@@ -102,12 +108,13 @@ def _read_file(path: str) -> str | None:
 def apply(values: dict[str, str], dropin: str | None, text: str, netns: str | None,
           state_dir: str, ehash: int) -> dict[str, Any]:
     if os.geteuid() != 0:
-        raise TcpDoctorError("--apply needs root")
+        raise TcpDoctorError(Msg("--apply needs root"))
     validate(values, netns, ehash)
     try:
         os.makedirs(state_dir, exist_ok=True)
     except OSError as exc:
-        raise TcpDoctorError(f"--state-dir {state_dir}: {exc.strerror}") from None
+        raise TcpDoctorError(Msg("--state-dir {state_dir}: {exc_strerror}", state_dir=state_dir,
+                                 exc_strerror=exc.strerror)) from None
     bpath = backup_path(state_dir, dropin, netns)
     remove_stale_temps(bpath)  # left by a writer killed mid-write
     earlier = _read_file(bpath)
@@ -141,7 +148,7 @@ def _apply(values: dict[str, str], dropin: str | None, text: str, netns: str | N
         restore = {k: backup["values"][k] for k in exc.done}
         netns_mod.run_in(netns, lambda: _write_values(restore))
         _restore_dropin(backup)
-        raise TcpDoctorError(f"{exc}; the values already set were restored") from None
+        raise TcpDoctorError(Msg("{exc}; the values already set were restored", exc=exc)) from None
     return {"backup": bpath, "dropin": dropin, "previous": previous, "applied": values}
 
 
@@ -158,18 +165,20 @@ def _restore_dropin(backup: dict[str, Any]) -> None:
 
 def rollback(dropin: str | None, netns: str | None, state_dir: str) -> dict[str, Any]:
     if os.geteuid() != 0:
-        raise TcpDoctorError("--rollback needs root")
+        raise TcpDoctorError(Msg("--rollback needs root"))
     bpath = backup_path(state_dir, dropin, netns)
     text = _read_file(bpath)
     if text is None:
-        raise TcpDoctorError(f"nothing to roll back: no backup {bpath} for drop-in "
-                             f"{dropin or '(none)'} in {'netns ' + netns if netns else 'host'}")
+        raise TcpDoctorError(Msg("nothing to roll back: no backup {bpath} for drop-in "
+                                 "{dropin_or_none} in {netns_netns_if_netns_els}", bpath=bpath,
+                                 dropin_or_none=dropin or '(none)',
+                                 netns_netns_if_netns_els='netns ' + netns if netns else 'host'))
     try:
         backup = json.loads(text)
         values = dict(backup["values"])
     except (ValueError, KeyError, TypeError):
-        raise TcpDoctorError(f"{bpath}: not a tcpdoctor backup (expected JSON with "
-                             "'values')") from None
+        raise TcpDoctorError(Msg("{bpath}: not a tcpdoctor backup (expected JSON with 'values')",
+                                 bpath=bpath)) from None
     netns_mod.run_in(netns, lambda: _write_values(values))
     _restore_dropin(backup)
     os.unlink(bpath)

@@ -13,6 +13,7 @@ from tcpdoctor.analysis.rules.common import (
     ports_text,
     service_ports,
 )
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import (
     TCP_CLOSE_WAIT,
     TCP_FIN_WAIT2,
@@ -35,31 +36,37 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
     # The peer's FIN occupies one sequence number: Recv-Q 1 in CLOSE_WAIT means no data.
     unread = ctx.count(cw & (ctx.snap.columns["rqueue"] > 1))
     procs = ctx.processes(cw)
-    owner = (f"{procs[0]['name']} (pid {procs[0]['pid']}) holds {procs[0]['count']:,} of them"
-             if procs else "their owner is unknown (run as root to see it)")
+    owner = (Msg("{procs_0_name} (pid {procs_0_pid}) holds {procs_0_count:,} of them",
+                 procs_0_name=procs[0]['name'], procs_0_pid=procs[0]['pid'],
+                 procs_0_count=procs[0]['count'])
+             if procs else Msg("their owner is unknown (run as root to see it)"))
     # A client's CLOSE_WAIT sits on ephemeral ports: name the services it called instead.
     outbound = ctx.count(cw & ~np.isin(ctx.snap.columns["sport"], service_ports(ctx)[0]))
     if outbound * 2 > n:
         dests = top_destinations(ctx.snap, cw, 3)
-        where = f"towards {', '.join(f'{d} ({k:,})' for d, k in dests)}"
-        peers = "the remote services closed these connections and this client never called "
+        where = Msg("towards {destinations}",
+                    destinations=", ".join(f"{d} ({k:,})" for d, k in dests))
+        peers = Msg("the remote services closed these connections and this client never called "
+                    "close()")
         places: dict[str, Any] = {"remote_services": dict(dests)}
     else:
-        where = f"on local port(s) {ports_text(ports)}"
-        peers = "the peers closed these connections and the application never called "
+        where = Msg("on local port(s) {ports_text_ports}", ports_text_ports=ports_text(ports))
+        peers = Msg("the peers closed these connections and the application never called "
+                    "close()")
         places = {"local_ports": {str(p): k for p, k in ports}}
     return Found(
         sev,
-        f"{n:,} sockets in CLOSE_WAIT {where}; {owner}: {peers}close().",
+        Msg("{n:,} sockets in CLOSE_WAIT {where}; {owner}: {peers}.", n=n, where=where,
+            owner=owner, peers=peers),
         {"close_wait": n, **places, "with_unread_data": unread},
         [
-            (f"Fix {procs[0]['name']}: " if procs else "Fix the owning application: ")
-            + "when read() returns 0 (EOF) or an error, close the socket; check error paths, "
-            "exceptions and connection pools that keep dead connections.",
-            "No sysctl frees CLOSE_WAIT: the kernel waits for the application, forever. "
-            "Restarting the process frees them now, but the leak returns.",
-            "Each CLOSE_WAIT holds a file descriptor: the process will hit its open-files "
-            "limit (EMFILE) if the leak continues.",
+            Msg("Fix {name}: when read() returns 0 (EOF) or an error, close the socket; check "
+                "error paths, exceptions and connection pools that keep dead connections.",
+                name=procs[0]["name"] if procs else Msg("the owning application")),
+            Msg("No sysctl frees CLOSE_WAIT: the kernel waits for the application, forever. "
+                "Restarting the process frees them now, but the leak returns."),
+            Msg("Each CLOSE_WAIT holds a file descriptor: the process will hit its open-files "
+                "limit (EMFILE) if the leak continues."),
         ],
         procs,
         sockets=cw,
@@ -81,20 +88,21 @@ def fin_wait2(ctx: Context, th: dict[str, float]) -> Found | None:
     recs = []
     if fin_timeout is not None and fin_timeout > 30 and orphaned > n // 2:
         recs.append(sysctl_rec("net.ipv4.tcp_fin_timeout", fin_timeout, 30,
-                               "bounds how long orphaned FIN_WAIT2 sockets wait for the peer's "
-                               "FIN (it does not change TIME_WAIT)."))
+                               Msg("bounds how long orphaned FIN_WAIT2 sockets wait for the "
+                                   "peer's FIN (it does not change TIME_WAIT).")))
     dests = top_destinations(ctx.snap, fw, with_port=False)
     return Found(
         sev,
-        f"{n:,} sockets in FIN_WAIT2 ({orphaned:,} orphaned), most with {dests[0][0]}: "
-        "peers acknowledged our close but never closed their side.",
+        Msg("{n:,} sockets in FIN_WAIT2 ({orphaned:,} orphaned), most with {dests_0_0}: peers "
+            "acknowledged our close but never closed their side.", n=n, orphaned=orphaned,
+            dests_0_0=dests[0][0]),
         {"fin_wait2": n, "orphaned": orphaned, "held_by_processes": n - orphaned,
          "top_remotes": dict(dests), "tcp_fin_timeout": fin_timeout},
         [
-            "Find out why the peers (top remotes above) keep their half open: a client that "
-            "never closes, or a half-close (shutdown) protocol waiting on them.",
-            "Sockets still held by a process stay in FIN_WAIT2 until it closes them; only "
-            "orphaned ones time out after tcp_fin_timeout.",
+            Msg("Find out why the peers (top remotes above) keep their half open: a client that "
+                "never closes, or a half-close (shutdown) protocol waiting on them."),
+            Msg("Sockets still held by a process stay in FIN_WAIT2 until it closes them; only "
+                "orphaned ones time out after tcp_fin_timeout."),
         ],
         ctx.processes(fw), recs,
         sockets=fw,
@@ -114,14 +122,16 @@ def last_ack(ctx: Context, th: dict[str, float]) -> Found | None:
     dests = top_destinations(ctx.snap, la, with_port=False)
     return Found(
         sev,
-        f"{n:,} sockets in LAST_ACK ({retrans:,} retransmitting their FIN), most with "
-        f"{dests[0][0]}: peers vanished or a firewall/path drops the last ACK.",
+        Msg("{n:,} sockets in LAST_ACK ({retrans:,} retransmitting their FIN), most with "
+            "{dests_0_0}: peers vanished or a firewall/path drops the last ACK.", n=n,
+            retrans=retrans, dests_0_0=dests[0][0]),
         {"last_ack": n, "retransmitting": retrans, "top_remotes": dict(dests)},
         [
-            "Check the path to the top remotes: a stateful firewall or load balancer that "
-            "forgets connections early drops the final ACK.",
-            "Peers that disappear (crashed clients, NAT timeouts) leave LAST_ACK until the FIN "
-            "retransmissions give up; tcp_orphan_retries bounds that for orphaned sockets.",
+            Msg("Check the path to the top remotes: a stateful firewall or load balancer that "
+                "forgets connections early drops the final ACK."),
+            Msg("Peers that disappear (crashed clients, NAT timeouts) leave LAST_ACK until the "
+                "FIN retransmissions give up; tcp_orphan_retries bounds that for orphaned "
+                "sockets."),
         ],
         ctx.processes(la),
         sockets=la,

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.analysis.context import Context
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import DEFAULT_PORT_RANGE, TCP_LISTEN, TCP_TIME_WAIT
 
-TIME_WAIT_FIXED = ("TIME_WAIT lasts a fixed 60 s on Linux (TCP_TIMEWAIT_LEN): tcp_fin_timeout "
-                   "does not shorten it, and tcp_tw_recycle was removed in Linux 4.12 (it broke "
-                   "clients behind NAT) — do not use either for this.")
+TIME_WAIT_FIXED = (Msg("TIME_WAIT lasts a fixed 60 s on Linux (TCP_TIMEWAIT_LEN): "
+                       "tcp_fin_timeout does not shorten it, and tcp_tw_recycle was removed in "
+                       "Linux 4.12 (it broke clients behind NAT) — do not use either for this."))
 WIDE_RANGE = (16384, 65535)  # even/odd ends, as the kernel prefers; leaves 1024-16383 to services
 
 
@@ -51,7 +52,7 @@ def service_ports(ctx: Context) -> tuple[np.ndarray, str]:
 def _service_ports(ctx: Context) -> tuple[np.ndarray, str]:
     listening = ctx.snap.listening_ports()
     if listening.size or (ctx.snap.columns["state"] == TCP_LISTEN).any():
-        return listening, "LISTEN rows"
+        return listening, Msg("LISTEN rows")
     c = ctx.snap.columns
     lo, hi = port_range(ctx)
     peer_ephemeral = (c["dport"] >= lo) & (c["dport"] <= hi)
@@ -60,9 +61,9 @@ def _service_ports(ctx: Context) -> tuple[np.ndarray, str]:
     serving = (ports < 1024) | ((counts >= 3) & (ephemeral_peers >= 0.8 * counts)
                                 & ~((ports >= lo) & (ports <= hi) & (counts < 20)))
     found = ports[serving & (ports > 0)]
-    how = ("inferred, no LISTEN rows in the input: local ports below 1024, or shared by "
-           "several sockets whose peers use ephemeral ports"
-           + (f" ({', '.join(str(p) for p in found[:5])})" if found.size else " (none)"))
+    how = (Msg("inferred, no LISTEN rows in the input: local ports below 1024, or shared by "
+               "several sockets whose peers use ephemeral ports")
+           + (f" ({', '.join(str(p) for p in found[:5])})" if found.size else Msg(" (none)")))
     return found, how
 
 
@@ -82,7 +83,8 @@ def port_range_evidence(ctx: Context) -> list[int] | str:
     if rng and len(rng) == 2 and 0 < rng[0] <= rng[1]:
         return [rng[0], rng[1]]
     lo, hi = DEFAULT_PORT_RANGE
-    return f"{ctx.missing} (assumed {lo}-{hi}, the kernel's default)"
+    return Msg("{ctx_missing} (assumed {lo}-{hi}, the kernel's default)", ctx_missing=ctx.missing,
+               lo=lo, hi=hi)
 
 
 def port_range(ctx: Context) -> tuple[int, int]:

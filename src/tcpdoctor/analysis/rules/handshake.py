@@ -21,6 +21,7 @@ from tcpdoctor.analysis.rules.common import (
 )
 from tcpdoctor.analysis.rules.traced import traced_connects
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import (
     TCP_LISTEN,
     TCP_SYN_RECV,
@@ -47,36 +48,39 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
     distinct = int(np.unique(c["raddr_lo"][sr]).size)
     # Many sources from a few subnets: name the subnets (what a firewall rule blocks).
     few = sum(k for _, k in nets[:3]) >= 0.8 * n and distinct > 3 * len(nets[:3])
-    origin = (f"{distinct:,} sources, {'mostly ' if len(nets) > 3 else ''}in "
+    origin = (Msg("{distinct:,} sources, {mostly_if_len_nets_3_els}in ", distinct=distinct,
+                  mostly_if_len_nets_3_els='mostly ' if len(nets) > 3 else '')
               + ", ".join(f"{net} ({k:,})" for net, k in nets[:3]) if few
-              else f"{distinct:,} sources")
+              else Msg("{distinct:,} sources", distinct=distinct))
     procs = owners_by_listen_port(ctx, sr)
     recs = []
     syncookies = ctx.sysctl_int("net.ipv4.tcp_syncookies")
     if syncookies == 0:
         recs.append(sysctl_rec("net.ipv4.tcp_syncookies", 0, 1,
-                               "cookies answer SYNs without queue space once the SYN queue "
-                               "overflows; the default is 1."))
+                               Msg("cookies answer SYNs without queue space once the SYN queue "
+                                   "overflows; the default is 1.")))
     synack = ctx.sysctl_int("net.ipv4.tcp_synack_retries")
     if synack is not None and synack > 3:
         recs.append(sysctl_rec("net.ipv4.tcp_synack_retries", synack, 2,
-                               "half-open entries then expire after ~7 s instead of ~63 s."))
+                               Msg("half-open entries then expire after ~7 s instead of ~63 s.")))
     return Found(
         sev,
-        f"{n:,} half-open connections (SYN_RECV) on port(s) {ports_text(ports)} from "
-        f"{origin}; syncookies sent during the sample: "
-        f"{_count(ctx.measured('TcpExt.SyncookiesSent'))}.",
+        Msg("{n:,} half-open connections (SYN_RECV) on port(s) {ports_text_ports} from "
+            "{origin}; syncookies sent during the sample: {count_ctx_measured_tcpex}.", n=n,
+            ports_text_ports=ports_text(ports), origin=origin,
+            count_ctx_measured_tcpex=_count(ctx.measured('TcpExt.SyncookiesSent'))),
         {"syn_recv": n, "ports": {str(p): k for p, k in ports}, "distinct_sources": distinct,
          "top_sources": dict(sources), "top_source_networks": dict(nets),
          "SyncookiesSent_delta": ctx.measured("TcpExt.SyncookiesSent"),
          "TCPReqQFullDrop_delta": ctx.measured("TcpExt.TCPReqQFullDrop"),
          "tcp_syncookies": syncookies if syncookies is not None else ctx.missing},
         [
-            "If the sources are few, block them upstream (firewall, provider DDoS "
-            "protection); if they are many and spoofed, keep syncookies on and filter upstream.",
-            "If this is legitimate load, raise the listener's backlog in the application "
-            "(listen(fd, N)) and net.core.somaxconn: cookies under real load mean the backlog "
-            "is too small. tcp_max_syn_backlog only matters with syncookies off.",
+            Msg("If the sources are few, block them upstream (firewall, provider DDoS "
+                "protection); if they are many and spoofed, keep syncookies on and filter "
+                "upstream."),
+            Msg("If this is legitimate load, raise the listener's backlog in the application "
+                "(listen(fd, N)) and net.core.somaxconn: cookies under real load mean the "
+                "backlog is too small. tcp_max_syn_backlog only matters with syncookies off."),
         ],
         procs, recs,
         sockets=sr,
@@ -101,27 +105,29 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
     recs = []
     if somaxconn and any(li["limit"] >= somaxconn for li in listeners):
         recs.append(sysctl_rec("net.core.somaxconn", somaxconn, max(4096, somaxconn * 2),
-                               "the listen() backlog is capped at somaxconn; raise both the "
-                               "application's backlog and this cap."))
-    where = (", ".join(f"port {li['port']} ({li['queue']}/{li['limit']})" for li in listeners)
-             if listeners else "no listener full at the snapshot")
-    owner = f" owned by {names_of(procs)}" if procs else ""
+                               Msg("the listen() backlog is capped at somaxconn; raise both the "
+                                   "application's backlog and this cap.")))
+    where = (", ".join(Msg("port {li_port} ({li_queue}/{li_limit})", li_port=li['port'],
+                           li_queue=li['queue'], li_limit=li['limit']) for li in listeners)
+             if listeners else Msg("no listener full at the snapshot"))
+    owner = Msg(" owned by {names_of_procs}", names_of_procs=names_of(procs)) if procs else ""
     return Found(
         sev,
-        f"Accept queue full on {where}{owner}; ListenOverflows during the sample: "
-        f"{_count(ctx.measured('TcpExt.ListenOverflows'))}: new connections are being "
-        "dropped because the application accepts too slowly.",
+        Msg("Accept queue full on {where}{owner}; ListenOverflows during the sample: "
+            "{count_ctx_measured_tcpex}: new connections are being dropped because the "
+            "application accepts too slowly.", where=where, owner=owner,
+            count_ctx_measured_tcpex=_count(ctx.measured('TcpExt.ListenOverflows'))),
         {"full_listeners": listeners,
          "ListenOverflows_delta": ctx.measured("TcpExt.ListenOverflows"),
          "ListenDrops_delta": ctx.measured("TcpExt.ListenDrops"),
          "somaxconn": somaxconn if somaxconn is not None else ctx.missing},
         [
-            (f"Make {procs[0]['name']} accept faster: " if procs else "Make the application "
-             "accept faster: ") + "more worker threads/processes, a non-blocking accept loop, "
-            "no slow work before accept().",
-            "Then raise the listen() backlog in the application (the queue limit shown) and "
-            "net.core.somaxconn, which caps it.",
-            "Keep tcp_abort_on_overflow=0: with 1, clients get resets instead of a retry.",
+            Msg("Make {name} accept faster: more worker threads/processes, a non-blocking "
+                "accept loop, no slow work before accept().",
+                name=procs[0]["name"] if procs else Msg("the application")),
+            Msg("Then raise the listen() backlog in the application (the queue limit shown) and "
+                "net.core.somaxconn, which caps it."),
+            Msg("Keep tcp_abort_on_overflow=0: with 1, clients get resets instead of a retry."),
         ],
         procs, recs,
         sockets=full,
@@ -147,18 +153,19 @@ def outbound_scan(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     ports = ctx.top("dport", ss)
     procs = ctx.processes(ss)
-    who = names_of(procs) if procs else "an unknown process (run as root to see it)"
+    who = names_of(procs) if procs else Msg("an unknown process (run as root to see it)")
     return Found(
         Severity.CRITICAL,
-        f"{n:,} outgoing connection attempts (SYN_SENT) to {distinct:,} distinct hosts on "
-        f"port(s) {ports_text(ports)}, from {who}: this looks like a network scan.",
+        Msg("{n:,} outgoing connection attempts (SYN_SENT) to {distinct:,} distinct hosts on "
+            "port(s) {ports_text_ports}, from {who}: this looks like a network scan.", n=n,
+            distinct=distinct, ports_text_ports=ports_text(ports), who=who),
         {"syn_sent": n, "distinct_remote_ips": distinct,
          "remote_ports": {str(p): k for p, k in ports}},
         [
-            f"Identify {who}: if it is not a known scanner or crawler, treat the host as "
-            "compromised (isolate it, keep evidence, then clean or rebuild).",
-            "Block unexpected egress on those ports at the firewall.",
-            "No sysctl fixes this; the sockets disappear once the process stops.",
+            Msg("Identify {who}: if it is not a known scanner or crawler, treat the host as "
+                "compromised (isolate it, keep evidence, then clean or rebuild).", who=who),
+            Msg("Block unexpected egress on those ports at the firewall."),
+            Msg("No sysctl fixes this; the sockets disappear once the process stops."),
         ],
         procs,
         sockets=ss,
@@ -178,19 +185,20 @@ def upstream(ctx: Context, th: dict[str, float]) -> Found | None:
     traced = traced_connects(ctx, dests[0][0])
     return Found(
         sev,
-        f"{n:,} connection attempts stuck in SYN_SENT towards {dests[0][0]}"
-        + (f" and {len(dests) - 1} more" if len(dests) > 1 else "")
-        + (f", from {names_of(procs)}" if procs else "")
-        + ": the destination does not answer (down, or SYNs filtered)."
-        + (f" Traced: {traced}." if traced else ""),
+        Msg("{n:,} connection attempts stuck in SYN_SENT towards {dests_0_0}", n=n,
+            dests_0_0=dests[0][0])
+        + (Msg(" and {len_dests_1} more", len_dests_1=len(dests) - 1) if len(dests) > 1 else "")
+        + (Msg(", from {names_of_procs}", names_of_procs=names_of(procs)) if procs else "")
+        + Msg(": the destination does not answer (down, or SYNs filtered).")
+        + (Msg(" Traced: {traced}.", traced=traced) if traced else ""),
         {"syn_sent": n, "destinations": dict(dests), "distinct_remote_ips": distinct,
          "tcp_syn_retries": ctx.sysctl_int("net.ipv4.tcp_syn_retries"),
          **({"traced_connects": traced} if traced else {})},
         [
-            f"Check that {dests[0][0]} is up and reachable from here (routing, firewall, "
-            "security groups).",
-            "Give the client a connect timeout and back-off/circuit breaking, so requests fail "
-            "fast instead of piling up for the kernel's ~127 s of SYN retries.",
+            Msg("Check that {dests_0_0} is up and reachable from here (routing, firewall, "
+                "security groups).", dests_0_0=dests[0][0]),
+            Msg("Give the client a connect timeout and back-off/circuit breaking, so requests "
+                "fail fast instead of piling up for the kernel's ~127 s of SYN retries."),
         ],
         procs,
         sockets=ss,

@@ -10,6 +10,7 @@ from tcpdoctor.analysis.context import Context, level
 from tcpdoctor.analysis.cost import human_bytes, item_text, largest
 from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import TCP_CLOSING, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK, TCP_LISTEN
 
 # States an orphan (closed by its application, still in the kernel) can be in.
@@ -33,15 +34,16 @@ def orphans(ctx: Context, th: dict[str, float]) -> Found | None:
     seen = (c["inode"] == 0) & np.isin(c["state"], ORPHAN_STATES)
     return Found(
         sev,
-        f"{n:,} orphan sockets against tcp_max_orphans={cap:,} ({share:.0%}); past the limit "
-        "(or a quarter of it under retransmission) the kernel resets them."
-        + _held(ctx, seen, "The orphans in this snapshot"),
+        Msg("{n:,} orphan sockets against tcp_max_orphans={cap:,} ({share:.0%}); past the limit "
+            "(or a quarter of it under retransmission) the kernel resets them.", n=n, cap=cap,
+            share=share)
+        + _held(ctx, seen, Msg("The orphans in this snapshot")),
         {"orphans": n, "tcp_max_orphans": cap, "share": round(share, 3)},
         [
-            "Find what closes connections that cannot finish (peers gone, lossy path): see "
-            "FIN_WAIT1/LAST_ACK/CLOSING counts.",
-            "Lower tcp_orphan_retries to 2-3 on loaded web servers; raise tcp_max_orphans "
-            "(global), never lower it.",
+            Msg("Find what closes connections that cannot finish (peers gone, lossy path): see "
+                "FIN_WAIT1/LAST_ACK/CLOSING counts."),
+            Msg("Lower tcp_orphan_retries to 2-3 on loaded web servers; raise tcp_max_orphans "
+                "(global), never lower it."),
         ],
         sockets=seen,
     )
@@ -70,14 +72,16 @@ def tcp_memory(ctx: Context, th: dict[str, float]) -> Found | None:
     held = (c["state"] != TCP_LISTEN) & (ctx.cost().buffers > 0)
     return Found(
         sev,
-        f"TCP uses {mem:,} pages against tcp_mem pressure={pressure:,} high={high:,}; "
-        f"memory aborts during the sample: {aborts:,}." + _held(ctx, held, "Socket buffers here"),
+        Msg("TCP uses {mem:,} pages against tcp_mem pressure={pressure:,} high={high:,}; memory "
+            "aborts during the sample: {aborts:,}.", mem=mem, pressure=pressure, high=high,
+            aborts=aborts) + _held(ctx, held, Msg("Socket buffers "
+                                                                               "here")),
         {"mem_pages": mem, "tcp_mem": limits, "TCPMemoryPressures_delta": pressures,
          "TCPAbortOnMemory_delta": aborts},
         [
-            "Find the sockets holding buffers: large Recv-Q (the app reads too slowly) or "
-            "Send-Q (slow peers) in `tcpdoctor top`.",
-            "Raise tcp_mem (global, in pages) only if the memory is really available.",
+            Msg("Find the sockets holding buffers: large Recv-Q (the app reads too slowly) or "
+                "Send-Q (slow peers) in `tcpdoctor top`."),
+            Msg("Raise tcp_mem (global, in pages) only if the memory is really available."),
         ],
         sockets=held,
     )
@@ -89,8 +93,9 @@ def _held(ctx: Context, mask: np.ndarray, what: str) -> str:
     if not (cost.objects_known or cost.buffers_known) or not mask.any():
         return ""
     items = largest(ctx.snap, cost, 1, mask)
-    lead = f"; largest: {item_text(items[0])}" if items else ""
-    return f" {what} hold {human_bytes(cost.of(mask)['memory_bytes'])}{lead}."
+    lead = Msg("; largest: {item}", item=item_text(items[0])) if items else ""
+    return Msg(" {what} hold {human_bytes_cost_of_mask}{lead}.", what=what,
+               human_bytes_cost_of_mask=human_bytes(cost.of(mask)['memory_bytes']), lead=lead)
 
 
 @rule("CONNTRACK_FULL", "Connection tracking table near full", needs=("kernel",),
@@ -108,14 +113,15 @@ def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     return Found(
         sev,
-        f"conntrack holds {count:,} of {cap:,} entries ({share:.0%}); {drops:,} drops during "
-        "the sample ('nf_conntrack: table full, dropping packet').",
+        Msg("conntrack holds {count:,} of {cap:,} entries ({share:.0%}); {drops:,} drops during "
+            "the sample ('nf_conntrack: table full, dropping packet').", count=count, cap=cap,
+            share=share, drops=drops),
         {"count": count, "max": cap, "share": round(share, 3), "drops_delta": drops},
         [
-            "Reduce tracked flows: fewer short connections (keep-alive), or NOTRACK rules for "
-            "traffic that needs no NAT/stateful filtering.",
-            "Raise nf_conntrack_max (and the hash size) if memory allows; entries for idle "
-            "established flows live 5 days (nf_conntrack_tcp_timeout_established).",
+            Msg("Reduce tracked flows: fewer short connections (keep-alive), or NOTRACK rules "
+                "for traffic that needs no NAT/stateful filtering."),
+            Msg("Raise nf_conntrack_max (and the hash size) if memory allows; entries for idle "
+                "established flows live 5 days (nf_conntrack_tcp_timeout_established)."),
         ],
     )
 
@@ -143,17 +149,21 @@ def fd_limit(ctx: Context, th: dict[str, float]) -> Found | None:
              for w in worst[:5] if w["share"] >= th["warning_share"]]
     return Found(
         sev,
-        (f"{procs[0]['name']} (pid {procs[0]['pid']}) has {worst[0]['fds']:,} of "
-         f"{worst[0]['limit']:,} allowed open files ({share:.0%})" if procs else
-         f"The system has {file_nr[0] if file_nr else 0:,} open files of fs.file-max "
-         f"({sys_share:.0%})") + "; at the limit accept()/connect() fail with EMFILE/ENFILE.",
+        (Msg("{procs_0_name} (pid {procs_0_pid}) has {worst_0_fds:,} of {worst_0_limit:,} "
+             "allowed open files ({share:.0%})", procs_0_name=procs[0]['name'],
+             procs_0_pid=procs[0]['pid'], worst_0_fds=worst[0]['fds'],
+             worst_0_limit=worst[0]['limit'], share=share) if procs else
+         Msg("The system has {file_nr_0_if_file_nr_els:,} open files of fs.file-max "
+             "({sys_share:.0%})", file_nr_0_if_file_nr_els=file_nr[0] if file_nr else 0,
+             sys_share=sys_share))
+        + Msg("; at the limit accept()/connect() fail with EMFILE/ENFILE."),
         {"processes": [{k: (round(v, 3) if k == "share" else v) for k, v in w.items()}
                        for w in worst[:5]],
          "file_nr": list(file_nr) if file_nr else None},
         [
-            "First check for a descriptor leak (CLOSE_WAIT, sockets never closed).",
-            "Then raise the process's limit (systemd LimitNOFILE=, ulimit -n); fs.nr_open caps "
-            "it, fs.file-max caps the whole system.",
+            Msg("First check for a descriptor leak (CLOSE_WAIT, sockets never closed)."),
+            Msg("Then raise the process's limit (systemd LimitNOFILE=, ulimit -n); fs.nr_open "
+                "caps it, fs.file-max caps the whole system."),
         ],
         procs,
     )

@@ -8,20 +8,21 @@ from tcpdoctor.analysis.context import Context, level, top_destinations
 from tcpdoctor.analysis.cost import human_bytes, item_text, largest
 from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.severity import worst
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import STATE_BY_NAME, TCP_LISTEN
 
 # What data stuck in each kind of buffer means, and the fix that starts with the application.
 MEANING = {
-    "receive buffers": "received data the application does not read",
-    "send buffers": "data the peers do not take (slow or stalled consumers)",
+    "receive buffers": Msg("received data the application does not read"),
+    "send buffers": Msg("data the peers do not take (slow or stalled consumers)"),
 }
 FIX = {
-    "receive buffers": "Make {who} read its sockets again, or close them: a stalled reader "
-                       "thread, a blocked worker pool, or CLOSE_WAIT sockets with unread data "
-                       "that are never closed.",
-    "send buffers": "Bound what {who} queues for slow peers: write timeouts that drop stalled "
-                    "clients, backpressure in the application, tcp_notsent_lowat or a smaller "
-                    "SO_SNDBUF for bulk senders.",
+    "receive buffers": Msg("Make {{who}} read its sockets again, or close them: a stalled "
+                           "reader thread, a blocked worker pool, or CLOSE_WAIT sockets with "
+                           "unread data that are never closed."),
+    "send buffers": Msg("Bound what {{who}} queues for slow peers: write timeouts that drop "
+                        "stalled clients, backpressure in the application, tcp_notsent_lowat or "
+                        "a smaller SO_SNDBUF for bulk senders."),
 }
 
 
@@ -47,19 +48,23 @@ def memory_hog(ctx: Context, th: dict[str, float]) -> Found | None:
         level(ram_share, th["warning_ram_share"], th["critical_ram_share"])) if s)
     if sev is None:
         return None
-    items = largest(ctx.snap, cost, 3, held, ("receive buffers", "send buffers"))
+    items = largest(ctx.snap, cost, 3, held, (Msg("receive buffers"), Msg("send buffers")))
     lead = items[0]
     lead_mask = held & (c["state"] == STATE_BY_NAME[lead["state"]])
     if "pid" in c:
         lead_mask &= c["pid"] == lead["pid"]
     peers = top_destinations(ctx.snap, lead_mask, 3, with_port=False)
-    who = f"{lead['name']} (pid {lead['pid']})" if lead["pid"] >= 0 else "the owner"
-    of_what = (f"{mem_share:.0%} of tcp_mem's pressure point ({human_bytes(pressure)})"
-               if pressure else f"{ram_share:.1%} of RAM")
+    who = f"{lead['name']} (pid {lead['pid']})" if lead["pid"] >= 0 else Msg("the owner")
+    of_what = (Msg("{mem_share:.0%} of tcp_mem's pressure point ({human_bytes_pressure})",
+                   mem_share=mem_share, human_bytes_pressure=human_bytes(pressure))
+               if pressure else Msg("{ram_share:.1%} of RAM", ram_share=ram_share))
     return Found(
         sev,
-        f"Socket buffers hold {human_bytes(total)}, {of_what}: {item_text(lead)}, "
-        f"peers {', '.join(p for p, _ in peers[:2])} — {MEANING[lead['what']]}.",
+        Msg("Socket buffers hold {human_bytes_total}, {of_what}: {item_text_lead}, peers "
+            "{join_p_for_p___in_peers} — {meaning_lead_what}.",
+            human_bytes_total=human_bytes(total), of_what=of_what, item_text_lead=item_text(lead),
+            join_p_for_p___in_peers=', '.join(p for p, _ in peers[:2]),
+            meaning_lead_what=MEANING[lead['what']]),
         {"held_bytes": total, "receive_bytes": int(cost.receive[held].sum()),
          "send_bytes": int(cost.send[held].sum()), "sockets": ctx.count(held),
          "tcp_mem_pressure_bytes": pressure, "share_of_tcp_mem_pressure": round(mem_share, 3),
@@ -67,10 +72,11 @@ def memory_hog(ctx: Context, th: dict[str, float]) -> Found | None:
          "top_peers": dict(peers)},
         [
             FIX[lead["what"]].format(who=who),
-            "Do not raise tcp_mem or tcp_rmem/tcp_wmem to make room: larger limits only let "
-            "the stalled sockets hold more memory before the kernel pushes back.",
-            "Past tcp_mem's pressure point the kernel shrinks every socket's buffers; at its "
-            "high mark new allocations fail and orphans are reset ('TCP: out of memory').",
+            Msg("Do not raise tcp_mem or tcp_rmem/tcp_wmem to make room: larger limits only let "
+                "the stalled sockets hold more memory before the kernel pushes back."),
+            Msg("Past tcp_mem's pressure point the kernel shrinks every socket's buffers; at "
+                "its high mark new allocations fail and orphans are reset ('TCP: out of "
+                "memory')."),
         ],
         _owners(items),
         sockets=held,

@@ -12,6 +12,7 @@ from tcpdoctor.analysis.rules.common import (
     port_range_evidence,
 )
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr, is_v4
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.tcp import (
@@ -55,22 +56,25 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
     if size < WIDE_RANGE[1] - WIDE_RANGE[0] + 1:
         wide = f"{WIDE_RANGE[0]} {WIDE_RANGE[1]}"
         recs.append(sysctl_rec("net.ipv4.ip_local_port_range", f"{lo} {hi}", wide,
-                               "more ephemeral ports per destination (different parity ends, "
-                               "as the kernel prefers); list service ports inside the range "
-                               "in ip_local_reserved_ports first."))
+                               Msg("more ephemeral ports per destination (different parity "
+                                   "ends, as the kernel prefers); list service ports inside the "
+                                   "range in ip_local_reserved_ports first.")))
     return Found(
         sev,
-        f"{worst:,} connections to {dest} use {share:.0%} of the {size:,} ephemeral ports "
-        f"({lo}-{hi}); {tw:,} of them in TIME_WAIT. New connects there fail with "
-        "EADDRNOTAVAIL when none is left.",
+        Msg("{worst:,} connections to {dest} use {share:.0%} of the {size:,} ephemeral ports "
+            "({lo}-{hi}); {tw:,} of them in TIME_WAIT. New connects there fail with "
+            "EADDRNOTAVAIL when none is left.", worst=worst, dest=dest, share=share, size=size,
+            lo=lo, hi=hi, tw=tw),
         {"destination": dest, "connections": worst,
          "ip_local_port_range": port_range_evidence(ctx),
          "share": round(share, 3), "time_wait": tw},
         [
-            f"Pool and reuse connections to {dest} (keep-alive) instead of opening new ones.",
-            "Spread the load over more destination IPs or ports (the limit is per local ip, "
-            "remote ip and remote port); set IP_BIND_ADDRESS_NO_PORT when binding a source IP.",
-            "If many of them are TIME_WAIT, tcp_tw_reuse=1 lets connect() reuse them safely.",
+            Msg("Pool and reuse connections to {dest} (keep-alive) instead of opening new ones.",
+                dest=dest),
+            Msg("Spread the load over more destination IPs or ports (the limit is per local ip, "
+                "remote ip and remote port); set IP_BIND_ADDRESS_NO_PORT when binding a source "
+                "IP."),
+            Msg("If many of them are TIME_WAIT, tcp_tw_reuse=1 lets connect() reuse them safely."),
         ],
         procs, recs,
         sockets=mask,
@@ -97,11 +101,12 @@ def peer_concentration(ctx: Context, th: dict[str, float]) -> Found | None:
     sev = Severity.WARNING if count >= th["warning_count"] else Severity.INFO
     return Found(
         sev,
-        f"{remote} holds {count:,} of {total:,} connections ({share:.0%}).",
+        Msg("{remote} holds {count:,} of {total:,} connections ({share:.0%}).", remote=remote,
+            count=count, total=total, share=share),
         {"remote": remote, "connections": count, "total": total, "share": round(share, 3)},
         [
-            f"Check whether {remote} is expected to dominate (a load balancer or proxy) or is "
-            "an abusive client; rate-limit or block it if not.",
+            Msg("Check whether {remote} is expected to dominate (a load balancer or proxy) or "
+                "is an abusive client; rate-limit or block it if not.", remote=remote),
         ],
     )
 
@@ -123,18 +128,19 @@ def idle(ctx: Context, th: dict[str, float]) -> Found | None:
     longest = int(quiet[m].max()) // 1000
     return Found(
         sev,
-        f"{n:,} ESTABLISHED connections carried no data for over {th['idle_seconds']:.0f} s "
-        f"(longest {longest:,} s), mostly with {dests[0][0]}"
-        + (f", held by {names_of(procs)}" if procs else "")
-        + f"; keepalive is on for {keepalive:,} of them.",
+        Msg("{n:,} ESTABLISHED connections carried no data for over {th_idle_seconds:.0f} s "
+            "(longest {longest:,} s), mostly with {dests_0_0}", n=n,
+            th_idle_seconds=th['idle_seconds'], longest=longest, dests_0_0=dests[0][0])
+        + (Msg(", held by {names_of_procs}", names_of_procs=names_of(procs)) if procs else "")
+        + Msg("; keepalive is on for {keepalive:,} of them.", keepalive=keepalive),
         {"idle": n, "idle_seconds": th["idle_seconds"], "longest_idle_seconds": longest,
          "established": ctx.count(c["state"] == TCP_ESTABLISHED),
          "keepalive_on": keepalive, "top_remotes": dict(dests)},
         [
-            "Give the pool or session an idle timeout / max lifetime so that connections no "
-            "longer in use are closed (e.g. maxIdleTime, idle_timeout, evictor).",
-            "To detect dead peers, enable SO_KEEPALIVE in the application; "
-            "tcp_keepalive_time only affects sockets that enabled it.",
+            Msg("Give the pool or session an idle timeout / max lifetime so that connections no "
+                "longer in use are closed (e.g. maxIdleTime, idle_timeout, evictor)."),
+            Msg("To detect dead peers, enable SO_KEEPALIVE in the application; "
+                "tcp_keepalive_time only affects sockets that enabled it."),
         ],
         procs,
         sockets=m,

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from tcpdoctor.analysis.context import Context, level
 from tcpdoctor.analysis.registry import Found, rule
+from tcpdoctor.i18n import Msg
 
-REASON_ADVICE = {
-    "NO_SOCKET": "Resets for NO_SOCKET answer segments to ports nothing listens on (or to "
-                 "connections already gone): a client retrying a dead port, a scan, or "
-                 "late packets of closed connections.",
-    "TCP_ABORT_ON_CLOSE": "TCP_ABORT_ON_CLOSE: the application closed with unread data in "
-                          "its receive buffer; read to EOF (or shutdown) before close().",
-    "TCP_ABORT_ON_LINGER": "TCP_ABORT_ON_LINGER: SO_LINGER with a zero timeout; every close "
-                           "is a reset. Remove it unless the protocol needs it.",
-    "TCP_ABORT_ON_DATA": "TCP_ABORT_ON_DATA: data arrived after this side closed.",
-    "TCP_STATE": "TCP_STATE: a connection aborted by its own side (close() with SO_LINGER 0, "
-                 "or shutdown in a state that requires a reset).",
-    "NOT_SPECIFIED": "Resets without a recorded reason (older kernels name none).",
+REASON_ADVICE: dict[str, str] = {
+    "NO_SOCKET": Msg("Resets for NO_SOCKET answer segments to ports nothing listens on (or to "
+                     "connections already gone): a client retrying a dead port, a scan, or late "
+                     "packets of closed connections."),
+    "TCP_ABORT_ON_CLOSE": Msg("TCP_ABORT_ON_CLOSE: the application closed with unread data in "
+                              "its receive buffer; read to EOF (or shutdown) before close()."),
+    "TCP_ABORT_ON_LINGER": Msg("TCP_ABORT_ON_LINGER: SO_LINGER with a zero timeout; every close "
+                               "is a reset. Remove it unless the protocol needs it."),
+    "TCP_ABORT_ON_DATA": Msg("TCP_ABORT_ON_DATA: data arrived after this side closed."),
+    "TCP_STATE": Msg("TCP_STATE: a connection aborted by its own side (close() with SO_LINGER "
+                     "0, or shutdown in a state that requires a reset)."),
+    "NOT_SPECIFIED": Msg("Resets without a recorded reason (older kernels name none)."),
 }
 
 
@@ -37,16 +38,20 @@ def reset_storm(ctx: Context, th: dict[str, float]) -> Found | None:
     for r in sent:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + r["count"]
     top = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
-    where = (f"; sent mostly from {sent[0]['local']} ({sent[0]['reason']})" if sent else "")
-    peer = f"; received mostly from {received[0]['peer']}" if received else ""
+    where = (Msg("; sent mostly from {sent_0_local} ({sent_0_reason})",
+                 sent_0_local=sent[0]['local'], sent_0_reason=sent[0]['reason']) if sent else "")
+    peer = (Msg("; received mostly from {peer}", peer=received[0]["peer"]) if received
+            else "")
     actions = [REASON_ADVICE[k] for k in reasons if k in REASON_ADVICE][:3]
-    actions.append("Run `tcpdoctor trace --summary` to see which connections end in resets "
-                   "and which processes own them.")
+    actions.append(Msg("Run `tcpdoctor trace --summary` to see which connections end in resets "
+                       "and which processes own them."))
     return Found(
         sev,
-        f"{total:,.0f} resets/s during the {trace.get('seconds', 0):g} s trace: "
-        f"{rate.get('sent', 0):,}/s sent, {rate.get('received', 0):,}/s received"
-        f"{where}{peer}.",
+        Msg("{total:,.0f} resets/s during the {trace_get_seconds_0:g} s trace: "
+            "{rate_get_sent_0:,}/s sent, {rate_get_received_0:,}/s received{where}{peer}.",
+            total=total, trace_get_seconds_0=trace.get('seconds', 0),
+            rate_get_sent_0=rate.get('sent', 0), rate_get_received_0=rate.get('received', 0),
+            where=where, peer=peer),
         {"resets_per_second": rate, "sent_reasons": reasons or top,
          "resets_sent": sent[:5], "resets_received": received[:5],
          "events_lost": trace.get("events_lost", 0)},

@@ -10,6 +10,7 @@ from tcpdoctor.analysis.context import Context, sysctl_rec
 from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.analysis.sysctl_kb import HARM_LIMITS, KNOBS, ehash_entries, harmful, safe_value
+from tcpdoctor.i18n import Msg
 
 
 @rule("UNSAFE_SYSCTL", "Dangerous or obsolete sysctl settings", needs=("sysctls",),
@@ -36,10 +37,10 @@ def unsafe_sysctl(ctx: Context, th: dict[str, float]) -> Found | None:
     keys = ", ".join(f"{r['key'].split('.')[-1]}={r['current']}" for r in recs)
     return Found(
         worst,
-        f"Harmful kernel settings in force: {keys}.",
+        Msg("Harmful kernel settings in force: {keys}.", keys=keys),
         {"settings": {r["key"]: r["current"] for r in recs}},
-        ["Restore the recommended values below (`tcpdoctor tune` writes a drop-in you can "
-         "apply and roll back) and remove the lines that set them from /etc/sysctl.*."],
+        [Msg("Restore the recommended values below (`tcpdoctor tune` writes a drop-in you can "
+             "apply and roll back) and remove the lines that set them from /etc/sysctl.*.")],
         [], recs,
     )
 

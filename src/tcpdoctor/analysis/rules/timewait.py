@@ -18,6 +18,7 @@ from tcpdoctor.analysis.rules.common import (
 )
 from tcpdoctor.analysis.rules.traced import traced_closer, traced_opener
 from tcpdoctor.analysis.severity import Severity
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import (
     TCP_LISTEN,
     TCP_TIME_WAIT,
@@ -39,30 +40,31 @@ def time_wait_server(ctx: Context, th: dict[str, float]) -> Found | None:
     ports = ctx.top("sport", server)
     procs = owners_by_listen_port(ctx, server)
     decided = service_ports(ctx)[1]
-    where = "listening" if decided == "LISTEN rows" else "service"
-    why = "" if decided == "LISTEN rows" else " (inferred: the input has no LISTEN rows)"
+    where = Msg("listening") if decided == "LISTEN rows" else Msg("service")
+    why = "" if decided == "LISTEN rows" else Msg(" (inferred: the input has no LISTEN rows)")
     who = f" ({names_of(procs)})" if procs else ""
     traced = traced_closer(ctx, int(ports[0][0]))
     return Found(
         sev,
-        f"{n:,} TIME_WAIT sockets sit on this host's {where} port(s) {ports_text(ports)}{why}"
-        f"{who}: the server closes each connection before its clients do."
-        + (f" Traced: {traced}." if traced else ""),
+        Msg("{n:,} TIME_WAIT sockets sit on this host's {where} port(s) "
+            "{ports_text_ports}{why}{who}: the server closes each connection before its clients "
+            "do.", n=n, where=where, ports_text_ports=ports_text(ports), why=why, who=who)
+        + (Msg(" Traced: {traced}.", traced=traced) if traced else ""),
         {"time_wait_server_side": n, "time_wait_total": ctx.count(in_state(ctx, TCP_TIME_WAIT)),
          "ports": {str(p): k for p, k in ports}, "tcp_max_tw_buckets": cap,
          "service_ports_from": decided, **({"traced_closer": traced} if traced else {})},
         [
-            "Keep connections open: enable HTTP keep-alive / persistent connections (e.g. nginx "
-            "keepalive_timeout and keepalive_requests, upstream keepalive) so that one "
-            "connection serves many requests.",
-            "Where the protocol allows it, let the client close first: TIME_WAIT then lands on "
-            "the clients, spread over many hosts.",
+            Msg("Keep connections open: enable HTTP keep-alive / persistent connections (e.g. "
+                "nginx keepalive_timeout and keepalive_requests, upstream keepalive) so that "
+                "one connection serves many requests."),
+            Msg("Where the protocol allows it, let the client close first: TIME_WAIT then lands "
+                "on the clients, spread over many hosts."),
             TIME_WAIT_FIXED,
-            "tcp_tw_reuse only affects outgoing connect(); it does nothing for a server's "
-            "inbound TIME_WAIT. Keep tcp_max_tw_buckets at its default: below it the kernel "
-            "destroys TIME_WAIT sockets early (TCPTimeWaitOverflow).",
-            "A TIME_WAIT socket costs a small minisock and no file descriptor: tens of "
-            "thousands are harmless unless they approach tcp_max_tw_buckets.",
+            Msg("tcp_tw_reuse only affects outgoing connect(); it does nothing for a server's "
+                "inbound TIME_WAIT. Keep tcp_max_tw_buckets at its default: below it the kernel "
+                "destroys TIME_WAIT sockets early (TCPTimeWaitOverflow)."),
+            Msg("A TIME_WAIT socket costs a small minisock and no file descriptor: tens of "
+                "thousands are harmless unless they approach tcp_max_tw_buckets."),
         ],
         procs,
         sockets=server,
@@ -95,32 +97,33 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Found | None:
     if reuse is not None and reuse != 1:
         recs.append(sysctl_rec(
             "net.ipv4.tcp_tw_reuse", reuse, 1,
-            "lets connect() reuse a TIME_WAIT port to the same destination once it is older "
-            "than tcp_tw_reuse_delay (timestamps required); the default 2 does so for "
-            "loopback only. Outgoing connections only; safe on clients."))
-    who = f" Likely owner: {names_of(procs)}." if procs else ""
+            Msg("lets connect() reuse a TIME_WAIT port to the same destination once it is older "
+                "than tcp_tw_reuse_delay (timestamps required); the default 2 does so for "
+                "loopback only. Outgoing connections only; safe on clients.")))
+    who = Msg(" Likely owner: {names_of_procs}.", names_of_procs=names_of(procs)) if procs else ""
     traced = traced_opener(ctx, dests[0][0])
     if traced:
-        who = f" Traced: {traced}."
+        who = Msg(" Traced: {traced}.", traced=traced)
     return Found(
         sev,
-        f"{n:,} TIME_WAIT sockets towards remote services, most to {dests[0][0]} "
-        f"({worst:,}): this host opens and closes a connection per request.{who}",
+        Msg("{n:,} TIME_WAIT sockets towards remote services, most to {dests_0_0} ({worst:,}): "
+            "this host opens and closes a connection per request.{who}", n=n,
+            dests_0_0=dests[0][0], worst=worst, who=who),
         {"time_wait_client_side": n, "destinations": dict(dests),
          **({"traced_opener": traced} if traced else {}),
          "service_ports_from": service_ports(ctx)[1],
          "ip_local_port_range": port_range_evidence(ctx), "worst_destination_share": round(
              worst / (hi - lo + 1), 3)},
         [
-            f"Reuse connections to {dests[0][0]}: use the client library's connection pool / "
-            "HTTP keep-alive instead of one connection per request.",
-            "Each TIME_WAIT holds a local port for 60 s towards that ip:port; at "
-            f"{hi - lo + 1:,} ephemeral ports that caps new connections per destination at "
-            f"about {(hi - lo + 1) // 60:,}/s.",
+            Msg("Reuse connections to {dests_0_0}: use the client library's connection pool / "
+                "HTTP keep-alive instead of one connection per request.", dests_0_0=dests[0][0]),
+            Msg("Each TIME_WAIT holds a local port for 60 s towards that ip:port; at "
+                "{hi_lo_1:,} ephemeral ports that caps new connections per destination at about "
+                "{hi_lo_1_60:,}/s.", hi_lo_1=hi - lo + 1, hi_lo_1_60=(hi - lo + 1) // 60),
             TIME_WAIT_FIXED,
-            "If the pool cannot be fixed soon: tcp_tw_reuse=1"
-            + (" (below)" if recs else "") + " lets outgoing connects reuse old TIME_WAIT "
-            "ports safely when timestamps are on.",
+            Msg("If the pool cannot be fixed soon: tcp_tw_reuse=1")
+            + (Msg(" (below)") if recs else "") + Msg(" lets outgoing connects reuse old TIME_WAIT "
+                                                 "ports safely when timestamps are on."),
         ],
         procs, recs,
         sockets=client,
@@ -150,21 +153,22 @@ def tw_buckets(ctx: Context, th: dict[str, float]) -> Found | None:
     default = abs(ehash) // 2 if ehash else None
     if default and cap < default:
         recs.append(sysctl_rec("net.ipv4.tcp_max_tw_buckets", cap, default,
-                               "restore the kernel default (half the established hash): past "
-                               "the cap sockets skip TIME_WAIT silently."))
+                               Msg("restore the kernel default (half the established hash): "
+                                   "past the cap sockets skip TIME_WAIT silently.")))
     return Found(
         sev,
-        f"{tw:,} TIME_WAIT/FIN_WAIT2 minisockets against tcp_max_tw_buckets={cap:,} "
-        f"({share:.0%}); TCPTimeWaitOverflow rose by {overflow:,} during the sample.",
+        Msg("{tw:,} TIME_WAIT/FIN_WAIT2 minisockets against tcp_max_tw_buckets={cap:,} "
+            "({share:.0%}); TCPTimeWaitOverflow rose by {overflow:,} during the sample.", tw=tw,
+            cap=cap, share=share, overflow=overflow),
         {"tw_minisockets": tw, "tcp_max_tw_buckets": cap, "share": round(share, 3),
          "TCPTimeWaitOverflow_delta": overflow},
         [
-            "Remove the cause of the TIME_WAIT flood first (keep-alive on the server, "
-            "connection pooling on clients): see the TIME_WAIT findings.",
-            "Past the cap the kernel skips TIME_WAIT for new closes (no log line on modern "
-            "kernels): delayed segments can then corrupt new connections on the same ports.",
-            "Never lower tcp_max_tw_buckets artificially; raise it back to the default if it "
-            "was lowered.",
+            Msg("Remove the cause of the TIME_WAIT flood first (keep-alive on the server, "
+                "connection pooling on clients): see the TIME_WAIT findings."),
+            Msg("Past the cap the kernel skips TIME_WAIT for new closes (no log line on modern "
+                "kernels): delayed segments can then corrupt new connections on the same ports."),
+            Msg("Never lower tcp_max_tw_buckets artificially; raise it back to the default if "
+                "it was lowered."),
         ],
         [], recs,
         sockets=(ctx.snap.columns["state"] == TCP_TIME_WAIT)

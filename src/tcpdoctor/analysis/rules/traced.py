@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tcpdoctor.analysis.context import Context
+from tcpdoctor.i18n import Msg
 
 
 def _rows(ctx: Context, key: str) -> list[dict[str, Any]]:
@@ -19,8 +20,9 @@ def traced_opener(ctx: Context, service: str) -> str:
     for r in _rows(ctx, "remote_services"):
         if r["service"] == service and r["processes"]:
             comm = next(iter(r["processes"]))
-            return (f"{comm} opens {r['per_second']:,}/s to {service}, median lifetime "
-                    f"{r['lifetime_ms']['p50']:g} ms")
+            return (Msg("{comm} opens {r_per_second:,}/s to {service}, median lifetime "
+                        "{r_lifetime_ms_p50:g} ms", comm=comm, r_per_second=r['per_second'],
+                        service=service, r_lifetime_ms_p50=r['lifetime_ms']['p50']))
     return ""
 
 
@@ -31,10 +33,12 @@ def traced_closer(ctx: Context, port: int) -> str:
         if r["port"] == port and r["opened"]:
             local = r["closed_first_by"].get("local", 0)
             closers = r.get("closers") or {}
-            who = next(iter(closers), "this host")
-            return (f"{who} closed first {local:,} of {r['opened']:,} connections on port "
-                    f"{port} ({local / r['opened']:.0%}), {r['per_second']:,}/s, median "
-                    f"lifetime {r['lifetime_ms']['p50']:g} ms")
+            who = next(iter(closers), Msg("this host"))
+            return (Msg("{who} closed first {local:,} of {r_opened:,} connections on port "
+                        "{port} ({local_r_opened:.0%}), {r_per_second:,}/s, median lifetime "
+                        "{r_lifetime_ms_p50:g} ms", who=who, local=local, r_opened=r['opened'],
+                        port=port, local_r_opened=local / r['opened'],
+                        r_per_second=r['per_second'], r_lifetime_ms_p50=r['lifetime_ms']['p50']))
     return ""
 
 
@@ -46,9 +50,12 @@ def traced_connects(ctx: Context, service: str) -> str:
         if r["service"] == service:
             comm = next(iter(r["processes"]), "?")
             failed = ", ".join(f"{k} {v:,}" for k, v in sorted(r["failed"].items()))
-            return (f"{comm} started {r['per_second']:,} connects/s to {service}; "
-                    f"{r['failed_per_second']:,}/s failed" + (f" ({failed})" if failed else "")
-                    + f" during the {seconds:g} s trace")
+            return (Msg("{comm} started {rate:,} connects/s to {service}; {failed_rate:,}/s "
+                        "failed", comm=comm, rate=r["per_second"], service=service,
+                        failed_rate=r["failed_per_second"])
+                    + (f" ({failed})" if failed else "")
+                    + Msg(" during the {seconds:g} s trace", seconds=seconds))
     if ctx.trace is not None:
-        return f"no new connect to {service} during the {seconds:g} s trace"
+        return Msg("no new connect to {service} during the {seconds:g} s trace", service=service,
+                   seconds=seconds)
     return ""

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from tcpdoctor.errors import ParseError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns
 from tcpdoctor.model.tcp import AF_INET, normalize_states
@@ -178,7 +179,7 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
     while off + NLMSG_HDRLEN <= end:
         length, mtype, _flags, seq, port = struct.unpack_from("=IHHII", buf, off)
         if length < NLMSG_HDRLEN or off + length > end:
-            raise ParseError(source, None, f"netlink message length at byte {off}",
+            raise ParseError(source, None, Msg("netlink message length at byte {off}", off=off),
                              bytes(buf[off:off + 16]))
         if mtype == NLMSG_DONE:
             done = True
@@ -188,16 +189,19 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
             continue
         if mtype == NLMSG_ERROR:
             code = -struct.unpack_from("=i", buf, off + NLMSG_HDRLEN)[0]
-            raise NetlinkUnavailable(f"sock_diag error: {os.strerror(code)}")
+            raise NetlinkUnavailable(Msg("sock_diag error: {os_strerror_code}",
+                                         os_strerror_code=os.strerror(code)))
         if mtype not in REPLY_TYPES:
             off += (length + 3) & ~3
             continue
         if length < MSG_LEN or off % 4:
-            raise ParseError(source, None, f"inet_diag_msg of {MSG_LEN} bytes at byte {off}",
+            raise ParseError(source, None, Msg("inet_diag_msg of {MSG_LEN} bytes at byte {off}",
+                                               MSG_LEN=MSG_LEN, off=off),
                              bytes(buf[off:off + length]))
         offs, after = _chain(views, off, end, seq, port, mtype)
         if after <= off:  # no whole message here: stop, never loop on the same offset
-            raise ParseError(source, None, f"a complete sock_diag message at byte {off}",
+            raise ParseError(source, None, Msg("a complete sock_diag message at byte {off}",
+                                               off=off),
                              bytes(buf[off:off + 16]))
         off = after
         cols = _gather(views, offs, wanted)
@@ -205,7 +209,7 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
             cols.update(_info_columns(buf, views, offs, views.u32[offs // 4]))
         parts.append(cols)
     if off < end and not done:
-        raise ParseError(source, None, "a complete netlink message", bytes(buf[off:off + 16]))
+        raise ParseError(source, None, Msg("a complete netlink message"), bytes(buf[off:off + 16]))
     return concat_columns(parts, names), done
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns
 from tcpdoctor.model.tcp import AF_INET, AF_INET6
 from tcpdoctor.sources.netlink.bytecode import split_bytecode
@@ -64,7 +65,8 @@ def open_socket() -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
                              NETLINK_SOCK_DIAG)
     except OSError as exc:
-        raise NetlinkUnavailable(f"cannot open NETLINK_SOCK_DIAG: {exc.strerror}") from exc
+        raise NetlinkUnavailable(Msg("cannot open NETLINK_SOCK_DIAG: {exc_strerror}",
+                                     exc_strerror=exc.strerror)) from exc
     return sock
 
 
@@ -76,7 +78,8 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
     try:
         sock.send(_request(family, states, ext, seq, bytecode))
     except OSError as exc:
-        raise NetlinkUnavailable(f"sock_diag request failed: {exc.strerror}") from exc
+        raise NetlinkUnavailable(Msg("sock_diag request failed: {exc_strerror}",
+                                     exc_strerror=exc.strerror)) from exc
     view = _buffer()
     parts: list[dict[str, np.ndarray]] = []
     names = {k: v for k, v in BASE_COLUMNS.items() if k in want}
@@ -90,9 +93,11 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
         except OSError as exc:
             if exc.errno == errno.EINTR:
                 continue
-            raise NetlinkUnavailable(f"sock_diag receive failed: {exc.strerror}") from exc
+            raise NetlinkUnavailable(Msg("sock_diag receive failed: {exc_strerror}",
+                                         exc_strerror=exc.strerror)) from exc
         if got > MAX_DATAGRAM:
-            raise NetlinkUnavailable(f"sock_diag datagram of {got} bytes exceeds buffer")
+            raise NetlinkUnavailable(Msg("sock_diag datagram of {got} bytes exceeds buffer",
+                                         got=got))
         if got == 0:
             break
         fill += got

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.columns import (
     BASE_COLUMNS,
     INFO_COLUMNS,
@@ -54,8 +55,8 @@ class Accumulator:
         if self.rescan is not None:
             self.listen = np.union1d(self.listen, self.rescan())
         else:
-            self.notes.append("input read from a pipe: listening ports are those listed "
-                              "before the input grew past --reduce-above")
+            self.notes.append(Msg("input read from a pipe: listening ports are those listed "
+                                  "before the input grew past --reduce-above"))
         self.reducing = True
         while self.blocks:
             self._fold(self.blocks.pop(0))

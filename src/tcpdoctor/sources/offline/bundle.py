@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model import bundle
 from tcpdoctor.model.kernel_state import GLOBAL_SYSCTLS, KernelState, fill_global_sysctls
 from tcpdoctor.model.snapshot import Snapshot
@@ -48,7 +49,7 @@ def unpacked(path: str) -> Iterator[str]:
             if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) \
                     and exc.strerror:
                 raise TcpDoctorError(f"{name}: {exc.strerror}") from None
-            raise ParseError(name, None, f"a complete tar.gz bundle ({exc})") from None
+            raise ParseError(name, None, Msg("a complete tar.gz bundle ({exc})", exc=exc)) from None
         yield os.path.join(tmp, top)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -60,14 +61,15 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
     for count, member in enumerate(tar, 1):
         parts = PurePosixPath(member.name).parts
         if count > MAX_MEMBERS or not parts or member.name.startswith("/") or ".." in parts:
-            raise ParseError(name, None, "a tcpdoctor bundle (relative member names)",
+            raise ParseError(name, None, Msg("a tcpdoctor bundle (relative member names)"),
                              member.name)
         if not (member.isfile() or member.isdir()):
-            raise ParseError(name, None, "a tcpdoctor bundle (files and directories only)",
+            raise ParseError(name, None, Msg("a tcpdoctor bundle (files and directories only)"),
                              member.name)
         total += member.size
         if total > MAX_BYTES:
-            raise TcpDoctorError(f"{name}: the bundle unpacks to over {MAX_BYTES >> 30} GB")
+            raise TcpDoctorError(Msg("{name}: the bundle unpacks to over {max_bytes_30} GB",
+                                     name=name, max_bytes_30=MAX_BYTES >> 30))
         tops.add(parts[0])
         target = os.path.join(dest, *parts)
         if member.isdir():
@@ -79,7 +81,7 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
         with src, open(target, "wb") as out:
             shutil.copyfileobj(src, out)
     if len(tops) != 1:
-        raise ParseError(name, None, "a tcpdoctor bundle (one top directory)",
+        raise ParseError(name, None, Msg("a tcpdoctor bundle (one top directory)"),
                          ", ".join(sorted(tops)[:3]))
     return tops.pop()
 
@@ -87,11 +89,14 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
 def meta(root: str, name: str) -> dict[str, str]:
     head = (kstate.read_text(os.path.join(root, "FORMAT")) or "").split()
     if head[:1] != [bundle.FORMAT_NAME]:
-        raise ParseError(name, 1, f"a bundle with FORMAT '{bundle.FORMAT_NAME} "
-                         f"{bundle.VERSION}'", " ".join(head))
+        raise ParseError(name, 1, Msg("a bundle with FORMAT '{bundle_format_name} "
+                                      "{bundle_version}'", bundle_format_name=bundle.FORMAT_NAME,
+                                      bundle_version=bundle.VERSION), " ".join(head))
     if head[1:2] != [str(bundle.VERSION)]:
-        raise TcpDoctorError(f"{name}: bundle format {' '.join(head[1:2]) or '?'}; this "
-                             f"tcpdoctor reads format {bundle.VERSION} (upgrade tcpdoctor)")
+        raise TcpDoctorError(Msg("{name}: bundle format {join_head_1_2_or}; this tcpdoctor "
+                                 "reads format {bundle_version} (upgrade tcpdoctor)", name=name,
+                                 join_head_1_2_or=' '.join(head[1:2]) or '?',
+                                 bundle_version=bundle.VERSION))
     meta = {}
     for line in (kstate.read_text(os.path.join(root, "meta.txt")) or "").splitlines():
         key, sep, value = line.partition("=")
@@ -189,8 +194,11 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
         base = root
         if netns is not None:
             if netns not in spaces:
-                raise TcpDoctorError(f"{name}: no namespace {netns!r} in this bundle (it "
-                                     f"holds: {', '.join(spaces) or 'the host only'})")
+                raise TcpDoctorError(Msg("{name}: no namespace {netns!r} in this bundle (it "
+                                         "holds: {join_spaces_or_the_host})", name=name,
+                                         netns=netns,
+                                         join_spaces_or_the_host=", ".join(spaces)
+                                         or Msg("the host only")))
             base = os.path.join(root, "netns", netns)
         fds, limits, names = processes(root)
         snap, listing = _bundle_sockets(root, base, names, strict, reduce_above)
@@ -205,8 +213,9 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
                         if n.split()[0] not in explained]
         snap.notes += told
     if spaces and netns is None:
-        snap.notes.append(f"the bundle also holds namespaces {', '.join(spaces)}: "
-                          f"tcpdoctor analyze {name} --netns NAME")
+        snap.notes.append(Msg("the bundle also holds namespaces {join_spaces}: tcpdoctor "
+                              "analyze {name} --netns NAME", join_spaces=', '.join(spaces),
+                              name=name))
     snap.source = f"bundle {name} ({listing})"
     snap.host, snap.kernel = info.get("host", ""), info.get("kernel", "")
     snap.taken_at, snap.netns = info.get("started", ""), netns
@@ -226,8 +235,9 @@ def _bundle_sockets(root: str, base: str, names: dict[int, str], strict: bool,
     parts = [load_text(f, strict, reduce_above)[0] for f in files
              if os.path.isfile(f) and os.path.getsize(f) > 0]
     if not parts:
-        raise TcpDoctorError(f"{os.path.basename(os.path.dirname(root)) or root}: the bundle "
-                             "holds no socket listing (neither ss.txt nor /proc/net/tcp)")
+        raise TcpDoctorError(Msg("{bundle}: the bundle holds no socket listing (neither ss.txt "
+                                 "nor /proc/net/tcp)",
+                                 bundle=os.path.basename(os.path.dirname(root)) or root))
     snap = merge(parts)
     if snap.count():  # an empty tcp6 listing is no news when tcp had sockets
         snap.notes = [n for n in snap.notes if not n.endswith("no TCP sockets found")]

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model import snapshot_file
 from tcpdoctor.model.columns import (
     WEIGHT,
@@ -79,8 +80,8 @@ def _open_file(path: str) -> BinaryIO:
     ready, _, _ = select.select([fd], [], [], FIFO_WAIT)
     if not ready:
         os.close(fd)
-        raise TcpDoctorError(f"{path}: a named pipe with no data after {FIFO_WAIT:.0f} s "
-                             "(is anything writing to it?)")
+        raise TcpDoctorError(Msg("{path}: a named pipe with no data after {FIFO_WAIT:.0f} s (is "
+                                 "anything writing to it?)", path=path, FIFO_WAIT=FIFO_WAIT))
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -88,8 +89,9 @@ def _open_file(path: str) -> BinaryIO:
 def _utf16(fh: BinaryIO, bom: bytes, path: str) -> BinaryIO:
     data = bom + fh.read(UTF16_LIMIT + 1)
     if len(data) > UTF16_LIMIT:
-        raise TcpDoctorError(f"{path}: over {UTF16_LIMIT >> 20} MB of UTF-16 text; convert "
-                             "it to UTF-8 first (iconv -f UTF-16 -t UTF-8)")
+        raise TcpDoctorError(Msg("{path}: over {utf16_limit_20} MB of UTF-16 text; convert it "
+                                 "to UTF-8 first (iconv -f UTF-16 -t UTF-8)", path=path,
+                                 utf16_limit_20=UTF16_LIMIT >> 20))
     return io.BytesIO(data.decode("utf-16", "replace").encode())
 
 
@@ -111,7 +113,7 @@ def _open(path: str) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \
                 and exc.strerror:
             raise TcpDoctorError(f"{path}: {exc.strerror}") from None
-        raise ParseError(path, None, f"a complete gzip stream ({exc})") from None
+        raise ParseError(path, None, Msg("a complete gzip stream ({exc})", exc=exc)) from None
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
@@ -140,20 +142,21 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
     with _open(path) as stream:
         head = stream.read(HEAD)
         if not head.strip():
-            raise TcpDoctorError(f"{name}: empty file (expected {FORMATS})")
+            raise TcpDoctorError(Msg("{name}: empty file (expected {FORMATS})", name=name,
+                                     FORMATS=FORMATS))
         if bundle.looks_like(head):
             if path == "-":
-                raise TcpDoctorError("a collect bundle is read from its file, not stdin: "
-                                     "tcpdoctor analyze BUNDLE.tar.gz")
+                raise TcpDoctorError(Msg("a collect bundle is read from its file, not stdin: "
+                                         "tcpdoctor analyze BUNDLE.tar.gz"))
             return bundle.load(path, strict, reduce_above, netns)
         if netns is not None:
-            raise TcpDoctorError(f"{name}: --netns picks a namespace of a collect bundle; "
-                                 "this input is not one")
+            raise TcpDoctorError(Msg("{name}: --netns picks a namespace of a collect bundle; "
+                                     "this input is not one", name=name))
         if _is_netlink(head) or snapshot_file.looks_like(head[:4096]):
             return _load_binary(head + _read_rest(stream, name), name, path)
         if b"\x00" in head:
-            raise TcpDoctorError(f"{name}: binary data that is not a netlink dump (expected "
-                                 f"{FORMATS})")
+            raise TcpDoctorError(Msg("{name}: binary data that is not a netlink dump (expected "
+                                     "{FORMATS})", name=name, FORMATS=FORMATS))
         head_lines = head.decode("utf-8", "replace").splitlines()[:200]
         indent = detect.common_prefix(head_lines)
         kind = detect.detect([detect.dedent(line, indent) for line in head_lines]) or ""
@@ -169,19 +172,19 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
     notes.extend(acc.notes)
     label = LABELS[kind]
     if not cols["state"].shape[0] and not unparsed and kind != "proc":
-        raise TcpDoctorError(f"{name}: no TCP socket in this {label} capture (only other "
-                             "protocols, or the TCP rows were left out): capture "
-                             "`ss -tanp` or `netstat -antp`")
+        raise TcpDoctorError(Msg("{name}: no TCP socket in this {label} capture (only other "
+                                 "protocols, or the TCP rows were left out): capture `ss -tanp` "
+                                 "or `netstat -antp`", name=name, label=label))
     if kind == "windows":
-        notes.append("a Windows capture: TIME_WAIT lasts TcpTimedWaitDelay there (30-300 s; "
-                     "check the version's default), the dynamic port range is shown by "
-                     "`netsh int ipv4 show dynamicport tcp` (49152-65535 by default since "
-                     "Vista), and there is no tcp_tw_reuse: Linux sysctl advice does not "
-                     "apply; the application-level fixes (pooling, keep-alive) do")
+        notes.append(Msg("a Windows capture: TIME_WAIT lasts TcpTimedWaitDelay there (30-300 s; "
+                         "check the version's default), the dynamic port range is shown by "
+                         "`netsh int ipv4 show dynamicport tcp` (49152-65535 by default since "
+                         "Vista), and there is no tcp_tw_reuse: Linux sysctl advice does not "
+                         "apply; the application-level fixes (pooling, keep-alive) do"))
     if kind == "bsd":
-        notes.append("a macOS/FreeBSD capture: TIME_WAIT lasts 2×MSL there "
-                     "(net.inet.tcp.msl), not Linux's fixed 60 s, and Linux sysctl advice "
-                     "does not apply; the application-level fixes do")
+        notes.append(Msg("a macOS/FreeBSD capture: TIME_WAIT lasts 2×MSL there "
+                         "(net.inet.tcp.msl), not Linux's fixed 60 s, and Linux sysctl advice "
+                         "does not apply; the application-level fixes do"))
     snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes),
                     unparsed=unparsed, platform={"windows": "windows", "bsd": "bsd"}.get(
                         kind, "linux"))
@@ -200,9 +203,10 @@ def _file_time(path: str) -> str:
 def _read_rest(stream: BinaryIO, name: str) -> bytes:
     data = stream.read(BINARY_LIMIT + 1)
     if len(data) > BINARY_LIMIT:
-        raise TcpDoctorError(f"{name}: over {BINARY_LIMIT >> 20} MB of netlink dump or "
-                             "snapshot, which are read whole; save `ss -tan` text instead, "
-                             "which is streamed in bounded memory")
+        raise TcpDoctorError(Msg("{name}: over {binary_limit_20} MB of netlink dump or "
+                                 "snapshot, which are read whole; save `ss -tan` text instead, "
+                                 "which is streamed in bounded memory", name=name,
+                                 binary_limit_20=BINARY_LIMIT >> 20))
     return data
 
 
@@ -210,7 +214,7 @@ def _load_binary(data: bytes, name: str, path: str,
                  ) -> tuple[Snapshot, KernelState | None, list[str]]:
     if snapshot_file.looks_like(data[:4096]):
         snap, kernel = snapshot_file.from_bytes(data, name)
-        snap.notes.append(f"loaded tcpdoctor snapshot {name}")
+        snap.notes.append(Msg("loaded tcpdoctor snapshot {name}", name=name))
         return snap, kernel, []
     cols, _ = netlink.decode(data, source=name, stop_at_done=False)
     notes = [] if cols["state"].shape[0] else [f"{name}: no TCP sockets found"]
@@ -248,15 +252,16 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     acc.finish(b.has_pid, b.has_info)
     notes = [_unparsed_note(name, b.bad_count, b.bad, b.bad_text)] if b.bad_count else []
     if b.opaque:
-        notes.append(f"{b.opaque} truncated address(es) in {name} (netstat without -W) "
-                     "kept as opaque keys")
+        notes.append(Msg("{b_opaque} truncated address(es) in {name} (netstat without -W) kept "
+                         "as opaque keys", b_opaque=b.opaque, name=name))
     if b.named:
-        notes.append(f"{b.named} host name(s) in {name} (a capture taken without -n) kept "
-                     "as opaque keys in 100:0:0:1::/64: they cannot be grouped by network; "
-                     "capture with -n for addresses")
+        notes.append(Msg("{b_named} host name(s) in {name} (a capture taken without -n) kept as "
+                         "opaque keys in 100:0:0:1::/64: they cannot be grouped by network; "
+                         "capture with -n for addresses", b_named=b.named, name=name))
     if b.unknown_services:
-        notes.append(f"{b.unknown_services} port(s) in {name} named by a service tcpdoctor "
-                     "does not know were counted as port 0; capture with -n for numbers")
+        notes.append(Msg("{b_unknown_services} port(s) in {name} named by a service tcpdoctor "
+                         "does not know were counted as port 0; capture with -n for numbers",
+                         b_unknown_services=b.unknown_services, name=name))
     return notes, dict(b.names), b.bad_count
 
 
@@ -360,7 +365,7 @@ def proc_dir_state(directory: str) -> KernelState:
     """Saved /proc files: a /proc-like tree (DIR/net/sockstat, DIR/sys/...) or flat
     (DIR/sockstat, DIR/netstat, DIR/snmp)."""
     if not os.path.isdir(directory):
-        raise TcpDoctorError(f"--proc-dir: {directory} is not a directory")
+        raise TcpDoctorError(Msg("--proc-dir: {directory} is not a directory", directory=directory))
     if os.path.isdir(os.path.join(directory, "net")):
         return kstate.read_state(directory)
     state = KernelState(0.0)
@@ -372,12 +377,14 @@ def proc_dir_state(directory: str) -> KernelState:
             with open(path, encoding="ascii", errors="replace") as fh:
                 text = fh.read()
         except OSError as exc:  # a directory in the file's place, no permission...
-            raise TcpDoctorError(f"--proc-dir: cannot read {path}: {exc.strerror}") from None
+            raise TcpDoctorError(Msg("--proc-dir: cannot read {path}: {exc_strerror}", path=path,
+                                     exc_strerror=exc.strerror)) from None
         if fname.startswith("sockstat"):
             state.sockstat.update(kstate.parse_key_value_lines(text, path))
         else:
             state.counters.update(kstate.parse_counter_pairs(text, path))
     if not state.sockstat and not state.counters:
-        raise TcpDoctorError(f"--proc-dir: no sockstat, netstat or snmp file in {directory}")
+        raise TcpDoctorError(Msg("--proc-dir: no sockstat, netstat or snmp file in {directory}",
+                                 directory=directory))
     return state
 

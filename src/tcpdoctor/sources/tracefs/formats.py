@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass, field
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 
 _FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"
                     r"\s*signed:(?P<signed>\d)")
@@ -39,7 +40,7 @@ def read_format(events_dir: str, event: str, wanted: tuple[str, ...]) -> EventFo
         raise TcpDoctorError(f"{path}: {exc.strerror}") from None
     m = re.search(r"^ID:\s*(\d+)", text, re.MULTILINE)
     if m is None:
-        raise TcpDoctorError(f"{path}: no ID line")
+        raise TcpDoctorError(Msg("{path}: no ID line", path=path))
     found = {}
     for f in _FIELD.finditer(text):
         name = f.group("decl").split()[-1].split("[")[0]

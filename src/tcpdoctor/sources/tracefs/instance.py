@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 
 ROOT = "/sys/kernel/tracing"
 PREFIX = "tcpdoctor-"
@@ -26,15 +27,17 @@ BUFFER_KB = 8192  # per CPU: about a second of a 150,000 events/s storm
 def tracefs_root() -> str:
     """/sys/kernel/tracing, mounted if it is not (root only)."""
     if os.geteuid() != 0:
-        raise TcpDoctorError("trace needs root: the kernel's tracepoints are read through "
-                             "tracefs (/sys/kernel/tracing), which only root may use")
+        raise TcpDoctorError(Msg("trace needs root: the kernel's tracepoints are read through "
+                                 "tracefs (/sys/kernel/tracing), which only root may use"))
     if not os.path.exists(os.path.join(ROOT, "instances")):
         proc = subprocess.run(["mount", "-t", "tracefs", "nodev", ROOT], capture_output=True,
                               text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
         if proc.returncode or not os.path.exists(os.path.join(ROOT, "instances")):
-            raise TcpDoctorError(f"tracefs is not mounted at {ROOT} and mounting it failed "
-                                 f"({proc.stderr.strip() or 'no instances directory'}); "
-                                 f"mount it: mount -t tracefs nodev {ROOT}")
+            raise TcpDoctorError(Msg("tracefs is not mounted at {ROOT} and mounting it failed "
+                                     "({proc_stderr_strip_or_no}); mount it: mount -t tracefs "
+                                     "nodev {ROOT}", ROOT=ROOT,
+                                     proc_stderr_strip_or_no=proc.stderr.strip()
+                                     or Msg("no instances directory")))
     return ROOT
 
 
@@ -55,7 +58,8 @@ def _write(path: str, value: str) -> None:
         with open(path, "w") as fh:
             fh.write(value)
     except OSError as exc:
-        raise TcpDoctorError(f"{path}: {exc.strerror} (writing {value!r})") from None
+        raise TcpDoctorError(Msg("{path}: {exc_strerror} (writing {value!r})", path=path,
+                                 exc_strerror=exc.strerror, value=value)) from None
 
 
 def _remove(path: str) -> None:
@@ -80,8 +84,8 @@ def instance(events: tuple[str, ...] = EVENTS) -> Iterator[str]:
     try:
         os.mkdir(path)
     except OSError as exc:
-        raise TcpDoctorError(f"cannot create the tracing instance {path}: "
-                             f"{exc.strerror}") from None
+        raise TcpDoctorError(Msg("cannot create the tracing instance {path}: {exc_strerror}",
+                                 path=path, exc_strerror=exc.strerror)) from None
     previous = signal.getsignal(signal.SIGTERM)
     with contextlib.suppress(ValueError):  # not the main thread: the caller handles signals
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -95,7 +99,7 @@ def instance(events: tuple[str, ...] = EVENTS) -> Iterator[str]:
         for event in events:
             where = os.path.join(path, "events", event)
             if not os.path.isdir(where):
-                raise TcpDoctorError(f"this kernel has no {event} tracepoint")
+                raise TcpDoctorError(Msg("this kernel has no {event} tracepoint", event=event))
             if event in FILTERS:
                 _write(os.path.join(where, "filter"), FILTERS[event])
             _write(os.path.join(where, "enable"), "1")

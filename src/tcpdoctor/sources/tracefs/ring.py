@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED_INT
 from tcpdoctor.model.trace import (
     RECEIVE_RESET,
@@ -107,8 +108,8 @@ class RawReader:
 
     def __init__(self, instance_path: str) -> None:
         if "[mono]" not in _read(os.path.join(instance_path, "trace_clock")):
-            raise TcpDoctorError("the tracing clock 'mono' is not available (the raw reader "
-                                 "orders events from several CPUs by it)")
+            raise TcpDoctorError(Msg("the tracing clock 'mono' is not available (the raw reader "
+                                     "orders events from several CPUs by it)"))
         events_dir = os.path.join(instance_path, "events")
         self.formats = {e: read_format(events_dir, e, w) for e, w in WANTED.items()}
         self.handlers = {f.id: handler(KINDS[e], f) for e, f in self.formats.items()}

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.trace import EventBatch, Reorder
 from tcpdoctor.sources.tracefs.follow import Tracker, summary
 from tcpdoctor.sources.tracefs.instance import instance
@@ -75,9 +76,10 @@ class Trace:
                 return RawReader(path)
             except (OSError, TcpDoctorError) as exc:
                 if self.mode == "raw":
-                    raise TcpDoctorError(f"cannot read the raw ring buffers: {exc}") from None
-                self.note = (f"the raw ring buffers could not be read ({exc}); read the text "
-                             "pipe instead, which is slower and loses events sooner")
+                    raise TcpDoctorError(Msg("cannot read the raw ring buffers: {exc}",
+                                             exc=exc)) from None
+                self.note = Msg("the raw ring buffers could not be read ({exc}); read the text "
+                                "pipe instead, which is slower and loses events sooner", exc=exc)
         self.reader = "text"
         return TextReader(path)
 

@@ -1,0 +1,123 @@
+"""Words for people, in English or Chinese (gettext, one domain: `tcpdoctor`).
+
+Three tools, one per need:
+- `Msg(template, **params)`: a sentence made where the facts are (a rule, a parser's note).
+  It *is* its English text (a str: JSON, tests and logs see English, byte for byte in every
+  language) and remembers its template, so a renderer can say it in the reader's language.
+- `tr(value)`: what a renderer prints: a Msg in the chosen language, anything else as is.
+- `_(text)`: a fixed text an interface prints now, translated at once.
+
+The language is chosen once, at start: --lang, then TCPDOCTOR_LANG, then LANGUAGE, LC_ALL,
+LC_MESSAGES and LANG; English when nothing names Chinese.
+"""
+
+from __future__ import annotations
+
+import gettext
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DOMAIN = "tcpdoctor"
+LOCALEDIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
+LANGUAGES = {"en": "English", "zh": "中文 (简体)"}
+ENV_ORDER = ("TCPDOCTOR_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+
+_catalog: gettext.NullTranslations = gettext.NullTranslations()
+_language = "en"
+
+
+class Msg(str):
+    """A sentence with its template: English as a str, translatable when rendered."""
+
+    template: str
+    params: Mapping[str, Any]
+
+    def __new__(cls, template: str, **params: Any) -> Msg:
+        self = super().__new__(cls, _format(template, params, _english))
+        self.template, self.params = template, params
+        return self
+
+    def translated(self) -> str:
+        return _format(_catalog.gettext(self.template), self.params, tr, self.template)
+
+    def __add__(self, other: str) -> Msg:
+        return Cat(self, other)
+
+    def __radd__(self, other: str) -> Msg:
+        return Cat(other, self)
+
+
+class Cat(Msg):
+    """Pieces said one after another (a sentence and an optional clause)."""
+
+    def __new__(cls, *parts: str) -> Cat:
+        self = str.__new__(cls, "".join(str.__str__(p) for p in parts))
+        self.template, self.params, self.parts = "", {}, parts
+        return self
+
+    parts: tuple[str, ...]
+
+    def translated(self) -> str:
+        return "".join(tr(p) for p in self.parts)
+
+
+def _english(value: Any) -> Any:
+    return str.__str__(value) if isinstance(value, Msg) else value
+
+
+def _format(template: str, params: Mapping[str, Any], say: Any,
+            fallback: str | None = None) -> str:
+    values = {k: say(v) if isinstance(v, Msg) else v for k, v in params.items()}
+    try:
+        return template.format(**values) if params else template
+    except (KeyError, IndexError, ValueError):  # a broken translation: say it in English
+        return (fallback or template).format(**values)
+
+
+def tr(value: Any) -> Any:
+    """A value as the reader should see it: a Msg in the chosen language."""
+    return value.translated() if isinstance(value, Msg) and _language != "en" else value
+
+
+def _(text: str) -> str:
+    """A fixed text, translated now (interfaces only: the language is set by then)."""
+    return _catalog.gettext(text)
+
+
+def _f(template: str, **params: Any) -> str:
+    """A sentence with figures, translated now (interfaces only)."""
+    return str(tr(Msg(template, **params)))
+
+
+def language() -> str:
+    return _language
+
+
+def choose(option: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """en or zh: --lang (checked by its caller), then the environment's first setting that
+    is not empty (a C or POSIX locale means English)."""
+    if option:
+        return option
+    env = os.environ if environ is None else environ
+    for key in ENV_ORDER:
+        value = env.get(key, "")
+        if value:
+            first = value.split(":")[0].lower()  # LANGUAGE may list several
+            return "zh" if first.startswith("zh") else "en"
+    return "en"
+
+
+def set_language(lang: str) -> None:
+    """Use this language from now on, for tcpdoctor's texts and click's own."""
+    global _catalog, _language
+    _language = lang
+    if lang == "zh":
+        _catalog = gettext.translation(DOMAIN, LOCALEDIR, languages=["zh_CN"], fallback=True)
+    else:
+        _catalog = gettext.NullTranslations()
+    # click asks gettext's global domain ("Usage:", "Options:", its errors): point it at this
+    # catalog, and name the language for it the way gettext reads it.
+    gettext.bindtextdomain(DOMAIN, LOCALEDIR)
+    gettext.textdomain(DOMAIN)
+    os.environ["LANGUAGE"] = "zh_CN" if lang == "zh" else "en"

@@ -1,0 +1,49 @@
+"""Text laid out in terminal cells: a Chinese character takes two cells, and a line may break
+between two of them (English is left to textwrap, as before)."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+# Characters that take two terminal cells and may be broken between (CJK), and marks that
+# must not start a line (Chinese typesetting keeps them after the character they follow).
+WIDE = "\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3" \
+       "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6"
+TOKENS = re.compile(rf"\s+|[{WIDE}]|[^\s{WIDE}]+")
+NO_LINE_START = set("，。、；：！？）》」』】%")
+
+
+def pad(text: str, width: int, right: bool = False) -> str:
+    """text padded to `width` terminal cells (a Chinese character takes two)."""
+    from rich.cells import cell_len
+
+    room = " " * max(0, width - cell_len(text))
+    return room + text if right else text + room
+
+
+def fill(text: str, width: int, first: str = "", rest: str = "",
+         hyphens: bool = False) -> str:
+    """Wrap to `width` terminal cells. English wraps as textwrap does; text with wide
+    (CJK) characters is measured in cells and may break between them."""
+    if not re.search(f"[{WIDE}]", text):
+        return textwrap.fill(text, width=width, initial_indent=first, subsequent_indent=rest,
+                             break_on_hyphens=hyphens)
+    from rich.cells import cell_len
+
+    lines, line, used, space = [], first, cell_len(first), False
+    fresh = True
+    for tok in TOKENS.findall(text):
+        if tok.isspace():
+            space = True
+            continue
+        gap = " " if space and not fresh else ""
+        size = cell_len(tok)
+        if not fresh and used + len(gap) + size > width and tok[0] not in NO_LINE_START:
+            lines.append(line)
+            line, used = rest + tok, cell_len(rest) + size
+        else:
+            line, used = line + gap + tok, used + len(gap) + size
+        fresh, space = False, False
+    lines.append(line)
+    return "\n".join(lines)
