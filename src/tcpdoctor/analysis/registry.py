@@ -114,7 +114,7 @@ def rule(rule_id: str, title: str, needs: tuple[str, ...] = (),
                                  "({registry_rule_id_fn___mo} and {fn___module})", rule_id=rule_id,
                                  registry_rule_id_fn___mo=REGISTRY[rule_id].fn.__module__,
                                  fn___module=fn.__module__))
-        REGISTRY[rule_id] = Rule(rule_id, title, frozenset(needs), dict(defaults), fn,
+        REGISTRY[rule_id] = Rule(rule_id, Msg(title), frozenset(needs), dict(defaults), fn,
                                  " ".join((fn.__doc__ or "").split()))
         return fn
     return register

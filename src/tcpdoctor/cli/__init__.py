@@ -128,9 +128,32 @@ def localize(command: click.Command) -> click.Command:
     return command
 
 
+def wrap_help_in_cells() -> None:
+    """click wraps help by characters; a Chinese character takes two terminal cells, so its
+    paragraphs would run twice as wide. Its wrapper is given one that counts cells."""
+    from click._textwrap import TextWrapper
+
+    from tcpdoctor.i18n.width import fill
+
+    by_chars = TextWrapper.fill
+    if getattr(by_chars, "in_cells", False):
+        return
+
+    def by_cells(self: TextWrapper, text: str) -> str:
+        if text.isascii():
+            return by_chars(self, text)
+        return fill(" ".join(text.split()), self.width, self.initial_indent,
+                    self.subsequent_indent)
+
+    by_cells.in_cells = True  # type: ignore[attr-defined]
+    TextWrapper.fill = by_cells  # type: ignore[method-assign, assignment]
+
+
 def start(argv: list[str] | None) -> int | None:
     lang, args = take_lang(list(sys.argv[1:] if argv is None else argv))
     set_language(choose(lang))
+    if language() != "en":
+        wrap_help_in_cells()
     localize(cli)
     result: int | None = cli.main(args=args, prog_name="tcpdoctor", standalone_mode=False)
     return result

@@ -13,6 +13,8 @@ from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.history.query import NON_ESTABLISHED, busy_states
 from tcpdoctor.history.sampler import iso
 from tcpdoctor.history.store import History, Stored
+from tcpdoctor.i18n import _, _f, language
+from tcpdoctor.i18n.words import PAGE_HEADINGS, PAGE_SCRIPT
 
 SERIES_LIMIT = 6
 
@@ -42,10 +44,11 @@ def page_data(db: History, samples: list[Stored], title: str) -> dict[str, Any]:
 def memory_series(samples: list[Stored]) -> dict[str, list[float]]:
     """MB held by all sockets, by their buffers and by the busiest states' sockets, per
     sample (samples recorded before costs were kept read as 0)."""
-    keys = [("all sockets", "cost.memory_bytes"), ("buffers", "cost.buffer_bytes"),
-            ("kernel TCP (sockstat)", "cost.tcp_mem_bytes")]
+    keys = [(_("all sockets"), "cost.memory_bytes"), (_("buffers"), "cost.buffer_bytes"),
+            (_("kernel TCP (sockstat)"), "cost.tcp_mem_bytes")]
     per_state = sorted({k for s in samples for k in s.kernel if k.startswith("cost.state.")})
-    keys += [(f"{k.removeprefix('cost.state.')} sockets", k) for k in per_state]
+    keys += [(_f("{state} sockets", state=k.removeprefix("cost.state.")), k)
+             for k in per_state]
     out = {name: [round(s.kernel.get(key, 0) / 2**20, 2) for s in samples]
            for name, key in keys}
     return {name: values for name, values in out.items() if any(values)}
@@ -77,7 +80,15 @@ def _worse(a: str, b: str) -> str:
 
 def render(db: History, samples: list[Stored], title: str) -> str:
     template = resources.files("tcpdoctor.history").joinpath("report.html").read_text()
-    payload = json.dumps(page_data(db, samples, title), separators=(",", ":"))
+    # The page's words in the reader's language: its headings here, and the words its
+    # script writes, which it looks up in data.labels.
+    for heading in PAGE_HEADINGS:
+        template = template.replace(f">{heading}<", f">{_(heading)}<")
+    if language() == "zh":
+        template = template.replace('<html lang="en">', '<html lang="zh-CN">', 1)
+    data = page_data(db, samples, title)
+    data["labels"] = {w: _(w) for w in PAGE_SCRIPT}
+    payload = json.dumps(data, separators=(",", ":"))
     # Inside <script type="application/json">, "</" could end the element early.
     payload = payload.replace("</", "<\\/")
     return template.replace("/*TCPDOCTOR_DATA*/{}", payload, 1)

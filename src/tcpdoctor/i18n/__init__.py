@@ -62,6 +62,15 @@ class Cat(Msg):
         return "".join(tr(p) for p in self.parts)
 
 
+def joined(items: list[str], sep: str = ", ") -> str:
+    """items one after another with sep between them, each said in the reader's language
+    (str.join would keep only the English)."""
+    parts: list[str] = []
+    for i, item in enumerate(items):
+        parts += [Msg(sep), item] if i else [item]
+    return Cat(*parts) if parts else ""
+
+
 def _english(value: Any) -> Any:
     return str.__str__(value) if isinstance(value, Msg) else value
 
@@ -106,6 +115,14 @@ def choose(option: str | None, environ: Mapping[str, str] | None = None) -> str:
             first = value.split(":")[0].lower()  # LANGUAGE may list several
             return "zh" if first.startswith("zh") else "en"
     return "en"
+
+
+def c_locale() -> dict[str, str]:
+    """The environment for a program tcpdoctor runs and reads: the C locale, whatever the
+    user's, so that its output (and its errors) parse the same everywhere."""
+    env = {k: v for k, v in os.environ.items() if k != "LANGUAGE"}
+    env["LC_ALL"] = "C"
+    return env
 
 
 def set_language(lang: str) -> None:

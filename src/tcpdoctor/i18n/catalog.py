@@ -85,6 +85,152 @@ def mo_bytes(entries: list[Entry]) -> bytes:
     return head + tables + blob
 
 
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARKERS = ("Msg", "_", "_f")
+# click's own texts a tcpdoctor user can meet (usage, help, its errors).
+CLICK_MODULES = ("core", "exceptions", "formatting", "parser", "types", "decorators")
+
+
+def _literal(node: ast.expr) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+        else None
+
+
+def code_ids() -> dict[str, str]:
+    """msgid -> where it is first used: Msg/_/_f calls with a literal, rule titles, the
+    evidence keys rules report (shown as labels)."""
+    found: dict[str, str] = {}
+    for path in sorted(glob.glob(os.path.join(PACKAGE, "**", "*.py"), recursive=True)):
+        rel = os.path.relpath(path, os.path.dirname(PACKAGE))
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), path)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else ""
+            texts: list[str | None] = []
+            if name in MARKERS and node.args:
+                texts.append(_literal(node.args[0]))
+            elif name == "rule" and len(node.args) > 1:
+                texts.append(_literal(node.args[1]))
+            elif name == "Found" and len(node.args) > 2:
+                texts += [_literal(k) for d in ast.walk(node.args[2]) if isinstance(d, ast.Dict)
+                          for k in d.keys if k is not None]
+            for text in texts:
+                if text:
+                    found.setdefault(text, f"{rel}:{node.lineno}")
+    return found
+
+
+def help_ids() -> dict[str, str]:
+    """Every command's and option's help text, as click prints it."""
+    import click
+
+    from tcpdoctor.cli import COMMANDS, cli
+
+    found: dict[str, str] = {}
+    ctx = click.Context(cli)
+    commands: list[click.Command] = [cli]
+    commands += [c for c in (cli.get_command(ctx, n) for n in COMMANDS) if c is not None]
+    for cmd in commands:
+        for text in (cmd.help, cmd.short_help):
+            if text:
+                found.setdefault(text, f"--help of {cmd.name}")
+        for param in cmd.params:
+            if isinstance(param, click.Option) and param.help:
+                found.setdefault(param.help, f"--help of {cmd.name} {param.opts[0]}")
+    return found
+
+
+def click_ids() -> dict[str, str]:
+    """click's own texts (msgid, or msgid NUL plural for ngettext)."""
+    import click
+
+    found: dict[str, str] = {}
+    for module in CLICK_MODULES:
+        path = os.path.join(os.path.dirname(click.__file__), f"{module}.py")
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                one = _literal(node.args[0]) if node.args else None
+                if node.func.id == "_" and one:
+                    found.setdefault(one, f"click/{module}.py")
+                elif node.func.id == "ngettext" and one and len(node.args) > 1:
+                    other = _literal(node.args[1])
+                    found.setdefault(f"{one}\0{other}", f"click/{module}.py")
+    return found
+
+
+def wanted() -> dict[str, str]:
+    """Every msgid the catalog must translate, with where it comes from."""
+    from tcpdoctor.analysis.dimensions import GROUP_KEYS
+    from tcpdoctor.i18n.words import WORDS
+
+    out = {w: "tcpdoctor/i18n/words.py" for w in (*WORDS, *GROUP_KEYS)}
+    for part in (code_ids(), help_ids(), click_ids()):
+        for k, v in part.items():
+            out.setdefault(k, v)
+    return out
+
+
+def _quote(text: str) -> str:
+    """A .po string: one quoted line per source line, as msgmerge writes them."""
+    body = text.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t")
+    lines = body.split("\n")
+    parts = [line + "\\n" for line in lines[:-1]] + [lines[-1]]
+    parts = [p for p in parts if p]
+    if len(parts) <= 1:
+        return f'"{parts[0] if parts else ""}"'
+    return '""\n' + "\n".join(f'"{p}"' for p in parts)
+
+
+def write_po(path: str, entries: list[Entry], where: dict[str, str], header: str) -> None:
+    """The catalog, sorted by where each text is used; written whole, then renamed."""
+    out = [f'msgid ""\nmsgstr {_quote(header)}\n']
+    def key(e: Entry) -> tuple[str, str]:
+        full = e.msgid if e.plural is None else f"{e.msgid}\0{e.plural}"
+        return where.get(full, "~"), e.msgid
+    for e in sorted((e for e in entries if e.msgid), key=key):
+        full = e.msgid if e.plural is None else f"{e.msgid}\0{e.plural}"
+        out.append(f"#: {where.get(full, 'unused')}")
+        if e.plural is None:
+            out.append(f"msgid {_quote(e.msgid)}\nmsgstr {_quote(e.msgstr)}\n")
+        else:
+            strs = e.plural_strs or [""]
+            out.append(f"msgid {_quote(e.msgid)}\nmsgid_plural {_quote(e.plural)}\n"
+                       + "".join(f"msgstr[{i}] {_quote(s)}\n" for i, s in enumerate(strs)))
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(out))
+    os.replace(tmp, path)
+
+
+def update(po: str) -> tuple[int, int]:
+    """Add the texts the code now uses (untranslated), drop those it no longer uses:
+    (added, dropped)."""
+    entries = read_po(po) if os.path.exists(po) else []
+    header = next((e.msgstr for e in entries if not e.msgid and "Plural" in e.msgstr), HEADER)
+    want = wanted()
+    have = {e.msgid if e.plural is None else f"{e.msgid}\0{e.plural}": e
+            for e in entries if e.msgid}
+    kept = [e for k, e in have.items() if k in want]
+    added = [_blank(k) for k in want if k not in have]
+    write_po(po, kept + added, want, header)
+    return len(added), len(have) - len(kept)
+
+
+def _blank(key: str) -> Entry:
+    """An untranslated entry for a msgid (or msgid NUL plural)."""
+    one, _, other = key.partition("\0")
+    return Entry(one, "", other, [""]) if other else Entry(one, "")
+
+
+HEADER = ("Project-Id-Version: tcpdoctor\nMIME-Version: 1.0\n"
+          "Content-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n"
+          "Language: zh_CN\nPlural-Forms: nplurals=1; plural=0;\n")
+
+
 def catalogs() -> list[str]:
     return sorted(glob.glob(os.path.join(LOCALEDIR, "*", "LC_MESSAGES", "*.po")))
 
@@ -99,5 +245,9 @@ def build(po: str) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["update"]:  # after changing texts: new ones to translate
+        for po in catalogs():
+            new, gone = update(po)
+            sys.stdout.write(f"{po}: {new} new, {gone} no longer used\n")
     for po in catalogs():
         sys.stdout.write(build(po) + "\n")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.i18n import Msg
+from tcpdoctor.i18n import Msg, c_locale
 from tcpdoctor.model.kernel_state import sysctl_path
 
 MAIN_ADDR = "198.18.0.1"
@@ -35,7 +35,8 @@ READY_TIMEOUT = 120.0
 
 
 def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False,
+                          env=c_locale())
     if proc.returncode != 0:
         raise TcpDoctorError(Msg("ip {join_args}: {proc_stderr_strip}", join_args=' '.join(args),
                                  proc_stderr_strip=proc.stderr.strip()))
@@ -111,7 +112,8 @@ class LabNet:
     def sysctl(self, ns: str, key: str, value: str) -> None:
         path = sysctl_path(key)
         proc = subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", 'echo "$1" > "$2"',
-                               "sh", value, path], capture_output=True, text=True, check=False)
+                               "sh", value, path], capture_output=True, text=True, check=False,
+                              env=c_locale())
         if proc.returncode != 0:
             raise TcpDoctorError(Msg("cannot set {key}={value} in {ns}: {proc_stderr_strip}",
                                      key=key, value=value, ns=ns,
@@ -123,7 +125,7 @@ class LabNet:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "tcpdoctor.lab.worker", spec],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True)
+            start_new_session=True, env=c_locale())
         worker = Worker(name, ns, proc)
         self.workers.append(worker)
         worker.info = self._wait_ready(worker, timeout)
@@ -171,7 +173,8 @@ class LabNet:
         self.workers.clear()
         for ns in (self.name, self.peer):
             if os.path.exists(f"/run/netns/{ns}"):
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False,
+                               env=c_locale())
 
 
 def leftover_namespaces(prefix: str) -> list[str]:
@@ -194,7 +197,8 @@ def cleanup(prefix: str = "tdlab-") -> list[str]:
         for pid in _workers_in(inode):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False,
+                       env=c_locale())
         removed.append(ns)
     return removed
 

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from tcpdoctor.i18n import _, _f
+from tcpdoctor.i18n import _, _f, tr
 from tcpdoctor.lab import scenarios
 from tcpdoctor.lab.net import LabNet, require_root
 
@@ -17,7 +17,7 @@ def list_scenarios() -> None:
     for s in scenarios.SCENARIOS.values():
         expect = f"{s.finding} ({s.severity})" if s.finding else _("no warning")
         sys.stdout.write(f"{s.name:17} " + _f("{description}; expect {expect}; n={n}",
-                                               description=_(s.description), expect=expect,
+                                               description=tr(s.description), expect=expect,
                                                n=s.default_n) + "\n")
 
 
@@ -64,7 +64,7 @@ def _announce(lab: LabNet, scenario: scenarios.Scenario, n: int, built: int, hol
         expect = (_f("expect {finding} ({severity})", finding=scenario.finding,
                      severity=scenario.severity) if scenario.finding
                   else _("expect no warning"))
-        sys.stdout.write(f"lab {scenario.name}: {_(scenario.description)}\n"
+        sys.stdout.write(f"lab {scenario.name}: {tr(scenario.description)}\n"
                          + _f("namespace: {name}  (peer: {peer})", name=lab.name, peer=lab.peer)
                          + "\n" + _f("built {built} sockets (n={n}); {expect}", built=built,
                                       n=n, expect=expect)

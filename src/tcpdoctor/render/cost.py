@@ -46,15 +46,15 @@ def _sockets_line(cost: dict[str, Any]) -> str:
         missing.append(_("buffer memory not measured: no skmem in this input"))
     head = (_f("Cost: the sockets hold {size} of kernel memory",
                size=human_bytes(total["memory_bytes"]))
-            + (f" ({', '.join(parts)})" if parts else "")
-            + f", {_fds(total['fds'])}")
+            + (_f(" ({parts})", parts=_(", ").join(parts)) if parts else "")
+            + _(", ") + _fds(total["fds"]))
     items = [str(tr(item_text(it))) for it in cost.get("largest", [])
              if it["bytes"] >= 0.01 * max(total["memory_bytes"], 1)]
     if items:
-        head += _("; largest: ") + "; ".join(items)
+        head += _("; largest: ") + _("; ").join(items)
     if missing:
-        head += f" ({'; '.join(missing)})"
-    return head + "."
+        head += _f(" ({parts})", parts=_("; ").join(missing))
+    return head + _(".")
 
 
 def _cpu_line(cpu: dict[str, Any]) -> str:
@@ -67,8 +67,8 @@ def _cpu_line(cpu: dict[str, Any]) -> str:
         ("listen_drops_per_second", _("listen drops")))
         if key in cpu]
     if rates:
-        text += "; " + ", ".join(f"{label} {cpu[key]:,.0f}/s" for key, label in rates)
-    return text + "."
+        text += _("; ") + _(", ").join(f"{label} {cpu[key]:,.0f}/s" for key, label in rates)
+    return text + _(".")
 
 
 def _fds(n: int) -> str:
@@ -82,5 +82,5 @@ def cost_evidence(cost: dict[str, int]) -> str:
         ("receive_bytes", _("receive")), ("send_bytes", _("send")),
         ("other_buffer_bytes", _("reserved")), ("object_bytes", _("objects")))
         if cost.get(key)]
-    detail = f" ({', '.join(parts)})" if parts else ""
-    return f"{human_bytes(cost['memory_bytes'])}{detail}, {_fds(cost['fds'])}"
+    detail = _f(" ({parts})", parts=_(", ").join(parts)) if parts else ""
+    return f"{human_bytes(cost['memory_bytes'])}{detail}" + _(", ") + _fds(cost["fds"])

@@ -59,17 +59,18 @@ def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> N
     """One finding: title (and where it was found), summary, evidence, owners, actions."""
     from rich.text import Text
 
-    title = Text.assemble((f.severity.upper(), SEVERITY_STYLE[f.severity]), " ", (f.id, "bold"),
+    title = Text.assemble((_(f.severity.upper()), SEVERITY_STYLE[f.severity]), " ",
+                          (f.id, "bold"),
                           f" — {tr(f.title)}")
     con.print(title)
     if where:
         out(_f("In {where}", where=where), 2, style="bold")
     out(tr(f.summary), 2)
-    out(_("Evidence:") + " " + _evidence_text(f.evidence), 2, 2)
+    out(_("Evidence: ") + _evidence_text(f.evidence), 2, 2)
     if f.processes:
         owners = ", ".join(f"{p['name']} (pid {p['pid']}): {p['count']:,}"
                            for p in f.processes)
-        out(_("Processes:") + " " + owners, 2, 2)
+        out(_("Processes: ") + owners, 2, 2)
     out(_("What to do:"), 2)
     for i, action in enumerate(f.actions, 1):
         out(f"{i}. {tr(action)}", 4, 3)

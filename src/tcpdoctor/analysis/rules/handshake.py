@@ -21,7 +21,7 @@ from tcpdoctor.analysis.rules.common import (
 )
 from tcpdoctor.analysis.rules.traced import traced_connects
 from tcpdoctor.analysis.severity import Severity
-from tcpdoctor.i18n import Msg
+from tcpdoctor.i18n import Msg, joined
 from tcpdoctor.model.tcp import (
     TCP_LISTEN,
     TCP_SYN_RECV,
@@ -107,8 +107,8 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
         recs.append(sysctl_rec("net.core.somaxconn", somaxconn, max(4096, somaxconn * 2),
                                Msg("the listen() backlog is capped at somaxconn; raise both the "
                                    "application's backlog and this cap.")))
-    where = (", ".join(Msg("port {li_port} ({li_queue}/{li_limit})", li_port=li['port'],
-                           li_queue=li['queue'], li_limit=li['limit']) for li in listeners)
+    where = (joined([Msg("port {li_port} ({li_queue}/{li_limit})", li_port=li["port"],
+                         li_queue=li["queue"], li_limit=li["limit"]) for li in listeners])
              if listeners else Msg("no listener full at the snapshot"))
     owner = Msg(" owned by {names_of_procs}", names_of_procs=names_of(procs)) if procs else ""
     return Found(

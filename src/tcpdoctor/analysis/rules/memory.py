@@ -17,12 +17,13 @@ MEANING = {
     "send buffers": Msg("data the peers do not take (slow or stalled consumers)"),
 }
 FIX = {
-    "receive buffers": Msg("Make {{who}} read its sockets again, or close them: a stalled "
-                           "reader thread, a blocked worker pool, or CLOSE_WAIT sockets with "
-                           "unread data that are never closed."),
-    "send buffers": Msg("Bound what {{who}} queues for slow peers: write timeouts that drop "
-                        "stalled clients, backpressure in the application, tcp_notsent_lowat or "
-                        "a smaller SO_SNDBUF for bulk senders."),
+    "receive buffers": lambda who: Msg(
+        "Make {who} read its sockets again, or close them: a stalled reader thread, a blocked "
+        "worker pool, or CLOSE_WAIT sockets with unread data that are never closed.", who=who),
+    "send buffers": lambda who: Msg(
+        "Bound what {who} queues for slow peers: write timeouts that drop stalled clients, "
+        "backpressure in the application, tcp_notsent_lowat or a smaller SO_SNDBUF for bulk "
+        "senders.", who=who),
 }
 
 
@@ -71,7 +72,7 @@ def memory_hog(ctx: Context, th: dict[str, float]) -> Found | None:
          "ram_bytes": ram, "share_of_ram": round(ram_share, 4),
          "top_peers": dict(peers)},
         [
-            FIX[lead["what"]].format(who=who),
+            FIX[lead["what"]](who),
             Msg("Do not raise tcp_mem or tcp_rmem/tcp_wmem to make room: larger limits only let "
                 "the stalled sockets hold more memory before the kernel pushes back."),
             Msg("Past tcp_mem's pressure point the kernel shrinks every socket's buffers; at "

@@ -42,7 +42,7 @@ def time_wait_server(ctx: Context, th: dict[str, float]) -> Found | None:
     decided = service_ports(ctx)[1]
     where = Msg("listening") if decided == "LISTEN rows" else Msg("service")
     why = "" if decided == "LISTEN rows" else Msg(" (inferred: the input has no LISTEN rows)")
-    who = f" ({names_of(procs)})" if procs else ""
+    who = Msg(" ({parts})", parts=names_of(procs)) if procs else ""
     traced = traced_closer(ctx, int(ports[0][0]))
     return Found(
         sev,

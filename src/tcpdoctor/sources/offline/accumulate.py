@@ -99,9 +99,8 @@ class Accumulator:
                 self._combine()
             assert self.reduced is not None
             cols = self.reduced
-            self.notes.append(reduce.NOTE.format(
-                sockets=self.sockets, rows=cols["state"].shape[0], limit=self.limit,
-                lo=self.port_range[0]))
+            self.notes.append(reduce.note(self.sockets, cols["state"].shape[0], self.limit,
+                                          self.port_range[0]))
         for name in self.drop:
             cols.pop(name, None)
         return cols

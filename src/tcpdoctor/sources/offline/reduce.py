@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.columns import WEIGHT, constant, group_rows, is_constant
 from tcpdoctor.model.tcp import TCP_LISTEN
 
 FOLDED = ("expires", "retrans", "lastack", "rtt")
-NOTE = ("{sockets:,} sockets were analysed as {rows:,} distinct kinds (over --reduce-above "
-        "{limit:,}): counts and findings are exact; ephemeral ports are folded (a client's "
-        "local port in ip_local_port_range shows as {lo}, a server socket's remote port as 0) "
-        "and per-socket timers, rtt and queue sizes are not kept")
+def note(sockets: int, rows: int, limit: int, lo: int) -> str:
+    """What folding kept and what it did not, for the report's notes."""
+    return Msg("{sockets:,} sockets were analysed as {rows:,} distinct kinds (over "
+               "--reduce-above {limit:,}): counts and findings are exact; ephemeral ports are "
+               "folded (a client's local port in ip_local_port_range shows as {lo}, a server "
+               "socket's remote port as 0) and per-socket timers, rtt and queue sizes are not "
+               "kept", sockets=sockets, rows=rows, limit=limit, lo=lo)
 
 
 def fold(cols: dict[str, np.ndarray], listen_ports: np.ndarray,

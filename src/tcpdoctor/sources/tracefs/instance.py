@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.i18n import Msg
+from tcpdoctor.i18n import Msg, c_locale
 
 ROOT = "/sys/kernel/tracing"
 PREFIX = "tcpdoctor-"
@@ -31,7 +31,7 @@ def tracefs_root() -> str:
                                  "tracefs (/sys/kernel/tracing), which only root may use"))
     if not os.path.exists(os.path.join(ROOT, "instances")):
         proc = subprocess.run(["mount", "-t", "tracefs", "nodev", ROOT], capture_output=True,
-                              text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+                              text=True, env=c_locale(), check=False)
         if proc.returncode or not os.path.exists(os.path.join(ROOT, "instances")):
             raise TcpDoctorError(Msg("tracefs is not mounted at {ROOT} and mounting it failed "
                                      "({proc_stderr_strip_or_no}); mount it: mount -t tracefs "
