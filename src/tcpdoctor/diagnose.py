@@ -18,7 +18,7 @@ from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.host import HostReport
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.analysis.tune import Audit
-from tcpdoctor.i18n import Cat
+from tcpdoctor.i18n import Cat, Msg
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources import kstate
 from tcpdoctor.sources.live import LiveSample, sample
@@ -156,8 +156,8 @@ class Gathered:
     ehash: int
 
     def header(self, prefix: str = "tcpdoctor tune") -> str:
-        return Cat(prefix, f" · {self.host} ({self.where}) · Linux {self.kernel} · "
-                           f"{self.taken_at}")
+        return Cat(prefix, f" · {self.host} (", self.where, f") · Linux {self.kernel} · "
+                                                             f"{self.taken_at}")
 
 
 def audit_sysctls(target: Target, audit_files: tuple[str, ...], interval: float) -> Gathered:
@@ -183,5 +183,6 @@ def audit_sysctls(target: Target, audit_files: tuple[str, ...], interval: float)
     ehash = ehash_entries(current.get("net.ipv4.tcp_ehash_entries"))
     snap = d.sample.snap
     result = audit_mod.audit(current, configured, d.report.findings, snap.kernel, ehash, exists)
-    result.notes = [*notes, f"audited: {', '.join(files) or '(no sysctl files)'}"]
+    result.notes = [*notes, Msg("audited: {files}",
+                                files=", ".join(files) or Msg("(no sysctl files)"))]
     return Gathered(result, snap.host, snap.kernel, snap.taken_at, target.where, ehash)

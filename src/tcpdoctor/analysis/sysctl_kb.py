@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tcpdoctor.i18n import Msg
+from tcpdoctor.i18n import Msg, joined
 from tcpdoctor.model.tcp import DEFAULT_PORT_RANGE
 
 INT_MAX = 2**31 - 1
@@ -233,12 +233,13 @@ def normalize_key(key: str) -> str:
 
 def explain(key: str) -> str:
     knob = BY_KEY[normalize_key(key)]
-    lines = [knob.key, "", knob.meaning, Msg("Default: {knob_default}.", knob_default=knob.default)]
+    lines = [knob.key, "", knob.meaning,
+             Msg("Default: {knob_default}.", knob_default=knob.default)]
     if knob.valid and knob.count:
         lines.append(Msg("Valid range: {knob_valid_0}..{knob_valid_1}", knob_valid_0=knob.valid[0],
                          knob_valid_1=knob.valid[1])
                      + (Msg(" (each of {knob_count} values).", knob_count=knob.count)
-                        if knob.count > 1 else "."))
+                        if knob.count > 1 else Msg(".")))
     lines.append(Msg("Per network namespace.") if knob.per_netns
                  else Msg("Global: exists only in the initial network namespace."))
     if knob.history:
@@ -247,7 +248,7 @@ def explain(key: str) -> str:
         lines.append(Msg("Myth: {myth}", myth=myth))
     lines.append(Msg("Source: {knob_source} (Linux 6.18); see docs/kernel.md.",
                      knob_source=knob.source))
-    return "\n".join(lines)
+    return joined(lines, "\n")
 
 
 def safe_value(key: str, ehash: int) -> str | None:

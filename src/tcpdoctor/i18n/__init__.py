@@ -66,8 +66,9 @@ def joined(items: list[str], sep: str = ", ") -> str:
     """items one after another with sep between them, each said in the reader's language
     (str.join would keep only the English)."""
     parts: list[str] = []
+    between = Msg(sep) if sep.strip() else sep  # ", " is said per language, a newline is not
     for i, item in enumerate(items):
-        parts += [Msg(sep), item] if i else [item]
+        parts += [between, item] if i else [item]
     return Cat(*parts) if parts else ""
 
 

@@ -33,13 +33,17 @@ def fill(text: str, width: int, first: str = "", rest: str = "",
 
     lines, line, used, space = [], first, cell_len(first), False
     fresh = True
-    for tok in TOKENS.findall(text):
+    tokens = TOKENS.findall(text)
+    for i, tok in enumerate(tokens):
         if tok.isspace():
             space = True
             continue
         gap = " " if space and not fresh else ""
         size = cell_len(tok)
-        if not fresh and used + len(gap) + size > width and tok[0] not in NO_LINE_START:
+        # a mark that may not start a line goes with the token before it: room for both
+        after = tokens[i + 1] if i + 1 < len(tokens) else ""
+        need = size + (cell_len(after) if after and after[0] in NO_LINE_START else 0)
+        if not fresh and used + len(gap) + need > width and tok[0] not in NO_LINE_START:
             lines.append(line)
             line, used = rest + tok, cell_len(rest) + size
         else:

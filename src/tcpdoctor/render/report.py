@@ -116,20 +116,20 @@ def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
 
     out(header, style="bold")
     groups = [
-        (_("Needs attention"),
+        (_("Needs attention:"),
          [e for e in result.entries if e.severity in ("critical", "warning")]),
-        (_("Suggested by the current evidence"),
+        (_("Suggested by the current evidence:"),
          [e for e in result.entries if e.severity == "info" and e.recommended]),
-        (_("Explained (harmless, but not what the folklore says)"),
+        (_("Explained (harmless, but not what the folklore says):"),
          [e for e in result.entries if e.severity == "info" and not e.recommended]),
     ]
     for title, entries in groups:
         if not entries:
             continue
         con.print()
-        out(f"{title}:", style="bold")
+        out(title, style="bold")
         for e in entries:
-            label = e.severity.upper()
+            label = _(e.severity.upper())
             now = e.current if e.current is not None else _("not in this kernel")
             cfg = (_f(", configured {value} at {where}", value=e.configured,
                       where=e.configured_at) if e.configured_at else "")
