@@ -18,7 +18,7 @@ from tcpdoctor.sources.target import Target
 from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
 from tcpdoctor.system.malloc import limit_malloc_arenas
 
-INSTALL_HINT = "the exporter needs prometheus_client: pip install 'tcpdoctor[exporter]'"
+INSTALL_HINT = Msg("the exporter needs prometheus_client: pip install 'tcpdoctor[exporter]'")
 
 
 @dataclass

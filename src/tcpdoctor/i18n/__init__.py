@@ -76,9 +76,18 @@ def _english(value: Any) -> Any:
     return str.__str__(value) if isinstance(value, Msg) else value
 
 
+def _said(value: Any) -> Any:
+    """What an error says, when it was raised with a Msg (tcpdoctor's own errors)."""
+    if isinstance(value, BaseException) and len(value.args) == 1 \
+            and isinstance(value.args[0], Msg):
+        return value.args[0]
+    return value
+
+
 def _format(template: str, params: Mapping[str, Any], say: Any,
             fallback: str | None = None) -> str:
-    values = {k: say(v) if isinstance(v, Msg) else v for k, v in params.items()}
+    values = {k: say(v) if isinstance(v, Msg) else v
+              for k, v in ((k, _said(v)) for k, v in params.items())}
     try:
         return template.format(**values) if params else template
     except (KeyError, IndexError, ValueError):  # a broken translation: say it in English

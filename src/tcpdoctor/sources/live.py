@@ -53,8 +53,8 @@ def source_in_use() -> str:
     try:
         netlink.open_socket().close()
     except netlink.NetlinkUnavailable as exc:
-        return f"/proc/net/tcp (netlink unavailable: {exc})"
-    return "netlink (NETLINK_SOCK_DIAG)"
+        return Msg("/proc/net/tcp (netlink unavailable: {exc})", exc=exc)
+    return Msg("netlink (NETLINK_SOCK_DIAG)")
 
 
 def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: bool = True,

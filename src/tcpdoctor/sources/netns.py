@@ -53,7 +53,7 @@ def current_netns_fd() -> int:
     return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
 
-def enter_fd(fd: int, what: str = "the caller's network namespace") -> None:
+def enter_fd(fd: int, what: str = Msg("the caller's network namespace")) -> None:
     """setns() the calling thread into the namespace of fd, unless it is already there."""
     if os.stat(f"/proc/self/fd/{fd}").st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
         return  # already there: no privilege needed
@@ -62,7 +62,8 @@ def enter_fd(fd: int, what: str = "the caller's network namespace") -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
-        hint = " (entering another namespace needs root or CAP_SYS_ADMIN)" if err == 1 else ""
+        hint = (Msg(" (entering another namespace needs root or CAP_SYS_ADMIN)") if err == 1
+                else "")
         raise TcpDoctorError(Msg("cannot enter {what}: {os_strerror_err}{hint}", what=what,
                                  os_strerror_err=os.strerror(err), hint=hint))
 
@@ -74,7 +75,7 @@ def _setns(path: str) -> None:
         raise TcpDoctorError(Msg("cannot open network namespace {path}: {exc_strerror}", path=path,
                                  exc_strerror=exc.strerror)) from None
     try:
-        enter_fd(fd, f"network namespace {path}")
+        enter_fd(fd, Msg("network namespace {path}", path=path))
     finally:
         os.close(fd)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tcpdoctor.i18n import Msg
+
 SOCKET_PREFIX = "socket:["
 
 
@@ -26,12 +28,14 @@ class OwnerTable:
     fd_counts: dict[int, int] = field(default_factory=dict)
 
     def notes(self) -> list[str]:
-        out = []
+        out: list[str] = []
         if self.denied:
-            out.append(f"owners partly unknown: {self.denied} processes' sockets could not be "
-                       "read (permission denied; run as root to see all owners)")
+            out.append(Msg("owners partly unknown: {self_denied} processes' sockets could not "
+                           "be read (permission denied; run as root to see all owners)",
+                           self_denied=self.denied))
         if self.vanished:
-            out.append(f"{self.vanished} processes exited during the owner scan")
+            out.append(Msg("{self_vanished} processes exited during the owner scan",
+                           self_vanished=self.vanished))
         return out
 
 

@@ -54,7 +54,8 @@ def in_each(spaces: list[Netns], fn: Callable[[Netns], T],
             try:
                 fd = namespaces.open_netns(spaces[i])
                 try:
-                    netns.enter_fd(fd, f"network namespace {spaces[i].label}")
+                    netns.enter_fd(fd, Msg("network namespace {spaces_i_label}",
+                                           spaces_i_label=spaces[i].label))
                 finally:
                     os.close(fd)
                 results[i] = fn(spaces[i])
@@ -150,8 +151,9 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
                 got.interval = second.taken - got.kernel.taken
                 got.kernel = second
     if vanished:
-        out.notes.append(f"{len(vanished)} namespace(s) could not be read (vanished during "
-                         f"the sweep, or no permission): " + "; ".join(vanished[:5]))
+        out.notes.append(Msg("{n} namespace(s) could not be read (vanished during the sweep, "
+                             "or no permission): {which}", n=len(vanished),
+                             which="; ".join(vanished[:5])))
     idle = len(spaces) - len(busy)
     if idle:
         out.notes.append(Msg("{idle} namespace(s) without TCP sockets (sockstat) were not read",

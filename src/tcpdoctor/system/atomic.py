@@ -22,11 +22,15 @@ from tcpdoctor.i18n import Msg
 # kill lands mid-write (tests/test_tune.py kills writers with SIGKILL at random moments).
 SLOW_ENV = "TCPDOCTOR_SLOW_WRITE"
 CHUNK = 64
-WHY = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-       errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-       errno.EPERM: "operation not permitted", errno.EFBIG: "file too large (a file-size "
-       "limit, ulimit -f?)", errno.ENOENT: "no such directory", errno.ENOTDIR:
-       "a path component is not a directory", errno.EISDIR: "it is a directory"}
+WHY = {errno.ENOSPC: Msg("no space left on the device"),
+       errno.EDQUOT: Msg("disk quota exceeded"),
+       errno.EROFS: Msg("read-only file system"),
+       errno.EACCES: Msg("permission denied"),
+       errno.EPERM: Msg("operation not permitted"),
+       errno.EFBIG: Msg("file too large (a file-size limit, ulimit -f?)"),
+       errno.ENOENT: Msg("no such directory"),
+       errno.ENOTDIR: Msg("a path component is not a directory"),
+       errno.EISDIR: Msg("it is a directory")}
 
 
 def atomic_write(path: str, data: str, mode: int = 0o644) -> None:
@@ -62,7 +66,7 @@ def _write_new(tmp: str, raw: bytes, mode: int) -> None:
         while view:
             written = os.write(fd, view[:CHUNK] if slow else view)
             if written <= 0:
-                raise OSError(errno.EIO, "write returned nothing")
+                raise OSError(errno.EIO, Msg("write returned nothing"))
             view = view[written:]  # a short write: continue with the rest
             if slow:
                 time.sleep(slow)

@@ -80,7 +80,8 @@ def _write_values(values: dict[str, str]) -> list[str]:
             with open(sysctl_path(key), "w") as fh:
                 fh.write(value)
         except OSError as exc:
-            raise _PartialWrite(done, f"cannot set {key} = {value}: {exc.strerror}") from None
+            raise _PartialWrite(done, Msg("cannot set {key} = {value}: {exc_strerror}", key=key,
+                                          value=value, exc_strerror=exc.strerror)) from None
         done.append(key)
     return done
 

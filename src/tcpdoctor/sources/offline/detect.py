@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import re
 
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import STATE_ALIASES
 from tcpdoctor.sources.offline.foreign import bsd_proto_at
 from tcpdoctor.sources.offline.textdump import SS_STATES
 
 # Formats recognised in order to be refused, each with what to capture instead.
 REFUSED = {
-    "ss-summary": "an `ss -s` summary (counts only, no sockets to diagnose): capture "
-                  "`ss -tanpoie` instead, or run the script `tcpdoctor collect` prints",
-    "state-counts": "a count of sockets per state (`netstat -an | awk ... | uniq -c`): "
-                    "counts say nothing of ports, peers or processes; capture "
-                    "`netstat -antp` (or `ss -tanp`) itself",
-    "bsd-nostate": "a FreeBSD/macOS `netstat` whose state column is replaced by counters "
-                   "(-T or -x): capture `netstat -an` instead",
+    "ss-summary": Msg("an `ss -s` summary (counts only, no sockets to diagnose): capture `ss "
+                      "-tanpoie` instead, or run the script `tcpdoctor collect` prints"),
+    "state-counts": Msg("a count of sockets per state (`netstat -an | awk ... | uniq -c`): "
+                        "counts say nothing of ports, peers or processes; capture `netstat "
+                        "-antp` (or `ss -tanp`) itself"),
+    "bsd-nostate": Msg("a FreeBSD/macOS `netstat` whose state column is replaced by counters "
+                       "(-T or -x): capture `netstat -an` instead"),
 }
 BSD_ONLY = ("tcp4", "tcp46")
 _COUNT_LINE = re.compile(r"^\s*(\d+)\s+([A-Za-z][A-Za-z0-9_-]*)\s*$")

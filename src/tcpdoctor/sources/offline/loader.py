@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
-from tcpdoctor.i18n import Msg
+from tcpdoctor.i18n import Msg, joined
 from tcpdoctor.model import snapshot_file
 from tcpdoctor.model.columns import (
     WEIGHT,
@@ -217,7 +217,8 @@ def _load_binary(data: bytes, name: str, path: str,
         snap.notes.append(Msg("loaded tcpdoctor snapshot {name}", name=name))
         return snap, kernel, []
     cols, _ = netlink.decode(data, source=name, stop_at_done=False)
-    notes = [] if cols["state"].shape[0] else [f"{name}: no TCP sockets found"]
+    notes: list[str] = ([] if cols["state"].shape[0] else
+                        [Msg("{name}: no TCP sockets found", name=name)])
     snap = Snapshot(cols, f"ss -D netlink dump ({name})", taken_at=_file_time(path),
                     notes=list(notes))
     return snap, None, notes
@@ -293,10 +294,12 @@ def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator,
 
 
 def _unparsed_note(name: str, count: int, first: list[int], texts: list[str]) -> str:
-    shown = "; ".join(f"line {no}: {text!r}" if text else f"line {no}"
-                      for no, text in zip(first, texts, strict=False))
-    return (f"{count} line(s) of {name} not understood, they are left out of the report "
-            f"(first {shown}); --strict makes this an error")
+    shown = joined([Msg("line {no}: {text!r}", no=no, text=text) if text
+                    else Msg("line {no}", no=no) for no, text in zip(first, texts, strict=False)],
+                   "; ")
+    return Msg("{count} line(s) of {name} not understood, they are left out of the report "
+               "(first {shown}); --strict makes this an error", count=count, name=name,
+               shown=shown)
 
 
 def _lines_with(block: bytes, word: bytes) -> Iterator[bytes]:
