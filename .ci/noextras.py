@@ -57,7 +57,14 @@ def main() -> int:
     has_page = page.is_file() and ".SS tcpdoctor collect" in page.read_text()
     print(f"{'ok  ' if has_page else 'FAIL'} man page installed at {page}")
     failed += not has_page
-    print(f"without extras: {len(cases) + 1 - failed} passed, {failed} failed")
+    # The Chinese catalog is in the package: a Chinese locale gets Chinese help and reports.
+    zh = subprocess.run([sys.executable, "-m", "tcpdoctor", "analyze", str(DATA / "proc_net_tcp")],
+                        capture_output=True, text=True, check=False, timeout=300,
+                        env={**os.environ, "LANG": "zh_CN.UTF-8", "COLUMNS": "100"})
+    has_zh = "个 TCP 套接字" in zh.stdout and zh.returncode in OK
+    print(f"{'ok  ' if has_zh else 'FAIL'} LANG=zh_CN.UTF-8 tcpdoctor analyze: Chinese report")
+    failed += not has_zh
+    print(f"without extras: {len(cases) + 2 - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

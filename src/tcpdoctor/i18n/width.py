@@ -12,6 +12,7 @@ WIDE = "\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\uac00-
        "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6"
 TOKENS = re.compile(rf"\s+|[{WIDE}]|[^\s{WIDE}]+")
 NO_LINE_START = set("，。、；：！？）》」』】%")
+NO_LINE_END = set("（《「『【")
 
 
 def pad(text: str, width: int, right: bool = False) -> str:
@@ -41,8 +42,10 @@ def fill(text: str, width: int, first: str = "", rest: str = "",
         gap = " " if space and not fresh else ""
         size = cell_len(tok)
         # a mark that may not start a line goes with the token before it: room for both
+        # and an opening bracket with the token after it
         after = tokens[i + 1] if i + 1 < len(tokens) else ""
-        need = size + (cell_len(after) if after and after[0] in NO_LINE_START else 0)
+        joined_after = after and (after[0] in NO_LINE_START or tok[-1] in NO_LINE_END)
+        need = size + (cell_len(after) if joined_after and not after.isspace() else 0)
         if not fresh and used + len(gap) + need > width and tok[0] not in NO_LINE_START:
             lines.append(line)
             line, used = rest + tok, cell_len(rest) + size
