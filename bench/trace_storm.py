@@ -15,12 +15,14 @@ In a namespace of its own (removed afterwards), bench.storm connects and closes 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tcpdoctor.lab.net import LabNet
@@ -77,9 +79,20 @@ def stop_tracer(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
-def traced_storm(ns: str, reader: str, rate: float, seconds: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def tracing(reader: str) -> Iterator[subprocess.Popen[str]]:
+    """A tracer for the with block; killed (by pid) if it is still running at the end."""
     tracer = start_tracer(reader)
     try:
+        yield tracer
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
+
+
+def traced_storm(ns: str, reader: str, rate: float, seconds: float) -> dict[str, Any]:
+    with tracing(reader) as tracer:
         cpu0 = cpu_seconds(tracer.pid)
         runner = subprocess.Popen(["ip", "netns", "exec", ns, PY, "-m", "bench.storm",
                                    "--port", str(PORT), "--rate", str(rate), "--seconds",
@@ -92,10 +105,6 @@ def traced_storm(ns: str, reader: str, rate: float, seconds: float) -> dict[str,
         made = json.loads(runner.communicate()[0])
         time.sleep(1.0)
         summary = stop_tracer(tracer)
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
-            tracer.wait()
     seen = {"client": _opened(summary["remote_services"], "service", f"127.0.0.1:{PORT}"),
             "server": _opened(summary["local_ports"], "port", PORT)}
     return {"reader": reader, "storm": made, "events": summary["events"],
@@ -116,15 +125,10 @@ def _opened(rows: list[dict[str, Any]], key: str, value: Any) -> int:
 
 def overhead(ns: str, seconds: float) -> dict[str, Any]:
     plain = storm(ns, 0, seconds)
-    tracer = start_tracer("raw")
-    try:
+    with tracing("raw") as tracer:
         traced = storm(ns, 0, seconds)
         time.sleep(1.0)
         summary = stop_tracer(tracer)
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
-            tracer.wait()
     return {"untraced_rate": plain["rate"], "traced_rate": traced["rate"],
             "slowdown": round(1 - traced["rate"] / plain["rate"], 3),
             "traced_events_lost": summary["events_lost"]}

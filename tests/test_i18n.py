@@ -221,3 +221,22 @@ def test_the_english_detector_finds_a_sentence_left_in_english() -> None:
     assert english_left("警告 TIME_WAIT_SERVER_CLOSE — The server closes many short connections")
     assert not english_left("  证据：服务端侧 TIME_WAIT 数=3,000 · 端口=8080: 3,000 · "
                             "`ss -tanm` · td-web (pid 42) · HTTP keep-alive")
+
+
+def test_every_program_tcpdoctor_runs_gets_the_c_locale() -> None:
+    import ast
+
+    package = Path(__file__).parents[1] / "src" / "tcpdoctor"
+    bare = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "subprocess"
+                    and node.func.attr in ("run", "Popen", "call", "check_output")):
+                env = [k.value for k in node.keywords if k.arg == "env"]
+                if not env or "c_locale" not in ast.unparse(env[0]):
+                    bare.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not bare, bare
+    collect = (package / "render" / "collect.sh").read_text()
+    assert "LC_ALL=C" in collect and "export LC_ALL" in collect

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -275,3 +276,27 @@ def test_watch_trace_names_the_client_in_each_sample(lab: LabNet) -> None:
                     in x["summaries"].get("TIME_WAIT_CLIENT_SHORT", "")]
     assert traced_lines, [x["summaries"] for x in lines]
     assert mine() == []
+
+
+def test_text_pipe_is_the_fallback_and_says_so(tmp_path: Path) -> None:
+    """A kernel whose raw buffers cannot be ordered (no mono trace clock): a copy of this
+    kernel's tcp_send_reset format in a tree whose trace_clock lacks mono."""
+    import shutil
+
+    from tcpdoctor.errors import TcpDoctorError
+    from tcpdoctor.sources.tracefs.run import Trace
+    from tcpdoctor.sources.tracefs.text import TextReader
+
+    root = Path(tmp_path)
+    fmt = root / "events" / "tcp" / "tcp_send_reset"
+    fmt.mkdir(parents=True)
+    shutil.copy("/sys/kernel/tracing/events/tcp/tcp_send_reset/format", fmt / "format")
+    (root / "trace_clock").write_text("[local] global counter\n")
+    (root / "trace_pipe").write_text("")
+    auto = Trace(1.0)
+    reader = auto._open(str(root))
+    assert isinstance(reader, TextReader) and auto.reader == "text"
+    assert "text pipe" in auto.note and "mono" in auto.note
+    reader.close()
+    with pytest.raises(TcpDoctorError, match="raw ring buffers"):
+        Trace(1.0, reader="raw")._open(str(root))
