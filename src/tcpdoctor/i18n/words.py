@@ -11,7 +11,7 @@ COLUMNS = ("state", "count", "share", "memory", "fds", "total", "established",
 # trace: who closed a connection first, why a connect failed
 OUTCOMES = ("local", "remote", "reset", "aborted", "refused", "timeout")
 # punctuation between the parts of a sentence put together from pieces
-PUNCTUATION = (", ", "; ", ".", " ({parts})")
+PUNCTUATION = (", ", "; ", ".", ":", " ({parts})")
 # the history page: its headings, and the words its script writes (history/html.py)
 PAGE_HEADINGS = ("tcpdoctor history", "Sockets per state",
                  "Kernel memory held by the sockets (MB)", "Findings",

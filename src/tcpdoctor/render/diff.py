@@ -15,7 +15,7 @@ def render_text(r: dict[str, Any]) -> str:
         s = r[side]
         lost = (_f(" (incomplete: {n:,} line(s) could not be read)", n=s["lines_unparsed"])
                 if s["lines_unparsed"] else "")
-        out.append(f"{pad(_(side) + ':', 8)}{s['source']} {s['taken_at']}{lost}")
+        out.append(f"{pad(_(side) + _(':'), 8)}{s['source']} {s['taken_at']}{lost}")
     out += ["", " " * 18 + "".join(pad(_(h), 10, True) for h in ("before", "after", "change"))]
     rows = [(k, v) for k, v in r["totals"].items()]
     rows += [(s, v) for s, v in r["states"].items() if v["before"] or v["after"]]

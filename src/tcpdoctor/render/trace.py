@@ -32,12 +32,12 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     if s["events_lost"]:
         out.append("  " + _("Some events were lost (ring-buffer overrun): counts below are "
                             "low."))
-    for title, rows, key in ((_("Connections this host opened, by remote service"),
+    for title, rows, key in ((_("Connections this host opened, by remote service:"),
                               s["remote_services"], "service"),
-                             (_("Connections this host accepted, by local port"),
+                             (_("Connections this host accepted, by local port:"),
                               s["local_ports"], "port")):
         out.append("")
-        out.append(f"{title}:")
+        out.append(title)
         if not rows:
             out.append("  " + _("none completed during the trace"))
         for r in rows:
@@ -51,10 +51,10 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     out.extend("  " + _f("received {count:,} from {peer}", count=r["count"], peer=r["peer"])
                for r in s["resets_received"][:5])
     if s["retransmits"]:
-        out.append(_("Retransmits:") + " " + ", ".join(f"{r['peer']} {r['count']:,}"
+        out.append(_("Retransmits: ") + _(", ").join(f"{r['peer']} {r['count']:,}"
                                                       for r in s["retransmits"][:5]))
     if s["state_time_share"]:
-        out.append(_("Time in states:") + " " + ", ".join(
+        out.append(_("Time in states: ") + _(", ").join(
             f"{k} {v:.0%}" for k, v in list(s["state_time_share"].items())[:6]))
     return [str(tr(line)) for line in out]
 
