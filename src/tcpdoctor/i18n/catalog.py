@@ -1,6 +1,12 @@
 """The catalog's files: read a .po, write the .mo gettext loads (no msgfmt needed: a fresh
-machine has none). `python -m tcpdoctor.i18n.catalog` rebuilds every .mo from its .po; a
-test checks that the committed .mo files are what their .po files build.
+machine has none), and find every text the catalog must translate (the code's Msg/_/_f
+literals, rule titles, evidence keys, help texts, click's own words, i18n/words.py).
+
+    python -m tcpdoctor.i18n.catalog update    add new texts (untranslated), drop unused ones
+    python -m tcpdoctor.i18n.catalog           rebuild every .mo from its .po
+
+tests/test_i18n.py checks that the .po covers exactly what the code uses, and that the
+committed .mo is what the .po builds.
 """
 
 from __future__ import annotations
@@ -13,8 +19,6 @@ import sys
 from dataclasses import dataclass, field
 
 from tcpdoctor.i18n import LOCALEDIR
-
-HEADER_PLURALS = "nplurals=1; plural=0;"
 
 
 @dataclass
