@@ -20,6 +20,8 @@ PAGE_HEADINGS = ("tcpdoctor history", "Sockets per state",
 PAGE_SCRIPT = ("nothing to show in this period", "no findings in this period", "group",
                "sum over samples", "peak", "host", "samples")
 # evidence keys the registry or a rule adds outside the rule's own dict literal
-EVIDENCE = ("cost", "local_ports")
+EVIDENCE = ("cost", "local_ports",
+            # keys inside list items (listeners, resets, processes)
+            "port", "queue", "limit", "reason", "peer", "pid")
 SEVERITIES = ("CRITICAL", "WARNING", "INFO")
 WORDS = (*PAGE_HEADINGS, *PAGE_SCRIPT, *COLUMNS, *OUTCOMES, *PUNCTUATION, *EVIDENCE, *SEVERITIES)

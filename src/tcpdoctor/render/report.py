@@ -29,7 +29,7 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
             value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {tr(v)}"
                               for k, v in value.items())
         elif isinstance(value, list):
-            value = ", ".join(" ".join(f"{k}={tr(v)}" for k, v in item.items())
+            value = ", ".join(" ".join(f"{evidence_label(k)}={tr(v)}" for k, v in item.items())
                               if isinstance(item, dict) else str(tr(item)) for item in value)
         elif isinstance(value, int):
             value = f"{value:,}"
