@@ -13,7 +13,6 @@ LC_MESSAGES and LANG; English when nothing names Chinese.
 
 from __future__ import annotations
 
-import gettext
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +22,16 @@ LOCALEDIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
 LANGUAGES = {"en": "English", "zh": "中文 (简体)"}
 ENV_ORDER = ("TCPDOCTOR_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
-_catalog: gettext.NullTranslations = gettext.NullTranslations()
+class English:
+    """No catalog: every text is its own translation (and gettext is not even imported:
+    start-up time counts, and most runs are in English)."""
+
+    @staticmethod
+    def gettext(message: str) -> str:
+        return message
+
+
+_catalog: Any = English()  # or a gettext.GNUTranslations
 _language = "en"
 
 
@@ -139,12 +147,16 @@ def set_language(lang: str) -> None:
     """Use this language from now on, for tcpdoctor's texts and click's own."""
     global _catalog, _language
     _language = lang
-    if lang == "zh":
-        _catalog = gettext.translation(DOMAIN, LOCALEDIR, languages=["zh_CN"], fallback=True)
-    else:
-        _catalog = gettext.NullTranslations()
+    if lang == "en":
+        _catalog = English()
+        if "LANGUAGE" in os.environ:  # click's words: the default domain has no catalog
+            os.environ["LANGUAGE"] = "en"
+        return
+    import gettext
+
+    _catalog = gettext.translation(DOMAIN, LOCALEDIR, languages=["zh_CN"], fallback=True)
     # click asks gettext's global domain ("Usage:", "Options:", its errors): point it at this
     # catalog, and name the language for it the way gettext reads it.
     gettext.bindtextdomain(DOMAIN, LOCALEDIR)
     gettext.textdomain(DOMAIN)
-    os.environ["LANGUAGE"] = "zh_CN" if lang == "zh" else "en"
+    os.environ["LANGUAGE"] = "zh_CN"

@@ -4,13 +4,12 @@ between two of them (English is left to textwrap, as before)."""
 from __future__ import annotations
 
 import re
-import textwrap
 
 # Characters that take two terminal cells and may be broken between (CJK), and marks that
 # must not start a line (Chinese typesetting keeps them after the character they follow).
 WIDE = "\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3" \
        "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6"
-TOKENS = re.compile(rf"\s+|[{WIDE}]|[^\s{WIDE}]+")
+TOKENS = rf"\s+|[{WIDE}]|[^\s{WIDE}]+"  # compiled on first use (start-up time counts)
 NO_LINE_START = set("，。、；：！？）》」』】%")
 NO_LINE_END = set("（《「『【")
 
@@ -28,13 +27,15 @@ def fill(text: str, width: int, first: str = "", rest: str = "",
     """Wrap to `width` terminal cells. English wraps as textwrap does; text with wide
     (CJK) characters is measured in cells and may break between them."""
     if not re.search(f"[{WIDE}]", text):
+        import textwrap
+
         return textwrap.fill(text, width=width, initial_indent=first, subsequent_indent=rest,
                              break_on_hyphens=hyphens)
     from rich.cells import cell_len
 
     lines, line, used, space = [], first, cell_len(first), False
     fresh = True
-    tokens = TOKENS.findall(text)
+    tokens = re.findall(TOKENS, text)
     for i, tok in enumerate(tokens):
         if tok.isspace():
             space = True
