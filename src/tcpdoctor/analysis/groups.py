@@ -36,9 +36,9 @@ def parse_by(text: str) -> list[str]:
     keys = [k.strip().lower() for k in text.split(",") if k.strip()]
     bad = [k for k in keys if k not in GROUP_KEYS]
     if bad or not keys:
-        raise TcpDoctorError(Msg("--by: unknown grouping {join_bad_or_text!r} (choose from "
-                                 "{join_group_keys})", join_bad_or_text=', '.join(bad) or text,
-                                 join_group_keys=', '.join(GROUP_KEYS)))
+        raise TcpDoctorError(Msg("--by: unknown grouping {unknown!r} (choose from "
+                                 "{choices})", unknown=', '.join(bad) or text,
+                                 choices=', '.join(GROUP_KEYS)))
     return list(dict.fromkeys(keys))
 
 

@@ -105,15 +105,15 @@ def rule(rule_id: str, title: str, needs: tuple[str, ...] = (),
          **defaults: float) -> Callable[[RuleFn], RuleFn]:
     unknown = set(needs) - set(NEEDS_REASONS)
     if unknown:
-        raise ValueError(Msg("rule {rule_id}: unknown needs {sorted_unknown}", rule_id=rule_id,
-                             sorted_unknown=sorted(unknown)))
+        raise ValueError(Msg("rule {rule_id}: unknown needs {unknown}", rule_id=rule_id,
+                             unknown=sorted(unknown)))
 
     def register(fn: RuleFn) -> RuleFn:
         if rule_id in REGISTRY:
             raise ValueError(Msg("rule id {rule_id} registered twice "
-                                 "({registry_rule_id_fn___mo} and {fn___module})", rule_id=rule_id,
-                                 registry_rule_id_fn___mo=REGISTRY[rule_id].fn.__module__,
-                                 fn___module=fn.__module__))
+                                 "({first} and {second})", rule_id=rule_id,
+                                 first=REGISTRY[rule_id].fn.__module__,
+                                 second=fn.__module__))
         REGISTRY[rule_id] = Rule(rule_id, Msg(title), frozenset(needs), dict(defaults), fn,
                                  " ".join((fn.__doc__ or "").split()))
         return fn

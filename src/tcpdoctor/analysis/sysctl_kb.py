@@ -234,20 +234,20 @@ def normalize_key(key: str) -> str:
 def explain(key: str) -> str:
     knob = BY_KEY[normalize_key(key)]
     lines = [knob.key, "", knob.meaning,
-             Msg("Default: {knob_default}.", knob_default=knob.default)]
+             Msg("Default: {default}.", default=knob.default)]
     if knob.valid and knob.count:
-        lines.append(Msg("Valid range: {knob_valid_0}..{knob_valid_1}", knob_valid_0=knob.valid[0],
-                         knob_valid_1=knob.valid[1])
-                     + (Msg(" (each of {knob_count} values).", knob_count=knob.count)
+        lines.append(Msg("Valid range: {low}..{high}", low=knob.valid[0],
+                         high=knob.valid[1])
+                     + (Msg(" (each of {count} values).", count=knob.count)
                         if knob.count > 1 else Msg(".")))
     lines.append(Msg("Per network namespace.") if knob.per_netns
                  else Msg("Global: exists only in the initial network namespace."))
     if knob.history:
-        lines.append(Msg("History: {knob_history}.", knob_history=knob.history))
+        lines.append(Msg("History: {history}.", history=knob.history))
     for myth in knob.myths:
         lines.append(Msg("Myth: {myth}", myth=myth))
-    lines.append(Msg("Source: {knob_source} (Linux 6.18); see docs/kernel.md.",
-                     knob_source=knob.source))
+    lines.append(Msg("Source: {source} (Linux 6.18); see docs/kernel.md.",
+                     source=knob.source))
     return joined(lines, "\n")
 
 
@@ -271,10 +271,10 @@ def harmful(knob: Knob, value: str | None, ehash: int,
         return None
     values = knob.parse(value)
     if values is None:
-        return ("warning", Msg("{value!r} is not a valid value ({knob_count_or_a_list_of} "
-                               "integer(s) in {knob_valid}).", value=value,
-                               knob_count_or_a_list_of=knob.count or 'a list of',
-                               knob_valid=knob.valid))
+        return ("warning", Msg("{value!r} is not a valid value ({count} "
+                               "integer(s) in {valid}).", value=value,
+                               count=knob.count or Msg("a list of"),
+                               valid=knob.valid))
     return knob.harm(values, ehash, limits)
 
 

@@ -24,12 +24,12 @@ def resolve(config: Mapping[str, Any] | None = None, overrides: tuple[str, ...] 
     th = defaults()
     tables = (config or {}).get("thresholds", {})
     if not isinstance(tables, Mapping):
-        raise TcpDoctorError(Msg("{config_name}: [thresholds] must be a table of rule tables",
-                                 config_name=config_name))
+        raise TcpDoctorError(Msg("{config}: [thresholds] must be a table of rule tables",
+                                 config=config_name))
     for rid, values in tables.items():
         if not isinstance(values, Mapping):
-            raise TcpDoctorError(Msg("{config_name}: [thresholds.{rid}] must be a table",
-                                     config_name=config_name, rid=rid))
+            raise TcpDoctorError(Msg("{config}: [thresholds.{rid}] must be a table",
+                                     config=config_name, rid=rid))
         for key, value in values.items():
             _set(th, rid, key, value, config_name)
     for item in overrides:

@@ -62,9 +62,9 @@ def _judge(knob: Knob, current: str | None, cfg: Setting | None, release: tuple[
     harm = harmful(knob, configured, ehash) or harmful(knob, current, ehash)
     if current is None and cfg is not None and knob.removed_in and release >= knob.removed_in:
         harm = harm or ("warning", Msg("removed in Linux "
-                                       "{knob_removed_in_0}.{knob_removed_in_1}: remove the "
-                                       "line.", knob_removed_in_0=knob.removed_in[0],
-                                       knob_removed_in_1=knob.removed_in[1]))
+                                       "{major}.{minor}: remove the "
+                                       "line.", major=knob.removed_in[0],
+                                       minor=knob.removed_in[1]))
     if harm:
         entry.severity, entry.why = harm
         # A key this kernel does not have (tcp_tw_recycle since 4.12) has no value to set:
@@ -123,7 +123,7 @@ def unsafe_finding(entries: list[Entry]) -> Finding | None:
                        "`tcpdoctor tune --rollback`)."))
     found = Found(
         worst(e.severity for e in bad) or Severity.WARNING,
-        Msg("{len_bad} harmful, obsolete or unknown setting(s): ", len_bad=len(bad))
+        Msg("{n} harmful, obsolete or unknown setting(s): ", n=len(bad))
         + ", ".join(f"{e.key.split('.')[-1]}={e.configured or e.current}" for e in bad) + ".",
         {"settings": {e.key: {"current": e.current, "configured": e.configured,
                               "at": e.configured_at, "why": e.why} for e in bad}},

@@ -174,9 +174,9 @@ def _emit_captures(captures: list[Any], saved: Any, thresholds: Any,
 def require_sockets(snap: Any) -> Any:
     """A saved input of which no line could be read is exit 3, not an empty report."""
     if snap.unparsed and not snap.count():
-        raise TcpDoctorError(Msg("no TCP socket could be read: {snap_unparsed:,} line(s) not "
-                                 "understood ({join_snap_notes})", snap_unparsed=snap.unparsed,
-                                 join_snap_notes='; '.join(snap.notes)))
+        raise TcpDoctorError(Msg("no TCP socket could be read: {n:,} line(s) not "
+                                 "understood ({notes})", n=snap.unparsed,
+                                 notes='; '.join(snap.notes)))
     return snap
 
 

@@ -60,8 +60,8 @@ class SocketOptions:
         if spec == "all":
             if not sweep:
                 raise TcpDoctorError(Msg("--netns all: this command reads one namespace "
-                                         "({join_sweeping} read them all); use --netns NAME",
-                                         join_sweeping=', '.join(SWEEPING)))
+                                         "({commands} read them all); use --netns NAME",
+                                         commands=', '.join(SWEEPING)))
             spec = None
         elif spec is not None and spec.startswith(("pod:", "container:")):
             spec = _resolve_selector(spec)
@@ -136,10 +136,10 @@ def _resolve_selector(spec: str) -> str:
 
     hit = namespaces.select(namespaces.discover(), spec)
     if len(hit) > 1:
-        raise TcpDoctorError(Msg("--netns {spec}: {len_hit} namespaces match "
-                                 "({join_n_label_for_n_in_hi}); be more specific", spec=spec,
-                                 len_hit=len(hit),
-                                 join_n_label_for_n_in_hi=', '.join(n.label for n in hit[:5])))
+        raise TcpDoctorError(Msg("--netns {spec}: {n} namespaces match "
+                                 "({which}); be more specific", spec=spec,
+                                 n=len(hit),
+                                 which=', '.join(n.label for n in hit[:5])))
     return namespaces.entry_path(hit[0])
 
 

@@ -43,8 +43,8 @@ def _explain(key: str) -> ExitCode:
     from tcpdoctor.analysis.sysctl_kb import BY_KEY, explain, normalize_key
 
     if normalize_key(key) not in BY_KEY:
-        raise TcpDoctorError(Msg("--explain: unknown key {key!r} (known: {join_by_key})", key=key,
-                                 join_by_key=', '.join(BY_KEY)))
+        raise TcpDoctorError(Msg("--explain: unknown key {key!r} (known: {known})", key=key,
+                                 known=', '.join(BY_KEY)))
     sys.stdout.write(f"{tr(explain(key))}\n")
     return ExitCode.OK
 

@@ -242,8 +242,8 @@ def serve(registry: CollectorRegistry, listen: str, web: WebConfig, verbose: boo
     try:
         server = Server(addr, make_handler(registry, web, verbose), web.tls)
     except OSError as exc:
-        raise TcpDoctorError(Msg("cannot listen on {listen}: {exc_strerror}", listen=listen,
-                                 exc_strerror=exc.strerror)) from None
+        raise TcpDoctorError(Msg("cannot listen on {listen}: {error}", listen=listen,
+                                 error=exc.strerror)) from None
     if ready:
         ready(server.server_address)
     try:

@@ -63,8 +63,8 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
     registry = collector.build_registry(samplers, opts.top_n, opts.max_seconds, _log_error)
     if opts.textfile_dir:
         if not os.path.isdir(opts.textfile_dir):
-            raise TcpDoctorError(Msg("--textfile: {opts_textfile_dir} is not a directory",
-                                     opts_textfile_dir=opts.textfile_dir))
+            raise TcpDoctorError(Msg("--textfile: {directory} is not a directory",
+                                     directory=opts.textfile_dir))
         path = os.path.join(opts.textfile_dir, "tcpdoctor.prom")
         while True:
             remove_stale_temps(path)

@@ -141,9 +141,9 @@ def compare(db: History, windows: list[tuple[float, float]], limit: int) -> dict
     for start, end in windows:
         w = Window(start, end, db.samples(start, end))
         if not w.samples:
-            raise TcpDoctorError(Msg("--compare: no samples between {iso_start} and {iso_end} "
-                                     "in {db_path}", iso_start=iso(start), iso_end=iso(end),
-                                     db_path=db.path))
+            raise TcpDoctorError(Msg("--compare: no samples between {start} and {end} "
+                                     "in {database}", start=iso(start), end=iso(end),
+                                     database=db.path))
         parts.append(w.summary(db, limit))
     first, last = parts[0], parts[-1]
     names = [n for n in STATE_NAMES if n in first["states"] or n in last["states"]]

@@ -91,8 +91,8 @@ def _focus(db: History, o: HistoryOptions) -> None:
         want = None if o.netns == "host" else o.netns
         if want not in recorded:
             names = ", ".join(n or "host" for n in recorded) or "none"
-            raise TcpDoctorError(Msg("--netns {o_netns}: no samples of it in {db_path} "
-                                     "(recorded: {names})", o_netns=o.netns, db_path=db.path,
+            raise TcpDoctorError(Msg("--netns {netns}: no samples of it in {database} "
+                                     "(recorded: {names})", netns=o.netns, database=db.path,
                                      names=names))
         db.focus(want)
     elif len(recorded) > 1:

@@ -73,15 +73,15 @@ def _reachable(path: str) -> None:
         raise TcpDoctorError(Msg("{path}: no history database (run `tcpdoctor record` first)",
                                  path=path)) from None
     except OSError as exc:
-        raise TcpDoctorError(Msg("{path}: {exc_strerror} (cannot reach it)", path=path,
-                                 exc_strerror=exc.strerror)) from None
+        raise TcpDoctorError(Msg("{path}: {error} (cannot reach it)", path=path,
+                                 error=exc.strerror)) from None
 
 
 def _known(path: str, version: int) -> None:
     if version > SCHEMA_VERSION:
         raise TcpDoctorError(Msg("{path}: schema version {version} is newer than this tcpdoctor "
-                                 "understands ({SCHEMA_VERSION}); upgrade tcpdoctor", path=path,
-                                 version=version, SCHEMA_VERSION=SCHEMA_VERSION))
+                                 "understands ({want}); upgrade tcpdoctor", path=path,
+                                 version=version, want=SCHEMA_VERSION))
     if version < 0:
         raise TcpDoctorError(Msg("{path}: schema version {version} is not one tcpdoctor wrote",
                                  path=path, version=version))
@@ -190,10 +190,10 @@ class History:
         have = int(db.execute("PRAGMA user_version").fetchone()[0])
         _known(self.path, have)
         if have < SCHEMA_VERSION:
-            raise TcpDoctorError(Msg("{self_path}: schema version {have}; reading it needs "
-                                     "version {SCHEMA_VERSION}: run `tcpdoctor record --count 1 "
+            raise TcpDoctorError(Msg("{path}: schema version {have}; reading it needs "
+                                     "version {want}: run `tcpdoctor record --count 1 "
                                      "--db` on it once with write access to upgrade it",
-                                     self_path=self.path, have=have, SCHEMA_VERSION=SCHEMA_VERSION))
+                                     path=self.path, have=have, want=SCHEMA_VERSION))
 
     def close(self) -> None:
         self.db.close()

@@ -38,8 +38,8 @@ def _ip(*args: str) -> None:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False,
                           env=c_locale())
     if proc.returncode != 0:
-        raise TcpDoctorError(Msg("ip {join_args}: {proc_stderr_strip}", join_args=' '.join(args),
-                                 proc_stderr_strip=proc.stderr.strip()))
+        raise TcpDoctorError(Msg("ip {args}: {error}", args=' '.join(args),
+                                 error=proc.stderr.strip()))
 
 
 def require_root() -> None:
@@ -115,9 +115,9 @@ class LabNet:
                                "sh", value, path], capture_output=True, text=True, check=False,
                               env=c_locale())
         if proc.returncode != 0:
-            raise TcpDoctorError(Msg("cannot set {key}={value} in {ns}: {proc_stderr_strip}",
+            raise TcpDoctorError(Msg("cannot set {key}={value} in {ns}: {error}",
                                      key=key, value=value, ns=ns,
-                                     proc_stderr_strip=proc.stderr.strip()))
+                                     error=proc.stderr.strip()))
 
     def spawn(self, ns: str, name: str, actions: list[dict[str, Any]],
               timeout: float = READY_TIMEOUT) -> Worker:
@@ -147,9 +147,9 @@ class LabNet:
                 break
         err = worker.proc.stderr.read().decode()[-500:] if worker.proc.poll() is not None \
             and worker.proc.stderr else ""
-        raise TcpDoctorError(Msg("lab worker {worker_name} did not start: {err_strip_or_timeout}",
-                                 worker_name=worker.name,
-                                 err_strip_or_timeout=err.strip() or 'timeout'))
+        raise TcpDoctorError(Msg("lab worker {name} did not start: {why}",
+                                 name=worker.name,
+                                 why=err.strip() or Msg("timeout")))
 
     def retire(self, name: str) -> None:
         """Stop the workers of that name (a finished load generator before its rerun)."""

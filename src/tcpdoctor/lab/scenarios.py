@@ -167,8 +167,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 
 def get(name: str) -> Scenario:
     if name not in SCENARIOS:
-        raise TcpDoctorError(Msg("unknown lab scenario {name!r} (choose from {join_scenarios})",
-                                 name=name, join_scenarios=', '.join(SCENARIOS)))
+        raise TcpDoctorError(Msg("unknown lab scenario {name!r} (choose from {choices})",
+                                 name=name, choices=', '.join(SCENARIOS)))
     return SCENARIOS[name]
 
 
@@ -183,8 +183,8 @@ def wait_settled(lab: LabNet, scenario: Scenario, n: int, timeout: float = 60.0)
         if count >= want:
             return count
         time.sleep(0.2)
-    raise TcpDoctorError(Msg("lab {scenario_name}: only {count} of {want} {state} sockets "
-                             "appeared within {timeout:.0f} s", scenario_name=scenario.name,
+    raise TcpDoctorError(Msg("lab {name}: only {count} of {want} {state} sockets "
+                             "appeared within {timeout:.0f} s", name=scenario.name,
                              count=count, want=want, state=state, timeout=timeout))
 
 

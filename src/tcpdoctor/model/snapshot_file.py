@@ -77,9 +77,9 @@ def from_bytes(raw: bytes, source: str) -> tuple[Snapshot, KernelState | None]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ParseError(source, 1, Msg('a JSON object with "format": "{FORMAT}"', FORMAT=FORMAT))
     if doc.get("version") != VERSION:
-        raise ParseError(source, 1, Msg("snapshot version {VERSION}, got {doc_get_version!r} "
+        raise ParseError(source, 1, Msg("snapshot version {VERSION}, got {got!r} "
                                         "(written by another tcpdoctor version)", VERSION=VERSION,
-                                        doc_get_version=doc.get('version')))
+                                        got=doc.get('version')))
     return _snapshot(doc, source), _kernel(doc, source)
 
 

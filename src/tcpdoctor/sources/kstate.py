@@ -39,8 +39,8 @@ def parse_counter_pairs(text: str, source: str) -> dict[str, int]:
     for i in range(0, len(lines) - 1, 2):
         head, values = lines[i].split(), lines[i + 1].split()
         if not head or head[0] != values[0] or len(head) != len(values):
-            raise ParseError(source, i + 2, Msg("values for the {head_0_if_head_else} header",
-                                                head_0_if_head_else=head[0] if head else '?'),
+            raise ParseError(source, i + 2, Msg("values for the {header} header",
+                                                header=head[0] if head else '?'),
                              lines[i + 1])
         group = head[0].rstrip(":")
         for name, value in zip(head[1:], values[1:], strict=True):

@@ -64,8 +64,8 @@ def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: boo
     """Every TCP socket of this host (or of netns_name) as a columnar Snapshot; info adds
     tcp_info and buffer memory, mem buffer memory only."""
     if source not in SOURCES:
-        raise TcpDoctorError(Msg("unknown source {source!r} (choose from {join_sources})",
-                                 source=source, join_sources=', '.join(SOURCES)))
+        raise TcpDoctorError(Msg("unknown source {source!r} (choose from {choices})",
+                                 source=source, choices=', '.join(SOURCES)))
     families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on)
     wanted = frozenset(BASE_COLUMNS) if want is None else want | {"state"}
     if with_owners:

@@ -105,7 +105,7 @@ def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Swe
                                "process's namespace is reported as the host's"))
     host = _inode(host_path)
     if host is None:
-        raise TcpDoctorError(Msg("cannot read {host_path}: is /proc mounted?", host_path=host_path))
+        raise TcpDoctorError(Msg("cannot read {path}: is /proc mounted?", path=host_path))
     by_inode[host] = Netns(host, [host_path], host=True)
     for path in nsfs_mounts(proc_root):
         ino = _inode(path)
@@ -169,8 +169,8 @@ def open_netns(ns: Netns) -> int:
         if os.fstat(fd).st_ino == ns.inode:
             return fd
         os.close(fd)
-    raise LookupError(Msg("network namespace {ns_label} vanished during the sweep",
-                          ns_label=ns.label))
+    raise LookupError(Msg("network namespace {name} vanished during the sweep",
+                          name=ns.label))
 
 
 def entry_path(ns: Netns) -> str:
@@ -197,7 +197,7 @@ def select(sweep: Sweep, spec: str) -> list[Netns]:
     if not hit:
         known = ", ".join(n.label for n in sweep.namespaces[:8])
         raise TcpDoctorError(Msg("--netns {spec}: no such namespace on this host (found: "
-                                 "{known}{if_len_sweep_namespaces})", spec=spec, known=known,
-                                 if_len_sweep_namespaces=", ..." if len(sweep.namespaces) > 8
+                                 "{known}{more})", spec=spec, known=known,
+                                 more=", ..." if len(sweep.namespaces) > 8
                                  else ""))
     return hit

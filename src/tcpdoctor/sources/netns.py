@@ -30,8 +30,8 @@ def resolve(netns: str) -> str:
                                  netns=netns, path=path)) from None
     except OSError as exc:  # there, but not for us: say so, not "not found"
         raise TcpDoctorError(Msg("network namespace {netns!r} unreadable ({path}: "
-                                 "{exc_strerror}; it needs root)", netns=netns, path=path,
-                                 exc_strerror=exc.strerror)) from None
+                                 "{error}; it needs root)", netns=netns, path=path,
+                                 error=exc.strerror)) from None
     return path
 
 
@@ -64,16 +64,16 @@ def enter_fd(fd: int, what: str = Msg("the caller's network namespace")) -> None
         err = ctypes.get_errno()
         hint = (Msg(" (entering another namespace needs root or CAP_SYS_ADMIN)") if err == 1
                 else "")
-        raise TcpDoctorError(Msg("cannot enter {what}: {os_strerror_err}{hint}", what=what,
-                                 os_strerror_err=os.strerror(err), hint=hint))
+        raise TcpDoctorError(Msg("cannot enter {what}: {error}{hint}", what=what,
+                                 error=os.strerror(err), hint=hint))
 
 
 def _setns(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise TcpDoctorError(Msg("cannot open network namespace {path}: {exc_strerror}", path=path,
-                                 exc_strerror=exc.strerror)) from None
+        raise TcpDoctorError(Msg("cannot open network namespace {path}: {error}", path=path,
+                                 error=exc.strerror)) from None
     try:
         enter_fd(fd, Msg("network namespace {path}", path=path))
     finally:

@@ -30,12 +30,12 @@ class OwnerTable:
     def notes(self) -> list[str]:
         out: list[str] = []
         if self.denied:
-            out.append(Msg("owners partly unknown: {self_denied} processes' sockets could not "
+            out.append(Msg("owners partly unknown: {n} processes' sockets could not "
                            "be read (permission denied; run as root to see all owners)",
-                           self_denied=self.denied))
+                           n=self.denied))
         if self.vanished:
-            out.append(Msg("{self_vanished} processes exited during the owner scan",
-                           self_vanished=self.vanished))
+            out.append(Msg("{n} processes exited during the owner scan",
+                           n=self.vanished))
         return out
 
 

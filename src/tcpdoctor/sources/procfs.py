@@ -125,8 +125,8 @@ def iter_file(fh: BinaryIO, family: int, src: str,
     reject: called with each line that cannot be parsed, which is then left out (a saved
     copy cut in its last line keeps every whole line); without it the first one raises."""
     def too_long(line: int) -> None:
-        error = ParseError(src, line, Msg("a line under {textcols_max_line} bytes",
-                                          textcols_max_line=textcols.MAX_LINE))
+        error = ParseError(src, line, Msg("a line under {limit} bytes",
+                                          limit=textcols.MAX_LINE))
         if reject is None:
             raise error
         reject(error)

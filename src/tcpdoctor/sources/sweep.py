@@ -54,8 +54,8 @@ def in_each(spaces: list[Netns], fn: Callable[[Netns], T],
             try:
                 fd = namespaces.open_netns(spaces[i])
                 try:
-                    netns.enter_fd(fd, Msg("network namespace {spaces_i_label}",
-                                           spaces_i_label=spaces[i].label))
+                    netns.enter_fd(fd, Msg("network namespace {name}",
+                                           name=spaces[i].label))
                 finally:
                     os.close(fd)
                 results[i] = fn(spaces[i])

@@ -60,8 +60,8 @@ def read(paths: list[str], strict: bool) -> tuple[dict[str, Setting], list[Setti
         except OSError as exc:
             if strict:
                 raise TcpDoctorError(f"{path}: {exc.strerror}") from None
-            notes.append(Msg("{path} unreadable ({exc_strerror}): not audited", path=path,
-                             exc_strerror=exc.strerror))
+            notes.append(Msg("{path} unreadable ({error}): not audited", path=path,
+                             error=exc.strerror))
             continue
         try:
             settings = parse(text, path)

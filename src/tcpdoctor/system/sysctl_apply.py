@@ -35,12 +35,12 @@ def validate(values: dict[str, str], netns: str | None, ehash: int) -> None:
                                      "as 8080,9000-9100", key=key, value=value))
         if parsed is None:
             raise TcpDoctorError(Msg("refusing {key} = {value}: outside the valid range "
-                                     "{knob_valid} ({knob_count} value(s))", key=key, value=value,
-                                     knob_valid=knob.valid, knob_count=knob.count))
+                                     "{valid} ({count} value(s))", key=key, value=value,
+                                     valid=knob.valid, count=knob.count))
         harm = harmful(knob, value, ehash)
         if harm:
-            raise TcpDoctorError(Msg("refusing {key} = {value}: {harm_1}", key=key, value=value,
-                                     harm_1=harm[1]))
+            raise TcpDoctorError(Msg("refusing {key} = {value}: {why}", key=key, value=value,
+                                     why=harm[1]))
         if knob.removed_in:
             major, minor = knob.removed_in
             raise TcpDoctorError(Msg("refusing {key}: removed in Linux {major}.{minor}", key=key,
@@ -68,8 +68,8 @@ def _read_values(keys: list[str]) -> dict[str, str]:
             with open(sysctl_path(key)) as fh:
                 out[key] = " ".join(fh.read().split())
         except OSError as exc:
-            raise TcpDoctorError(Msg("cannot read {key}: {exc_strerror}", key=key,
-                                     exc_strerror=exc.strerror)) from None
+            raise TcpDoctorError(Msg("cannot read {key}: {error}", key=key,
+                                     error=exc.strerror)) from None
     return out
 
 
@@ -80,8 +80,8 @@ def _write_values(values: dict[str, str]) -> list[str]:
             with open(sysctl_path(key), "w") as fh:
                 fh.write(value)
         except OSError as exc:
-            raise _PartialWrite(done, Msg("cannot set {key} = {value}: {exc_strerror}", key=key,
-                                          value=value, exc_strerror=exc.strerror)) from None
+            raise _PartialWrite(done, Msg("cannot set {key} = {value}: {error}", key=key,
+                                          value=value, error=exc.strerror)) from None
         done.append(key)
     return done
 
@@ -114,8 +114,8 @@ def apply(values: dict[str, str], dropin: str | None, text: str, netns: str | No
     try:
         os.makedirs(state_dir, exist_ok=True)
     except OSError as exc:
-        raise TcpDoctorError(Msg("--state-dir {state_dir}: {exc_strerror}", state_dir=state_dir,
-                                 exc_strerror=exc.strerror)) from None
+        raise TcpDoctorError(Msg("--state-dir {state_dir}: {error}", state_dir=state_dir,
+                                 error=exc.strerror)) from None
     bpath = backup_path(state_dir, dropin, netns)
     remove_stale_temps(bpath)  # left by a writer killed mid-write
     earlier = _read_file(bpath)
@@ -171,9 +171,9 @@ def rollback(dropin: str | None, netns: str | None, state_dir: str) -> dict[str,
     text = _read_file(bpath)
     if text is None:
         raise TcpDoctorError(Msg("nothing to roll back: no backup {bpath} for drop-in "
-                                 "{dropin_or_none} in {netns_netns_if_netns_els}", bpath=bpath,
-                                 dropin_or_none=dropin or '(none)',
-                                 netns_netns_if_netns_els='netns ' + netns if netns else 'host'))
+                                 "{dropin} in {where}", bpath=bpath,
+                                 dropin=dropin or Msg("(none)"),
+                                 where=f"netns {netns}" if netns else Msg("host")))
     try:
         backup = json.loads(text)
         values = dict(backup["values"])

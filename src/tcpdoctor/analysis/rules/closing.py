@@ -36,9 +36,9 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
     # The peer's FIN occupies one sequence number: Recv-Q 1 in CLOSE_WAIT means no data.
     unread = ctx.count(cw & (ctx.snap.columns["rqueue"] > 1))
     procs = ctx.processes(cw)
-    owner = (Msg("{procs_0_name} (pid {procs_0_pid}) holds {procs_0_count:,} of them",
-                 procs_0_name=procs[0]['name'], procs_0_pid=procs[0]['pid'],
-                 procs_0_count=procs[0]['count'])
+    owner = (Msg("{name} (pid {pid}) holds {count:,} of them",
+                 name=procs[0]['name'], pid=procs[0]['pid'],
+                 count=procs[0]['count'])
              if procs else Msg("their owner is unknown (run as root to see it)"))
     # A client's CLOSE_WAIT sits on ephemeral ports: name the services it called instead.
     outbound = ctx.count(cw & ~np.isin(ctx.snap.columns["sport"], service_ports(ctx)[0]))
@@ -50,7 +50,7 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
                     "close()")
         places: dict[str, Any] = {"remote_services": dict(dests)}
     else:
-        where = Msg("on local port(s) {ports_text_ports}", ports_text_ports=ports_text(ports))
+        where = Msg("on local port(s) {ports}", ports=ports_text(ports))
         peers = Msg("the peers closed these connections and the application never called "
                     "close()")
         places = {"local_ports": {str(p): k for p, k in ports}}
@@ -93,9 +93,9 @@ def fin_wait2(ctx: Context, th: dict[str, float]) -> Found | None:
     dests = top_destinations(ctx.snap, fw, with_port=False)
     return Found(
         sev,
-        Msg("{n:,} sockets in FIN_WAIT2 ({orphaned:,} orphaned), most with {dests_0_0}: peers "
+        Msg("{n:,} sockets in FIN_WAIT2 ({orphaned:,} orphaned), most with {dest}: peers "
             "acknowledged our close but never closed their side.", n=n, orphaned=orphaned,
-            dests_0_0=dests[0][0]),
+            dest=dests[0][0]),
         {"fin_wait2": n, "orphaned": orphaned, "held_by_processes": n - orphaned,
          "top_remotes": dict(dests), "tcp_fin_timeout": fin_timeout},
         [
@@ -123,8 +123,8 @@ def last_ack(ctx: Context, th: dict[str, float]) -> Found | None:
     return Found(
         sev,
         Msg("{n:,} sockets in LAST_ACK ({retrans:,} retransmitting their FIN), most with "
-            "{dests_0_0}: peers vanished or a firewall/path drops the last ACK.", n=n,
-            retrans=retrans, dests_0_0=dests[0][0]),
+            "{dest}: peers vanished or a firewall/path drops the last ACK.", n=n,
+            retrans=retrans, dest=dests[0][0]),
         {"last_ack": n, "retransmitting": retrans, "top_remotes": dict(dests)},
         [
             Msg("Check the path to the top remotes: a stateful firewall or load balancer that "

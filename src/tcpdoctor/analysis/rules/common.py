@@ -83,7 +83,7 @@ def port_range_evidence(ctx: Context) -> list[int] | str:
     if rng and len(rng) == 2 and 0 < rng[0] <= rng[1]:
         return [rng[0], rng[1]]
     lo, hi = DEFAULT_PORT_RANGE
-    return Msg("{ctx_missing} (assumed {lo}-{hi}, the kernel's default)", ctx_missing=ctx.missing,
+    return Msg("{missing} (assumed {lo}-{hi}, the kernel's default)", missing=ctx.missing,
                lo=lo, hi=hi)
 
 

@@ -48,8 +48,8 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
     distinct = int(np.unique(c["raddr_lo"][sr]).size)
     # Many sources from a few subnets: name the subnets (what a firewall rule blocks).
     few = sum(k for _, k in nets[:3]) >= 0.8 * n and distinct > 3 * len(nets[:3])
-    origin = (Msg("{distinct:,} sources, {mostly_if_len_nets_3_els}in ", distinct=distinct,
-                  mostly_if_len_nets_3_els='mostly ' if len(nets) > 3 else '')
+    origin = (Msg("{distinct:,} sources, {mostly}in ", distinct=distinct,
+                  mostly=Msg("mostly ") if len(nets) > 3 else "")
               + ", ".join(f"{net} ({k:,})" for net, k in nets[:3]) if few
               else Msg("{distinct:,} sources", distinct=distinct))
     procs = owners_by_listen_port(ctx, sr)
@@ -65,10 +65,10 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
                                Msg("half-open entries then expire after ~7 s instead of ~63 s.")))
     return Found(
         sev,
-        Msg("{n:,} half-open connections (SYN_RECV) on port(s) {ports_text_ports} from "
-            "{origin}; syncookies sent during the sample: {count_ctx_measured_tcpex}.", n=n,
-            ports_text_ports=ports_text(ports), origin=origin,
-            count_ctx_measured_tcpex=_count(ctx.measured('TcpExt.SyncookiesSent'))),
+        Msg("{n:,} half-open connections (SYN_RECV) on port(s) {ports} from "
+            "{origin}; syncookies sent during the sample: {count}.", n=n,
+            ports=ports_text(ports), origin=origin,
+            count=_count(ctx.measured('TcpExt.SyncookiesSent'))),
         {"syn_recv": n, "ports": {str(p): k for p, k in ports}, "distinct_sources": distinct,
          "top_sources": dict(sources), "top_source_networks": dict(nets),
          "SyncookiesSent_delta": ctx.measured("TcpExt.SyncookiesSent"),
@@ -107,16 +107,16 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
         recs.append(sysctl_rec("net.core.somaxconn", somaxconn, max(4096, somaxconn * 2),
                                Msg("the listen() backlog is capped at somaxconn; raise both the "
                                    "application's backlog and this cap.")))
-    where = (joined([Msg("port {li_port} ({li_queue}/{li_limit})", li_port=li["port"],
-                         li_queue=li["queue"], li_limit=li["limit"]) for li in listeners])
+    where = (joined([Msg("port {port} ({queue}/{limit})", port=li["port"],
+                         queue=li["queue"], limit=li["limit"]) for li in listeners])
              if listeners else Msg("no listener full at the snapshot"))
-    owner = Msg(" owned by {names_of_procs}", names_of_procs=names_of(procs)) if procs else ""
+    owner = Msg(" owned by {owners}", owners=names_of(procs)) if procs else ""
     return Found(
         sev,
         Msg("Accept queue full on {where}{owner}; ListenOverflows during the sample: "
-            "{count_ctx_measured_tcpex}: new connections are being dropped because the "
+            "{count}: new connections are being dropped because the "
             "application accepts too slowly.", where=where, owner=owner,
-            count_ctx_measured_tcpex=_count(ctx.measured('TcpExt.ListenOverflows'))),
+            count=_count(ctx.measured('TcpExt.ListenOverflows'))),
         {"full_listeners": listeners,
          "ListenOverflows_delta": ctx.measured("TcpExt.ListenOverflows"),
          "ListenDrops_delta": ctx.measured("TcpExt.ListenDrops"),
@@ -157,8 +157,8 @@ def outbound_scan(ctx: Context, th: dict[str, float]) -> Found | None:
     return Found(
         Severity.CRITICAL,
         Msg("{n:,} outgoing connection attempts (SYN_SENT) to {distinct:,} distinct hosts on "
-            "port(s) {ports_text_ports}, from {who}: this looks like a network scan.", n=n,
-            distinct=distinct, ports_text_ports=ports_text(ports), who=who),
+            "port(s) {ports}, from {who}: this looks like a network scan.", n=n,
+            distinct=distinct, ports=ports_text(ports), who=who),
         {"syn_sent": n, "distinct_remote_ips": distinct,
          "remote_ports": {str(p): k for p, k in ports}},
         [
@@ -185,18 +185,18 @@ def upstream(ctx: Context, th: dict[str, float]) -> Found | None:
     traced = traced_connects(ctx, dests[0][0])
     return Found(
         sev,
-        Msg("{n:,} connection attempts stuck in SYN_SENT towards {dests_0_0}", n=n,
-            dests_0_0=dests[0][0])
-        + (Msg(" and {len_dests_1} more", len_dests_1=len(dests) - 1) if len(dests) > 1 else "")
-        + (Msg(", from {names_of_procs}", names_of_procs=names_of(procs)) if procs else "")
+        Msg("{n:,} connection attempts stuck in SYN_SENT towards {dest}", n=n,
+            dest=dests[0][0])
+        + (Msg(" and {more} more", more=len(dests) - 1) if len(dests) > 1 else "")
+        + (Msg(", from {owners}", owners=names_of(procs)) if procs else "")
         + Msg(": the destination does not answer (down, or SYNs filtered).")
         + (Msg(" Traced: {traced}.", traced=traced) if traced else ""),
         {"syn_sent": n, "destinations": dict(dests), "distinct_remote_ips": distinct,
          "tcp_syn_retries": ctx.sysctl_int("net.ipv4.tcp_syn_retries"),
          **({"traced_connects": traced} if traced else {})},
         [
-            Msg("Check that {dests_0_0} is up and reachable from here (routing, firewall, "
-                "security groups).", dests_0_0=dests[0][0]),
+            Msg("Check that {dest} is up and reachable from here (routing, firewall, "
+                "security groups).", dest=dests[0][0]),
             Msg("Give the client a connect timeout and back-off/circuit breaking, so requests "
                 "fail fast instead of piling up for the kernel's ~127 s of SYN retries."),
         ],

@@ -94,8 +94,8 @@ def _held(ctx: Context, mask: np.ndarray, what: str) -> str:
         return ""
     items = largest(ctx.snap, cost, 1, mask)
     lead = Msg("; largest: {item}", item=item_text(items[0])) if items else ""
-    return Msg(" {what} hold {human_bytes_cost_of_mask}{lead}.", what=what,
-               human_bytes_cost_of_mask=human_bytes(cost.of(mask)['memory_bytes']), lead=lead)
+    return Msg(" {what} hold {size}{lead}.", what=what,
+               size=human_bytes(cost.of(mask)['memory_bytes']), lead=lead)
 
 
 @rule("CONNTRACK_FULL", "Connection tracking table near full", needs=("kernel",),
@@ -149,12 +149,12 @@ def fd_limit(ctx: Context, th: dict[str, float]) -> Found | None:
              for w in worst[:5] if w["share"] >= th["warning_share"]]
     return Found(
         sev,
-        (Msg("{procs_0_name} (pid {procs_0_pid}) has {worst_0_fds:,} of {worst_0_limit:,} "
-             "allowed open files ({share:.0%})", procs_0_name=procs[0]['name'],
-             procs_0_pid=procs[0]['pid'], worst_0_fds=worst[0]['fds'],
-             worst_0_limit=worst[0]['limit'], share=share) if procs else
-         Msg("The system has {file_nr_0_if_file_nr_els:,} open files of fs.file-max "
-             "({sys_share:.0%})", file_nr_0_if_file_nr_els=file_nr[0] if file_nr else 0,
+        (Msg("{name} (pid {pid}) has {fds:,} of {limit:,} "
+             "allowed open files ({share:.0%})", name=procs[0]['name'],
+             pid=procs[0]['pid'], fds=worst[0]['fds'],
+             limit=worst[0]['limit'], share=share) if procs else
+         Msg("The system has {files:,} open files of fs.file-max "
+             "({sys_share:.0%})", files=file_nr[0] if file_nr else 0,
              sys_share=sys_share))
         + Msg("; at the limit accept()/connect() fail with EMFILE/ENFILE."),
         {"processes": [{k: (round(v, 3) if k == "share" else v) for k, v in w.items()}

@@ -56,16 +56,16 @@ def memory_hog(ctx: Context, th: dict[str, float]) -> Found | None:
         lead_mask &= c["pid"] == lead["pid"]
     peers = top_destinations(ctx.snap, lead_mask, 3, with_port=False)
     who = f"{lead['name']} (pid {lead['pid']})" if lead["pid"] >= 0 else Msg("the owner")
-    of_what = (Msg("{mem_share:.0%} of tcp_mem's pressure point ({human_bytes_pressure})",
-                   mem_share=mem_share, human_bytes_pressure=human_bytes(pressure))
+    of_what = (Msg("{mem_share:.0%} of tcp_mem's pressure point ({pressure})",
+                   mem_share=mem_share, pressure=human_bytes(pressure))
                if pressure else Msg("{ram_share:.1%} of RAM", ram_share=ram_share))
     return Found(
         sev,
-        Msg("Socket buffers hold {human_bytes_total}, {of_what}: {item_text_lead}, peers "
-            "{join_p_for_p___in_peers} — {meaning_lead_what}.",
-            human_bytes_total=human_bytes(total), of_what=of_what, item_text_lead=item_text(lead),
-            join_p_for_p___in_peers=', '.join(p for p, _ in peers[:2]),
-            meaning_lead_what=MEANING[lead['what']]),
+        Msg("Socket buffers hold {size}, {of_what}: {largest}, peers "
+            "{peers} — {meaning}.",
+            size=human_bytes(total), of_what=of_what, largest=item_text(lead),
+            peers=', '.join(p for p, _ in peers[:2]),
+            meaning=MEANING[lead['what']]),
         {"held_bytes": total, "receive_bytes": int(cost.receive[held].sum()),
          "send_bytes": int(cost.send[held].sum()), "sockets": ctx.count(held),
          "tcp_mem_pressure_bytes": pressure, "share_of_tcp_mem_pressure": round(mem_share, 3),

@@ -128,10 +128,10 @@ def idle(ctx: Context, th: dict[str, float]) -> Found | None:
     longest = int(quiet[m].max()) // 1000
     return Found(
         sev,
-        Msg("{n:,} ESTABLISHED connections carried no data for over {th_idle_seconds:.0f} s "
-            "(longest {longest:,} s), mostly with {dests_0_0}", n=n,
-            th_idle_seconds=th['idle_seconds'], longest=longest, dests_0_0=dests[0][0])
-        + (Msg(", held by {names_of_procs}", names_of_procs=names_of(procs)) if procs else "")
+        Msg("{n:,} ESTABLISHED connections carried no data for over {idle:.0f} s "
+            "(longest {longest:,} s), mostly with {dest}", n=n,
+            idle=th['idle_seconds'], longest=longest, dest=dests[0][0])
+        + (Msg(", held by {owners}", owners=names_of(procs)) if procs else "")
         + Msg("; keepalive is on for {keepalive:,} of them.", keepalive=keepalive),
         {"idle": n, "idle_seconds": th["idle_seconds"], "longest_idle_seconds": longest,
          "established": ctx.count(c["state"] == TCP_ESTABLISHED),

@@ -38,8 +38,8 @@ def reset_storm(ctx: Context, th: dict[str, float]) -> Found | None:
     for r in sent:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + r["count"]
     top = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
-    where = (Msg("; sent mostly from {sent_0_local} ({sent_0_reason})",
-                 sent_0_local=sent[0]['local'], sent_0_reason=sent[0]['reason']) if sent else "")
+    where = (Msg("; sent mostly from {local} ({reason})",
+                 local=sent[0]['local'], reason=sent[0]['reason']) if sent else "")
     peer = (Msg("; received mostly from {peer}", peer=received[0]["peer"]) if received
             else "")
     actions = [REASON_ADVICE[k] for k in reasons if k in REASON_ADVICE][:3]
@@ -47,10 +47,10 @@ def reset_storm(ctx: Context, th: dict[str, float]) -> Found | None:
                        "and which processes own them."))
     return Found(
         sev,
-        Msg("{total:,.0f} resets/s during the {trace_get_seconds_0:g} s trace: "
-            "{rate_get_sent_0:,}/s sent, {rate_get_received_0:,}/s received{where}{peer}.",
-            total=total, trace_get_seconds_0=trace.get('seconds', 0),
-            rate_get_sent_0=rate.get('sent', 0), rate_get_received_0=rate.get('received', 0),
+        Msg("{total:,.0f} resets/s during the {seconds:g} s trace: "
+            "{sent:,}/s sent, {received:,}/s received{where}{peer}.",
+            total=total, seconds=trace.get('seconds', 0),
+            sent=rate.get('sent', 0), received=rate.get('received', 0),
             where=where, peer=peer),
         {"resets_per_second": rate, "sent_reasons": reasons or top,
          "resets_sent": sent[:5], "resets_received": received[:5],

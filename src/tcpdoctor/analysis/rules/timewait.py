@@ -47,8 +47,8 @@ def time_wait_server(ctx: Context, th: dict[str, float]) -> Found | None:
     return Found(
         sev,
         Msg("{n:,} TIME_WAIT sockets sit on this host's {where} port(s) "
-            "{ports_text_ports}{why}{who}: the server closes each connection before its clients "
-            "do.", n=n, where=where, ports_text_ports=ports_text(ports), why=why, who=who)
+            "{ports}{why}{who}: the server closes each connection before its clients "
+            "do.", n=n, where=where, ports=ports_text(ports), why=why, who=who)
         + (Msg(" Traced: {traced}.", traced=traced) if traced else ""),
         {"time_wait_server_side": n, "time_wait_total": ctx.count(in_state(ctx, TCP_TIME_WAIT)),
          "ports": {str(p): k for p, k in ports}, "tcp_max_tw_buckets": cap,
@@ -100,26 +100,26 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Found | None:
             Msg("lets connect() reuse a TIME_WAIT port to the same destination once it is older "
                 "than tcp_tw_reuse_delay (timestamps required); the default 2 does so for "
                 "loopback only. Outgoing connections only; safe on clients.")))
-    who = Msg(" Likely owner: {names_of_procs}.", names_of_procs=names_of(procs)) if procs else ""
+    who = Msg(" Likely owner: {owners}.", owners=names_of(procs)) if procs else ""
     traced = traced_opener(ctx, dests[0][0])
     if traced:
         who = Msg(" Traced: {traced}.", traced=traced)
     return Found(
         sev,
-        Msg("{n:,} TIME_WAIT sockets towards remote services, most to {dests_0_0} ({worst:,}): "
+        Msg("{n:,} TIME_WAIT sockets towards remote services, most to {dest} ({worst:,}): "
             "this host opens and closes a connection per request.{who}", n=n,
-            dests_0_0=dests[0][0], worst=worst, who=who),
+            dest=dests[0][0], worst=worst, who=who),
         {"time_wait_client_side": n, "destinations": dict(dests),
          **({"traced_opener": traced} if traced else {}),
          "service_ports_from": service_ports(ctx)[1],
          "ip_local_port_range": port_range_evidence(ctx), "worst_destination_share": round(
              worst / (hi - lo + 1), 3)},
         [
-            Msg("Reuse connections to {dests_0_0}: use the client library's connection pool / "
-                "HTTP keep-alive instead of one connection per request.", dests_0_0=dests[0][0]),
+            Msg("Reuse connections to {dest}: use the client library's connection pool / "
+                "HTTP keep-alive instead of one connection per request.", dest=dests[0][0]),
             Msg("Each TIME_WAIT holds a local port for 60 s towards that ip:port; at "
-                "{hi_lo_1:,} ephemeral ports that caps new connections per destination at about "
-                "{hi_lo_1_60:,}/s.", hi_lo_1=hi - lo + 1, hi_lo_1_60=(hi - lo + 1) // 60),
+                "{size:,} ephemeral ports that caps new connections per destination at about "
+                "{per_second:,}/s.", size=hi - lo + 1, per_second=(hi - lo + 1) // 60),
             TIME_WAIT_FIXED,
             Msg("If the pool cannot be fixed soon: tcp_tw_reuse=1")
             + (Msg(" (below)") if recs else "") + Msg(" lets outgoing connects reuse old TIME_WAIT "

@@ -20,9 +20,9 @@ def traced_opener(ctx: Context, service: str) -> str:
     for r in _rows(ctx, "remote_services"):
         if r["service"] == service and r["processes"]:
             comm = next(iter(r["processes"]))
-            return (Msg("{comm} opens {r_per_second:,}/s to {service}, median lifetime "
-                        "{r_lifetime_ms_p50:g} ms", comm=comm, r_per_second=r['per_second'],
-                        service=service, r_lifetime_ms_p50=r['lifetime_ms']['p50']))
+            return (Msg("{comm} opens {rate:,}/s to {service}, median lifetime "
+                        "{median:g} ms", comm=comm, rate=r['per_second'],
+                        service=service, median=r['lifetime_ms']['p50']))
     return ""
 
 
@@ -34,11 +34,11 @@ def traced_closer(ctx: Context, port: int) -> str:
             local = r["closed_first_by"].get("local", 0)
             closers = r.get("closers") or {}
             who = next(iter(closers), Msg("this host"))
-            return (Msg("{who} closed first {local:,} of {r_opened:,} connections on port "
-                        "{port} ({local_r_opened:.0%}), {r_per_second:,}/s, median lifetime "
-                        "{r_lifetime_ms_p50:g} ms", who=who, local=local, r_opened=r['opened'],
-                        port=port, local_r_opened=local / r['opened'],
-                        r_per_second=r['per_second'], r_lifetime_ms_p50=r['lifetime_ms']['p50']))
+            return (Msg("{who} closed first {local:,} of {opened:,} connections on port "
+                        "{port} ({share:.0%}), {rate:,}/s, median lifetime "
+                        "{median:g} ms", who=who, local=local, opened=r['opened'],
+                        port=port, share=local / r['opened'],
+                        rate=r['per_second'], median=r['lifetime_ms']['p50']))
     return ""
 
 

@@ -189,8 +189,8 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
             continue
         if mtype == NLMSG_ERROR:
             code = -struct.unpack_from("=i", buf, off + NLMSG_HDRLEN)[0]
-            raise NetlinkUnavailable(Msg("sock_diag error: {os_strerror_code}",
-                                         os_strerror_code=os.strerror(code)))
+            raise NetlinkUnavailable(Msg("sock_diag error: {error}",
+                                         error=os.strerror(code)))
         if mtype not in REPLY_TYPES:
             off += (length + 3) & ~3
             continue

@@ -65,8 +65,8 @@ def open_socket() -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
                              NETLINK_SOCK_DIAG)
     except OSError as exc:
-        raise NetlinkUnavailable(Msg("cannot open NETLINK_SOCK_DIAG: {exc_strerror}",
-                                     exc_strerror=exc.strerror)) from exc
+        raise NetlinkUnavailable(Msg("cannot open NETLINK_SOCK_DIAG: {error}",
+                                     error=exc.strerror)) from exc
     return sock
 
 
@@ -78,8 +78,8 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
     try:
         sock.send(_request(family, states, ext, seq, bytecode))
     except OSError as exc:
-        raise NetlinkUnavailable(Msg("sock_diag request failed: {exc_strerror}",
-                                     exc_strerror=exc.strerror)) from exc
+        raise NetlinkUnavailable(Msg("sock_diag request failed: {error}",
+                                     error=exc.strerror)) from exc
     view = _buffer()
     parts: list[dict[str, np.ndarray]] = []
     names = {k: v for k, v in BASE_COLUMNS.items() if k in want}
@@ -93,8 +93,8 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
         except OSError as exc:
             if exc.errno == errno.EINTR:
                 continue
-            raise NetlinkUnavailable(Msg("sock_diag receive failed: {exc_strerror}",
-                                         exc_strerror=exc.strerror)) from exc
+            raise NetlinkUnavailable(Msg("sock_diag receive failed: {error}",
+                                         error=exc.strerror)) from exc
         if got > MAX_DATAGRAM:
             raise NetlinkUnavailable(Msg("sock_diag datagram of {got} bytes exceeds buffer",
                                          got=got))

@@ -68,8 +68,8 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
                              member.name)
         total += member.size
         if total > MAX_BYTES:
-            raise TcpDoctorError(Msg("{name}: the bundle unpacks to over {max_bytes_30} GB",
-                                     name=name, max_bytes_30=MAX_BYTES >> 30))
+            raise TcpDoctorError(Msg("{name}: the bundle unpacks to over {gib} GB",
+                                     name=name, gib=MAX_BYTES >> 30))
         tops.add(parts[0])
         target = os.path.join(dest, *parts)
         if member.isdir():
@@ -89,14 +89,14 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
 def meta(root: str, name: str) -> dict[str, str]:
     head = (kstate.read_text(os.path.join(root, "FORMAT")) or "").split()
     if head[:1] != [bundle.FORMAT_NAME]:
-        raise ParseError(name, 1, Msg("a bundle with FORMAT '{bundle_format_name} "
-                                      "{bundle_version}'", bundle_format_name=bundle.FORMAT_NAME,
-                                      bundle_version=bundle.VERSION), " ".join(head))
+        raise ParseError(name, 1, Msg("a bundle with FORMAT '{format} "
+                                      "{version}'", format=bundle.FORMAT_NAME,
+                                      version=bundle.VERSION), " ".join(head))
     if head[1:2] != [str(bundle.VERSION)]:
-        raise TcpDoctorError(Msg("{name}: bundle format {join_head_1_2_or}; this tcpdoctor "
-                                 "reads format {bundle_version} (upgrade tcpdoctor)", name=name,
-                                 join_head_1_2_or=' '.join(head[1:2]) or '?',
-                                 bundle_version=bundle.VERSION))
+        raise TcpDoctorError(Msg("{name}: bundle format {got}; this tcpdoctor "
+                                 "reads format {version} (upgrade tcpdoctor)", name=name,
+                                 got=' '.join(head[1:2]) or '?',
+                                 version=bundle.VERSION))
     meta = {}
     for line in (kstate.read_text(os.path.join(root, "meta.txt")) or "").splitlines():
         key, sep, value = line.partition("=")
@@ -195,9 +195,9 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
         if netns is not None:
             if netns not in spaces:
                 raise TcpDoctorError(Msg("{name}: no namespace {netns!r} in this bundle (it "
-                                         "holds: {join_spaces_or_the_host})", name=name,
+                                         "holds: {spaces})", name=name,
                                          netns=netns,
-                                         join_spaces_or_the_host=", ".join(spaces)
+                                         spaces=", ".join(spaces)
                                          or Msg("the host only")))
             base = os.path.join(root, "netns", netns)
         fds, limits, names = processes(root)
@@ -213,8 +213,8 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
                         if n.split()[0] not in explained]
         snap.notes += told
     if spaces and netns is None:
-        snap.notes.append(Msg("the bundle also holds namespaces {join_spaces}: tcpdoctor "
-                              "analyze {name} --netns NAME", join_spaces=', '.join(spaces),
+        snap.notes.append(Msg("the bundle also holds namespaces {spaces}: tcpdoctor "
+                              "analyze {name} --netns NAME", spaces=', '.join(spaces),
                               name=name))
     snap.source = f"bundle {name} ({listing})"
     snap.host, snap.kernel = info.get("host", ""), info.get("kernel", "")

@@ -89,9 +89,9 @@ def _open_file(path: str) -> BinaryIO:
 def _utf16(fh: BinaryIO, bom: bytes, path: str) -> BinaryIO:
     data = bom + fh.read(UTF16_LIMIT + 1)
     if len(data) > UTF16_LIMIT:
-        raise TcpDoctorError(Msg("{path}: over {utf16_limit_20} MB of UTF-16 text; convert it "
+        raise TcpDoctorError(Msg("{path}: over {mib} MB of UTF-16 text; convert it "
                                  "to UTF-8 first (iconv -f UTF-16 -t UTF-8)", path=path,
-                                 utf16_limit_20=UTF16_LIMIT >> 20))
+                                 mib=UTF16_LIMIT >> 20))
     return io.BytesIO(data.decode("utf-16", "replace").encode())
 
 
@@ -203,10 +203,10 @@ def _file_time(path: str) -> str:
 def _read_rest(stream: BinaryIO, name: str) -> bytes:
     data = stream.read(BINARY_LIMIT + 1)
     if len(data) > BINARY_LIMIT:
-        raise TcpDoctorError(Msg("{name}: over {binary_limit_20} MB of netlink dump or "
+        raise TcpDoctorError(Msg("{name}: over {mib} MB of netlink dump or "
                                  "snapshot, which are read whole; save `ss -tan` text instead, "
                                  "which is streamed in bounded memory", name=name,
-                                 binary_limit_20=BINARY_LIMIT >> 20))
+                                 mib=BINARY_LIMIT >> 20))
     return data
 
 
@@ -253,16 +253,16 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     acc.finish(b.has_pid, b.has_info)
     notes = [_unparsed_note(name, b.bad_count, b.bad, b.bad_text)] if b.bad_count else []
     if b.opaque:
-        notes.append(Msg("{b_opaque} truncated address(es) in {name} (netstat without -W) kept "
-                         "as opaque keys", b_opaque=b.opaque, name=name))
+        notes.append(Msg("{n} truncated address(es) in {name} (netstat without -W) kept "
+                         "as opaque keys", n=b.opaque, name=name))
     if b.named:
-        notes.append(Msg("{b_named} host name(s) in {name} (a capture taken without -n) kept as "
+        notes.append(Msg("{n} host name(s) in {name} (a capture taken without -n) kept as "
                          "opaque keys in 100:0:0:1::/64: they cannot be grouped by network; "
-                         "capture with -n for addresses", b_named=b.named, name=name))
+                         "capture with -n for addresses", n=b.named, name=name))
     if b.unknown_services:
-        notes.append(Msg("{b_unknown_services} port(s) in {name} named by a service tcpdoctor "
+        notes.append(Msg("{n} port(s) in {name} named by a service tcpdoctor "
                          "does not know were counted as port 0; capture with -n for numbers",
-                         b_unknown_services=b.unknown_services, name=name))
+                         n=b.unknown_services, name=name))
     return notes, dict(b.names), b.bad_count
 
 
@@ -380,8 +380,8 @@ def proc_dir_state(directory: str) -> KernelState:
             with open(path, encoding="ascii", errors="replace") as fh:
                 text = fh.read()
         except OSError as exc:  # a directory in the file's place, no permission...
-            raise TcpDoctorError(Msg("--proc-dir: cannot read {path}: {exc_strerror}", path=path,
-                                     exc_strerror=exc.strerror)) from None
+            raise TcpDoctorError(Msg("--proc-dir: cannot read {path}: {error}", path=path,
+                                     error=exc.strerror)) from None
         if fname.startswith("sockstat"):
             state.sockstat.update(kstate.parse_key_value_lines(text, path))
         else:

@@ -34,9 +34,9 @@ def tracefs_root() -> str:
                               text=True, env=c_locale(), check=False)
         if proc.returncode or not os.path.exists(os.path.join(ROOT, "instances")):
             raise TcpDoctorError(Msg("tracefs is not mounted at {ROOT} and mounting it failed "
-                                     "({proc_stderr_strip_or_no}); mount it: mount -t tracefs "
+                                     "({why}); mount it: mount -t tracefs "
                                      "nodev {ROOT}", ROOT=ROOT,
-                                     proc_stderr_strip_or_no=proc.stderr.strip()
+                                     why=proc.stderr.strip()
                                      or Msg("no instances directory")))
     return ROOT
 
@@ -58,8 +58,8 @@ def _write(path: str, value: str) -> None:
         with open(path, "w") as fh:
             fh.write(value)
     except OSError as exc:
-        raise TcpDoctorError(Msg("{path}: {exc_strerror} (writing {value!r})", path=path,
-                                 exc_strerror=exc.strerror, value=value)) from None
+        raise TcpDoctorError(Msg("{path}: {error} (writing {value!r})", path=path,
+                                 error=exc.strerror, value=value)) from None
 
 
 def _remove(path: str) -> None:
@@ -84,8 +84,8 @@ def instance(events: tuple[str, ...] = EVENTS) -> Iterator[str]:
     try:
         os.mkdir(path)
     except OSError as exc:
-        raise TcpDoctorError(Msg("cannot create the tracing instance {path}: {exc_strerror}",
-                                 path=path, exc_strerror=exc.strerror)) from None
+        raise TcpDoctorError(Msg("cannot create the tracing instance {path}: {error}",
+                                 path=path, error=exc.strerror)) from None
     previous = signal.getsignal(signal.SIGTERM)
     with contextlib.suppress(ValueError):  # not the main thread: the caller handles signals
         signal.signal(signal.SIGTERM, _on_sigterm)
