@@ -32,10 +32,14 @@ PORT = 7001
 INSTANCES = "/sys/kernel/tracing/instances"
 
 
+def storm_argv(ns: str, rate: float, seconds: float) -> list[str]:
+    return ["ip", "netns", "exec", ns, PY, "-m", "bench.storm", "--port", str(PORT), "--rate",
+            str(rate), "--seconds", str(seconds)]
+
+
 def storm(ns: str, rate: float, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(["ip", "netns", "exec", ns, PY, "-m", "bench.storm", "--port",
-                          str(PORT), "--rate", str(rate), "--seconds", str(seconds)],
-                         capture_output=True, text=True, check=True, timeout=seconds + 60)
+    out = subprocess.run(storm_argv(ns, rate, seconds), capture_output=True, text=True,
+                         check=True, timeout=seconds + 60)
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
@@ -94,9 +98,8 @@ def tracing(reader: str) -> Iterator[subprocess.Popen[str]]:
 def traced_storm(ns: str, reader: str, rate: float, seconds: float) -> dict[str, Any]:
     with tracing(reader) as tracer:
         cpu0 = cpu_seconds(tracer.pid)
-        runner = subprocess.Popen(["ip", "netns", "exec", ns, PY, "-m", "bench.storm",
-                                   "--port", str(PORT), "--rate", str(rate), "--seconds",
-                                   str(seconds)], stdout=subprocess.PIPE, text=True)
+        runner = subprocess.Popen(storm_argv(ns, rate, seconds), stdout=subprocess.PIPE,
+                                  text=True)
         rss = []
         while runner.poll() is None:
             rss.append(rss_mb(tracer.pid))

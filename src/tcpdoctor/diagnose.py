@@ -54,8 +54,11 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
 
 
 def _start_trace(seconds: float) -> tuple[Any, Any] | None:
-    if seconds <= 0:
-        return None
+    return _begin_trace(seconds) if seconds > 0 else None
+
+
+def _begin_trace(seconds: float | None) -> tuple[Any, Any]:
+    """A trace running in its thread (for `seconds`, or until stopped), or its error."""
     from tcpdoctor.sources.tracefs.run import Trace
 
     run = Trace(seconds)
@@ -125,12 +128,7 @@ class Diagnoser:
         self._tracing: Any = None
         self._thread: Any = None
         if trace:  # one trace for the whole run, read in windows (`watch --trace`)
-            from tcpdoctor.sources.tracefs.run import Trace
-
-            self._tracing = Trace(None)
-            self._thread = self._tracing.start_thread()
-            if self._tracing.error is not None:
-                raise self._tracing.error
+            self._tracing, self._thread = _begin_trace(None)
 
     def __call__(self) -> Diagnosis:
         result = diagnose(self.target, self.thresholds, 0.0, self._previous,

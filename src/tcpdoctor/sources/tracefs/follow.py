@@ -105,6 +105,13 @@ class Service:
         self.seen = 0
         self.netns: Counter[int] = Counter()
 
+    def opened_by(self, comm: str, netns: int | None) -> None:
+        """One more connection, opened (or, for a local port, served) by this process."""
+        self.opened += 1
+        self.by_comm[comm] += 1
+        if netns is not None:
+            self.netns[netns] += 1
+
     def lifetime(self, ms: float, rng: np.random.Generator) -> None:
         self.seen += 1
         if self.kept < SAMPLE:
@@ -199,33 +206,19 @@ class Tracker:
 
     def _started(self, dest: tuple[int, int, int], pid: int) -> None:
         """A connect() (counted when it starts: one to a dead upstream may never end)."""
-        svc = self.connects.get(dest)
-        if svc is None:
-            if len(self.connects) >= MAX_KEYS:
-                dest = (0, 0, 0)
-            svc = self.connects.setdefault(dest, Service())
         # Look the opener up now: a short-lived client may be gone by the close.
-        svc.opened += 1
-        svc.by_comm[self.comms.name(pid)] += 1
-        if pid > 0:
-            svc.netns[self.comms.netns_of(pid)] += 1
+        _service(self.connects, dest, (0, 0, 0)).opened_by(self.comms.name(pid),
+                                                           self._netns(pid))
 
     def _done(self, rec: list[Any], ts: int, old: int) -> None:
         key = rec[KEY]
         if key is None:
             return
-        table: dict[Any, Service] = self.clients if rec[ROLE] == "client" else self.servers
-        svc = table.get(key)
-        if svc is None:
-            if len(table) >= MAX_KEYS:
-                key = (0, 0, 0) if rec[ROLE] == "client" else 0
-            svc = table.setdefault(key, Service())
-        owner = rec[OPENER] if rec[ROLE] == "client" else rec[CLOSER_PID]
-        comm = self.comms.name(owner)
-        svc.opened += 1
-        svc.by_comm[comm] += 1
-        if owner > 0:
-            svc.netns[self.comms.netns_of(owner)] += 1
+        if rec[ROLE] == "client":
+            svc, owner = _service(self.clients, key, (0, 0, 0)), rec[OPENER]
+        else:
+            svc, owner = _service(self.servers, key, 0), rec[CLOSER_PID]
+        svc.opened_by(self.comms.name(owner), self._netns(owner))
         if not rec[EST]:
             svc.failed["refused" if rec[RST] else "timeout"] += 1
             return
@@ -235,6 +228,25 @@ class Tracker:
         if rec[CLOSER_PID] > 0:
             svc.closer_comm[self.comms.name(rec[CLOSER_PID])] += 1
         svc.lifetime((ts - rec[START]) / 1e6, self.rng)
+
+
+    def _netns(self, pid: int) -> int | None:
+        return self.comms.netns_of(pid) if pid > 0 else None
+
+
+def _service(table: dict[Any, Service], key: Any, other: Any) -> Service:
+    """The sums of one service or port; past MAX_KEYS new ones go to `other`."""
+    svc = table.get(key)
+    if svc is None:
+        svc = table.setdefault(key if len(table) < MAX_KEYS else other, Service())
+    return svc
+
+
+def _largest(table: dict[Any, Service], keep: Callable[[Service], bool],
+             limit: int) -> list[tuple[Any, Service]]:
+    """The services or ports with the most connections (of the namespace kept)."""
+    return sorted(((k, s) for k, s in table.items() if keep(s)),
+                  key=lambda kv: -kv[1].opened)[:limit]
 
 
 def percentile(svc: Service, q: float) -> float:
@@ -258,10 +270,8 @@ def summary(t: Tracker, seconds: float, lost: int, netns: int | None = None,
                 "closed_first_by": dict(svc.closer), "closers": dict(
                     svc.closer_comm.most_common(5)), "failed": dict(svc.failed)}
 
-    clients = sorted(((k, s) for k, s in t.clients.items() if keep(s)),
-                     key=lambda kv: -kv[1].opened)[:limit]
-    servers = sorted(((k, s) for k, s in t.servers.items() if keep(s)),
-                     key=lambda kv: -kv[1].opened)[:limit]
+    clients = _largest(t.clients, keep, limit)
+    servers = _largest(t.servers, keep, limit)
     total_state = sum(t.state_ns.values()) or 1
     return {
         "seconds": round(seconds, 3), "events": t.events, "events_lost": lost,
@@ -288,10 +298,8 @@ def _connects(t: Tracker, seconds: float, keep: Callable[[Service], bool],
               limit: int) -> list[dict[str, Any]]:
     """connect() calls started per destination, and how many failed (refused or timed
     out) before the trace ended."""
-    rows = sorted(((k, s) for k, s in t.connects.items() if keep(s)),
-                  key=lambda kv: -kv[1].opened)[:limit]
     out = []
-    for dest, svc in rows:
+    for dest, svc in _largest(t.connects, keep, limit):
         done = t.clients.get(dest)
         failed = dict(done.failed) if done else {}
         out.append({"service": format_endpoint(*dest), "started": svc.opened,

@@ -1,5 +1,6 @@
-"""Run a trace: a private instance, the raw reader polled every tick, batches fed to the
-tracker (and to a stream callback), stopped after a duration, on a flag, or by a signal."""
+"""Run a trace: a private instance, its raw buffers (or the text pipe) polled every tick,
+batches fed to the tracker in time order (and to a stream callback), stopped after a
+duration, on a flag, or by a signal."""
 
 from __future__ import annotations
 

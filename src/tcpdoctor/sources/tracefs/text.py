@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import ipaddress
 import os
 import re
 from collections import deque
 
+from tcpdoctor.model.addresses import parse_addr
 from tcpdoctor.model.tcp import STATE_BY_NAME, TCP_CLOSE, TCP_NEW_SYN_RECV, TCP_SYN_SENT
 from tcpdoctor.model.trace import (
     RECEIVE_RESET,
@@ -38,13 +38,12 @@ READ_SIZE = 1 << 20
 
 
 def _addr(text: str) -> tuple[int, int]:
+    """An address as the model's (hi, lo) halves; (0, 0) for what is not one."""
     try:
-        value = int(ipaddress.ip_address(text))
+        hi, lo, _ = parse_addr(text)
     except ValueError:
         return 0, 0
-    if "." in text and ":" not in text:
-        value |= 0xFFFF << 32
-    return value >> 64, value & ((1 << 64) - 1)
+    return hi, lo
 
 
 def _endpoint(text: str) -> tuple[int, int, int]:
