@@ -33,10 +33,6 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           text=True, env={**base, **(env or {})}, timeout=120, check=False)
 
 
-def key(e: Entry) -> str:
-    return e.msgid if e.plural is None else f"{e.msgid}\0{e.plural}"
-
-
 def fields(text: str) -> set[str]:
     """The names a str.format template fills, and %(name)s ones (click's version text)."""
     names = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
@@ -51,7 +47,7 @@ def po() -> list[Entry]:
 
 def test_every_text_has_a_translation_and_none_is_stale(po: list[Entry]) -> None:
     want = wanted()
-    have = {key(e): e for e in po}
+    have = {e.key: e for e in po}
     missing = [k for k in want if k not in have or not (have[k].msgstr
                                                          or any(have[k].plural_strs))]
     stale = [k for k in have if k not in want]

@@ -64,6 +64,8 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
               help="Show the version, the kernel and the source it would read, and exit.")
+# take_lang removes --lang before click parses (it may stand after any command); the option is
+# declared here so that --help and the man page show it.
 @click.option("--lang", type=click.Choice(sorted(LANGUAGES)), expose_value=False,
               help="Language of the text for people: zh (Chinese) or en (English); also "
                    "TCPDOCTOR_LANG, then LANG and the other locale variables. Works before "

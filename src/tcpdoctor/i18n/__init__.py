@@ -14,6 +14,7 @@ LC_MESSAGES and LANG; English when nothing names Chinese.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ DOMAIN = "tcpdoctor"
 LOCALEDIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "locale")
 LANGUAGES = {"en": "English", "zh": "中文 (简体)"}
 ENV_ORDER = ("TCPDOCTOR_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+
 
 class English:
     """No catalog: every text is its own translation (and gettext is not even imported:
@@ -149,8 +151,8 @@ def set_language(lang: str) -> None:
     _language = lang
     if lang == "en":
         _catalog = English()
-        if "LANGUAGE" in os.environ:  # click's words: the default domain has no catalog
-            os.environ["LANGUAGE"] = "en"
+        if "gettext" in sys.modules:  # after Chinese (tests): click's words from no catalog
+            sys.modules["gettext"].textdomain("messages")
         return
     import gettext
 

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 
 from tcpdoctor.i18n import LOCALEDIR
+from tcpdoctor.system.atomic import atomic_write, atomic_write_bytes
 
 
 @dataclass
@@ -27,6 +28,11 @@ class Entry:
     msgstr: str
     plural: str | None = None
     plural_strs: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """What the .mo and wanted() know it by: the msgid, or msgid NUL plural."""
+        return self.msgid if self.plural is None else f"{self.msgid}\0{self.plural}"
 
 
 def _unquote(line: str) -> str:
@@ -69,7 +75,7 @@ def mo_bytes(entries: list[Entry]) -> bytes:
     for e in entries:
         if e.plural is not None:
             if any(e.plural_strs):
-                pairs.append((f"{e.msgid}\0{e.plural}", "\0".join(e.plural_strs)))
+                pairs.append((e.key, "\0".join(e.plural_strs)))
         elif e.msgstr or not e.msgid:
             pairs.append((e.msgid, e.msgstr))
     pairs.sort()
@@ -192,32 +198,25 @@ def _quote(text: str) -> str:
 def write_po(path: str, entries: list[Entry], where: dict[str, str], header: str) -> None:
     """The catalog, sorted by where each text is used; written whole, then renamed."""
     out = [f'msgid ""\nmsgstr {_quote(header)}\n']
-    def key(e: Entry) -> tuple[str, str]:
-        full = e.msgid if e.plural is None else f"{e.msgid}\0{e.plural}"
-        return where.get(full, "~"), e.msgid
-    for e in sorted((e for e in entries if e.msgid), key=key):
-        full = e.msgid if e.plural is None else f"{e.msgid}\0{e.plural}"
-        out.append(f"#: {where.get(full, 'unused')}")
+    for e in sorted((e for e in entries if e.msgid),
+                    key=lambda e: (where.get(e.key, "~"), e.msgid)):
+        out.append(f"#: {where.get(e.key, 'unused')}")
         if e.plural is None:
             out.append(f"msgid {_quote(e.msgid)}\nmsgstr {_quote(e.msgstr)}\n")
         else:
             strs = e.plural_strs or [""]
             out.append(f"msgid {_quote(e.msgid)}\nmsgid_plural {_quote(e.plural)}\n"
                        + "".join(f"msgstr[{i}] {_quote(s)}\n" for i, s in enumerate(strs)))
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(out))
-    os.replace(tmp, path)
+    atomic_write(path, "\n".join(out))
 
 
 def update(po: str) -> tuple[int, int]:
     """Add the texts the code now uses (untranslated), drop those it no longer uses:
     (added, dropped)."""
     entries = read_po(po) if os.path.exists(po) else []
-    header = next((e.msgstr for e in entries if not e.msgid and "Plural" in e.msgstr), HEADER)
+    header = next((e.msgstr for e in entries if not e.msgid), HEADER)
     want = wanted()
-    have = {e.msgid if e.plural is None else f"{e.msgid}\0{e.plural}": e
-            for e in entries if e.msgid}
+    have = {e.key: e for e in entries if e.msgid}
     kept = [e for k, e in have.items() if k in want]
     added = [_blank(k) for k in want if k not in have]
     write_po(po, kept + added, want, header)
@@ -241,10 +240,7 @@ def catalogs() -> list[str]:
 
 def build(po: str) -> str:
     mo = po[:-3] + ".mo"
-    tmp = mo + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(mo_bytes(read_po(po)))
-    os.replace(tmp, mo)
+    atomic_write_bytes(mo, mo_bytes(read_po(po)))
     return mo
 
 

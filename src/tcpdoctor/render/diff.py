@@ -6,7 +6,7 @@ from typing import Any
 
 from tcpdoctor.analysis.cost import human_bytes
 from tcpdoctor.i18n import _, _f
-from tcpdoctor.render.output import pad
+from tcpdoctor.i18n.width import pad
 
 
 def render_text(r: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from tcpdoctor.history.sampler import Point, iso
 from tcpdoctor.history.store import Stored
 from tcpdoctor.i18n import _, _f
-from tcpdoctor.render.output import pad
+from tcpdoctor.i18n.width import pad
 
 
 def sample_line(sid: int, p: Point) -> str:

@@ -4,7 +4,7 @@ finding under the name of the namespace (pod, container) it was found in."""
 from __future__ import annotations
 
 from tcpdoctor.analysis.host import HostReport
-from tcpdoctor.i18n import _, _f, tr
+from tcpdoctor.i18n import _, _f
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.output import SEVERITY_STYLE, printer
 from tcpdoctor.render.report import finding_lines
@@ -22,7 +22,7 @@ def _where(w: dict[str, object]) -> str:
 
 def render_host(report: HostReport, header: str) -> None:
     con, out = printer()
-    out(tr(header), style="bold")
+    out(header, style="bold")
     totals = report.totals()
     states = " · ".join(f"{n} {totals['states'][n]:,}" for n in STATE_NAMES
                         if totals["states"][n])

@@ -10,9 +10,7 @@ import sys
 from typing import Any
 
 from tcpdoctor.i18n import _f, tr
-from tcpdoctor.i18n.width import fill, pad
-
-__all__ = ["console", "emit_json", "fill", "notes", "pad", "printer"]
+from tcpdoctor.i18n.width import fill
 
 # How each severity looks on a terminal (one table for the report, tune and watch).
 SEVERITY_STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}

@@ -65,7 +65,7 @@ def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> N
     con.print(title)
     if where:
         out(_f("In {where}", where=where), 2, style="bold")
-    out(tr(f.summary), 2)
+    out(f.summary, 2)
     out(_("Evidence: ") + _evidence_text(f.evidence), 2, 2)
     if f.processes:
         owners = ", ".join(f"{p['name']} (pid {p['pid']}): {p['count']:,}"
@@ -136,7 +136,7 @@ def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
             rec = _f(", recommended {value}", value=e.recommended) if e.recommended else ""
             out(f"{label} {e.key}: " + _f("current {now}", now=now) + f"{cfg}{rec}", 2, 4,
                 style=SEVERITY_STYLE.get(e.severity, ""))
-            out(tr(e.why), 6)
+            out(e.why, 6)
     fine = [e for e in result.entries if e.severity == "ok"]
     if fine:
         con.print()
