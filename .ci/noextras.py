@@ -15,7 +15,11 @@ OK = (0, 1, 2)
 
 
 def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="tcpdoctor-noextras-"))
+    with tempfile.TemporaryDirectory(prefix="tcpdoctor-noextras-") as where:
+        return run_all(Path(where))
+
+
+def run_all(tmp: Path) -> int:
     snap, db = tmp / "s.json.gz", tmp / "h.db"
     cases: list[tuple[list[str], tuple[int, ...], str]] = [
         (["--version"], (0,), ""),

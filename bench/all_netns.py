@@ -33,7 +33,7 @@ AWK = "awk '{++s[$1]} END {for (k in s) print k, s[k]}' > /dev/null"
 FLOOR = """
 from tcpdoctor.sources import netlink, sweep
 from tcpdoctor.sources.target import Target
-spaces = sweep.discover(Target()).namespaces
+spaces = every_netns.discover(Target()).namespaces
 sweep.in_each(spaces, lambda ns: netlink.read_sockets(frozenset({"state"}), parallel=False))
 """
 CHILD_EHASH = "/proc/sys/net/ipv4/tcp_child_ehash_entries"

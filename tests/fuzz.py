@@ -8,7 +8,7 @@ Each input goes through analyze's whole path in-process (load, merge, every rule
 text report) under a time limit (SIGALRM) and a memory watch (peak RSS). An input that
 raises anything but tcpdoctor's own one-line errors, runs over the time limit or takes the
 process over the memory limit is a crasher: it is kept in tests/data/fuzz-regressions/,
-which the suite replays (tests/test_fuzz.py).
+which the suite replays (tests/unit/test_fuzz.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ MEMORY_LIMIT_MB = 1024
 
 def seeds() -> dict[str, bytes]:
     """One or more real inputs of every format analyze reads."""
-    from tests.test_analyze import NETSTAT_SAMPLE, SS_SAMPLE, WINDOWS_SAMPLE
+    from tests.unit.test_analyze import NETSTAT_SAMPLE, SS_SAMPLE, WINDOWS_SAMPLE
 
     out = {
         "netlink": (DATA / "ss1.dump").read_bytes(),

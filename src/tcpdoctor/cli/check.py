@@ -9,6 +9,7 @@ import click
 from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg, _f
+from tcpdoctor.render.output import emit_json, write
 from tcpdoctor.status import ExitCode
 
 
@@ -53,10 +54,10 @@ def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCod
     import socket
 
     from tcpdoctor.diagnose import diagnose_all
-    from tcpdoctor.sources.live import now_iso
+    from tcpdoctor.model.times import iso
 
-    taken = now_iso()
-    report, _ = diagnose_all(sock.target(sweep=True), "all", thresholds, interval)
+    taken = iso()
+    report, _ = diagnose_all(sock.target(every_netns=True), "all", thresholds, interval)
     host, kernel = socket.gethostname(), os.uname().release
     return _emit_host(report, sock.as_json, host, kernel, taken,
                       _f("tcpdoctor check · {host} (every network namespace) · Linux {kernel} · "
@@ -66,13 +67,12 @@ def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCod
 def _emit_host(report: Any, as_json: bool, host: str, kernel: str, taken: str,
                header: str) -> ExitCode:
     if as_json:
-        from tcpdoctor.render.output import emit_json
 
         emit_json(report.as_json(host, kernel, taken))
     else:
-        from tcpdoctor.render.host import render_host
+        from tcpdoctor.render.every_netns import render_every_netns
 
-        render_host(report, header)
+        render_every_netns(report, header)
     return ExitCode(report.exit_code())
 
 
@@ -125,7 +125,7 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
     snap = require_sockets(offline.merge([s for s, _, _ in loaded]))
     kernel = saved or next((k for _, k, _ in loaded if k is not None), None)
     if snap.spaces and len(loaded) == 1:  # a `snapshot --netns all` file
-        from tcpdoctor.analysis.host import split
+        from tcpdoctor.analysis.every_netns import split
 
         return _emit_host(split(snap, kernel, thresholds), as_json, snap.host, snap.kernel,
                           snap.taken_at, _f("tcpdoctor analyze · {file} (every network "
@@ -153,21 +153,19 @@ def _emit_captures(captures: list[Any], saved: Any, thresholds: Any,
     if any(s.unparsed for s, _, _ in captures):
         code = max(code, ExitCode.WARNING)
     if as_json:
-        from tcpdoctor.render.output import emit_json
 
         emit_json({**report.as_json(), "captures": [
             {"source": s.source, "total": s.count(), "lines_unparsed": s.unparsed}
             for s, _, _ in captures], "comparison": change})
     else:
-        import sys
 
         from tcpdoctor.render.diff import render_text
         from tcpdoctor.render.report import render
 
         render(report)
-        sys.stdout.write("\n" + _f("First capture against the last ({n} in the file):",
+        write("\n" + _f("First capture against the last ({n} in the file):",
                                    n=len(captures)) + "\n")
-        sys.stdout.write(render_text(change))
+        write(render_text(change))
     return code
 
 
@@ -183,7 +181,6 @@ def require_sockets(snap: Any) -> Any:
 def emit_report(report: Any, as_json: bool) -> ExitCode:
     """The check/analyze report as JSON or text; the exit code follows the worst finding."""
     if as_json:
-        from tcpdoctor.render.output import emit_json
 
         emit_json(report.as_json())
     else:

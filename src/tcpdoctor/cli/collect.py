@@ -7,6 +7,7 @@ import sys
 import click
 
 from tcpdoctor.i18n import _f
+from tcpdoctor.render.output import write
 
 
 @click.command()
@@ -37,9 +38,9 @@ def collect(output: str | None) -> None:
 
     text = script()
     if output is None:
-        sys.stdout.write(text)
+        write(text)
         return
-    from tcpdoctor.system.atomic import atomic_write_bytes
+    from tcpdoctor.util.atomic import atomic_write_bytes
 
     atomic_write_bytes(output, text.encode(), mode=0o755)
     sys.stderr.write(_f("wrote {path}: run it on the server with `sudo sh {path}`",

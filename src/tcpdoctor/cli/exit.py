@@ -34,8 +34,10 @@ def run(invoke: Callable[[], int | None]) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        # `tcpdoctor top | head`: stop quietly, as coreutils do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # A write that did not go through render.output met a closed pipe: stop quietly.
+        from tcpdoctor.render.output import reader_gone
+
+        reader_gone()
         return ExitCode.OK
     except Exception as exc:  # a bug: one line, the traceback only on request
         if os.environ.get("TCPDOCTOR_DEBUG"):

@@ -60,18 +60,18 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
     from tcpdoctor.errors import TcpDoctorError
     from tcpdoctor.exporter.run import ExporterOptions, run_exporter, targets_for
 
-    sweep = all_netns or "all" in sock.netns
-    if sweep and len(sock.netns) > int("all" in sock.netns):
+    every = all_netns or "all" in sock.netns
+    if every and len(sock.netns) > int("all" in sock.netns):
         raise TcpDoctorError(Msg("--all-netns (--netns all) already covers every namespace: "
                                  "drop the other --netns options"))
     owners = processes and not sock.no_processes
-    base = sock.target(owners=owners, sweep=sweep)
+    base = sock.target(owners=owners, every_netns=every)
     # pod:/container: selectors resolve to their namespace's path, one by one.
-    names = [] if sweep else [str(sock.target(netns=n).netns) for n in sock.netns]
-    targets = [base] if sweep else targets_for(base, names)
+    names = [] if every else [str(sock.target(netns=n).netns) for n in sock.netns]
+    targets = [base] if every else targets_for(base, names)
     run_exporter(targets, thresholds,
                  ExporterOptions(listen, top_n, max_scrape_seconds, textfile_dir, interval,
-                                 once, web_config_file, verbose), sweep)
+                                 once, web_config_file, verbose), every)
 
 
 COMMANDS = (exporter,)

@@ -1,4 +1,5 @@
-"""`record` and `history`: the commands; the work is in tcpdoctor.history."""
+"""`record` and `history`: the commands (bodies in history_run.py); the work is in
+tcpdoctor.history."""
 
 from __future__ import annotations
 
@@ -9,26 +10,22 @@ import click
 from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
 
 if TYPE_CHECKING:
-    from tcpdoctor.history.sampler import Sampler
-    from tcpdoctor.history.sweep import SweepSampler
+    from tcpdoctor.history.series import Series
 
 
-def sampler(sock: SocketOptions, thresholds: Any, top_n: int,
-            namespaces: int = 10, trace: bool = False) -> Sampler | SweepSampler:
-    """The sampler of the long-running `watch` and `record` (memory flat over days); with
-    --netns all, one sweep of every namespace per sample; with trace, the kernel's
-    tracepoints read all along (one namespace)."""
-    from tcpdoctor.system.malloc import limit_malloc_arenas
+def series(sock: SocketOptions, thresholds: Any, top_n: int,
+           namespaces: int = 10, trace: bool = False) -> Series:
+    """The readings of the long-running `watch` and `record` (memory flat over days); with
+    --netns all, every namespace per reading; with trace, the kernel's tracepoints read all
+    along (one namespace)."""
+    from tcpdoctor.diagnose.repeat import Repeated
+    from tcpdoctor.history.series import Series
+    from tcpdoctor.util.malloc import limit_malloc_arenas
 
     limit_malloc_arenas()
-    if sock.all_netns:
-        from tcpdoctor.history.sweep import SweepSampler
-
-        return SweepSampler(sock.target(sweep=True), thresholds, top_n, namespaces)
-    from tcpdoctor.diagnose import Diagnoser
-    from tcpdoctor.history.sampler import Sampler
-
-    return Sampler(Diagnoser(sock.target(), thresholds, trace), top_n)
+    repeat = Repeated(sock.target(every_netns=sock.all_netns), thresholds,
+                      every_netns=sock.all_netns, trace=trace)
+    return Series(repeat, top_n, namespaces)
 
 
 @click.command()
@@ -69,10 +66,10 @@ def record_command(sock: SocketOptions, thresholds: Any, db: str | None, interva
       sudo systemctl enable --now tcpdoctor-record  (contrib/systemd)
       sudo tcpdoctor record --netns all --namespaces 20   one sample per namespace
     """
-    from tcpdoctor.history.run import RecordOptions, run_record
+    from tcpdoctor.cli.history_run import RecordOptions, run_record
 
     run_record(RecordOptions(db, interval, count, keep, downsample_after, bucket,
-                             sock.as_json, quiet), sampler(sock, thresholds, top_n, namespaces))
+                             sock.as_json, quiet), series(sock, thresholds, top_n, namespaces))
 
 
 @click.command()
@@ -111,7 +108,7 @@ def history_command(db: str | None, since: str | None, until: str | None,
       tcpdoctor history --compare 2d..1d 1d..now
       tcpdoctor history --netns 'pod:shop/cart-7d9f (app)' --since 1h
     """
-    from tcpdoctor.history.run import HistoryOptions, run_history
+    from tcpdoctor.cli.history_run import HistoryOptions, run_history
 
     run_history(HistoryOptions(db, since, until, states, as_json, as_csv, plot, html,
                                tuple(compare or ()), last, limit, netns))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tcpdoctor.i18n import _f
+from tcpdoctor.render.output import write
 
 
 @click.command()
@@ -32,7 +33,6 @@ def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
       sudo tcpdoctor check --netns <printed name>
       sudo tcpdoctor lab --cleanup               after a lab was killed with SIGKILL
     """
-    import sys
 
     from tcpdoctor.lab import runner
 
@@ -40,7 +40,7 @@ def lab(scenario: str | None, count: int | None, hold: float, list_all: bool,
         from tcpdoctor.lab.net import cleanup as remove_leftovers
 
         removed = remove_leftovers()
-        sys.stdout.write(_f("removed {n} namespace(s)", n=len(removed))
+        write(_f("removed {n} namespace(s)", n=len(removed))
                          + (": " + " ".join(removed) if removed else "") + "\n")
         return
 

@@ -6,12 +6,12 @@ The package build runs this (setup.py) and installs the page as share/man/man1/t
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 
 import click
 
 from tcpdoctor import __version__
+from tcpdoctor.render.output import write
 from tcpdoctor.status import ExitCode
 
 SEE_ALSO = r"\fBss\fR(8), \fBnetstat\fR(8), \fBsysctl\fR(8), \fBtcp\fR(7), \fBproc\fR(5)"
@@ -82,7 +82,7 @@ def manpage(group: click.Group) -> str:
 def main() -> None:
     from tcpdoctor.cli import cli
 
-    sys.stdout.write(manpage(cli))
+    write(manpage(cli))
 
 
 if __name__ == "__main__":

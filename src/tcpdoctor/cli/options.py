@@ -52,13 +52,13 @@ class SocketOptions:
         return not self.ipv6_only, not self.ipv4_only
 
     def target(self, netns: str | None = None, owners: bool | None = None,
-               sweep: bool = False) -> Target:
-        """What to read; sweep: the caller handles --netns all itself (the Target is then
+               every_netns: bool = False) -> Target:
+        """What to read; every_netns: the caller handles --netns all itself (the Target is then
         the host's). pod:NS/NAME and container:ID resolve to that namespace's path."""
         v4, v6 = self.families()
         spec = netns if netns is not None else self.one_netns
         if spec == "all":
-            if not sweep:
+            if not every_netns:
                 raise TcpDoctorError(Msg("--netns all: this command reads one namespace "
                                          "({commands} read them all); use --netns NAME",
                                          commands=', '.join(SWEEPING)))

@@ -10,6 +10,7 @@ import click
 from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg, _, _f, tr
+from tcpdoctor.render.output import emit_json, notes, write
 from tcpdoctor.status import ExitCode
 
 if TYPE_CHECKING:
@@ -43,16 +44,15 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
       tcpdoctor states --netns all --json      summed over every namespace, and per namespace
     """
     from tcpdoctor.analysis.cost import by_state
-    from tcpdoctor.render.output import emit_json, notes
     from tcpdoctor.sources.live import take_snapshot
 
-    t = sock.target(owners=False, sweep=True)
+    t = sock.target(owners=False, every_netns=True)
     want = frozenset({"state", "family", "inode"})
     if sock.all_netns:
-        from tcpdoctor.sources import sweep
+        from tcpdoctor.sources import every_netns
 
         # Buffers (skmem) double each namespace's dump: over a sweep only with --cost.
-        snap = sweep.merged(t, "all", mem=cost, want=want)
+        snap = every_netns.merged(t, "all", mem=cost, want=want)
     else:
         snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=want, mem=True)
     summary = snap.summary()
@@ -130,7 +130,6 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
       tcpdoctor top --netns all --by netns,state   which namespace (pod, container) holds what
     """
     from tcpdoctor.analysis import groups
-    from tcpdoctor.render.output import emit_json, notes
     from tcpdoctor.sources.live import take_snapshot
 
     keys = groups.parse_by(by)
@@ -138,11 +137,11 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
     if "process" in keys and sock.no_processes:
         raise TcpDoctorError(Msg("--by process needs owner lookup (drop --no-processes)"))
     want_owner = ("process" in keys or bool(pids)) and not sock.no_processes
-    t = sock.target(owners=want_owner, sweep=True)
+    t = sock.target(owners=want_owner, every_netns=True)
     if sock.all_netns:
-        from tcpdoctor.sources import sweep
+        from tcpdoctor.sources import every_netns
 
-        snap = sweep.merged(t, "all", mem=cost)
+        snap = every_netns.merged(t, "all", mem=cost)
     else:
         snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, with_owners=t.owners, mem=cost)
     snap = snap.select(groups.filter_mask(snap, list(state_filter), list(ports), list(ips),
@@ -177,16 +176,15 @@ def snapshot(sock: SocketOptions, output: str) -> None:
       tcpdoctor snapshot --netns all -o host.json.gz    every namespace in one file
     """
     from tcpdoctor.model import snapshot_file
-    from tcpdoctor.render.output import emit_json, notes
     from tcpdoctor.sources.live import LiveSample, sample
-    from tcpdoctor.system.atomic import atomic_write_bytes
+    from tcpdoctor.util.atomic import atomic_write_bytes
 
-    t = sock.target(sweep=True)
+    t = sock.target(every_netns=True)
     if sock.all_netns:  # every namespace in one file; the kernel figures are the host's
-        from tcpdoctor.sources import sweep
+        from tcpdoctor.sources import every_netns
         from tcpdoctor.sources.live import read_kernel
 
-        snap = sweep.merged(t, "all", info=True)
+        snap = every_netns.merged(t, "all", info=True)
         snap.notes.append(Msg("kernel figures (counters, sysctls) are the host namespace's"))
         got = LiveSample(snap, read_kernel(t), None, 0.0, None)
     else:
@@ -218,7 +216,6 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> ExitCode:
     """
     from tcpdoctor.analysis.compare import compare
     from tcpdoctor.cli.check import require_sockets
-    from tcpdoctor.render.output import notes
     from tcpdoctor.sources import offline
 
     a, b = offline.load(before), offline.load(after)
@@ -226,13 +223,12 @@ def diff(before: str, after: str, as_json: bool, limit: int) -> ExitCode:
         require_sockets(snap)
     result = compare((a[0], a[1]), (b[0], b[1]), limit)
     if as_json:
-        from tcpdoctor.render.output import emit_json
 
         emit_json(result)
     else:
         from tcpdoctor.render.diff import render_text
 
-        sys.stdout.write(render_text(result))
+        write(render_text(result))
     notes([n for snap in (a[0], b[0]) if snap.unparsed for n in snap.notes])
     # A comparison of inputs that lost rows is incomplete: never 0, as with analyze.
     return ExitCode.WARNING if a[0].unparsed or b[0].unparsed else ExitCode.OK

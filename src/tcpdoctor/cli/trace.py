@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from tcpdoctor.i18n import _f, tr
+from tcpdoctor.render.output import emit_json, write
 from tcpdoctor.status import ExitCode
 
 
@@ -66,11 +67,11 @@ def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | 
     result = run.result(want)
     if as_summary:
         if as_json:
-            sys.stdout.write(json.dumps(result, indent=2) + "\n")
+            emit_json(result)
         else:
             from tcpdoctor.render.trace import summary_lines
 
-            sys.stdout.write("\n".join(summary_lines(result)) + "\n")
+            write("\n".join(summary_lines(result)) + "\n")
     else:
         if result.get("note"):
             sys.stderr.write(f"tcpdoctor: {tr(result['note'])}\n")
@@ -93,13 +94,12 @@ def _streamer(as_json: bool, filters: dict[str, Any], netns: int | None) -> Any:
     from tcpdoctor.sources.tracefs.stream import events
 
     if not as_json:
-        sys.stdout.write(STREAM_HEAD + "\n")
+        write(STREAM_HEAD + "\n")
     last: dict[int, int] = {}
 
     def emit(cols: Any, tracker: Any) -> None:
         for e in events(cols, tracker.comms, last, filters, netns):
-            sys.stdout.write((json.dumps(e) if as_json else stream_line(e)) + "\n")
-        sys.stdout.flush()
+            write((json.dumps(e) if as_json else stream_line(e)) + "\n")
     return emit
 
 

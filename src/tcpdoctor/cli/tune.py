@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg, _, _f, tr
+from tcpdoctor.render.output import emit_json, write
 from tcpdoctor.status import ExitCode
 
 
@@ -25,8 +24,7 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
 
 
 def _rollback(sock: SocketOptions, write_path: str | None, state_dir: str) -> ExitCode:
-    from tcpdoctor.render.output import emit_json
-    from tcpdoctor.system import sysctl_apply
+    from tcpdoctor.diagnose import sysctl_apply
 
     netns = sock.one_netns
     done = sysctl_apply.rollback(write_path or (None if netns else sysctl_apply.DEFAULT_DROPIN),
@@ -34,7 +32,7 @@ def _rollback(sock: SocketOptions, write_path: str | None, state_dir: str) -> Ex
     if sock.as_json:
         emit_json({"schema": 1, "rollback": done})
     else:
-        sys.stdout.write(_f("restored {n} value(s): ", n=len(done["restored"])) + ", ".join(
+        write(_f("restored {n} value(s): ", n=len(done["restored"])) + ", ".join(
             f"{k} = {v}" for k, v in done["restored"].items()) + "\n")
     return ExitCode.OK
 
@@ -45,7 +43,7 @@ def _explain(key: str) -> ExitCode:
     if normalize_key(key) not in BY_KEY:
         raise TcpDoctorError(Msg("--explain: unknown key {key!r} (known: {known})", key=key,
                                  known=', '.join(BY_KEY)))
-    sys.stdout.write(f"{tr(explain(key))}\n")
+    write(f"{tr(explain(key))}\n")
     return ExitCode.OK
 
 
@@ -101,10 +99,9 @@ def _audit(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | 
            do_apply: bool, sets: tuple[str, ...], interval: float,
            state_dir: str) -> ExitCode:
     from tcpdoctor.analysis import tune as audit_mod
-    from tcpdoctor.diagnose import audit_sysctls
-    from tcpdoctor.render.output import emit_json
-    from tcpdoctor.system import sysctl_apply
-    from tcpdoctor.system.atomic import atomic_write
+    from tcpdoctor.diagnose import sysctl_apply
+    from tcpdoctor.diagnose.audit import audit_sysctls
+    from tcpdoctor.util.atomic import atomic_write
 
     netns = sock.one_netns
     g = audit_sysctls(sock.target(), audit_files, interval)

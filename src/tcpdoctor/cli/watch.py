@@ -18,10 +18,11 @@ import click
 from tcpdoctor.analysis.dimensions import WATCH_DIMENSIONS as DIMS
 from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
 from tcpdoctor.i18n import _, tr
+from tcpdoctor.render.output import on_terminal, write, write_lines
+from tcpdoctor.util.cadence import ticks, wait_for_next
 
 if TYPE_CHECKING:
-    from tcpdoctor.history.sampler import Sampler
-    from tcpdoctor.history.sweep import SweepSampler
+    from tcpdoctor.history.series import Series
     from tcpdoctor.render.watch import View
 
 
@@ -56,18 +57,18 @@ def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
       tcpdoctor watch --netns all        every namespace; g cycles to the netns grouping
       sudo tcpdoctor watch --trace       findings name who opens and closes, per sample
     """
-    from tcpdoctor.cli.history import sampler
+    from tcpdoctor.cli.history import series
 
     if trace:
         can_trace(sock)
-    taker = sampler(sock, thresholds, 5, trace=trace)
+    taker = series(sock, thresholds, 5, trace=trace)
     try:
         _run(taker, sock, by, interval, count)
     finally:
         taker.close()
 
 
-def _run(taker: Sampler | SweepSampler, sock: SocketOptions, by: str, interval: float,
+def _run(taker: Series, sock: SocketOptions, by: str, interval: float,
          count: int | None) -> None:
     from tcpdoctor.render.watch import View
 
@@ -75,7 +76,7 @@ def _run(taker: Sampler | SweepSampler, sock: SocketOptions, by: str, interval: 
     if sock.all_netns:
         dims = (*dims, "netns")  # which namespace (pod, container) the sockets are in
     view = View(dims, dims.index(by) if by in dims else 0)
-    if sys.stdout.isatty() and sys.stdin.isatty() and not sock.as_json:
+    if on_terminal() and sys.stdin.isatty() and not sock.as_json:
         where = _("every namespace") if sock.all_netns else sock.one_netns or _("host")
         run_terminal(taker, view, interval, where, count)
     else:
@@ -116,7 +117,7 @@ def read_key(fd: int, timeout: float) -> str | None:
     return data.decode(errors="replace") if data else "q"  # EOF on stdin: quit
 
 
-def run_terminal(sampler: Sampler | SweepSampler, view: View, interval: float, where: str,
+def run_terminal(series: Series, view: View, interval: float, where: str,
                  count: int | None) -> None:
     from rich.live import Live
 
@@ -125,14 +126,15 @@ def run_terminal(sampler: Sampler | SweepSampler, view: View, interval: float, w
 
     fd = sys.stdin.fileno()
     taken = 0
+    start = time.monotonic()
     with leave_on_signals(), cbreak(fd), Live(console=console(), screen=True,
                                               auto_refresh=False) as live:
         while count is None or taken < count:
             if not view.paused:
-                view.update(sampler.take())
+                view.update(series.take())
                 taken += 1
             live.update(screen(view, where, interval), refresh=True)
-            deadline = time.monotonic() + interval
+            deadline = time.monotonic() + wait_for_next(start, interval, time.monotonic())
             while (left := deadline - time.monotonic()) > 0:
                 key = read_key(fd, left)
                 if key in ("q", "Q", "\x1b"):
@@ -146,26 +148,16 @@ def run_terminal(sampler: Sampler | SweepSampler, view: View, interval: float, w
                 live.update(screen(view, where, interval), refresh=True)
 
 
-def run_lines(sampler: Sampler | SweepSampler, view: View, interval: float, count: int | None,
+def run_lines(series: Series, view: View, interval: float, count: int | None,
               as_json: bool) -> None:
     from tcpdoctor.render.watch import json_line, line
 
-    taken = 0
-    start = time.monotonic()
-    while count is None or taken < count:
-        events = view.update(sampler.take())
-        taken += 1
+    for _tick in ticks(interval, count):
+        events = view.update(series.take())
         if as_json:
-            sys.stdout.write(json_line(view, events) + "\n")
+            write(json_line(view, events) + "\n")
         else:
-            sys.stdout.write(line(view) + "\n")
-            for e in events:
-                sys.stdout.write(f"{tr(e)}\n")
-        sys.stdout.flush()
-        if count is not None and taken >= count:
-            break
-        now = time.monotonic()
-        time.sleep(max(0.0, start + taken * interval - now))
+            write_lines([line(view) + "\n", *(f"{tr(e)}\n" for e in events)])
 
 
 COMMANDS = (watch,)

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from tcpdoctor.analysis import groups
 from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.analysis.thresholds import Thresholds
-from tcpdoctor.diagnose import Diagnoser, diagnose_all
+from tcpdoctor.diagnose.repeat import Repeated
 from tcpdoctor.model.kernel_state import RATE_COUNTERS, KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import STATE_NAMES, TCP_LISTEN
@@ -40,35 +40,21 @@ class Sample:
     cost: dict[str, Any] = field(default_factory=dict)  # the report's cost section
 
 
-def sampler_for(target: Target, thresholds: Thresholds | None) -> Callable[[], Sample]:
-    """Diagnoses of one namespace, each with the counter rates since the previous scrape,
-    so that rate-based findings (ListenOverflows, TCPTimeWaitOverflow, syncookies) reach
-    Prometheus exactly as `check` reports them."""
-    diagnoser = Diagnoser(target, thresholds)
-
-    def take() -> Sample:
-        d = diagnoser()
-        return Sample(d.sample.snap, d.sample.kernel, d.report.findings, d.duration,
-                      cost=d.report.cost)
-    return take
+# Every namespace of the host (--all-netns): each namespace's names and its sample.
+EveryNetnsSample = list[tuple[dict[str, Any], Sample]]
 
 
-# A host-wide sweep (--all-netns): each namespace's names and its sample.
-SweepSample = list[tuple[dict[str, Any], Sample]]
+def readings(target: Target, thresholds: Thresholds | None, every_netns: bool = False,
+             ) -> Callable[[], Sample | EveryNetnsSample]:
+    """Diagnoses of one namespace (or every one), each with the counter rates since the
+    previous scrape, so that rate-based findings (ListenOverflows, TCPTimeWaitOverflow,
+    syncookies) reach Prometheus exactly as `check` reports them."""
+    repeat = Repeated(target, thresholds, every_netns=every_netns)
 
-
-def sweep_sampler_for(target: Target, thresholds: Thresholds | None,
-                      ) -> Callable[[], SweepSample]:
-    """Every namespace of the host, each with the rates since the previous scrape."""
-    previous: dict[int, KernelState] = {}
-
-    def take() -> SweepSample:
-        t0 = time.perf_counter()
-        report, samples = diagnose_all(target, "all", thresholds, 0.0, previous)
-        took = time.perf_counter() - t0
-        return [(where, Sample(rep.snap, live.kernel, rep.findings, took, cost=rep.cost))
-                for where, live, rep in zip(report.where, samples, report.reports, strict=True)
-                if live is not None and rep is not None]
+    def take() -> Sample | EveryNetnsSample:
+        seen = [(s.where, Sample(s.report.snap, s.sample.kernel, s.report.findings,
+                                 s.duration, cost=s.report.cost)) for s in repeat()]
+        return seen if every_netns else seen[0][1]
     return take
 
 
@@ -140,7 +126,7 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 class TcpCollector(Collector):
     """Builds fresh metric families on every scrape, so no series goes stale."""
 
-    def __init__(self, samplers: dict[str, Shared[Sample | SweepSample]], top_n: int = 10,
+    def __init__(self, samplers: dict[str, Shared[Sample | EveryNetnsSample]], top_n: int = 10,
                  on_error: Callable[[str, BaseException], None] | None = None) -> None:
         self.samplers = samplers
         self.top_n = top_n
@@ -159,12 +145,12 @@ class TcpCollector(Collector):
             fams.up.add_metric([netns], 1)
             fams.stale.add_metric([netns], 1 if stale else 0)
             if isinstance(got, list):
-                self._sweep(fams, got)
+                self._every_netns(fams, got)
             else:
                 self._one(fams, netns, got)
         yield from fams.all()
 
-    def _sweep(self, f: _Families, items: SweepSample) -> None:
+    def _every_netns(self, f: _Families, items: EveryNetnsSample) -> None:
         """The top N namespaces by sockets under their own label (and an info series with
         their pod and container), the rest summed under netns="other"."""
         items = sorted(items, key=lambda it: (-it[1].snap.count(), str(it[0]["netns"])))
@@ -306,7 +292,7 @@ def _reason(exc: BaseException) -> str:
     return text[:120]
 
 
-def build_registry(samplers: dict[str, Callable[[], Sample | SweepSample]], top_n: int,
+def build_registry(samplers: dict[str, Callable[[], Sample | EveryNetnsSample]], top_n: int,
                    max_seconds: float,
                    on_error: Callable[[str, BaseException], None] | None = None,
                    ) -> CollectorRegistry:

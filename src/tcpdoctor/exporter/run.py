@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +14,9 @@ from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg, _f, tr
 from tcpdoctor.sources import netns as netns_mod
 from tcpdoctor.sources.target import Target
-from tcpdoctor.system.atomic import atomic_write, remove_stale_temps
-from tcpdoctor.system.malloc import limit_malloc_arenas
+from tcpdoctor.util.atomic import atomic_write, remove_stale_temps
+from tcpdoctor.util.cadence import ticks
+from tcpdoctor.util.malloc import limit_malloc_arenas
 
 INSTALL_HINT = Msg("the exporter needs prometheus_client: pip install 'tcpdoctor[exporter]'")
 
@@ -47,9 +47,9 @@ def _log_error(netns: str, exc: BaseException) -> None:
 
 
 def run_exporter(targets: list[Target], thresholds: Thresholds | None,
-                 opts: ExporterOptions, sweep: bool = False) -> None:
-    """Serve (or write) the metrics of the targets, or with sweep of every namespace of the
-    host (targets[0] is then the host's)."""
+                 opts: ExporterOptions, every_netns: bool = False) -> None:
+    """Serve (or write) the metrics of the targets, or with every_netns of every namespace
+    of the host (targets[0] is then the host's)."""
     try:
         from prometheus_client import generate_latest
 
@@ -58,20 +58,18 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
         raise TcpDoctorError(INSTALL_HINT) from None
     limit_malloc_arenas()
     samplers: dict[str, Callable[[], Any]] = (
-        {"all": collector.sweep_sampler_for(targets[0], thresholds)} if sweep else
-        {(t.netns or "host"): collector.sampler_for(t, thresholds) for t in targets})
+        {"all": collector.readings(targets[0], thresholds, every_netns=True)} if every_netns
+        else {(t.netns or "host"): collector.readings(t, thresholds) for t in targets})
     registry = collector.build_registry(samplers, opts.top_n, opts.max_seconds, _log_error)
     if opts.textfile_dir:
         if not os.path.isdir(opts.textfile_dir):
             raise TcpDoctorError(Msg("--textfile: {directory} is not a directory",
                                      directory=opts.textfile_dir))
         path = os.path.join(opts.textfile_dir, "tcpdoctor.prom")
-        while True:
+        for _ in ticks(opts.interval, 1 if opts.once else None):
             remove_stale_temps(path)
             atomic_write(path, generate_latest(registry).decode())
-            if opts.once:
-                return
-            time.sleep(opts.interval)
+        return
     web = http.load_web_config(opts.web_config_file)
 
     def ready(addr: tuple[str, int]) -> None:

@@ -11,10 +11,11 @@ from typing import Any
 
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.history.query import NON_ESTABLISHED, busy_states
-from tcpdoctor.history.sampler import iso
-from tcpdoctor.history.store import History, Stored
+from tcpdoctor.history.store import History
 from tcpdoctor.i18n import _, _f, language
 from tcpdoctor.i18n.words import PAGE_HEADINGS, PAGE_SCRIPT
+from tcpdoctor.model.history import Stored
+from tcpdoctor.model.times import iso_ms
 
 SERIES_LIMIT = 6
 
@@ -24,7 +25,7 @@ def page_data(db: History, samples: list[Stored], title: str) -> dict[str, Any]:
     ids = [s.id for s in samples]
     states = busy_states(samples)
     data: dict[str, Any] = {
-        "title": title, "db": db.path, "from": iso(samples[0].ts), "to": iso(samples[-1].ts),
+        "title": title, "db": db.path, "from": iso_ms(samples[0].ts), "to": iso_ms(samples[-1].ts),
         "host": samples[-1].host, "netns": samples[-1].netns,
         "t": [round(s.ts, 3) for s in samples],
         "states": {n: [s.states[n] for s in samples] for n in states},

@@ -10,9 +10,9 @@ from typing import Any
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.html import findings_timeline
 from tcpdoctor.history.query import busy_states
-from tcpdoctor.history.store import Stored
 from tcpdoctor.i18n import Msg
-from tcpdoctor.system.atomic import atomic_write_bytes
+from tcpdoctor.model.history import Stored
+from tcpdoctor.util.atomic import atomic_write_bytes
 
 SEVERITY_COLOURS = {"info": "#7aa5e8", "warning": "#e0a02b", "critical": "#d63b3b"}
 

@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.history.sampler import iso
-from tcpdoctor.history.store import History, Stored
+from tcpdoctor.history.store import History
 from tcpdoctor.i18n import Msg
+from tcpdoctor.model.history import Stored
 from tcpdoctor.model.tcp import STATE_NAMES, parse_state_name
+from tcpdoctor.model.times import iso_ms
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -69,7 +70,7 @@ def parse_states(values: tuple[str, ...]) -> list[str]:
 
 
 def sample_json(s: Stored) -> dict[str, Any]:
-    return {"taken_at": iso(s.ts), "total": s.total, "established": s.established,
+    return {"taken_at": iso_ms(s.ts), "total": s.total, "established": s.established,
             "non_established": s.total - s.established, "states": s.states,
             "findings": [f["id"] for f in s.findings], "covers": s.covers}
 
@@ -84,7 +85,7 @@ def history_csv(samples: list[Stored], states: list[str]) -> str:
     w = csv.writer(out)
     w.writerow(["taken_at", "total", "established", "non_established", *states, "findings"])
     for s in samples:
-        w.writerow([iso(s.ts), s.total, s.established, s.total - s.established,
+        w.writerow([iso_ms(s.ts), s.total, s.established, s.total - s.established,
                     *(s.states[n] for n in states), " ".join(f["id"] for f in s.findings)])
     return out.getvalue()
 
@@ -113,7 +114,7 @@ class Window:
             for f in s.findings:
                 findings[f["id"]] = findings.get(f["id"], 0) + 1
         return {
-            "from": iso(self.start), "to": iso(self.end), "samples": n,
+            "from": iso_ms(self.start), "to": iso_ms(self.end), "samples": n,
             "total": {"mean": round(sum(totals) / n, 1) if n else 0,
                       "max": max(totals, default=0)},
             "states": states, "findings": findings,
@@ -142,7 +143,7 @@ def compare(db: History, windows: list[tuple[float, float]], limit: int) -> dict
         w = Window(start, end, db.samples(start, end))
         if not w.samples:
             raise TcpDoctorError(Msg("--compare: no samples between {start} and {end} "
-                                     "in {database}", start=iso(start), end=iso(end),
+                                     "in {database}", start=iso_ms(start), end=iso_ms(end),
                                      database=db.path))
         parts.append(w.summary(db, limit))
     first, last = parts[0], parts[-1]

@@ -7,13 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
 
-from tcpdoctor.history.sampler import Point, Sampler
+from tcpdoctor.history.series import Series
 from tcpdoctor.history.store import History
-
-if TYPE_CHECKING:
-    from tcpdoctor.history.sweep import SweepSampler
+from tcpdoctor.model.history import Point
+from tcpdoctor.util.cadence import ticks
 
 PRUNE_EVERY = 3600.0  # seconds between retention passes while recording
 
@@ -33,7 +31,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signal.Signals(signum).name)
 
 
-def record(history: History, sampler: Sampler | SweepSampler, interval: float,
+def record(history: History, series: Series, interval: float,
            count: int | None, retention: Retention, on_stored: Callable[[int, Point], None],
            on_pruned: Callable[[int, int], None]) -> int:
     """Returns how many samples were taken (count counts them); a sweep stores one per
@@ -43,31 +41,20 @@ def record(history: History, sampler: Sampler | SweepSampler, interval: float,
     try:
         on_pruned(*history.prune(retention.keep, retention.downsample_after, retention.bucket))
         last_prune = time.monotonic()
-        start = time.monotonic()
-        while count is None or stored < count:
-            for point in sampler.points():
+        for _ in ticks(interval, count):
+            for point in series.points():
                 last = history.last_ts()
                 if last is not None and point.ts <= last:
                     point.ts = last + 1e-3  # the wall clock stepped back: keep order
                 on_stored(history.add(point), point)
             stored += 1
-            if count is not None and stored >= count:
-                break
             if time.monotonic() - last_prune >= PRUNE_EVERY:
                 on_pruned(*history.prune(retention.keep, retention.downsample_after,
                                          retention.bucket))
                 last_prune = time.monotonic()
-            _sleep_until_next(start, interval)
     except Stopped:
         pass
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return stored
-
-
-def _sleep_until_next(start: float, interval: float) -> None:
-    """Keep a fixed cadence; a sample that overran its slot skips to the next one."""
-    now = time.monotonic()
-    slots = int((now - start) / interval) + 1
-    time.sleep(max(0.0, start + slots * interval - now))

@@ -18,15 +18,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.history.sampler import Point
 from tcpdoctor.i18n import Msg
+from tcpdoctor.model.history import Point, Stored
 from tcpdoctor.model.tcp import STATE_NAMES
-from tcpdoctor.system.atomic import SLOW_ENV
+from tcpdoctor.util.atomic import SLOW_ENV
 
 STATE_COLUMNS = tuple(name.lower() for name in STATE_NAMES)
 
@@ -105,28 +104,6 @@ def default_path() -> str:
         return "/var/lib/tcpdoctor/history.db"
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return os.path.join(base, "tcpdoctor", "history.db")
-
-
-@dataclass
-class Stored:
-    """One sample as read back from the database."""
-
-    id: int
-    ts: float
-    host: str
-    netns: str | None
-    states: dict[str, int]
-    kernel: dict[str, float]
-    covers: int
-    findings: list[dict[str, Any]]
-
-    @property
-    def total(self) -> int:
-        return sum(self.states.values())
-
-    @property
-    def established(self) -> int:
-        return self.states["ESTABLISHED"]
 
 
 class History:

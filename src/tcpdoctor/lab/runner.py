@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -11,12 +10,13 @@ from typing import Any
 from tcpdoctor.i18n import _, _f, tr
 from tcpdoctor.lab import scenarios
 from tcpdoctor.lab.net import LabNet, require_root
+from tcpdoctor.render.output import emit_ndjson, write
 
 
 def list_scenarios() -> None:
     for s in scenarios.SCENARIOS.values():
         expect = f"{s.finding} ({s.severity})" if s.finding else _("no warning")
-        sys.stdout.write(f"{s.name:17} " + _f("{description}; expect {expect}; n={n}",
+        write(f"{s.name:17} " + _f("{description}; expect {expect}; n={n}",
                                                description=tr(s.description), expect=expect,
                                                n=s.default_n) + "\n")
 
@@ -59,15 +59,14 @@ def _announce(lab: LabNet, scenario: scenarios.Scenario, n: int, built: int, hol
             "workers": [{"name": w.name, "pid": w.pid, "netns": w.netns}
                         for w in lab.workers]}
     if as_json:
-        sys.stdout.write(json.dumps(info) + "\n")
+        emit_ndjson(info)
     else:
         expect = (_f("expect {finding} ({severity})", finding=scenario.finding,
                      severity=scenario.severity) if scenario.finding
                   else _("expect no warning"))
-        sys.stdout.write(f"lab {scenario.name}: {tr(scenario.description)}\n"
+        write(f"lab {scenario.name}: {tr(scenario.description)}\n"
                          + _f("namespace: {name}  (peer: {peer})", name=lab.name, peer=lab.peer)
                          + "\n" + _f("built {built} sockets (n={n}); {expect}", built=built,
                                       n=n, expect=expect)
                          + "\n" + _f("holding for {s:.0f} s; inspect it with:", s=hold)
                          + f"\n  {cmd}\n")
-    sys.stdout.flush()

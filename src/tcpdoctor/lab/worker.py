@@ -20,6 +20,8 @@ import threading
 import time
 from typing import Any
 
+from tcpdoctor.render.output import write
+
 PR_SET_NAME = 15  # include/uapi/linux/prctl.h
 IP_TRANSPARENT = 19  # include/uapi/linux/in.h: use a source address this host does not own
 
@@ -185,8 +187,7 @@ def main() -> None:
             threading.Thread(target=connect, args=(act,), daemon=True).start()
         elif act["kind"] == "connect":
             info["connected"].append(connect(act))
-    sys.stdout.write("READY " + json.dumps(info) + "\n")
-    sys.stdout.flush()
+    write("READY " + json.dumps(info) + "\n")
     # Hold until the lab closes our stdin (or dies, which closes it too).
     sys.stdin.read()
 

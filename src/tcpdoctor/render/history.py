@@ -6,10 +6,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from tcpdoctor.history.sampler import Point, iso
-from tcpdoctor.history.store import Stored
 from tcpdoctor.i18n import _, _f
 from tcpdoctor.i18n.width import pad
+from tcpdoctor.model.history import Point, Stored
+from tcpdoctor.model.times import iso
 
 
 def sample_line(sid: int, p: Point) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from typing import Any
 
 from tcpdoctor.analysis.cost import human_bytes
 from tcpdoctor.analysis.groups import owner_label
 from tcpdoctor.i18n import _, _f, tr
 from tcpdoctor.model.tcp import STATE_NAMES
-from tcpdoctor.render.output import console
+from tcpdoctor.render.output import console, write
 
 
 def states_table(summary: dict[str, Any], title: str,
@@ -79,7 +78,7 @@ def states_csv(summary: dict[str, Any], cost: dict[str, Any] | None = None) -> N
                       else [])])
     for k in ("total", "established", "non_established"):
         w.writerow([k, summary[k]])
-    sys.stdout.write(out.getvalue())
+    write(out.getvalue())
 
 
 def key_text(key: dict[str, Any]) -> list[str]:
@@ -148,4 +147,4 @@ def groups_csv(result: Any) -> None:
                     *(g["states"].get(s, 0) for s in STATE_NAMES)])
     if result.other:
         w.writerow(["other"] + [""] * (len(headers) - 1) + [result.other])
-    sys.stdout.write(out.getvalue())
+    write(out.getvalue())

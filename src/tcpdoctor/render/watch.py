@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcpdoctor.analysis.groups import filter_mask, group
-from tcpdoctor.history.sampler import Taken, iso
 from tcpdoctor.i18n import Cat, Msg, _, _f, tr
+from tcpdoctor.model.history import Taken
 from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.model.times import iso
 from tcpdoctor.render.output import SEVERITY_STYLE
 from tcpdoctor.render.tables import key_text
 

@@ -7,7 +7,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,15 +18,12 @@ from tcpdoctor.model.columns import BASE_COLUMNS
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6
+from tcpdoctor.model.times import iso
 from tcpdoctor.sources import netlink, netns
 from tcpdoctor.sources.target import SOURCES, Target
 
 if TYPE_CHECKING:
     from tcpdoctor.sources.owners import OwnerTable
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
 
 def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bool,
           proc_root: str, mem: bool = False) -> tuple[dict[str, np.ndarray], str, list[str]]:
@@ -73,7 +69,7 @@ def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: boo
     cols, used, notes = netns.run_in(
         netns_name, lambda: _read(source, families, wanted, info, proc_root, mem))
     snap = Snapshot(cols, used, host=socket.gethostname(), kernel=os.uname().release,
-                    taken_at=now_iso(), netns=netns_name, notes=notes)
+                    taken_at=iso(), netns=netns_name, notes=notes)
     if with_owners:
         attach_owners(snap, proc_root)
     return snap

@@ -4,7 +4,7 @@ Found as the union of /proc/*/ns/net (by namespace inode) and the nsfs bind moun
 /proc/self/mountinfo (ip netns' /run/netns, docker's /run/docker/netns, CNI's netns
 files); the host's is PID 1's. Named, first that applies: its /run/netns name, the pod and
 container of a process inside it (containers.py), `PID/comm` of its oldest process, else
-`netns:[inode]`. A namespace or process that vanishes during the sweep is skipped, and
+`netns:[inode]`. A namespace or process that vanishes during the found is skipped, and
 counted in the notes.
 """
 
@@ -53,7 +53,7 @@ class Netns:
 
 
 @dataclass
-class Sweep:
+class Discovered:
     namespaces: list[Netns]
     notes: list[str] = field(default_factory=list)
 
@@ -92,8 +92,8 @@ def nsfs_mounts(proc_root: str = "/proc") -> list[str]:
     return out
 
 
-def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Sweep:
-    sweep = Sweep([])
+def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Discovered:
+    found = Discovered([])
     by_inode: dict[int, Netns] = {}
     # The host's namespace is init's; where PID 1 hides its namespace (a sandbox agent as
     # init), kthreadd's: kernel threads live in the initial namespace.
@@ -101,7 +101,7 @@ def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Swe
                       if _inode(p) is not None), None)
     if host_path is None:  # not root: our own namespace stands for the host's
         host_path = f"{proc_root}/self/ns/net"
-        sweep.notes.append(Msg("the host's namespace (PID 1's) is unreadable without root: this "
+        found.notes.append(Msg("the host's namespace (PID 1's) is unreadable without root: this "
                                "process's namespace is reported as the host's"))
     host = _inode(host_path)
     if host is None:
@@ -137,14 +137,14 @@ def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Swe
     for ino, (_, pid) in oldest.items():
         _name_from_process(by_inode[ino], proc_root, pid, runtime)
     if gone:
-        sweep.notes.append(Msg("{gone} processes exited during the namespace sweep", gone=gone))
+        found.notes.append(Msg("{gone} processes exited during the namespace sweep", gone=gone))
     if denied:
-        sweep.notes.append(Msg("{denied} processes' namespaces could not be read (permission "
+        found.notes.append(Msg("{denied} processes' namespaces could not be read (permission "
                                "denied)", denied=denied))
     host_ns = by_inode.pop(host)
     rest = sorted(by_inode.values(), key=lambda n: (n.label.startswith("netns:"), n.label))
-    sweep.namespaces = [host_ns, *rest]
-    return sweep
+    found.namespaces = [host_ns, *rest]
+    return found
 
 
 def _name_from_process(ns: Netns, proc_root: str, pid: int, runtime: RuntimeFiles) -> None:
@@ -182,22 +182,22 @@ def entry_path(ns: Netns) -> str:
         os.close(fd)
 
 
-def select(sweep: Sweep, spec: str) -> list[Netns]:
+def select(found: Discovered, spec: str) -> list[Netns]:
     """--netns all, pod:NAMESPACE/NAME, container:ID-OR-NAME, or a name/label."""
     if spec == "all":
-        return sweep.namespaces
+        return found.namespaces
     kind, _, want = spec.partition(":")
     if kind == "pod":
-        hit = [n for n in sweep.namespaces if n.pod == want]
+        hit = [n for n in found.namespaces if n.pod == want]
     elif kind == "container":
-        hit = [n for n in sweep.namespaces if n.container and (
+        hit = [n for n in found.namespaces if n.container and (
             n.container == want or (len(want) >= 4 and n.container.startswith(want)))]
     else:
-        hit = [n for n in sweep.namespaces if spec in (n.label, n.name)]
+        hit = [n for n in found.namespaces if spec in (n.label, n.name)]
     if not hit:
-        known = ", ".join(n.label for n in sweep.namespaces[:8])
+        known = ", ".join(n.label for n in found.namespaces[:8])
         raise TcpDoctorError(Msg("--netns {spec}: no such namespace on this host (found: "
                                  "{known}{more})", spec=spec, known=known,
-                                 more=", ..." if len(sweep.namespaces) > 8
+                                 more=", ..." if len(found.namespaces) > 8
                                  else ""))
     return hit

@@ -21,6 +21,14 @@ class Target:
     owners: bool = True
     proc_root: str = "/proc"
 
+    def netns_inode(self) -> int | None:
+        """The inode of the namespace read (None: the one tcpdoctor runs in)."""
+        if self.netns is None:
+            return None
+        from tcpdoctor.sources.netns import inode
+
+        return inode(self.netns)
+
     @property
     def where(self) -> str:
         return f"netns {self.netns}" if self.netns else Msg("host")

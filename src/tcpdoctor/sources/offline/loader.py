@@ -12,7 +12,6 @@ import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -26,6 +25,7 @@ from tcpdoctor.model.columns import (
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTEN
+from tcpdoctor.model.times import iso
 from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
 from tcpdoctor.sources.offline import bundle, detect, foreign, netstat_fast, textdump
@@ -197,7 +197,7 @@ def _file_time(path: str) -> str:
     """When a saved file was written (its mtime), the best guess of its snapshot's time."""
     if path == "-":
         return ""
-    return datetime.fromtimestamp(os.path.getmtime(path), UTC).isoformat(timespec="seconds")
+    return iso(os.path.getmtime(path))
 
 
 def _read_rest(stream: BinaryIO, name: str) -> bytes:

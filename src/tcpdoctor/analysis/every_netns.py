@@ -1,0 +1,78 @@
+"""A diagnosis of many network namespaces (--netns all): one report per namespace, each
+finding naming where it was found; the host's exit code is the worst over all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpdoctor.analysis.check import SCHEMA, Report, run_rules
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.registry import Finding
+from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.i18n import Msg
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.status import ExitCode
+
+
+@dataclass
+class EveryNetnsReport:
+    where: list[dict[str, Any]]  # per namespace: netns, netns_inode, pod, container
+    reports: list[Report | None]  # None: no TCP socket there (not read)
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[dict[str, Any], Report]]:
+        return [(w, r) for w, r in zip(self.where, self.reports, strict=True) if r is not None]
+
+    def findings(self) -> list[tuple[dict[str, Any], Finding]]:
+        """Every finding with where it was found, most severe first, then most sockets."""
+        out = [(w, f) for w, r in self.rows() for f in r.findings]
+        out.sort(key=lambda wf: (-wf[1].severity.rank, wf[0]["netns"]))
+        return out
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per namespace: its names and counts, the largest first."""
+        out = [{**w, **r.snap.summary(), "findings": [f.id for f in r.findings]}
+               for w, r in self.rows()]
+        return sorted(out, key=lambda s: (-s["total"], s["netns"]))
+
+    def totals(self) -> dict[str, Any]:
+        states = dict.fromkeys(STATE_NAMES, 0)
+        for _, r in self.rows():
+            for name, n in r.snap.state_counts().items():
+                states[name] += n
+        total = sum(states.values())
+        return {"total": total, "established": states["ESTABLISHED"],
+                "non_established": total - states["ESTABLISHED"], "states": states}
+
+    def exit_code(self) -> ExitCode:
+        return max((r.exit_code() for _, r in self.rows()), default=ExitCode.OK)
+
+    def as_json(self, host: str, kernel: str, taken_at: str) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA, "source": Msg("netlink (every namespace)"), "host": host,
+            "kernel": kernel, "netns": "all", "taken_at": taken_at, **self.totals(),
+            "namespaces": self.summary(),
+            "findings": [{**f.as_json(), **w} for w, f in self.findings()],
+            "notes": self.notes,
+        }
+
+
+def split(snap: Snapshot, kernel: KernelState | None,
+          thresholds: Thresholds | None = None) -> EveryNetnsReport:
+    """A saved --netns all snapshot, diagnosed namespace by namespace; the kernel figures
+    it holds are the host's, so only the host namespace's rules see them."""
+    ids = snap.columns["netns_id"]
+    reports: list[Report | None] = []
+    for i, space in enumerate(snap.spaces):
+        mask = ids == i
+        if not mask.any():
+            reports.append(None)
+            continue
+        part = snap.select(mask)
+        part.netns, part.spaces = str(space["netns"]), []
+        own = kernel if space["netns"] == "host" else None
+        reports.append(run_rules(Context.saved(part, own), thresholds))
+    return EveryNetnsReport(list(snap.spaces), reports, list(snap.notes))

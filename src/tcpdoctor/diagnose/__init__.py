@@ -1,0 +1,107 @@
+"""One live diagnosis: the only place where a live sample meets the rules.
+
+check, watch, record, the exporter and tune all call diagnose() (repeat.Repeated for the
+long-running ones), so that they give the same findings for the same host: the same counter
+deltas, open-file counts and thresholds. This package sits above sources and analysis and
+below history, render and the interfaces; it also holds what acts on the host on the
+diagnosis' behalf (sysctl_apply).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpdoctor.analysis.check import Report, run_rules
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.every_netns import EveryNetnsReport
+from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.sources import kstate
+from tcpdoctor.sources.live import LiveSample, sample
+from tcpdoctor.sources.target import Target
+
+
+@dataclass
+class Diagnosis:
+    sample: LiveSample
+    report: Report
+    duration: float  # seconds the sample and the rules took (the interval included)
+    started: float = field(default_factory=time.time)  # when the sockets were read
+
+
+def diagnose(target: Target, thresholds: Thresholds | None = None, interval: float = 1.0,
+             previous: KernelState | None = None, trace: float = 0.0,
+             tracing: Any = None) -> Diagnosis:
+    """Sample the target (rates over `interval`, or since `previous`) and run every rule;
+    with `trace` seconds, the kernel's tracepoints are read alongside the sample; with a
+    running trace (`tracing`), what it saw since the previous diagnosis is used."""
+    started, t0 = time.time(), time.perf_counter()
+    tracer = _start_trace(trace)
+    got = sample(target, interval, previous)
+    nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
+    ctx = Context(got.snap, got.kernel, got.deltas, got.interval,
+                  got.owners.fd_counts if got.owners else None, nofile)
+    if tracer is not None:
+        ctx.trace = _finish_trace(*tracer, target)
+    elif tracing is not None:
+        ctx.trace = _trace_window(tracing, target)
+    report = run_rules(ctx, thresholds, live=True)
+    return Diagnosis(got, report, time.perf_counter() - t0, started)
+
+
+def _start_trace(seconds: float) -> tuple[Any, Any] | None:
+    return _begin_trace(seconds) if seconds > 0 else None
+
+
+def _begin_trace(seconds: float | None) -> tuple[Any, Any]:
+    """A trace running in its thread (for `seconds`, or until stopped), or its error."""
+    from tcpdoctor.sources.tracefs.run import Trace
+
+    run = Trace(seconds)
+    thread = run.start_thread()
+    if run.error is not None:
+        raise run.error
+    return run, thread
+
+
+def _finish_trace(run: Any, thread: Any, target: Target) -> dict[str, Any]:
+    thread.join()
+    if run.error is not None:
+        raise run.error
+    result: dict[str, Any] = run.result(target.netns_inode())
+    return result
+
+
+def _trace_window(run: Any, target: Target) -> dict[str, Any]:
+    if run.error is not None:
+        raise run.error
+    result: dict[str, Any] = run.window(target.netns_inode())
+    return result
+
+
+def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None,
+                 interval: float = 1.0, previous: dict[int, KernelState] | None = None,
+                 ) -> tuple[EveryNetnsReport, list[LiveSample | None]]:
+    """Every namespace --netns SPEC names (all, pod:NS/NAME, container:ID), sampled
+    together: one interval for all (or the rates since `previous`, per namespace inode),
+    one owner scan; the host report and each namespace's sample."""
+    from tcpdoctor.analysis.every_netns import EveryNetnsReport
+    from tcpdoctor.sources import every_netns, namespaces
+
+    found = every_netns.discover(target)
+    spaces = namespaces.select(found, spec)
+    got = every_netns.sample_all(target, spaces, interval, previous=previous)
+    nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
+    reports: list[Report | None] = []
+    for s in got.samples:
+        if s is None:
+            reports.append(None)
+            continue
+        ctx = Context(s.snap, s.kernel, s.deltas, s.interval,
+                      s.owners.fd_counts if s.owners else None, nofile)
+        reports.append(run_rules(ctx, thresholds, live=True))
+    where = [ns.as_json() for ns in spaces]
+    return EveryNetnsReport(where, reports, found.notes + got.notes), got.samples

@@ -1,2 +1,0 @@
-"""What changes the host or the disk: atomic file writes, sysctl apply/rollback, malloc
-settings of the long-running commands."""

@@ -1,0 +1,108 @@
+"""Issue 18: the collect script under dash and BusyBox sh, as root and not, in lab
+
+The tests that need root; the root-free ones, and the helpers both use, are in
+tests/unit/test_collect.py."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+from tcpdoctor.lab.net import LabNet
+from tests.conftest import live, tcpdoctor, tcpdoctor_json
+from tests.unit.test_collect import (  # noqa: F401
+    busybox_path,
+    close_wait_lab,
+    findings,
+    needs_busybox,
+    out_dir,
+    run_script,
+    script,
+)
+
+
+@live
+def test_dash_root_bundle_reports_what_check_reports(close_wait_lab: LabNet, script: Path,
+                                                      out_dir: Path) -> None:
+    lab = close_wait_lab
+    path = run_script(lab.name, script, out_dir, ["dash"])
+    got = tcpdoctor_json("analyze", str(path), "--json")
+    want = tcpdoctor_json("check", "--json", "--netns", lab.name, "--interval", "1")
+    assert findings(got) == findings(want)
+    assert ("CLOSE_WAIT_LEAK", "warning", ("td-leaky",)) in findings(got)
+    assert got["states"] == want["states"]
+    assert {r["id"] for r in got["rules_skipped"]} == {r["id"] for r in want["rules_skipped"]}
+    assert got["interval_seconds"] >= 1.0  # two readings: rates
+    assert got["source"].startswith("bundle ") and got["host"] and got["kernel"]
+    assert got["cost"]["objects_priced"] and got["cost"]["buffers_measured"]
+
+
+@live
+@needs_busybox
+def test_busybox_root_reads_proc_net_tcp_and_owners(close_wait_lab: LabNet, script: Path,
+                                                     out_dir: Path, busybox_path: Path) -> None:
+    lab = close_wait_lab
+    env = {"PATH": str(busybox_path)}
+    path = run_script(lab.name, script, out_dir, [str(busybox_path / "sh")], env)
+    with tarfile.open(path) as tar:
+        names = {Path(m.name).name for m in tar.getmembers()}
+    assert "ss.txt" not in names and {"tcp", "owners.txt", "processes.txt"} <= names
+    got = tcpdoctor_json("analyze", str(path), "--json")
+    want = tcpdoctor_json("check", "--json", "--netns", lab.name, "--interval", "1")
+    assert findings(got) == findings(want)
+    assert got["states"] == want["states"]
+    assert any("ss not found" in n for n in got["notes"])
+
+
+@live
+@needs_busybox
+def test_busybox_as_nobody_gives_a_partial_bundle_with_notes(
+        close_wait_lab: LabNet, script: Path, out_dir: Path, busybox_path: Path) -> None:
+    env = {"PATH": str(busybox_path), "HOME": "/tmp"}
+    path = run_script(close_wait_lab.name, script, out_dir, [str(busybox_path / "sh")], env,
+                      user=True)
+    proc = tcpdoctor("analyze", str(path), "--json")
+    assert proc.returncode == 1, proc.stderr  # the leak is still found, owner unknown
+    got = json.loads(proc.stdout)
+    assert got["states"]["CLOSE_WAIT"] == 200
+    leak = next(f for f in got["findings"] if f["id"] == "CLOSE_WAIT_LEAK")
+    assert leak["processes"] == []
+    notes = " ".join(got["notes"])
+    assert "not run as root" in notes and "slabinfo" in notes
+    assert not got["cost"]["objects_priced"]
+
+
+@live
+def test_all_netns_bundle_and_diff_of_two_bundles(close_wait_lab: LabNet, script: Path,
+                                                  out_dir: Path) -> None:
+    lab = close_wait_lab
+    path = run_script(None, script, out_dir, ["dash"], extra=("--all-netns",))
+    host = tcpdoctor_json("analyze", str(path), "--json")
+    assert any(lab.name in n and "--netns NAME" in n for n in host["notes"])
+    inside = tcpdoctor_json("analyze", str(path), "--json", "--netns", lab.name)
+    assert inside["netns"] == lab.name and inside["states"]["CLOSE_WAIT"] == 200
+    assert ("CLOSE_WAIT_LEAK", "warning", ("td-leaky",)) in findings(inside)
+    missing = tcpdoctor("analyze", str(path), "--netns", "no-such-ns")
+    assert missing.returncode == 3 and lab.name in missing.stderr
+    second = run_script(lab.name, script, out_dir, ["dash"])
+    proc = tcpdoctor("diff", str(path), str(second), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["states"]["CLOSE_WAIT"]["change"] == 200
+
+
+@live
+def test_bundle_carries_rates(script: Path, out_dir: Path) -> None:
+    """Rate-based rules run on a bundle: a tiny tcp_max_tw_buckets under steady short
+    connections makes TCPTimeWaitOverflow rise between the two readings."""
+    with LabNet(prefix="tdcollect") as lab:
+        lab.sysctl(lab.name, "net.ipv4.tcp_max_tw_buckets", "4")
+        lab.spawn(lab.peer, "td-api", [{"kind": "listen", "addr": "198.18.0.2", "port": 8080,
+                                        "accept": "close-on-eof"}])
+        lab.spawn(lab.name, "td-client", [{"kind": "connect", "addr": "198.18.0.2",
+                                           "port": 8080, "n": 3000, "pause": 0.004,
+                                           "then": "close", "background": True}])
+        path = run_script(lab.name, script, out_dir, ["dash"])
+    got = tcpdoctor_json("analyze", str(path), "--json")
+    tw = next(f for f in got["findings"] if f["id"] == "TW_BUCKET_OVERFLOW")
+    assert tw["severity"] == "critical" and tw["evidence"]["TCPTimeWaitOverflow_delta"] > 0
