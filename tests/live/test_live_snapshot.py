@@ -7,10 +7,12 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from tcpdoctor.lab.net import LabNet
-from tcpdoctor.model.tcp import STATE_NAMES
+from tcpdoctor.model.snapshot import Snapshot
+from tcpdoctor.model.tcp import STATE_NAMES, TCP_LISTEN
 from tcpdoctor.sources.live import take_snapshot
 from tests.conftest import (
     POPULATION,
@@ -48,10 +50,16 @@ def test_procfs_matches_netlink(population: LabNet) -> None:
     pf = take_snapshot("procfs", population.name)
     assert pf.source == "procfs"
     assert nl.state_counts() == pf.state_counts()
-    key = ("state", "sport", "dport", "laddr_lo", "raddr_lo", "raddr_hi")
-    rows_nl = sorted(zip(*(nl.columns[k].tolist() for k in key), strict=True))
-    rows_pf = sorted(zip(*(pf.columns[k].tolist() for k in key), strict=True))
-    assert rows_nl == rows_pf
+    key = ("state", "sport", "dport", "laddr_lo", "raddr_lo", "raddr_hi", "rqueue", "wqueue")
+
+    def rows(snap: Snapshot) -> list[tuple[int, ...]]:
+        # a listener's wqueue is its backlog limit in netlink and 0 in /proc/net/tcp
+        wq = np.where(snap.columns["state"] == TCP_LISTEN, 0, snap.columns["wqueue"])
+        cols = {**snap.columns, "wqueue": wq}
+        return sorted(zip(*(cols[k].tolist() for k in key), strict=True))
+
+    assert rows(nl) == rows(pf)
+    assert any(r[6] for r in rows(pf)), "the population has unread data somewhere"
     # Inodes of full sockets agree too (TIME_WAIT and request sockets have none).
     assert sorted(nl.columns["inode"].tolist()) == sorted(pf.columns["inode"].tolist())
 

@@ -18,7 +18,7 @@ import pytest
 
 from tcpdoctor.lab import scenarios
 from tcpdoctor.lab.net import LabNet
-from tcpdoctor.model import bundle
+from tcpdoctor.model import bundle_layout
 from tcpdoctor.model.kernel_state import SLAB_CACHES, SYSCTLS
 from tests.conftest import tcpdoctor
 
@@ -108,8 +108,8 @@ def test_script_is_generated_from_the_readers_tables() -> None:
         assert "sys/" + key.replace(".", "/") in text, key
     for cache in SLAB_CACHES:
         assert cache in text
-    assert f"{bundle.FORMAT_NAME}" in text and "format=1" in text.replace(
-        f"format={bundle.VERSION}", "format=1")
+    assert f"{bundle_layout.FORMAT_NAME}" in text and "format=1" in text.replace(
+        f"format={bundle_layout.VERSION}", "format=1")
     for shell in (["dash", "-n"], [BUSYBOX, "sh", "-n"] if BUSYBOX else None):
         if shell and shutil.which(shell[0]):
             proc = subprocess.run([*shell], input=text, capture_output=True, text=True)

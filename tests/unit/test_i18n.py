@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
-from tcpdoctor.cli.catalog import Entry, catalogs, click_ids, mo_bytes, own_ids, read_po
 
+from tcpdoctor.cli.catalog import Entry, catalogs, click_ids, mo_bytes, own_ids, read_po
 from tcpdoctor.i18n import Cat, Msg, choose, joined, set_language, tr
 
 DATA = Path(__file__).parents[1] / "data" / "real"

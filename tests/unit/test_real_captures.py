@@ -50,17 +50,17 @@ def test_refused_formats_say_what_to_capture(name: str) -> None:
     assert "capture" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_no_capture_is_exit_0_with_rows_left_out() -> None:
-    for name in READ:
-        proc = tcpdoctor("analyze", str(REAL / name))
-        unread = EXPECTED[name].get("unread", 0)
-        assert "Traceback" not in proc.stderr, name
-        if unread:
-            assert proc.returncode != 0, name
-            assert "No problems found" not in proc.stdout
-            assert "could not be read" in proc.stdout and "line 4: 'TCP bubba" in proc.stdout
-        else:
-            assert proc.returncode == 0, (name, proc.stdout, proc.stderr)
+@pytest.mark.parametrize("name", READ)
+def test_no_capture_is_exit_0_with_rows_left_out(name: str) -> None:
+    proc = tcpdoctor("analyze", str(REAL / name))
+    unread = EXPECTED[name].get("unread", 0)
+    assert "Traceback" not in proc.stderr, name
+    if unread:
+        assert proc.returncode != 0, name
+        assert "No problems found" not in proc.stdout
+        assert "could not be read" in proc.stdout and "line 4: 'TCP bubba" in proc.stdout
+    else:
+        assert proc.returncode == 0, (name, proc.stdout, proc.stderr)
 
 
 @pytest.mark.parametrize("prefix", ["    ", "\t", "> ", ">    "])

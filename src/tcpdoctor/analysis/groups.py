@@ -14,7 +14,7 @@ from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr, is_v4, parse_addr, prefix_masks
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.snapshot import Snapshot
-from tcpdoctor.model.tcp import NUM_STATES, STATE_NAMES, TCP_ESTABLISHED, parse_state_name
+from tcpdoctor.model.tcp import NUM_STATES, STATE_NAMES, parse_state_option
 
 # Re-exported: the names live in a numpy-free module that option parsers can import.
 __all__ = ["GROUP_KEYS", "HISTORY_DIMENSIONS", "WATCH_DIMENSIONS"]
@@ -156,18 +156,7 @@ def filter_mask(snap: Snapshot, states: list[str] | None = None, ports: list[int
     mask = np.ones(len(snap), dtype=bool)
     if states:
         wanted = np.zeros(NUM_STATES, dtype=bool)
-        for s in states:
-            key = s.strip().lower().replace("_", "-")
-            if key in ("non-established", "non-estab"):
-                wanted[:] = True
-                wanted[TCP_ESTABLISHED] = False
-                continue
-            try:
-                wanted[parse_state_name(s)] = True
-            except ValueError:
-                raise TcpDoctorError(Msg("--state: unknown TCP state {s!r} (e.g. time-wait, "
-                                         "close-wait, established, non-established)",
-                                         s=s)) from None
+        wanted[parse_state_option(states, groups=True)] = True
         mask &= wanted[c["state"]]
     if ports:
         mask &= np.isin(c["sport"], ports) | np.isin(c["dport"], ports)

@@ -33,6 +33,13 @@ def run(invoke: Callable[[], int | None]) -> int:
         return ExitCode.UNKNOWN
     except (click.exceptions.Abort, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
+    except SystemExit as exc:
+        from tcpdoctor.render.output import reader_gone, reader_left
+
+        if exc.code == 1 and reader_left():  # click's echo met a closed pipe (--help | head)
+            reader_gone()
+            return ExitCode.OK
+        raise
     except BrokenPipeError:
         # A write that did not go through render.output met a closed pipe: stop quietly.
         from tcpdoctor.render.output import reader_gone

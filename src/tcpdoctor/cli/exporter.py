@@ -16,7 +16,8 @@ from tcpdoctor.i18n import Msg
 @click.option("--all-netns", is_flag=True,
               help="Export every network namespace of the host (= --netns all): the --top "
                    "namespaces with the most sockets by name, the rest as netns=\"other\".")
-@click.option("--top", "top_n", default=10, show_default=True, type=click.IntRange(1, 1000),
+@click.option("-n", "--top", "top_n", default=10, show_default=True,
+              type=click.IntRange(1, 1000),
               help="Per-port and per-remote series: the N largest, the rest as 'other'.")
 @click.option("--max-scrape-seconds", default=10.0, show_default=True,
               type=click.FloatRange(min=0.1),

@@ -41,7 +41,8 @@ def series(sock: SocketOptions, thresholds: Any, top_n: int,
               help="Thin samples older than this ...")
 @click.option("--downsample-to", "bucket", default="5m", show_default=True,
               help="... to one per period (the one with most non-established sockets).")
-@click.option("--top", "top_n", default=5, show_default=True, type=click.IntRange(1, 100),
+@click.option("-n", "--top", "top_n", default=5, show_default=True,
+              type=click.IntRange(1, 100),
               help="Groups kept per state for remote IP, service port and process.")
 @click.option("--namespaces", default=10, show_default=True, type=click.IntRange(1, 1000),
               help="With --netns all: the namespaces with the most sockets stored per sample.")
@@ -88,7 +89,8 @@ def record_command(sock: SocketOptions, thresholds: Any, db: str | None, interva
               help="Compare two windows, e.g. before and after tuning: --compare 2d..1d 1d..now")
 @click.option("--last", default=40, show_default=True, type=click.IntRange(min=1),
               help="Table rows shown (the most recent samples).")
-@click.option("-n", "limit", default=5, show_default=True, type=click.IntRange(min=1),
+@click.option("-n", "--top", "limit", default=5, show_default=True,
+              type=click.IntRange(min=1),
               help="Top groups per dimension in --compare.")
 @click.option("--netns", metavar="NAME",
               help="The samples of this namespace (`host` for the host's), when the "

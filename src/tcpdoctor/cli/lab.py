@@ -10,7 +10,8 @@ from tcpdoctor.render.output import write
 
 @click.command()
 @click.argument("scenario", required=False)
-@click.option("--n", "count", type=click.IntRange(min=1), help="How many sockets to build.")
+@click.option("--sockets", "--n", "count", type=click.IntRange(min=1),
+              help="How many sockets to build (--n: the older spelling).")
 @click.option("--hold", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds to hold the pathology before tearing it down.")
 @click.option("--list", "list_all", is_flag=True, help="List the scenarios.")

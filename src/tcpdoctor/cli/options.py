@@ -70,11 +70,14 @@ class SocketOptions:
 
 
 def socket_options(command: str, not_used: dict[str, str] | None = None,
-                   many_netns: bool = False, no_processes_help: str | None = None
+                   many_netns: bool = False, no_processes_help: str | None = None,
+                   netns_help: str | None = None, json_help: str | None = None,
                    ) -> Callable[[F], F]:
     """Add the common options; the command receives them as one `sock: SocketOptions`.
 
     not_used: option -> why it makes no sense for this command (listed, refused if used).
+    netns_help, json_help: what the option means for this command, when it is not the
+    usual (trace filters events by namespace; its JSON is a stream).
     """
     why = not_used or {}
 
@@ -83,12 +86,14 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
 
     opts = [
         click.option("--json", "as_json", is_flag=True,
-                     help=helptext("--json", "Machine output on stdout (nothing else there).")),
+                     help=helptext("--json", json_help
+                                   or "Machine output on stdout (nothing else there).")),
         click.option("--netns", multiple=many_netns, metavar="NAME|PATH",
                      shell_complete=_complete_netns,
                      help=helptext("--netns", NETNS_HELP + (" Repeatable." if many_netns
                                                             else "")
-                                   + (ALL_HELP if command in SWEEPING else ""))),
+                                   + (ALL_HELP if command in SWEEPING else "")
+                                   + (" " + netns_help if netns_help else ""))),
         click.option("-4", "ipv4_only", is_flag=True, help=helptext("-4", "IPv4 sockets only.")),
         click.option("-6", "ipv6_only", is_flag=True, help=helptext("-6", "IPv6 sockets only.")),
         click.option("--source", type=click.Choice(SOURCES), default="auto", show_default=True,

@@ -106,7 +106,8 @@ def _priced(snap: Snapshot, target: Target) -> SocketCost:
 @click.option("--ip", "ips", multiple=True,
               help="Only sockets whose remote address is in ADDR[/PREFIX] (repeatable).")
 @click.option("--pid", "pids", multiple=True, type=int, help="Only sockets of this pid.")
-@click.option("-n", "limit", default=10, show_default=True, type=click.IntRange(min=1),
+@click.option("-n", "--top", "limit", default=10, show_default=True,
+              type=click.IntRange(min=1),
               help="Show the N largest groups; the rest is counted in 'other'.")
 @click.option("--prefix", "prefix", default="24,64", show_default=True,
               help="Prefix lengths for remote-net: IPv4,IPv6.")
@@ -203,7 +204,8 @@ def snapshot(sock: SocketOptions, output: str) -> None:
 @click.argument("before")
 @click.argument("after")
 @click.option("--json", "as_json", is_flag=True, help="Machine output on stdout.")
-@click.option("-n", "limit", default=5, show_default=True, type=click.IntRange(min=1),
+@click.option("-n", "--top", "limit", default=5, show_default=True,
+              type=click.IntRange(min=1),
               help="Groups to show per dimension.")
 def diff(before: str, after: str, as_json: bool, limit: int) -> ExitCode:
     """Compare two snapshots (or any inputs `analyze` reads): states, top movers, findings,

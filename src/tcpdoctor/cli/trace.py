@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from typing import Any
 
 import click
 
+from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.i18n import _f, tr
-from tcpdoctor.render.output import emit_json, write
+from tcpdoctor.model.tcp import STATE_NAMES, parse_state_option
+from tcpdoctor.render.output import emit_json, emit_ndjson, write
 from tcpdoctor.status import ExitCode
 
 
@@ -19,10 +20,6 @@ from tcpdoctor.status import ExitCode
               help="Sum up instead of streaming: per remote service and local port.")
 @click.option("--duration", type=click.FloatRange(0.1, 86_400), default=None,
               help="Seconds to trace (default: 10 with --summary, else until Ctrl-C).")
-@click.option("--json", "as_json", is_flag=True,
-              help="JSON: one object per event (NDJSON), or the summary object.")
-@click.option("--netns", default=None, metavar="NAME|PATH",
-              help="Only connections of processes in this network namespace.")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Stream: only events on this local or remote port.")
 @click.option("--ip", default=None, help="Stream: only events with this address.")
@@ -30,11 +27,17 @@ from tcpdoctor.status import ExitCode
 @click.option("--pid", type=int, default=None, help="Stream: only events of this pid.")
 @click.option("--state", default=None,
               help="Stream: only changes into or out of this state (e.g. TIME_WAIT).")
+@socket_options("trace", not_used={
+    "--source": "the tracepoints are the source",
+    "--no-processes": "events name the process that caused them at no cost"},
+    netns_help="Only connections of processes in this namespace (`all`: every one, the "
+               "default).", json_help="JSON: one object per event (NDJSON), or the summary "
+                                      "object.")
 @click.option("--reader", type=click.Choice(["auto", "raw", "text"]), default="auto",
               show_default=True,
               help="raw: the binary per-CPU buffers; text: the slower trace_pipe; auto: raw, "
                    "else text with a note.")
-def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | None,
+def trace(sock: SocketOptions, as_summary: bool, duration: float | None,
           port: int | None, ip: str | None, comm: str | None, pid: int | None,
           state: str | None, reader: str) -> int:
     """Trace TCP connections through the kernel's tracepoints (root; nothing to compile).
@@ -50,18 +53,21 @@ def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | 
       sudo tcpdoctor trace --port 3306 --state TIME_WAIT
       sudo tcpdoctor trace --summary --duration 10 who opens, who closes, lifetimes
       sudo tcpdoctor trace --summary --json --netns blue
+      sudo tcpdoctor trace -6 --netns pod:shop/cart-7d9f
     """
+    as_json = sock.as_json
+    state_name = STATE_NAMES[parse_state_option([state])[0] - 1] if state else None
     from tcpdoctor.sources.tracefs.instance import tracefs_root
 
     tracefs_root()  # root and a mounted tracefs, or exit 3 with the reason, before all else
     from tcpdoctor.sources.tracefs.run import Trace
 
     seconds = duration if duration is not None else (10.0 if as_summary else None)
-    want = _netns_inode(netns)
-    filters = {"port": port, "ip": ip, "comm": comm, "pid": pid,
-               "state": state.upper().replace("-", "_") if state else None}
+    target = sock.target(every_netns=True)  # pod:/container: resolved; all = no filter
+    want = target.netns_inode()
+    filters = {"port": port, "ip": ip, "comm": comm, "pid": pid, "state": state_name}
     on_batch = None if as_summary else _streamer(as_json, filters, want)
-    run = Trace(seconds, on_batch, reader=reader)
+    run = Trace(seconds, on_batch, reader=reader, families=_families(sock))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the trace, not the report
         run.run()
     result = run.result(want)
@@ -81,12 +87,11 @@ def trace(as_summary: bool, duration: float | None, as_json: bool, netns: str | 
     return ExitCode.WARNING if result["events_lost"] else ExitCode.OK
 
 
-def _netns_inode(netns: str | None) -> int | None:
-    if netns is None:
-        return None
-    from tcpdoctor.sources.netns import inode
+def _families(sock: SocketOptions) -> tuple[int, ...]:
+    from tcpdoctor.model.tcp import AF_INET, AF_INET6
 
-    return inode(netns)
+    v4, v6 = sock.families()
+    return (AF_INET,) * v4 + (AF_INET6,) * v6
 
 
 def _streamer(as_json: bool, filters: dict[str, Any], netns: int | None) -> Any:
@@ -99,7 +104,10 @@ def _streamer(as_json: bool, filters: dict[str, Any], netns: int | None) -> Any:
 
     def emit(cols: Any, tracker: Any) -> None:
         for e in events(cols, tracker.comms, last, filters, netns):
-            write((json.dumps(e) if as_json else stream_line(e)) + "\n")
+            if as_json:
+                emit_ndjson(e)
+            else:
+                write(stream_line(e) + "\n")
     return emit
 
 

@@ -14,7 +14,7 @@ from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.store import History
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.history import Stored
-from tcpdoctor.model.tcp import STATE_NAMES, parse_state_name
+from tcpdoctor.model.tcp import STATE_NAMES, parse_state_option
 from tcpdoctor.model.times import iso_ms
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -59,14 +59,7 @@ def parse_window(text: str, now: float | None = None) -> tuple[float, float]:
 
 
 def parse_states(values: tuple[str, ...]) -> list[str]:
-    out = []
-    for v in values:
-        try:
-            out.append(STATE_NAMES[parse_state_name(v) - 1])
-        except ValueError:
-            raise TcpDoctorError(Msg("--state: unknown TCP state {v!r} (e.g. close-wait, "
-                                     "time-wait, syn-recv)", v=v)) from None
-    return out
+    return [STATE_NAMES[n - 1] for n in parse_state_option(values)]
 
 
 def sample_json(s: Stored) -> dict[str, Any]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+
+from tcpdoctor.errors import TcpDoctorError
+from tcpdoctor.i18n import Msg
 
 # include/net/tcp_states.h
 TCP_ESTABLISHED = 1
@@ -132,3 +137,21 @@ def parse_state_name(text: str) -> int:
     if key in STATE_ALIASES:
         return STATE_ALIASES[key]
     raise ValueError(f"unknown TCP state {text!r}")
+
+
+def parse_state_option(values: Iterable[str], option: str = "--state",
+                       groups: bool = False) -> list[int]:
+    """The one reading of a --state option (top, watch, history, trace): kernel state
+    numbers; groups=True also takes non-established. Unknown names: one clear error."""
+    out: list[int] = []
+    for v in values:
+        if groups and v.strip().lower().replace("_", "-") in ("non-established", "non-estab"):
+            out += [n for n in range(NUM_STATES) if n != TCP_ESTABLISHED]
+            continue
+        try:
+            out.append(parse_state_name(v))
+        except ValueError:
+            raise TcpDoctorError(Msg("{option}: unknown TCP state {v!r} (e.g. time-wait, "
+                                     "close-wait, syn-recv{more})", option=option, v=v,
+                                     more=", non-established" if groups else "")) from None
+    return out

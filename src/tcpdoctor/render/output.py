@@ -39,6 +39,19 @@ def reader_gone() -> None:
         pass
 
 
+def reader_left() -> bool:
+    """stdout is a pipe whose reader has closed it (poll reports an error on its write end):
+    click's own echo (help, --version) turns that into SystemExit(1)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def on_terminal() -> bool:
     """stdout is a terminal (full-screen views), not a pipe or a file."""
     return sys.stdout.isatty()

@@ -28,7 +28,7 @@ from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTE
 from tcpdoctor.model.times import iso
 from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
-from tcpdoctor.sources.offline import bundle, detect, foreign, netstat_fast, textdump
+from tcpdoctor.sources.offline import bundle_reader, detect, foreign, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
@@ -144,11 +144,11 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
         if not head.strip():
             raise TcpDoctorError(Msg("{name}: empty file (expected {FORMATS})", name=name,
                                      FORMATS=FORMATS))
-        if bundle.looks_like(head):
+        if bundle_reader.looks_like(head):
             if path == "-":
                 raise TcpDoctorError(Msg("a collect bundle is read from its file, not stdin: "
                                          "tcpdoctor analyze BUNDLE.tar.gz"))
-            return bundle.load(path, strict, reduce_above, netns)
+            return bundle_reader.load(path, strict, reduce_above, netns)
         if netns is not None:
             raise TcpDoctorError(Msg("{name}: --netns picks a namespace of a collect bundle; "
                                      "this input is not one", name=name))

@@ -28,8 +28,10 @@ class Trace:
 
     def __init__(self, seconds: float | None,
                  on_batch: Callable[[dict[str, np.ndarray], Tracker], None] | None = None,
-                 stop: threading.Event | None = None, reader: str = "auto") -> None:
+                 stop: threading.Event | None = None, reader: str = "auto",
+                 families: tuple[int, ...] | None = None) -> None:
         self.seconds = seconds
+        self.families = families  # address families kept (-4/-6); None: both
         self.mode = reader  # raw, text, or auto: raw, else the text pipe (with a note)
         self.reader = ""
         self.note = ""
@@ -90,6 +92,9 @@ class Trace:
             more, safe = reader.poll(batch)
             drained = not more
             cols = self.order.take(batch, None if final and drained else safe)
+            if self.families is not None and len(self.families) < 2:
+                keep = np.isin(cols["family"], self.families)
+                cols = {k: v[keep] for k, v in cols.items()}
             if cols["ts"].shape[0]:
                 with self.lock:
                     self.tracker.feed(cols, self.reasons)

@@ -1,5 +1,5 @@
 """Collect bundles (`tcpdoctor collect`'s tar.gz): unpacked safely into a temporary
-directory, then read with the same readers as a live host (model/bundle.py has the layout).
+directory, then read with the same readers as a live host (model/bundle_layout.py has the layout).
 
 The two readings of the counters give rates, the sysctls and slab sizes come from the
 first, sockets from `ss` when the script found it (else /proc/net/tcp joined with the
@@ -20,7 +20,7 @@ import numpy as np
 
 from tcpdoctor.errors import ParseError, TcpDoctorError
 from tcpdoctor.i18n import Msg
-from tcpdoctor.model import bundle
+from tcpdoctor.model import bundle_layout
 from tcpdoctor.model.kernel_state import GLOBAL_SYSCTLS, KernelState, fill_global_sysctls
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.sources import kstate, owners
@@ -88,15 +88,15 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
 
 def meta(root: str, name: str) -> dict[str, str]:
     head = (kstate.read_text(os.path.join(root, "FORMAT")) or "").split()
-    if head[:1] != [bundle.FORMAT_NAME]:
+    if head[:1] != [bundle_layout.FORMAT_NAME]:
         raise ParseError(name, 1, Msg("a bundle with FORMAT '{format} "
-                                      "{version}'", format=bundle.FORMAT_NAME,
-                                      version=bundle.VERSION), " ".join(head))
-    if head[1:2] != [str(bundle.VERSION)]:
+                                      "{version}'", format=bundle_layout.FORMAT_NAME,
+                                      version=bundle_layout.VERSION), " ".join(head))
+    if head[1:2] != [str(bundle_layout.VERSION)]:
         raise TcpDoctorError(Msg("{name}: bundle format {got}; this tcpdoctor "
                                  "reads format {version} (upgrade tcpdoctor)", name=name,
                                  got=' '.join(head[1:2]) or '?',
-                                 version=bundle.VERSION))
+                                 version=bundle_layout.VERSION))
     meta = {}
     for line in (kstate.read_text(os.path.join(root, "meta.txt")) or "").splitlines():
         key, sep, value = line.partition("=")
@@ -231,7 +231,7 @@ def _bundle_sockets(root: str, base: str, names: dict[int, str], strict: bool,
     ss = os.path.join(base, "sockets", "ss.txt")
     if os.path.isfile(ss) and os.path.getsize(ss) > 0:
         return load_text(ss, strict, reduce_above)[0], "ss -tanpoiem"
-    files = [os.path.join(base, "sockets", f) for f in bundle.SOCKET_FILES]
+    files = [os.path.join(base, "sockets", f) for f in bundle_layout.SOCKET_FILES]
     parts = [load_text(f, strict, reduce_above)[0] for f in files
              if os.path.isfile(f) and os.path.getsize(f) > 0]
     if not parts:

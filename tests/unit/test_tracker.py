@@ -1,0 +1,82 @@
+"""The trace tracker fed a recorded batch of real kernel events (tests/data/trace, made by
+record_batch.py there): who opened, who closed first, how long connections lived, which
+failed — exact against what the recording did, without root or tracefs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tcpdoctor.model.trace import columns
+from tcpdoctor.sources.tracefs.follow import Comms, Tracker, summary
+
+TRACE = Path(__file__).parents[1] / "data" / "trace"
+TRUTH = json.loads((TRACE / "truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    comms = Comms()
+    comms.names = {int(k): v for k, v in json.loads((TRACE / "comms.json").read_text()).items()}
+    comms.netns = dict.fromkeys(comms.names, 1)  # the recording's one namespace
+    tracker = Tracker(comms)
+    events = np.load(TRACE / "batch.npy", allow_pickle=False)
+    # Fed in three batches, as the reader hands them over: sockets cross batches.
+    for part in np.array_split(events, 3):
+        tracker.feed(columns(part), {})
+    return summary(tracker, 8.0, 0)
+
+
+def remote(result: dict[str, Any], port: int) -> dict[str, Any]:
+    name = f"{TRUTH['addr']}:{port}"
+    [found] = [r for r in result["remote_services"] if r["service"] == name]
+    return found
+
+
+def local(result: dict[str, Any], port: int) -> dict[str, Any]:
+    [found] = [r for r in result["local_ports"] if r["port"] == port]
+    return found
+
+
+@pytest.mark.parametrize("case", ["client_closes", "server_closes"])
+def test_openers_are_the_clients_and_servers_serve_their_port(result: dict[str, Any],
+                                                              case: str) -> None:
+    c, n = TRUTH[case], TRUTH["n"]
+    assert remote(result, c["port"])["processes"] == {c["client"]: n}
+    # a connection the server accepted is the server's, never its opener's
+    assert local(result, c["port"])["processes"] == {c["server"]: n}
+    assert remote(result, c["port"])["opened"] == local(result, c["port"])["opened"] == n
+
+
+def test_who_closed_first(result: dict[str, Any]) -> None:
+    n = TRUTH["n"]
+    a, b = TRUTH["client_closes"], TRUTH["server_closes"]
+    assert remote(result, a["port"])["closed_first_by"] == {"local": n}
+    assert remote(result, a["port"])["closers"] == {a["client"]: n}
+    assert local(result, a["port"])["closed_first_by"] == {"remote": n}
+    assert remote(result, b["port"])["closed_first_by"] == {"remote": n}
+    assert local(result, b["port"])["closers"] == {b["server"]: n}
+
+
+def test_lifetimes_run_from_the_first_change_to_the_close(result: dict[str, Any]) -> None:
+    """Each connection was held HOLD ms: its lifetime is at least that, from connect() (or
+    the SYN) to the close, not from its last state change."""
+    hold = TRUTH["hold_ms"]
+    for case in ("client_closes", "server_closes"):
+        port = TRUTH[case]["port"]
+        for entry in (remote(result, port), local(result, port)):
+            p50 = entry["lifetime_ms"]["p50"]
+            assert hold <= p50 < hold + 500, (case, entry["lifetime_ms"])
+
+
+def test_refused_connects_fail_and_are_counted(result: dict[str, Any]) -> None:
+    closed = remote(result, TRUTH["closed_port"]["port"])
+    assert closed["failed"] == {"refused": TRUTH["refused"]}
+    assert closed["processes"] == {TRUTH["closed_port"]["client"]: TRUTH["refused"]}
+    [started] = [c for c in result["connects"]
+                 if c["service"].endswith(f":{TRUTH['closed_port']['port']}")]
+    assert started["started"] == TRUTH["refused"]
