@@ -7,7 +7,8 @@ through the tracker without root.
 In one private namespace (loopback traffic only), each client opens N connections and
 holds each HOLD seconds: td-cli-a to td-srv-a:8080, the client closing first; td-cli-b to
 td-srv-b:8081, the server closing first; td-cli-c to the closed port 8089 (refused).
-truth.json says what was done; comms.json the command name of every pid in the events.
+truth.json says what was done; comms.json the command name of every pid (thread) in the
+events.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tcpdoctor.lab.net import MAIN_ADDR, LabNet
+from tcpdoctor.sources.tracefs.follow import Comms
 from tcpdoctor.sources.tracefs.run import Trace
 
 HERE = Path(__file__).parent
@@ -102,6 +104,12 @@ def main() -> None:
                 p.kill()
             p.wait()
     events = np.concatenate(tables)
+    # Threads that ended before their names were read (a server closes in a worker thread):
+    # the tracer's own pid -> comm record has them.
+    saved = Comms._saved()
+    for pid in set(events["pid"].tolist()) - set(comms):
+        if pid > 0 and pid in saved:
+            comms[pid] = saved[pid]
     np.save(HERE / "batch.npy", events, allow_pickle=False)
     (HERE / "comms.json").write_text(json.dumps({str(k): v for k, v in sorted(comms.items())},
                                                 indent=1) + "\n")
