@@ -160,3 +160,21 @@ def test_no_path_outside_the_repository() -> None:
              *(root / "tests").rglob("*.md")]
     bad = [str(f.relative_to(root)) for f in files if "../shared" in f.read_text()]
     assert not bad, bad
+
+
+def test_command_modules_load_without_numpy() -> None:
+    """The build writes the man page from the commands' help (setup.py) before numpy is
+    installed, and start-up pays only for what a command uses: no command module imports
+    numpy when it loads."""
+    import subprocess
+    import sys
+
+    from tcpdoctor.cli import COMMANDS
+
+    code = ("import sys, importlib\n"
+            f"for m in {sorted(set(COMMANDS.values()))!r}:\n"
+            "    importlib.import_module('tcpdoctor.cli.' + m)\n"
+            "print('numpy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

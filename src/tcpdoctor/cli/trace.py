@@ -10,7 +10,6 @@ import click
 
 from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.i18n import _f, tr
-from tcpdoctor.model.tcp import STATE_NAMES, parse_state_option
 from tcpdoctor.render.output import emit_json, emit_ndjson, write
 from tcpdoctor.status import ExitCode
 
@@ -55,6 +54,8 @@ def trace(sock: SocketOptions, as_summary: bool, duration: float | None,
       sudo tcpdoctor trace --summary --json --netns blue
       sudo tcpdoctor trace -6 --netns pod:shop/cart-7d9f
     """
+    from tcpdoctor.model.tcp import STATE_NAMES, parse_state_option
+
     as_json = sock.as_json
     state_name = STATE_NAMES[parse_state_option([state])[0] - 1] if state else None
     from tcpdoctor.sources.tracefs.instance import tracefs_root
