@@ -19,6 +19,7 @@ from tests.unit.test_collect import (  # noqa: F401
     out_dir,
     run_script,
     script,
+    shared,
 )
 
 

@@ -19,7 +19,7 @@ from tests.unit.test_i18n import EN, ZH, english_left, run
 @pytest.mark.parametrize("name", [
     "time-wait-server", "time-wait-client", "close-wait", "syn-flood", "accept-overflow",
     "scan", "dead-upstream", "idle", "port-exhaustion", "memory-hog", "unread-close-wait",
-    "healthy"])
+    "stalled-reader", "peer-not-reading", "busy-reader", "healthy"])
 def test_every_lab_scenario_in_chinese(name: str, tmp_path: Path) -> None:
     from tcpdoctor.lab import scenarios
     from tcpdoctor.lab.net import LabNet

@@ -118,7 +118,7 @@ def test_failed_apply_leaves_no_backup_and_stale_temps_go(tmp_path: Path) -> Non
     state = tmp_path / "state"
     state.mkdir()
     dropin = tmp_path / "missing-dir" / "99-x.conf"  # its directory does not exist
-    from tcpdoctor.system.sysctl_apply import backup_path
+    from tcpdoctor.diagnose.sysctl_apply import backup_path
 
     bpath = Path(backup_path(str(state), str(dropin), None))
     stale = bpath.with_name(f".{bpath.name}.tcpdoctor-999999.tmp")  # a writer killed by -9

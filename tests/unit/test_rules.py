@@ -21,7 +21,7 @@ SPEC_IDS = {
     "OUTBOUND_SCAN", "UPSTREAM_UNREACHABLE", "EPHEMERAL_PORT_EXHAUSTION", "PEER_CONCENTRATION",
     "IDLE_ESTABLISHED", "ORPHAN_PRESSURE", "TCP_MEMORY_PRESSURE", "CONNTRACK_FULL", "FD_LIMIT",
     "RESET_STORM",
-    "UNSAFE_SYSCTL", "SOCKET_MEMORY_HOG",
+    "UNSAFE_SYSCTL", "SOCKET_MEMORY_HOG", "STALLED_READER", "PEER_NOT_READING",
 }
 SYSCTLS = {"net.ipv4.tcp_max_tw_buckets": "131072", "net.ipv4.tcp_max_orphans": "131072",
            "net.ipv4.tcp_mem": "1000 2000 3000", "net.ipv4.ip_local_port_range": "32768 60999",
@@ -81,8 +81,14 @@ CASES: list[Case] = [
         kernel(net__ipv4__ip_local_port_range="40000 40999")),
         [(499, None), (500, "warning"), (800, "critical")]),
     ("PEER_CONCENTRATION", lambda n: Context(synth.snapshot(
-        {"n": n, "raddr": "198.51.100.7"}), kernel()),
+        {"n": n, "raddr": "198.51.100.7", "state": "CLOSE_WAIT"}), kernel()),
         [(499, None), (500, "info"), (10000, "warning")]),
+    ("STALLED_READER", lambda n: Context(synth.snapshot(
+        {"n": n, "rqueue": 131072, "lastrcv": 2000, "lastsnd": 2000}), kernel()),
+        [(19, None), (20, "warning"), (1000, "critical")]),
+    ("PEER_NOT_READING", lambda n: Context(synth.snapshot(
+        {"n": n, "wqueue": 920064, "timer": 4}), kernel()),
+        [(19, None), (20, "warning"), (1000, "critical")]),
     ("IDLE_ESTABLISHED", lambda n: Context(synth.snapshot(
         {"n": n, "lastrcv": 600_000, "lastsnd": 700_000}), kernel()),
         [(99, None), (100, "warning"), (10000, "critical")]),

@@ -3,6 +3,7 @@ print, and the findings `watch`, `record`, the exporter and `tune` use."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,7 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
             continue
         missing = sorted(r.needs - have)
         if missing:
-            skipped.append({"id": rid, "reason": NEEDS_REASONS[missing[0]]})
+            skipped.append({"id": rid, "reason": _why_not(missing[0], live)})
             continue
         found = r.run(ctx, th[rid])
         if found is not None:
@@ -103,3 +104,16 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
                          "evidence (overflows, drops, cookies) was not measured"))
     cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
     return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live)
+
+
+def _why_not(need: str, live: bool) -> str:
+    """Why a rule could not run, as advice that can help where the report was made: a
+    saved input cannot be traced afterwards, and root is not told to become root."""
+    if need != "trace":
+        return NEEDS_REASONS[need]
+    if not live:
+        return Msg("needs the kernel's tracepoints, which only a live `check --trace SECONDS` "
+                   "on the host reads")
+    if os.geteuid() == 0:
+        return Msg("needs the kernel's tracepoints: run `check --trace SECONDS`")
+    return NEEDS_REASONS[need]

@@ -47,6 +47,14 @@ class EveryNetnsReport:
         return {"total": total, "established": states["ESTABLISHED"],
                 "non_established": total - states["ESTABLISHED"], "states": states}
 
+    def skipped(self) -> list[dict[str, Any]]:
+        """Rules that could not run, once each (the reason of their first namespace)."""
+        out: dict[str, dict[str, Any]] = {}
+        for _, r in self.rows():
+            for s in r.skipped:
+                out.setdefault(s["id"], s)
+        return list(out.values())
+
     def exit_code(self) -> ExitCode:
         return max((r.exit_code() for _, r in self.rows()), default=ExitCode.OK)
 
@@ -56,6 +64,7 @@ class EveryNetnsReport:
             "kernel": kernel, "netns": "all", "taken_at": taken_at, **self.totals(),
             "namespaces": self.summary(),
             "findings": [{**f.as_json(), **w} for w, f in self.findings()],
+            "rules_skipped": self.skipped(),
             "notes": self.notes,
         }
 
@@ -71,7 +80,7 @@ def split(snap: Snapshot, kernel: KernelState | None,
         if not mask.any():
             reports.append(None)
             continue
-        part = snap.select(mask)
+        part = snap.select(mask, whole_table=False)
         part.netns, part.spaces = str(space["netns"]), []
         own = kernel if space["netns"] == "host" else None
         reports.append(run_rules(Context.saved(part, own), thresholds))

@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
+from tcpdoctor.cli.options import (
+    SocketOptions,
+    can_trace,
+    default_scope,
+    socket_options,
+    threshold_options,
+)
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg, _f
 from tcpdoctor.render.output import emit_json, write
@@ -30,7 +36,9 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
 
     \b
     Examples:
-      tcpdoctor                          same as `tcpdoctor check`
+      tcpdoctor                          same as `tcpdoctor check`: as root in the
+                                         host's namespace, every namespace it has
+      tcpdoctor check --netns self       only the namespace tcpdoctor runs in
       tcpdoctor check --json | jq '.findings[].id'
       tcpdoctor check --netns blue --interval 5
       tcpdoctor check --threshold CLOSE_WAIT_LEAK.warning=20
@@ -38,14 +46,18 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
       tcpdoctor check --netns pod:shop/cart-7d9f
       sudo tcpdoctor check --trace 5     names the processes behind TIME_WAIT, resets
     """
+    notes: list[str] = []
     if trace_seconds:
         can_trace(sock)
+    else:
+        sock, notes = default_scope(sock)
     if sock.all_netns:
         return _check_all(sock, thresholds, interval)
     from tcpdoctor.diagnose import diagnose
 
-    return emit_report(diagnose(sock.target(), thresholds, interval,
-                                trace=trace_seconds).report, sock.as_json)
+    report = diagnose(sock.target(), thresholds, interval, trace=trace_seconds).report
+    report.notes.extend(notes)
+    return emit_report(report, sock.as_json)
 
 
 def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
@@ -90,9 +102,13 @@ def _emit_host(report: Any, as_json: bool, host: str, kernel: str, taken: str,
 @click.option("--netns", "netns", metavar="NAME",
               help="With a collect bundle gathered with --all-netns: analyse this "
                    "namespace instead of the host's.")
+@click.option("--list-skipped", is_flag=True,
+              help="List each rule the input has no data for, with the reason (by default "
+                   "they are named on one line).")
 @threshold_options
 def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict: bool,
-            reduce_above: int, netns: str | None, thresholds: Any) -> ExitCode:
+            reduce_above: int, netns: str | None, list_skipped: bool,
+            thresholds: Any) -> ExitCode:
     """The check report from saved output, format auto-detected ('-' reads stdin).
 
     \b
@@ -130,7 +146,8 @@ def analyze(files: tuple[str, ...], as_json: bool, proc_dir: str | None, strict:
         return _emit_host(split(snap, kernel, thresholds), as_json, snap.host, snap.kernel,
                           snap.taken_at, _f("tcpdoctor analyze · {file} (every network "
                                             "namespace)", file=files[0]))
-    return emit_report(run_rules(Context.saved(snap, kernel), thresholds), as_json)
+    return emit_report(run_rules(Context.saved(snap, kernel), thresholds), as_json,
+                       list_skipped)
 
 
 def _emit_captures(captures: list[Any], saved: Any, thresholds: Any,
@@ -178,7 +195,7 @@ def require_sockets(snap: Any) -> Any:
     return snap
 
 
-def emit_report(report: Any, as_json: bool) -> ExitCode:
+def emit_report(report: Any, as_json: bool, list_skipped: bool = False) -> ExitCode:
     """The check/analyze report as JSON or text; the exit code follows the worst finding."""
     if as_json:
 
@@ -186,7 +203,7 @@ def emit_report(report: Any, as_json: bool) -> ExitCode:
     else:
         from tcpdoctor.render.report import render
 
-        render(report)
+        render(report, list_skipped)
     return report.exit_code()
 
 

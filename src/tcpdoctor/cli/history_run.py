@@ -105,6 +105,7 @@ def _focus(db: History, o: HistoryOptions) -> None:
 
 
 def run_history(o: HistoryOptions) -> None:
+    parse_states(o.states)  # a bad --state is said before the database is opened
     path = o.db or default_path()
     with History(path, create=False) as db:
         for note in db.notes:

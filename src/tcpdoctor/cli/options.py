@@ -7,6 +7,7 @@ in its help, and refused if used.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from tcpdoctor.sources.target import SOURCES, Target
 
 F = Callable[..., Any]
 NETNS_HELP = ("Another network namespace: a name under /run/netns, a path such as "
-              "/proc/PID/ns/net, pod:NAMESPACE/NAME or container:ID-OR-NAME.")
+              "/proc/PID/ns/net, pod:NAMESPACE/NAME or container:ID-OR-NAME; `self`: the one "
+              "tcpdoctor runs in.")
 ALL_HELP = " `all` (or --all-netns): every namespace on the host, containers' included."
 # The commands that take --netns all (the exporter has its own --all-netns).
 SWEEPING = ("check", "states", "top", "snapshot", "watch", "record")
@@ -62,6 +64,8 @@ class SocketOptions:
                 raise TcpDoctorError(Msg("--netns all: this command reads one namespace "
                                          "({commands} read them all); use --netns NAME",
                                          commands=', '.join(SWEEPING)))
+            spec = None
+        elif spec == "self":  # only the namespace tcpdoctor runs in
             spec = None
         elif spec is not None and spec.startswith(("pod:", "container:")):
             spec = _resolve_selector(spec)
@@ -123,6 +127,29 @@ def socket_options(command: str, not_used: dict[str, str] | None = None,
             wrapper = opt(wrapper)
         return wrapper
     return decorate
+
+
+def default_scope(sock: SocketOptions) -> tuple[SocketOptions, list[str]]:
+    """check and watch without --netns: every namespace when run as root in the host's own
+    and others exist (else the current one, with a note when others were not readable)."""
+    if sock.netns:
+        return sock, []
+    from tcpdoctor.sources.scope import default_scope as scope_of
+
+    scope = scope_of(sock.target())
+    if scope.every:
+        return dataclasses.replace(sock, netns=("all",)), []
+    return sock, scope.notes
+
+
+def other_namespaces_hint(sock: SocketOptions) -> str | None:
+    """states, top, snapshot keep the current namespace: one line when others hold
+    sockets (root in the host's namespace) or could not be looked at."""
+    if sock.netns:
+        return None
+    from tcpdoctor.sources.scope import default_scope as scope_of
+
+    return scope_of(sock.target()).hint()
 
 
 def can_trace(sock: SocketOptions) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tcpdoctor.cli.options import SocketOptions, socket_options
+from tcpdoctor.cli.options import SocketOptions, other_namespaces_hint, socket_options
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg, _, _f, tr
 from tcpdoctor.render.output import emit_json, notes, write
@@ -55,6 +55,7 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
         snap = every_netns.merged(t, "all", mem=cost, want=want)
     else:
         snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=want, mem=True)
+        notes([h for h in [other_namespaces_hint(sock)] if h])
     summary = snap.summary()
     sc = _priced(snap, t)
     priced = {"total": sc.of(), "by_state": by_state(snap, sc),
@@ -145,6 +146,7 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
         snap = every_netns.merged(t, "all", mem=cost)
     else:
         snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, with_owners=t.owners, mem=cost)
+        notes([h for h in [other_namespaces_hint(sock)] if h])
     snap = snap.select(groups.filter_mask(snap, list(state_filter), list(ports), list(ips),
                                           list(pids)))
     result = groups.group(snap, keys, limit, p4, p6, _priced(snap, t) if cost else None)
@@ -190,6 +192,7 @@ def snapshot(sock: SocketOptions, output: str) -> None:
         got = LiveSample(snap, read_kernel(t), None, 0.0, None)
     else:
         got = sample(t, 0.0)
+        notes([h for h in [other_namespaces_hint(sock)] if h])
     atomic_write_bytes(output, snapshot_file.to_bytes(output, got.snap, got.kernel))
     if sock.as_json:
         emit_json({"schema": 1, "path": output, "sockets": got.snap.count(),

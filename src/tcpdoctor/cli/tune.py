@@ -79,6 +79,11 @@ def tune(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | No
     overflows) and never outside the key's valid range.
 
     \b
+    Exit codes: 0 nothing to change, 1 a change is recommended (or a warning),
+    2 a harmful value is running, 3 could not run; --write, --apply and --rollback
+    exit 0 once done.
+
+    \b
     Examples:
       tcpdoctor tune                             audit this host
       tcpdoctor tune --audit-file /etc/sysctl.conf --json
@@ -131,7 +136,10 @@ def _audit(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | 
         from tcpdoctor.render.report import render_tune
 
         render_tune(result, g.header(), text, values, action)
-    return ExitCode.OK if (do_apply or write_path) else result.exit_code()
+    if do_apply or write_path:
+        return ExitCode.OK
+    # A recommended change is a warning at least: scripts can tell "nothing to change" (0).
+    return max(result.exit_code(), ExitCode.WARNING if values else ExitCode.OK)
 
 
 COMMANDS = (tune,)

@@ -16,9 +16,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tcpdoctor.analysis.dimensions import WATCH_DIMENSIONS as DIMS
-from tcpdoctor.cli.options import SocketOptions, can_trace, socket_options, threshold_options
+from tcpdoctor.cli.options import (
+    SocketOptions,
+    can_trace,
+    default_scope,
+    socket_options,
+    threshold_options,
+)
 from tcpdoctor.i18n import _, tr
-from tcpdoctor.render.output import on_terminal, write, write_lines
+from tcpdoctor.render.output import notes, on_terminal, write, write_lines
 from tcpdoctor.util.cadence import ticks, wait_for_next
 
 if TYPE_CHECKING:
@@ -61,6 +67,9 @@ def watch(sock: SocketOptions, thresholds: Any, interval: float, by: str,
 
     if trace:
         can_trace(sock)
+    else:
+        sock, said = default_scope(sock)  # as root in the host's namespace: every one
+        notes(said)
     taker = series(sock, thresholds, 5, trace=trace)
     try:
         _run(taker, sock, by, interval, count)

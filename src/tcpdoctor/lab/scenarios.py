@@ -29,6 +29,7 @@ class Scenario:
     refresh: Callable[[LabNet, int], None] | None = None  # re-run the load: TIME_WAIT and
     refresh_every: float = 50.0  # SYN_RECV expire after ~60 s, so the lab renews them
     check_args: tuple[str, ...] = field(default=())
+    age: float = 0.0  # seconds to wait once settled (findings about how long things last)
 
 
 def _tw_server(lab: LabNet, n: int) -> None:
@@ -121,6 +122,29 @@ def _unread_close_wait(lab: LabNet, n: int) -> None:
                                        "n": n, "then": "send-close", "bytes": 32768}])
 
 
+def _stalled_reader(lab: LabNet, n: int) -> None:
+    # The server stops reading (a blocked worker pool): each receive buffer fills to its
+    # default size, tens of MB over a few hundred connections, far below SOCKET_MEMORY_HOG.
+    lab.spawn(lab.name, "td-worker", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080}])
+    lab.spawn(lab.peer, "td-caller", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8080,
+                                       "n": n, "then": "fill", "bytes": 4 << 20}])
+
+
+def _peer_not_reading(lab: LabNet, n: int) -> None:
+    # This host sends to consumers that stopped reading: its send queues stay full.
+    lab.spawn(lab.peer, "td-consumer", [{"kind": "listen", "addr": PEER_ADDR, "port": 9092}])
+    lab.spawn(lab.name, "td-publisher", [{"kind": "connect", "addr": PEER_ADDR, "port": 9092,
+                                          "n": n, "then": "fill", "bytes": 4 << 20}])
+
+
+def _busy_reader(lab: LabNet, n: int) -> None:
+    # The same load as stalled-reader, read as it arrives: nothing waits, nothing to report.
+    lab.spawn(lab.name, "td-worker", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080,
+                                       "accept": "close-on-eof"}])
+    lab.spawn(lab.peer, "td-caller", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8080,
+                                       "n": n, "then": "fill", "bytes": 256 << 10}])
+
+
 def _healthy(lab: LabNet, n: int) -> None:
     lab.spawn(lab.name, "td-web", [{"kind": "listen", "addr": MAIN_ADDR, "port": 80}])
     lab.spawn(lab.peer, "td-users", [{"kind": "connect", "addr": MAIN_ADDR, "port": 80,
@@ -150,7 +174,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              ("SYN_SENT", 1.0)),
     Scenario("idle", Msg("pooled connections that never carry data"),
              "IDLE_ESTABLISHED", "warning", 200, "td-pool", 6379, _idle, ("ESTABLISHED", 1.0),
-             check_args=("--threshold", "IDLE_ESTABLISHED.idle_seconds=2")),
+             check_args=("--threshold", "IDLE_ESTABLISHED.idle_seconds=2"), age=2.5),
     Scenario("port-exhaustion", Msg("one destination using 90% of a 1000-port range"),
              "EPHEMERAL_PORT_EXHAUSTION", "critical", 900, "td-client", 80, _port_exhaustion,
              ("ESTABLISHED", 1.0)),
@@ -160,6 +184,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("unread-close-wait", Msg("CLOSE_WAIT sockets holding data nobody reads"),
              "CLOSE_WAIT_LEAK", "warning", 300, "td-api", 8080, _unread_close_wait,
              ("CLOSE_WAIT", 1.0)),
+    Scenario("stalled-reader", Msg("a server whose workers stopped reading its connections"),
+             "STALLED_READER", "warning", 300, "td-worker", 8080, _stalled_reader,
+             ("ESTABLISHED", 1.0), age=2.5),
+    Scenario("peer-not-reading", Msg("a publisher whose consumers stopped reading"),
+             "PEER_NOT_READING", "warning", 100, "td-publisher", 9092, _peer_not_reading,
+             ("ESTABLISHED", 1.0)),
+    Scenario("busy-reader", Msg("the stalled-reader load, read as it arrives"),
+             None, None, 300, "td-worker", 8080, _busy_reader, ("ESTABLISHED", 1.0), age=2.5),
     Scenario("healthy", Msg("a listener with a few hundred ESTABLISHED clients"),
              None, None, 300, "td-web", 80, _healthy, ("ESTABLISHED", 1.0)),
 )}
@@ -191,6 +223,5 @@ def wait_settled(lab: LabNet, scenario: Scenario, n: int, timeout: float = 60.0)
 def build(lab: LabNet, scenario: Scenario, n: int) -> int:
     scenario.build(lab, n)
     count = wait_settled(lab, scenario, n)
-    if scenario.name == "idle":
-        time.sleep(2.5)  # let the connections age past the 2 s idle threshold of check_args
+    time.sleep(scenario.age)  # e.g. past the 2 s idle or stall thresholds
     return count

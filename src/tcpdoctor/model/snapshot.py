@@ -29,6 +29,9 @@ class Snapshot:
     spaces: list[dict[str, Any]] = field(default_factory=list)
     # Where a pasted capture was taken: "linux", or "windows" / "bsd", whose advice differs.
     platform: str = "linux"
+    # The listening ports of the whole table this one was selected from: groupings that
+    # need LISTEN rows (service-port) stay right after a filter drops them.
+    listeners: np.ndarray | None = None
 
     def __len__(self) -> int:
         """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""
@@ -45,11 +48,15 @@ class Snapshot:
             return len(self) if mask is None else int(np.count_nonzero(mask))
         return int(w.sum(dtype=np.int64) if mask is None else w[mask].sum(dtype=np.int64))
 
-    def select(self, mask: np.ndarray) -> Snapshot:
+    def select(self, mask: np.ndarray, whole_table: bool = True) -> Snapshot:
+        """The rows of mask; what is worked out on the whole table (the listening ports)
+        is kept from it, so a filter applied first cannot change a grouping. whole_table=
+        False: the rows are a table of their own (one namespace out of many)."""
         cols = {k: v[mask] for k, v in self.columns.items()}
         return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,
                         list(self.notes), dict(self.process_names), self.unparsed,
-                        self.spaces)
+                        self.spaces, self.platform,
+                        self.listening_ports() if whole_table else None)
 
     def state_counts(self) -> dict[str, int]:
         return state_counts(self.columns["state"], self.weights)
@@ -65,5 +72,7 @@ class Snapshot:
         }
 
     def listening_ports(self) -> np.ndarray:
+        if self.listeners is not None:
+            return self.listeners
         return np.unique(self.columns["sport"][self.columns["state"] == TCP_LISTEN])
 

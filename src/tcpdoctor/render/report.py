@@ -80,7 +80,7 @@ def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> N
     con.print()
 
 
-def render(report: Report) -> None:
+def render(report: Report, list_skipped: bool = False) -> None:
     con, out = printer()
 
     head = _header(report)
@@ -101,11 +101,22 @@ def render(report: Report) -> None:
     out(_f("Result: {critical} critical, {warning} warning, {info} info (exit {code})",
            critical=counts["critical"], warning=counts["warning"], info=counts["info"],
            code=int(report.exit_code())), style="bold")
-    for skip in report.skipped:
-        out(_f("Not checked: {id}: {reason}", id=skip["id"], reason=skip["reason"]), hang=2,
-            style="dim")
+    _not_checked(out, report, list_skipped)
     for note in report.notes:
         out(_f("Note: {note}", note=note), hang=2, style="dim")
+
+
+def _not_checked(out: Any, report: Report, list_all: bool) -> None:
+    """Rules that could not run: each with its reason on a live host (something can be
+    done there), one line for a saved input (nothing can be added to it afterwards)."""
+    skipped = report.skipped
+    if report.live or list_all or len(skipped) <= 1:
+        for skip in skipped:
+            out(_f("Not checked: {id}: {reason}", id=skip["id"], reason=skip["reason"]),
+                hang=2, style="dim")
+        return
+    out(_f("Not checked: {n} rules this input has no data for (--list-skipped: which, why)",
+           n=len(skipped)), hang=2, style="dim")
 
 
 def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],

@@ -84,10 +84,15 @@ class Swept:
 
 def _busy(state: KernelState | BaseException) -> bool:
     """Whether sockstat says the namespace holds TCP sockets (unknown counts as yes)."""
+    return tcp_sockets(state) != 0
+
+
+def tcp_sockets(state: KernelState | BaseException) -> int:
+    """TCP sockets sockstat counts (in use, TIME_WAIT, IPv6 in use); -1 when unknown."""
     if isinstance(state, BaseException) or "TCP" not in state.sockstat:
-        return True
+        return -1
     tcp, tcp6 = state.sockstat.get("TCP", {}), state.sockstat.get("TCP6", {})
-    return tcp.get("inuse", 1) + tcp.get("tw", 0) + tcp6.get("inuse", 0) > 0
+    return int(tcp.get("inuse", 1) + tcp.get("tw", 0) + tcp6.get("inuse", 0))
 
 
 def _snapshot(target: Target, info: bool, mem: bool, want: frozenset[str] | None,
@@ -121,7 +126,7 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
     host_globals = kstate.read_sysctls(target.proc_root, tuple(GLOBAL_SYSCTLS))
     host = _host_wide(target, out) if kernel else None
     firsts = (in_each(spaces, lambda ns: _kernel(target, host_globals, host)) if host
-              else _sockstats(target, spaces))
+              else sockstats(target, spaces))
     busy = [i for i, k in enumerate(firsts) if _busy(k)]
     snaps = in_each([spaces[i] for i in busy], _snapshot(target, info, mem, want))
     vanished = []
@@ -162,7 +167,7 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
     return out
 
 
-def _sockstats(target: Target, spaces: list[Netns]) -> list[KernelState | BaseException]:
+def sockstats(target: Target, spaces: list[Netns]) -> list[KernelState | BaseException]:
     """Each namespace's sockstat, read through /proc/PID/net of a process inside it where
     there is one (no thread has to enter it), else from inside."""
     out: list[KernelState | BaseException] = []

@@ -68,8 +68,10 @@ def take_snapshot(source: str = "auto", netns_name: str | None = None, ipv4: boo
         wanted |= {"inode"}
     cols, used, notes = netns.run_in(
         netns_name, lambda: _read(source, families, wanted, info, proc_root, mem))
+    # Under `ip netns exec NAME` or in a container, the report names that namespace.
+    where = netns_name or (netns.current_name(proc_root) if proc_root == "/proc" else None)
     snap = Snapshot(cols, used, host=socket.gethostname(), kernel=os.uname().release,
-                    taken_at=iso(), netns=netns_name, notes=notes)
+                    taken_at=iso(), netns=where, notes=notes)
     if with_owners:
         attach_owners(snap, proc_root)
     return snap

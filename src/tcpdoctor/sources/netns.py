@@ -101,3 +101,42 @@ def run_in(netns: str | None, fn: Callable[[], T]) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+# The initial network namespace's inode where the kernel gives it a fixed one
+# (PROC_NET_INIT_INO, include/linux/proc_ns.h); older kernels number it like any other.
+INIT_NET_INO = 0xEFFFFFF9
+
+
+def in_initial(proc_root: str = "/proc") -> bool | None:
+    """Whether this process runs in the host's (initial) network namespace; None when that
+    cannot be told (PID 1's and kthreadd's namespaces unreadable, no fixed inode)."""
+    me = _stat_ino(f"{proc_root}/self/ns/net")
+    if me is None:
+        return None
+    if me == INIT_NET_INO:
+        return True
+    for pid in (1, 2):  # kthreadd lives in the initial namespace where PID 1 hides its own
+        ino = _stat_ino(f"{proc_root}/{pid}/ns/net")
+        if ino is not None:
+            return me == ino
+    return None
+
+
+def current_name(proc_root: str = "/proc") -> str | None:
+    """The name of the namespace this process runs in, when it is not the host's (`ip netns
+    exec NAME`: NAME; a container: netns:[INODE]); None in the host's or when unknown."""
+    if in_initial(proc_root) is not False:
+        return None
+    me = _stat_ino(f"{proc_root}/self/ns/net")
+    for name in named():
+        if _stat_ino(f"{NETNS_RUN_DIR}/{name}") == me:
+            return name
+    return f"netns:[{me}]"
+
+
+def _stat_ino(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None

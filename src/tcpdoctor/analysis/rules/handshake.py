@@ -96,7 +96,7 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
     overflows = ctx.delta("TcpExt.ListenOverflows")
     if not full.any() and overflows <= 0:
         return None
-    sev = Severity.CRITICAL if full.any() else Severity.WARNING
+    measured = ctx.measured("TcpExt.ListenOverflows")
     idx = np.flatnonzero(full)[:5]
     listeners = [{"port": int(c["sport"][i]), "queue": int(c["rqueue"][i]),
                   "limit": int(c["wqueue"][i])} for i in idx]
@@ -109,14 +109,11 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
                                    "application's backlog and this cap.")))
     where = (joined([Msg("port {port} ({queue}/{limit})", port=li["port"],
                          queue=li["queue"], limit=li["limit"]) for li in listeners])
-             if listeners else Msg("no listener full at the snapshot"))
+             if listeners else "")
     owner = Msg(" owned by {owners}", owners=names_of(procs)) if procs else ""
+    sev, summary = _accept_verdict(bool(full.any()), measured, where, owner)
     return Found(
-        sev,
-        Msg("Accept queue full on {where}{owner}; ListenOverflows during the sample: "
-            "{count}: new connections are being dropped because the "
-            "application accepts too slowly.", where=where, owner=owner,
-            count=_count(ctx.measured('TcpExt.ListenOverflows'))),
+        sev, summary,
         {"full_listeners": listeners,
          "ListenOverflows_delta": ctx.measured("TcpExt.ListenOverflows"),
          "ListenDrops_delta": ctx.measured("TcpExt.ListenDrops"),
@@ -132,6 +129,32 @@ def accept_queue(ctx: Context, th: dict[str, float]) -> Found | None:
         procs, recs,
         sockets=full,
     )
+
+
+def _accept_verdict(full: bool, overflows: int | str, where: str, owner: str,
+                    ) -> tuple[Severity, str]:
+    """The severity and the sentence, from the same figures: drops seen (critical), a full
+    queue that has not dropped yet or whose drops were not measured, overflows between
+    snapshots with no queue full now (warning)."""
+    if full and isinstance(overflows, int) and overflows > 0:
+        return Severity.CRITICAL, Msg(
+            "Accept queue full on {where}{owner}; {count:,} connections overflowed it during "
+            "the sample: new connections are being dropped because the application accepts "
+            "too slowly.", where=where, owner=owner, count=overflows)
+    if full and isinstance(overflows, int):
+        return Severity.WARNING, Msg(
+            "Accept queue full on {where}{owner}, with no overflow during the sample yet: the "
+            "next connections will be dropped unless the application accepts faster.",
+            where=where, owner=owner)
+    if full:
+        return Severity.CRITICAL, Msg(
+            "Accept queue full on {where}{owner} (overflows not measured: {why}): connections "
+            "arriving now are dropped because the application accepts too slowly.",
+            where=where, owner=owner, why=overflows)
+    return Severity.WARNING, Msg(
+        "ListenOverflows: {count} connection(s) overflowed an accept queue during the sample, "
+        "though no queue is full at the snapshot: the application falls behind in bursts.",
+        count=_count(overflows))
 
 
 def _count(value: int | str) -> str:

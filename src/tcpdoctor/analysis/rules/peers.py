@@ -82,9 +82,12 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
 
 
 @rule("PEER_CONCENTRATION", "One remote holds an outsized share of connections",
-      min_count=500, share=0.5, warning_count=10000)
+      min_count=500, share=0.5, warning_count=10000, pathological_share=0.5)
 def peer_concentration(ctx: Context, th: dict[str, float]) -> Found | None:
-    """One remote IP holds a large share of all (non-loopback) connections."""
+    """One remote IP holds a large share of all (non-loopback) connections. That is normal
+    behind a load balancer or a proxy: context (info), unless that peer's sockets are
+    mostly in a troubled state (not ESTABLISHED: half-open, closing, waiting), when it
+    drives the pathology (warning from warning_count on)."""
     c = ctx.snap.columns
     loop = is_v4(c["raddr_hi"], c["raddr_lo"]) & (
         (c["raddr_lo"] >> np.uint64(24)) & np.uint64(0xFF) == np.uint64(127))
@@ -98,17 +101,39 @@ def peer_concentration(ctx: Context, th: dict[str, float]) -> Found | None:
     share = count / total
     if count < th["min_count"] or share < th["share"]:
         return None
-    sev = Severity.WARNING if count >= th["warning_count"] else Severity.INFO
+    peer = m & _same_peer(ctx, m)
+    troubled = ctx.count(peer & (c["state"] != TCP_ESTABLISHED)) / max(ctx.count(peer), 1)
+    drives = troubled >= th["pathological_share"]
+    sev = Severity.WARNING if drives and count >= th["warning_count"] else Severity.INFO
+    summary = (Msg("{remote} holds {count:,} of {total:,} connections ({share:.0%}); "
+                   "{troubled:.0%} of them are not established.", remote=remote, count=count,
+                   total=total, share=share, troubled=troubled) if drives else
+               Msg("{remote} holds {count:,} of {total:,} connections ({share:.0%}), "
+                   "{established:.0%} of them established: typical of a load balancer or "
+                   "proxy in front of this host.", remote=remote, count=count, total=total,
+                   share=share, established=1 - troubled))
     return Found(
-        sev,
-        Msg("{remote} holds {count:,} of {total:,} connections ({share:.0%}).", remote=remote,
-            count=count, total=total, share=share),
-        {"remote": remote, "connections": count, "total": total, "share": round(share, 3)},
+        sev, summary,
+        {"remote": remote, "connections": count, "total": total, "share": round(share, 3),
+         "not_established_share": round(troubled, 3)},
         [
             Msg("Check whether {remote} is expected to dominate (a load balancer or proxy) or "
                 "is an abusive client; rate-limit or block it if not.", remote=remote),
         ],
     )
+
+
+def _same_peer(ctx: Context, m: np.ndarray) -> np.ndarray:
+    """Rows of the remote address holding the most connections in m."""
+    c = ctx.snap.columns
+    idx = np.flatnonzero(m)
+    _keys, inverse, counts = factorize([c["raddr_hi"][idx], c["raddr_lo"][idx]],
+                                      None if ctx.snap.weights is None
+                                      else ctx.snap.weights[idx])
+    best = int(np.argmax(counts))
+    out = np.zeros(len(ctx.snap), dtype=bool)
+    out[idx[inverse == best]] = True
+    return out
 
 
 @rule("IDLE_ESTABLISHED", "ESTABLISHED connections idle for a long time", needs=("info",),

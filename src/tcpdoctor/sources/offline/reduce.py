@@ -7,7 +7,8 @@ folds what they do not:
 - the ephemeral side's port: the remote port of a socket on a listening port (the client's
   port) becomes 0; a client socket's local port inside ip_local_port_range becomes the
   range's first port (so "inside the range" still holds; ports outside it are kept);
-- queue lengths beyond what a rule compares (Recv-Q 0, 1 or more; Send-Q except LISTEN),
+- queue lengths beyond what a rule compares (Recv-Q 0, 1 or more; Send-Q except LISTEN;
+  both kept where data has waited a second or a zero window holds the send queue),
   the inode (kept as "has one or not"), timer expiry, retransmits, rtt and last ACK.
 
 Sockets that agree on everything left become one row whose `weight` counts them, so memory
@@ -21,7 +22,7 @@ import numpy as np
 
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.columns import WEIGHT, constant, group_rows, is_constant
-from tcpdoctor.model.tcp import TCP_LISTEN
+from tcpdoctor.model.tcp import TCP_LISTEN, TIMER_PROBE
 
 FOLDED = ("expires", "retrans", "lastack", "rtt")
 def note(sockets: int, rows: int, limit: int, lo: int) -> str:
@@ -46,9 +47,14 @@ def fold(cols: dict[str, np.ndarray], listen_ports: np.ndarray,
     out["dport"] = np.where(server, 0, dport).astype(dport.dtype)
     ephemeral = client & (sport >= lo) & (sport <= hi)
     out["sport"] = np.where(ephemeral, lo, sport).astype(sport.dtype)
-    out["rqueue"] = np.where(listening, cols["rqueue"], np.minimum(cols["rqueue"], 2))
-    out["rqueue"] = out["rqueue"].astype(cols["rqueue"].dtype)
-    out["wqueue"] = np.where(listening, cols["wqueue"], 0).astype(cols["wqueue"].dtype)
+    # Queues the stalled-queue rules measure stay exact: data waiting a second or more
+    # (tcp_info in the capture), send queues against a zero window (persist timer).
+    waiting = cols["lastrcv"] >= 1000 if "lastrcv" in cols else np.zeros(n, bool)
+    zero_window = cols["timer"] == TIMER_PROBE if "timer" in cols else np.zeros(n, bool)
+    out["rqueue"] = np.where(listening | waiting, cols["rqueue"],
+                             np.minimum(cols["rqueue"], 2)).astype(cols["rqueue"].dtype)
+    out["wqueue"] = np.where(listening | zero_window, cols["wqueue"],
+                             0).astype(cols["wqueue"].dtype)
     if "inode" in out and not is_constant(cols["inode"]):
         out["inode"] = np.minimum(cols["inode"], 1).astype(cols["inode"].dtype)
     for name in FOLDED:

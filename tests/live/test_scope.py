@@ -1,0 +1,58 @@
+"""What a plain `check` looks at: as root in the host's namespace, every namespace there is
+(a leak elsewhere is found, not a wrong all-clear); inside a namespace (`ip netns exec`),
+that one, named in the report; `states` keeps its namespace and says what others hold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tcpdoctor.lab import scenarios
+from tcpdoctor.lab.net import LabNet
+from tests.conftest import live_reason, tcpdoctor
+
+pytestmark = pytest.mark.skipif(live_reason() is not None, reason=str(live_reason()))
+
+
+@pytest.fixture(scope="module")
+def leak() -> Iterator[LabNet]:
+    sc = scenarios.SCENARIOS["close-wait"]
+    with LabNet(prefix="tdscope") as lab:
+        scenarios.build(lab, sc, sc.default_n)
+        yield lab
+
+
+def test_plain_check_finds_a_leak_in_another_namespace(leak: LabNet) -> None:
+    proc = tcpdoctor("check", "--json", "--interval", "0")
+    report = json.loads(proc.stdout)
+    assert report["netns"] == "all"
+    mine = [f for f in report["findings"] if f["netns"] == leak.name]
+    assert "CLOSE_WAIT_LEAK" in [f["id"] for f in mine], report["findings"]
+    assert proc.returncode >= 1
+    text = tcpdoctor("check", "--interval", "0").stdout
+    assert "No problems found" not in text and leak.name in text
+
+
+def test_netns_self_narrows_to_the_current_namespace(leak: LabNet) -> None:
+    report = json.loads(tcpdoctor("check", "--json", "--interval", "0", "--netns",
+                                  "self").stdout)
+    assert report.get("netns") != "all" and "namespaces" not in report
+
+
+def test_under_ip_netns_exec_the_report_names_its_namespace(leak: LabNet) -> None:
+    proc = subprocess.run(["ip", "netns", "exec", leak.name, sys.executable, "-m",
+                           "tcpdoctor", "check", "--interval", "0"], capture_output=True,
+                          text=True, check=False)
+    head = proc.stdout.splitlines()[0]
+    assert f"(netns {leak.name})" in head, head
+    assert "CLOSE_WAIT_LEAK" in proc.stdout and proc.returncode >= 1
+
+
+def test_states_keeps_its_namespace_and_says_what_others_hold(leak: LabNet) -> None:
+    proc = tcpdoctor("states")
+    assert proc.returncode == 0
+    assert "other network namespace(s) hold" in proc.stderr and "--netns all" in proc.stderr
