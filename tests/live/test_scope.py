@@ -56,3 +56,21 @@ def test_states_keeps_its_namespace_and_says_what_others_hold(leak: LabNet) -> N
     proc = tcpdoctor("states")
     assert proc.returncode == 0
     assert "other network namespace(s) hold" in proc.stderr and "--netns all" in proc.stderr
+
+
+def test_check_trace_reads_the_table_after_the_window_and_says_what_it_saw() -> None:
+    """Connections opened during the trace window are in the report, and a trace line is
+    there whatever the trace saw."""
+    import time
+
+    with LabNet(prefix="tdtrwin") as lab:
+        check = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "check", "--trace", "3",
+                                  "--netns", lab.name, "--json"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # the trace is running: these sockets appear during its window
+        sc = scenarios.SCENARIOS["healthy"]
+        scenarios.build(lab, sc, 40)
+        out, err = check.communicate(timeout=60)
+    report = json.loads(out)
+    assert report["states"]["ESTABLISHED"] == 40, err  # the server ends, made in the window
+    assert any(n.startswith("traced 3") for n in report["notes"]), report["notes"]

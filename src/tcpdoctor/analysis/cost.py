@@ -249,4 +249,6 @@ def summary(snap: Snapshot, kernel: KernelState | None, sc: SocketCost,
         "buffers_measured": sc.buffers_known, "by_state": by_state(snap, sc),
         "processes": by_process(snap, sc), "largest": largest(snap, sc),
         "host": host_memory(kernel), "cpu": cpu(deltas, interval),
+        # which of these figures are the whole host's, whatever namespace was read
+        "host_wide": ["host", "cpu"],
     }

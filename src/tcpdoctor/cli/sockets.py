@@ -132,9 +132,11 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
       tcpdoctor top --netns all --by netns,state   which namespace (pod, container) holds what
     """
     from tcpdoctor.analysis import groups
+    from tcpdoctor.model.tcp import parse_state_option
     from tcpdoctor.sources.live import take_snapshot
 
     keys = groups.parse_by(by)
+    parse_state_option(state_filter, groups=True)  # a bad --state before anything is read
     p4, p6 = _parse_prefix(prefix)
     if "process" in keys and sock.no_processes:
         raise TcpDoctorError(Msg("--by process needs owner lookup (drop --no-processes)"))

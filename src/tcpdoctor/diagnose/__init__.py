@@ -18,9 +18,10 @@ from tcpdoctor.analysis.check import Report, run_rules
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.every_netns import EveryNetnsReport
 from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.i18n import Msg
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources import kstate
-from tcpdoctor.sources.live import LiveSample, sample
+from tcpdoctor.sources.live import LiveSample, read_kernel, sample
 from tcpdoctor.sources.target import Target
 
 
@@ -36,20 +37,46 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
              previous: KernelState | None = None, trace: float = 0.0,
              tracing: Any = None) -> Diagnosis:
     """Sample the target (rates over `interval`, or since `previous`) and run every rule;
-    with `trace` seconds, the kernel's tracepoints are read alongside the sample; with a
-    running trace (`tracing`), what it saw since the previous diagnosis is used."""
+    with `trace` seconds, the kernel's tracepoints are read first and the socket table at
+    the end of that window (so that what the trace saw being opened is in it; the rates
+    then cover the window); with a running trace (`tracing`), what it saw since the
+    previous diagnosis is used. A traced report always says what the trace saw."""
     started, t0 = time.time(), time.perf_counter()
     tracer = _start_trace(trace)
-    got = sample(target, interval, previous)
+    traced = None
+    if tracer is not None:
+        before = read_kernel(target)
+        traced = _finish_trace(*tracer, target)
+        started = time.time()
+        got = sample(target, 0.0, before)
+    else:
+        got = sample(target, interval, previous)
     nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
     ctx = Context(got.snap, got.kernel, got.deltas, got.interval,
                   got.owners.fd_counts if got.owners else None, nofile)
-    if tracer is not None:
-        ctx.trace = _finish_trace(*tracer, target)
+    if traced is not None:
+        ctx.trace = traced
     elif tracing is not None:
         ctx.trace = _trace_window(tracing, target)
     report = run_rules(ctx, thresholds, live=True)
+    if ctx.trace is not None:
+        report.notes.append(trace_line(ctx.trace))
     return Diagnosis(got, report, time.perf_counter() - t0, started)
+
+
+def trace_line(result: dict[str, Any]) -> str:
+    """What a trace window saw, in one line, even when nothing relevant happened."""
+    opened = sum(s["opened"] for s in (*result.get("remote_services", []),
+                                       *result.get("local_ports", [])))
+    resets = sum(r["count"] for r in (*result.get("resets_sent", []),
+                                      *result.get("resets_received", [])))
+    if not result.get("events"):
+        return Msg("traced {s:.1f} s: no TCP state change on the host",
+                   s=result.get("seconds", 0.0))
+    return Msg("traced {s:.1f} s: {events:,} TCP events on the host ({lost:,} lost), "
+               "{resets:,} resets; here {opened:,} connections opened or accepted",
+               s=result.get("seconds", 0.0), events=result["events"],
+               lost=result.get("events_lost", 0), opened=opened, resets=resets)
 
 
 def _start_trace(seconds: float) -> tuple[Any, Any] | None:

@@ -20,7 +20,9 @@ def cost_lines(cost: dict[str, Any]) -> list[str]:
         against = (_f(" against tcp_mem pressure {pressure}, high {high}",
                       pressure=human_bytes(limits[1]), high=human_bytes(limits[2]))
                    if limits else "")
-        lines.append(_f("Kernel TCP memory (sockstat): {size}{against}.",
+        # sockstat's memory and /proc/stat's CPU are the whole host's, whatever namespace
+        # the report is about: said so, so that nobody reads them as the namespace's.
+        lines.append(_f("Kernel TCP memory of the whole host (sockstat): {size}{against}.",
                         size=human_bytes(host["tcp_mem_bytes"]), against=against))
     if cost.get("cpu"):
         lines.append(_cpu_line(cost["cpu"]))
@@ -58,16 +60,20 @@ def _sockets_line(cost: dict[str, Any]) -> str:
 
 
 def _cpu_line(cpu: dict[str, Any]) -> str:
-    text = _f("CPU: softirq {share:.1%} of CPU time during the sample (busiest CPU "
-              "{busiest:.1%})", share=cpu["softirq_share"],
+    text = _f("CPU of the whole host: softirq {share:.1%} of CPU time during the sample "
+              "(busiest CPU {busiest:.1%})", share=cpu["softirq_share"],
               busiest=cpu["softirq_busiest_cpu_share"])
-    rates = [(key, label) for key, label in (
-        ("net_rx_per_second", "NET_RX"), ("net_tx_per_second", "NET_TX"),
+    host = [(key, label) for key, label in (
+        ("net_rx_per_second", "NET_RX"), ("net_tx_per_second", "NET_TX")) if key in cpu]
+    # retransmits and listen drops come from the namespace's own /proc/net/snmp, netstat
+    here = [(key, label) for key, label in (
         ("retransmits_per_second", _("retransmits")),
-        ("listen_drops_per_second", _("listen drops")))
-        if key in cpu]
-    if rates:
-        text += _("; ") + _(", ").join(f"{label} {cpu[key]:,.0f}/s" for key, label in rates)
+        ("listen_drops_per_second", _("listen drops"))) if key in cpu]
+    if host:
+        text += _("; ") + _(", ").join(f"{label} {cpu[key]:,.0f}/s" for key, label in host)
+    if here:
+        text += _("; ") + _f("in this namespace: {rates}", rates=_(", ").join(
+            f"{label} {cpu[key]:,.0f}/s" for key, label in here))
     return text + _(".")
 
 

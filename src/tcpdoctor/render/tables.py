@@ -89,6 +89,8 @@ def key_text(key: dict[str, Any]) -> list[str]:
             continue
         if k == "process":
             out.append(owner_label(v, key.get("pid")))
+        elif v is None:  # e.g. --by pod for sockets outside any pod
+            out.append(_("(none)") if k != "pod" else _("(no pod)"))
         else:
             out.append(str(v))
     return out

@@ -51,9 +51,9 @@ def stalled_reader(ctx: Context, th: dict[str, float]) -> Found | None:
          "waiting_seconds_at_least": int(th["stall_seconds"]), "oldest_seconds": oldest,
          "peers": dict(top_destinations(ctx.snap, m, with_port=False))},
         [
-            Msg("Find what blocks {who}'s readers: a worker pool waiting on a lock, a database "
-                "or another service, a dead consumer thread (a thread dump: py-spy dump, "
-                "jstack, gdb `thread apply all bt`).", who=who),
+            Msg("Find what blocks the readers of {who}: a worker pool waiting on a lock, a "
+                "database or another service, a dead consumer thread (a thread dump: py-spy "
+                "dump, jstack, gdb `thread apply all bt`).", who=who),
             Msg("Peers of these connections are stalled too: their requests hang until "
                 "they time out; add read timeouts on both sides."),
             Msg("No sysctl fixes a reader that does not read; larger buffers only hide it "
