@@ -25,6 +25,13 @@ def _bytes(ctx: Context, column: str, m: np.ndarray) -> int:
     return int((values * (w[m] if w is not None else 1)).sum())
 
 
+def _ports(ctx: Context, m: np.ndarray, limit: int = 5) -> dict[str, int]:
+    """The local ports of the sockets in m, most sockets first (the service they serve)."""
+    ports, counts = np.unique(ctx.snap.columns["sport"][m], return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    return {str(int(ports[i])): int(counts[i]) for i in order}
+
+
 @rule("STALLED_READER", "Received data waits unread: the application stopped reading",
       needs=("info",), stall_seconds=2, warning=20, critical=1000)
 def stalled_reader(ctx: Context, th: dict[str, float]) -> Found | None:
@@ -49,6 +56,7 @@ def stalled_reader(ctx: Context, th: dict[str, float]) -> Found | None:
          "receive_buffer_bytes": (_bytes(ctx, "rmem_alloc", m) if "rmem_alloc" in c
                                   else ctx.missing),
          "waiting_seconds_at_least": int(th["stall_seconds"]), "oldest_seconds": oldest,
+         "local_ports": _ports(ctx, m),
          "peers": dict(top_destinations(ctx.snap, m, with_port=False))},
         [
             Msg("Find what blocks the readers of {who}: a worker pool waiting on a lock, a "
