@@ -2,7 +2,7 @@
 namespace, as the raw reader decodes them, for tests/unit/test_tracker.py to replay
 through the tracker without root.
 
-    sudo python tests/data/trace/record_batch.py
+    sudo PYTHONPATH=. python tests/data/trace/record_batch.py
 
 In one private namespace (loopback traffic only), each client opens N connections and
 holds each HOLD seconds: td-cli-a to td-srv-a:8080, the client closing first; td-cli-b to
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tests.programs import TRACE_PROG as PROG
 
 from tcpdoctor.lab.net import MAIN_ADDR, LabNet
 from tcpdoctor.sources.tracefs.follow import Comms
@@ -28,37 +29,6 @@ from tcpdoctor.sources.tracefs.run import Trace
 
 HERE = Path(__file__).parent
 N, HOLD = 20, 0.05
-PROG = r"""
-import ctypes, socket, sys, threading, time
-role, name, addr, port, n, hold, closer = sys.argv[1:8]
-port, n, hold = int(port), int(n), float(hold)
-ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)
-def finish(s):
-    if closer == role:
-        time.sleep(hold); s.close()
-    else:
-        s.settimeout(10)
-        try:
-            s.recv(1)
-        except OSError:
-            pass
-        s.close()
-if role == "server":
-    srv = socket.create_server((addr, port), backlog=512)
-    print("READY", flush=True)
-    for _ in range(n):
-        c, _ = srv.accept(); threading.Thread(target=finish, args=(c,)).start()
-    time.sleep(1)
-else:
-    for _ in range(n):
-        s = socket.socket(); s.settimeout(5)
-        try:
-            s.connect((addr, port))
-        except OSError:
-            s.close(); continue
-        finish(s)
-    time.sleep(0.5)
-"""
 
 
 def main() -> None:
