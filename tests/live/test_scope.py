@@ -4,10 +4,12 @@ that one, named in the report; `states` keeps its namespace and says what others
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +76,29 @@ def test_check_trace_reads_the_table_after_the_window_and_says_what_it_saw() -> 
     report = json.loads(out)
     assert report["states"]["ESTABLISHED"] == 40, err  # the server ends, made in the window
     assert any(n.startswith("traced 3") for n in report["notes"]), report["notes"]
+
+
+def test_a_saved_sweep_diagnoses_like_a_live_one(tmp_path: Path) -> None:
+    """Port exhaustion (a namespace's own ip_local_port_range), a memory hog and a leak in
+    three namespaces: `analyze` of `snapshot --netns all` finds what `check --netns all`
+    finds at the same moment."""
+    names = ("port-exhaustion", "memory-hog", "close-wait")
+    with contextlib.ExitStack() as stack:
+        labs = {n: stack.enter_context(LabNet(prefix="tdsave")) for n in names}
+        for n, lab in labs.items():
+            sc = scenarios.SCENARIOS[n]
+            scenarios.build(lab, sc, sc.default_n)
+        live = json.loads(tcpdoctor("check", "--netns", "all", "--json", "--interval",
+                                    "0").stdout)
+        saved = tmp_path / "all.json.gz"
+        assert tcpdoctor("snapshot", "--netns", "all", "-o", str(saved)).returncode == 0
+        offline = json.loads(tcpdoctor("analyze", str(saved), "--json").stdout)
+
+        def mine(report: dict) -> set[tuple[str, str, str]]:  # type: ignore[type-arg]
+            ours = {lab.name for lab in labs.values()}
+            return {(f["netns"], f["id"], f["severity"]) for f in report["findings"]
+                    if f["netns"] in ours}
+
+        want = {(labs[n].name, scenarios.SCENARIOS[n].finding) for n in names}
+        assert want <= {(ns, fid) for ns, fid, _ in mine(live)}
+        assert mine(offline) == mine(live)

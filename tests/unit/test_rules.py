@@ -83,8 +83,8 @@ CASES: list[Case] = [
     ("PEER_CONCENTRATION", lambda n: Context(synth.snapshot(
         {"n": n, "raddr": "198.51.100.7", "state": "CLOSE_WAIT"}), kernel()),
         [(499, None), (500, "info"), (10000, "warning")]),
-    ("STALLED_READER", lambda n: Context(synth.snapshot(
-        {"n": n, "rqueue": 131072, "lastrcv": 2000, "lastsnd": 2000}), kernel()),
+    ("STALLED_READER", lambda n: Context(synth.snapshot(LISTEN_8080, {
+        "n": n, "sport": 8080, "rqueue": 131072, "lastrcv": 2000, "lastsnd": 2000}), kernel()),
         [(19, None), (20, "warning"), (1000, "critical")]),
     ("PEER_NOT_READING", lambda n: Context(synth.snapshot(
         {"n": n, "wqueue": 920064, "timer": 4}), kernel()),

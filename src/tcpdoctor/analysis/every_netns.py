@@ -71,8 +71,9 @@ class EveryNetnsReport:
 
 def split(snap: Snapshot, kernel: KernelState | None,
           thresholds: Thresholds | None = None) -> EveryNetnsReport:
-    """A saved --netns all snapshot, diagnosed namespace by namespace; the kernel figures
-    it holds are the host's, so only the host namespace's rules see them."""
+    """A saved --netns all snapshot, diagnosed namespace by namespace, each with the
+    kernel figures saved for it (older files hold only the host's: then only the host
+    namespace's rules see kernel figures)."""
     ids = snap.columns["netns_id"]
     reports: list[Report | None] = []
     for i, space in enumerate(snap.spaces):
@@ -81,7 +82,8 @@ def split(snap: Snapshot, kernel: KernelState | None,
             reports.append(None)
             continue
         part = snap.select(mask, whole_table=False)
-        part.netns, part.spaces = str(space["netns"]), []
-        own = kernel if space["netns"] == "host" else None
+        part.netns, part.spaces, part.space_kernels = str(space["netns"]), [], []
+        saved = snap.space_kernels[i] if i < len(snap.space_kernels) else None
+        own = saved if saved is not None else (kernel if space["netns"] == "host" else None)
         reports.append(run_rules(Context.saved(part, own), thresholds))
     return EveryNetnsReport(list(snap.spaces), reports, list(snap.notes))

@@ -189,8 +189,8 @@ def snapshot(sock: SocketOptions, output: str) -> None:
         from tcpdoctor.sources import every_netns
         from tcpdoctor.sources.live import read_kernel
 
-        snap = every_netns.merged(t, "all", info=True)
-        snap.notes.append(Msg("kernel figures (counters, sysctls) are the host namespace's"))
+        # each namespace's own figures (sysctls, counters) are saved with it
+        snap = every_netns.merged(t, "all", info=True, kernel=True)
         got = LiveSample(snap, read_kernel(t), None, 0.0, None)
     else:
         got = sample(t, 0.0)

@@ -27,6 +27,8 @@ class Snapshot:
     # Several namespaces in one snapshot (--netns all): the `netns_id` column indexes this
     # list of {"netns", "netns_inode", "pod", "container"}.
     spaces: list[dict[str, Any]] = field(default_factory=list)
+    # Each space's own kernel figures (KernelState or None), where a sweep kept them.
+    space_kernels: list[Any] = field(default_factory=list)
     # Where a pasted capture was taken: "linux", or "windows" / "bsd", whose advice differs.
     platform: str = "linux"
     # The listening ports of the whole table this one was selected from: groupings that
@@ -55,7 +57,7 @@ class Snapshot:
         cols = {k: v[mask] for k, v in self.columns.items()}
         return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,
                         list(self.notes), dict(self.process_names), self.unparsed,
-                        self.spaces, self.platform,
+                        self.spaces, self.space_kernels, self.platform,
                         self.listening_ports() if whole_table else None)
 
     def state_counts(self) -> dict[str, int]:

@@ -37,16 +37,20 @@ def to_dict(snap: Snapshot, kernel: KernelState | None) -> dict[str, Any]:
         "process_names": {str(k): v for k, v in snap.process_names.items()},
         "columns": cols,
     }
-    if snap.spaces:  # --netns all: the namespace of each netns_id
-        out["spaces"] = snap.spaces
+    if snap.spaces:  # --netns all: the namespace of each netns_id, with its own figures
+        kernels = snap.space_kernels or [None] * len(snap.spaces)
+        out["spaces"] = [{**sp, **({"kernel": kernel_dict(k)} if k is not None else {})}
+                         for sp, k in zip(snap.spaces, kernels, strict=True)]
     if kernel is not None:
-        out["sockstat"] = kernel.sockstat
-        out["counters"] = kernel.counters
-        out["sysctls"] = kernel.sysctls
-        out["file_nr"] = list(kernel.file_nr) if kernel.file_nr else None
-        out["slab"] = {k: list(v) for k, v in kernel.slab.items()}
-        out["mem_total"] = kernel.mem_total
+        out.update(kernel_dict(kernel))
     return out
+
+
+def kernel_dict(kernel: KernelState) -> dict[str, Any]:
+    return {"sockstat": kernel.sockstat, "counters": kernel.counters, "sysctls": kernel.sysctls,
+            "file_nr": list(kernel.file_nr) if kernel.file_nr else None,
+            "slab": {k: list(v) for k, v in kernel.slab.items()},
+            "mem_total": kernel.mem_total}
 
 
 def to_bytes(name: str, snap: Snapshot, kernel: KernelState | None) -> bytes:
@@ -133,10 +137,15 @@ def _snapshot(doc: dict[str, Any], source: str) -> Snapshot:
     if "netns_id" in cols:
         _want(bool(spaces) and (count == 0 or int(cols["netns_id"].max()) < len(spaces)),
               source, "netns_id values that index \"spaces\"")
+    # Each namespace's own figures (sysctls, counters) travel with its entry; the entries
+    # the reports print stay names only.
+    kernels = [_kernel(sp["kernel"], f"{source}: spaces[{i}].kernel")
+               if isinstance(sp.get("kernel"), dict) else None for i, sp in enumerate(spaces)]
     return Snapshot(cols, str(doc.get("source", "snapshot")), str(doc.get("host", "")),
                     str(doc.get("kernel", "")), str(doc.get("taken_at", "")),
                     netns if isinstance(netns, str) else None, list(notes), pids,
-                    spaces=list(spaces))
+                    spaces=[{k: v for k, v in sp.items() if k != "kernel"} for sp in spaces],
+                    space_kernels=kernels if any(k is not None for k in kernels) else [])
 
 
 def _kernel(doc: dict[str, Any], source: str) -> KernelState | None:

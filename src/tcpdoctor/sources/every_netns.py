@@ -238,12 +238,13 @@ def discover(target: Target) -> namespaces.Discovered:
 
 
 def merged(target: Target, spec: str = "all", mem: bool = False,
-           want: frozenset[str] | None = None, info: bool = False) -> Snapshot:
+           want: frozenset[str] | None = None, info: bool = False,
+           kernel: bool = False) -> Snapshot:
     """One snapshot of every namespace --netns SPEC names, with a `netns_id` column and
     the namespaces in `spaces` (states, top)."""
     found = discover(target)
     spaces = namespaces.select(found, spec)
-    got = sample_all(target, spaces, 0.0, info=info, mem=mem, want=want, kernel=False)
+    got = sample_all(target, spaces, 0.0, info=info, mem=mem, want=want, kernel=kernel)
     snap = combine([ns.as_json() for ns in spaces], got.samples, found.notes + got.notes)
     snap.netns = spec
     for s in got.samples:
@@ -270,6 +271,8 @@ def combine(where: list[dict[str, Any]], samples: list[LiveSample | None],
     dtypes = {k: str(parts[0][k].dtype) if parts else "u1" for k in common}
     cols = concat_columns(parts, dtypes)
     cols.setdefault("netns_id", np.zeros(0, np.uint16))
+    kernels = [s.kernel if s is not None else None for s in samples]
     return Snapshot(cols, "netlink", host=socket.gethostname(), kernel=os.uname().release,
                     taken_at=iso(), netns="all", notes=list(notes),
-                    process_names=names, spaces=list(where))
+                    process_names=names, spaces=list(where),
+                    space_kernels=kernels if any(k is not None for k in kernels) else [])

@@ -27,7 +27,9 @@ def _bytes(ctx: Context, column: str, m: np.ndarray) -> int:
 
 def _ports(ctx: Context, m: np.ndarray, limit: int = 5) -> dict[str, int]:
     """The local ports of the sockets in m, most sockets first (the service they serve)."""
-    ports, counts = np.unique(ctx.snap.columns["sport"][m], return_counts=True)
+    w = ctx.snap.weights
+    ports, inverse = np.unique(ctx.snap.columns["sport"][m], return_inverse=True)
+    counts = np.bincount(inverse, None if w is None else w[m], ports.shape[0]).astype(np.int64)
     order = np.argsort(-counts, kind="stable")[:limit]
     return {str(int(ports[i])): int(counts[i]) for i in order}
 
