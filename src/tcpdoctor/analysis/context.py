@@ -68,6 +68,13 @@ class Context:
         (never a 0 that was not measured)."""
         return self.delta(name) if self.deltas is not None else self.missing
 
+    def said(self, *names: str) -> str:
+        """A counter's rise (or several summed) as a sentence says it: "1,234", or why it
+        was not measured; never a 0 that was not measured."""
+        if self.deltas is None:
+            return str(self.missing)
+        return f"{sum(self.delta(n) for n in names):,}"
+
     def count(self, mask: np.ndarray) -> int:
         """Sockets in mask (rows of a reduced snapshot stand for several)."""
         return self.snap.count(mask)

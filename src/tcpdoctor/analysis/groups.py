@@ -106,7 +106,8 @@ def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:
     """One group key as a short text: '10.0.0.7', '8080', 'nginx (1234)', 'CLOSE_WAIT'."""
     if key == "process":
         pid = int(values[0])
-        return f"{snap.process_names.get(pid, '?')} ({pid})" if pid >= 0 else "?"
+        return (f"{snap.process_names.get(pid, '?')} ({pid})" if pid >= 0
+                else str(Msg("(no owner)")))  # TIME_WAIT and request sockets have none
     return str(next(iter(_format_key(snap, key, values, 24, 64).values())))
 
 

@@ -220,7 +220,20 @@ def wait_settled(lab: LabNet, scenario: Scenario, n: int, timeout: float = 60.0)
                              count=count, want=want, state=state, timeout=timeout))
 
 
+# Files a lab process needs besides its sockets (the interpreter, pipes, the listener).
+FD_OVERHEAD = 64
+
+
 def build(lab: LabNet, scenario: Scenario, n: int) -> int:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and n + FD_OVERHEAD > hard:
+        raise TcpDoctorError(Msg(
+            "lab {name}: {n:,} sockets are {n:,} open files in one lab process, and this "
+            "system allows {hard:,} per process (RLIMIT_NOFILE hard limit): use --sockets "
+            "{most:,} or fewer, or raise the limit (ulimit -Hn)", name=scenario.name, n=n,
+            hard=hard, most=max(hard - FD_OVERHEAD, 1)))
     scenario.build(lab, n)
     count = wait_settled(lab, scenario, n)
     time.sleep(scenario.age)  # e.g. past the 2 s idle or stall thresholds

@@ -12,6 +12,7 @@ import ctypes
 import errno
 import ipaddress
 import json
+import resource
 import selectors
 import signal
 import socket
@@ -177,6 +178,10 @@ def fill(socks: list[socket.socket], cap: int, stall: float = 1.0,
 def main() -> None:
     spec = json.loads(sys.argv[1])
     set_name(spec.get("name", "td-worker"))
+    # Every socket is a file: hold as many as the hard limit allows (build() checks n).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     info: dict[str, Any] = {"ports": [], "connected": []}
     for act in spec.get("actions", []):

@@ -148,8 +148,8 @@ def _accept_verdict(full: bool, overflows: int | str, where: str, owner: str,
             where=where, owner=owner)
     if full:
         return Severity.CRITICAL, Msg(
-            "Accept queue full on {where}{owner} (overflows not measured: {why}): connections "
-            "arriving now are dropped because the application accepts too slowly.",
+            "Accept queue full on {where}{owner} (overflows {why}): connections arriving now "
+            "are dropped because the application accepts too slowly.",
             where=where, owner=owner, why=overflows)
     return Severity.WARNING, Msg(
         "ListenOverflows: {count} connection(s) overflowed an accept queue during the sample, "

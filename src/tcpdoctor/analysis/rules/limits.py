@@ -73,8 +73,8 @@ def tcp_memory(ctx: Context, th: dict[str, float]) -> Found | None:
     return Found(
         sev,
         Msg("TCP uses {mem:,} pages against tcp_mem pressure={pressure:,} high={high:,}; memory "
-            "aborts during the sample: {aborts:,}.", mem=mem, pressure=pressure, high=high,
-            aborts=aborts) + _held(ctx, held, Msg("Socket buffers "
+            "aborts during the sample: {aborts}.", mem=mem, pressure=pressure, high=high,
+            aborts=ctx.said("TcpExt.TCPAbortOnMemory")) + _held(ctx, held, Msg("Socket buffers "
                                                                                "here")),
         {"mem_pages": mem, "tcp_mem": limits, "TCPMemoryPressures_delta": pressures,
          "TCPAbortOnMemory_delta": aborts},
@@ -113,9 +113,10 @@ def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     return Found(
         sev,
-        Msg("conntrack holds {count:,} of {cap:,} entries ({share:.0%}); {drops:,} drops during "
-            "the sample ('nf_conntrack: table full, dropping packet').", count=count, cap=cap,
-            share=share, drops=drops),
+        Msg("conntrack holds {count:,} of {cap:,} entries ({share:.0%}); drops during the "
+            "sample ('nf_conntrack: table full, dropping packet'): {drops}.", count=count,
+            cap=cap, share=share, drops=ctx.said("conntrack.drop", "conntrack.early_drop",
+                                                  "conntrack.insert_failed")),
         {"count": count, "max": cap, "share": round(share, 3), "drops_delta": drops},
         [
             Msg("Reduce tracked flows: fewer short connections (keep-alive), or NOTRACK rules "

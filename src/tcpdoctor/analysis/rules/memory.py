@@ -56,7 +56,7 @@ def memory_hog(ctx: Context, th: dict[str, float]) -> Found | None:
         lead_mask &= c["pid"] == lead["pid"]
     peers = top_destinations(ctx.snap, lead_mask, 3, with_port=False)
     who = f"{lead['name']} (pid {lead['pid']})" if lead["pid"] >= 0 else Msg("the owner")
-    of_what = (Msg("{mem_share:.0%} of tcp_mem's pressure point ({pressure})",
+    of_what = (Msg("{mem_share:.1%} of tcp_mem's pressure point ({pressure})",
                    mem_share=mem_share, pressure=human_bytes(pressure))
                if pressure else Msg("{ram_share:.1%} of RAM", ram_share=ram_share))
     return Found(

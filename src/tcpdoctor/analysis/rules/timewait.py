@@ -158,8 +158,8 @@ def tw_buckets(ctx: Context, th: dict[str, float]) -> Found | None:
     return Found(
         sev,
         Msg("{tw:,} TIME_WAIT/FIN_WAIT2 minisockets against tcp_max_tw_buckets={cap:,} "
-            "({share:.0%}); TCPTimeWaitOverflow rose by {overflow:,} during the sample.", tw=tw,
-            cap=cap, share=share, overflow=overflow),
+            "({share:.0%}); TCPTimeWaitOverflow during the sample: {overflow}.", tw=tw,
+            cap=cap, share=share, overflow=ctx.said("TcpExt.TCPTimeWaitOverflow")),
         {"tw_minisockets": tw, "tcp_max_tw_buckets": cap, "share": round(share, 3),
          "TCPTimeWaitOverflow_delta": overflow},
         [
