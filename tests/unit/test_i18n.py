@@ -219,3 +219,22 @@ def test_every_program_tcpdoctor_runs_gets_the_c_locale() -> None:
     assert not bare, bare
     collect = (package / "render" / "collect.sh").read_text()
     assert "LC_ALL=C" in collect and "export LC_ALL" in collect
+
+
+def test_chinese_wrapping_never_passes_the_width() -> None:
+    """Marks that may not start a line ("）：", " ：") stay on the line before without
+    pushing it past the width: the characters before them move down instead."""
+    import random
+
+    from tcpdoctor.i18n.width import fill
+
+    rng = random.Random(20261203)
+    han = "的个连接持有对端不肯接收数据零窗口"
+    pieces = ["（零窗口）：", "）", "，", "：", "。", "（", "%"]
+    latin = ["td-x", "(pid 1234)", "44.3 MB", "198.18.0.2:9092"]
+    for _ in range(3000):
+        text = "".join(rng.choice(han) if (r := rng.random()) < 0.6 else
+                       rng.choice(pieces) if r < 0.75 else f" {rng.choice(latin)} "
+                       for _ in range(rng.randint(5, 60)))
+        out = fill(text, 40, "  ", "    ")
+        assert max(cell_len(line) for line in out.splitlines()) <= 40, out

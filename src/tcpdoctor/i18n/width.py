@@ -4,6 +4,7 @@ between two of them (English is left to textwrap, as before)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # Characters that take two terminal cells and may be broken between (CJK), and marks that
 # must not start a line (Chinese typesetting keeps them after the character they follow).
@@ -42,11 +43,9 @@ def fill(text: str, width: int, first: str = "", rest: str = "",
             continue
         gap = " " if space and not fresh else ""
         size = cell_len(tok)
-        # a mark that may not start a line goes with the token before it: room for both
-        # and an opening bracket with the token after it
-        after = tokens[i + 1] if i + 1 < len(tokens) else ""
-        joined_after = after and (after[0] in NO_LINE_START or tok[-1] in NO_LINE_END)
-        need = size + (cell_len(after) if joined_after and not after.isspace() else 0)
+        # marks that may not start a line go with the token before them (a run of them:
+        # "）：" both), and an opening bracket with the token after it: room for all
+        need = size + _held_with(tokens, i, cell_len)
         if not fresh and used + len(gap) + need > width and tok[0] not in NO_LINE_START:
             lines.append(line)
             line, used = rest + tok, cell_len(rest) + size
@@ -55,3 +54,19 @@ def fill(text: str, width: int, first: str = "", rest: str = "",
         fresh, space = False, False
     lines.append(line)
     return "\n".join(lines)
+
+
+def _held_with(tokens: list[str], i: int, cell_len: Any) -> int:
+    """Cells of what must stay on token i's line after it."""
+    extra, k = 0, i + 1
+    while k < len(tokens):
+        gap = 1 if tokens[k].isspace() else 0  # " ：": the mark still may not start a line
+        mark = tokens[k + gap] if k + gap < len(tokens) else ""
+        if not mark or mark.isspace() or mark[0] not in NO_LINE_START:
+            break
+        extra += gap + cell_len(mark)
+        k += gap + 1
+    after = tokens[i + 1] if i + 1 < len(tokens) else ""
+    if not extra and after and not after.isspace() and tokens[i][-1] in NO_LINE_END:
+        extra = cell_len(after)
+    return int(extra)

@@ -180,7 +180,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              ("ESTABLISHED", 1.0)),
     Scenario("memory-hog", Msg("a server that stopped reading: receive buffers fill up"),
              "SOCKET_MEMORY_HOG", "warning", 48, "td-sink", 9000, _memory_hog,
-             ("ESTABLISHED", 1.0)),
+             ("ESTABLISHED", 1.0), age=2.5),  # a stalled reader too, once its data is 2 s old
     Scenario("unread-close-wait", Msg("CLOSE_WAIT sockets holding data nobody reads"),
              "CLOSE_WAIT_LEAK", "warning", 300, "td-api", 8080, _unread_close_wait,
              ("CLOSE_WAIT", 1.0)),
