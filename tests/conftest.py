@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tcpdoctor.lab.net import MAIN_ADDR, LabNet
 
 DATA = Path(__file__).parent / "data"
+# Hypothesis keeps its examples in memory: a test run writes nothing into the tree (which
+# an unprivileged run of the unit layer may not write to anyway).
+settings.register_profile("tcpdoctor", database=None)
+settings.load_profile("tcpdoctor")
 
 SS_STATES = {
     "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
