@@ -126,17 +126,17 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 class TcpCollector(Collector):
     """Builds fresh metric families on every scrape, so no series goes stale."""
 
-    def __init__(self, samplers: dict[str, Shared[Sample | EveryNetnsSample]], top_n: int = 10,
+    def __init__(self, readers: dict[str, Shared[Sample | EveryNetnsSample]], top_n: int = 10,
                  on_error: Callable[[str, BaseException], None] | None = None) -> None:
-        self.samplers = samplers
+        self.readers = readers
         self.top_n = top_n
         self.on_error = on_error or (lambda netns, exc: None)
 
     def collect(self) -> Iterator[Metric]:
         fams = _Families()
-        for netns, sampler in self.samplers.items():
+        for netns, reader in self.readers.items():
             try:
-                got, stale = sampler.get()
+                got, stale = reader.get()
             except Exception as exc:  # the namespace vanished, a permission error...
                 fams.up.add_metric([netns], 0)
                 fams.error.add_metric([netns, _reason(exc)], 1)
@@ -292,12 +292,13 @@ def _reason(exc: BaseException) -> str:
     return text[:120]
 
 
-def build_registry(samplers: dict[str, Callable[[], Sample | EveryNetnsSample]], top_n: int,
+def build_registry(readers: dict[str, Callable[[], Sample | EveryNetnsSample]], top_n: int,
                    max_seconds: float,
                    on_error: Callable[[str, BaseException], None] | None = None,
                    ) -> CollectorRegistry:
-    """samplers: netns label ("host" for the host) -> a function taking one Sample."""
-    shared = {label: Shared(fn, max_seconds) for label, fn in samplers.items()}
+    """readers: netns label ("host" for the host) -> a function reading one Sample (see
+    readings())."""
+    shared = {label: Shared(fn, max_seconds) for label, fn in readers.items()}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TcpCollector(shared, top_n, on_error))
     return registry

@@ -57,10 +57,10 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
     except ImportError:
         raise TcpDoctorError(INSTALL_HINT) from None
     limit_malloc_arenas()
-    samplers: dict[str, Callable[[], Any]] = (
+    readers: dict[str, Callable[[], Any]] = (
         {"all": collector.readings(targets[0], thresholds, every_netns=True)} if every_netns
         else {(t.netns or "host"): collector.readings(t, thresholds) for t in targets})
-    registry = collector.build_registry(samplers, opts.top_n, opts.max_seconds, _log_error)
+    registry = collector.build_registry(readers, opts.top_n, opts.max_seconds, _log_error)
     if opts.textfile_dir:
         if not os.path.isdir(opts.textfile_dir):
             raise TcpDoctorError(Msg("--textfile: {directory} is not a directory",
@@ -77,7 +77,7 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
         host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
         sys.stderr.write(_f("tcpdoctor exporter: serving {url} for {targets}",
                             url=f"{scheme}://{host}:{addr[1]}/metrics",
-                            targets=", ".join(samplers)) + "\n")
+                            targets=", ".join(readers)) + "\n")
         sys.stderr.flush()
 
     http.serve(registry, opts.listen, web, opts.verbose, ready)
