@@ -130,3 +130,10 @@ def test_every_rule_says_the_figures_of_its_verdict(rule_id: str, make: Any, n: 
     with contextlib.redirect_stdout(con):
         render(report)
     assert f"{sev.upper()} {rule_id}" in con.getvalue()
+
+
+def test_a_namespace_name_reaches_the_report_without_control_characters() -> None:
+    from tcpdoctor.sources.netns import printable
+
+    assert printable("blue") == "blue"
+    assert "\x1b" not in printable("evil\x1b[2J") and "\\x1b" in printable("evil\x1b[2J")

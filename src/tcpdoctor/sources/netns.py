@@ -131,8 +131,13 @@ def current_name(proc_root: str = "/proc") -> str | None:
     me = _stat_ino(f"{proc_root}/self/ns/net")
     for name in named():
         if _stat_ino(f"{NETNS_RUN_DIR}/{name}") == me:
-            return name
+            return printable(name)
     return f"netns:[{me}]"
+
+
+def printable(name: str) -> str:
+    """A namespace name as a report may show it: escapes instead of control characters."""
+    return name if name.isprintable() else ascii(name)
 
 
 def _stat_ino(path: str) -> int | None:

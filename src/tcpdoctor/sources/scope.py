@@ -40,7 +40,7 @@ def default_scope(target: Target) -> Scope:
     if netns.in_initial(proc) is False:
         return Scope(False)  # inside a chosen namespace: that one
     if os.geteuid() != 0:
-        named = netns.named()
+        named = [netns.printable(n) for n in netns.named()]
         if not named:
             return Scope(False)
         return Scope(False, len(named), notes=[Msg(
