@@ -149,7 +149,7 @@ def other_namespaces_hint(sock: SocketOptions) -> str | None:
         return None
     from tcpdoctor.sources.scope import default_scope as scope_of
 
-    return scope_of(sock.target()).hint()
+    return scope_of(sock.target(), count=True).hint()
 
 
 def can_trace(sock: SocketOptions) -> None:

@@ -21,7 +21,6 @@ from tcpdoctor.sources.target import Target
 @dataclass
 class Scope:
     every: bool  # read every namespace
-    others: int = 0  # other namespaces seen
     busy: int = 0  # of them, those holding TCP sockets (sockstat)
     sockets: int = 0  # the TCP sockets they hold
     notes: list[str] = field(default_factory=list)
@@ -34,8 +33,10 @@ class Scope:
         return self.notes[0] if self.notes else None
 
 
-def default_scope(target: Target) -> Scope:
-    """What a command given no --netns should look at, from the namespace it runs in."""
+def default_scope(target: Target, count: bool = False) -> Scope:
+    """What a command given no --netns should look at, from the namespace it runs in;
+    count: also what the others hold (for the note of states, top and snapshot; check and
+    watch read every namespace anyway, with a sockstat pass of their own)."""
     proc = target.proc_root
     if netns.in_initial(proc) is False:
         return Scope(False)  # inside a chosen namespace: that one
@@ -43,15 +44,15 @@ def default_scope(target: Target) -> Scope:
         named = [netns.printable(n) for n in netns.named()]
         if not named:
             return Scope(False)
-        return Scope(False, len(named), notes=[Msg(
+        return Scope(False, notes=[Msg(
             "{n} other network namespace(s) exist ({names}) and were not read: reading them "
             "needs root", n=len(named), names=", ".join(named[:3]) + (", ..." if len(named) > 3
                                                                       else ""))])
     from tcpdoctor.sources import every_netns
 
     others = namespaces.discover(proc).namespaces[1:]
-    if not others:
-        return Scope(False)
+    if not others or not count:
+        return Scope(bool(others))
     counts = [every_netns.tcp_sockets(s) for s in every_netns.sockstats(target, others)]
     busy = [n for n in counts if n != 0]
-    return Scope(True, len(others), len(busy), sum(n for n in busy if n > 0))
+    return Scope(True, len(busy), sum(n for n in busy if n > 0))
