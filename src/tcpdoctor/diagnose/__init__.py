@@ -51,9 +51,7 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
         got = sample(target, 0.0, before)
     else:
         got = sample(target, interval, previous)
-    nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
-    ctx = Context(got.snap, got.kernel, got.deltas, got.interval,
-                  got.owners.fd_counts if got.owners else None, nofile)
+    ctx = _context(got, target)
     if traced is not None:
         ctx.trace = traced
     elif tracing is not None:
@@ -62,6 +60,13 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
     if ctx.trace is not None:
         report.notes.append(trace_line(ctx.trace))
     return Diagnosis(got, report, time.perf_counter() - t0, started)
+
+
+def _context(got: LiveSample, target: Target) -> Context:
+    """What the rules see of one live sample (open files per owner, their limits)."""
+    nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
+    return Context(got.snap, got.kernel, got.deltas, got.interval,
+                   got.owners.fd_counts if got.owners else None, nofile)
 
 
 def trace_line(result: dict[str, Any]) -> str:
@@ -115,20 +120,13 @@ def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None
     """Every namespace --netns SPEC names (all, pod:NS/NAME, container:ID), sampled
     together: one interval for all (or the rates since `previous`, per namespace inode),
     one owner scan; the host report and each namespace's sample."""
-    from tcpdoctor.analysis.every_netns import EveryNetnsReport
     from tcpdoctor.sources import every_netns, namespaces
 
     found = every_netns.discover(target)
     spaces = namespaces.select(found, spec)
     got = every_netns.sample_all(target, spaces, interval, previous=previous)
-    nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
-    reports: list[Report | None] = []
-    for s in got.samples:
-        if s is None:
-            reports.append(None)
-            continue
-        ctx = Context(s.snap, s.kernel, s.deltas, s.interval,
-                      s.owners.fd_counts if s.owners else None, nofile)
-        reports.append(run_rules(ctx, thresholds, live=True))
+    reports: list[Report | None] = [
+        None if s is None else run_rules(_context(s, target), thresholds, live=True)
+        for s in got.samples]
     where = [ns.as_json() for ns in spaces]
     return EveryNetnsReport(where, reports, found.notes + got.notes), got.samples
