@@ -31,8 +31,6 @@ RATE_KEYS = ("TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPTimeWait
              "Tcp.RetransSegs", "conntrack.drop")
 
 
-
-
 class Series:
     """Readings of one namespace or of every namespace (repeat.every_netns), each with the
     rates since the one before. record keeps a point per namespace for the `namespaces`
@@ -42,10 +40,6 @@ class Series:
         self.repeat = repeat
         self.top_n = top_n  # groups kept per state and dimension
         self.namespaces = namespaces
-
-    @property
-    def netns(self) -> str | None:
-        return "all" if self.repeat.every_netns else self.repeat.target.netns
 
     def close(self) -> None:
         self.repeat.close()
