@@ -244,6 +244,11 @@ def test_html_report_in_headless_chromium(leak: LabNet, tmp_path: Path) -> None:
     assert 'data-series="all sockets"' in dom.stdout
     assert 'data-series="CLOSE_WAIT sockets"' in dom.stdout
     assert 'data-finding="CLOSE_WAIT_LEAK"' in dom.stdout
+    # The host-wide sockstat figure has its own chart, never the namespace's scale (issue 32).
+    own = dom.stdout.split('id="memory"', 1)[1].split('id="host-memory"', 1)[0]
+    host_wide = dom.stdout.split('id="host-memory"', 1)[1].split("<h2", 1)[0]
+    assert 'data-series="kernel TCP (sockstat)"' in host_wide
+    assert "kernel TCP" not in own
     assert "td-leaky" in dom.stdout and "198.18.0.2 CLOSE_WAIT" in dom.stdout
     keep = os.environ.get("TCPDOCTOR_ARTIFACTS")
     if keep:  # CI can keep the screenshot for a human to look at

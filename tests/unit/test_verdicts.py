@@ -85,6 +85,12 @@ def test_a_paste_names_what_it_cannot_check_on_one_line() -> None:
     assert "only a live `check --trace SECONDS` on the host" in " ".join(full.split())
 
 
+def test_one_socket_is_one_socket(tmp_path: Path) -> None:
+    paste = tmp_path / "one.txt"
+    paste.write_text("tcp 0 0 10.0.0.1:80 10.0.0.2:5555 TIME_WAIT\n")
+    assert "1 TCP socket, 1 not established" in tcpdoctor("analyze", str(paste)).stdout
+
+
 def test_tune_exits_1_when_it_recommends_a_change(tmp_path: Path) -> None:
     conf = tmp_path / "empty.conf"
     conf.write_text("")

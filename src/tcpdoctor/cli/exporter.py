@@ -55,6 +55,7 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
       tcpdoctor exporter                          serve http://127.0.0.1:9816/metrics
       tcpdoctor exporter --listen '[::1]:9816'
       tcpdoctor exporter --listen 0.0.0.0:9816 --web-config-file web.yml
+      tcpdoctor exporter --netns all              every pod's namespace (Kubernetes node)
       tcpdoctor exporter --all-netns --config thresholds.toml
       tcpdoctor exporter --textfile /var/lib/node_exporter/textfile --once
     """

@@ -160,7 +160,7 @@ def top(sock: SocketOptions, by: str, state_filter: tuple[str, ...], ports: tupl
         if as_csv:
             tables.groups_csv(result)
         else:
-            tables.groups_table(result, _f("Top {n} by {keys} ({total:,} sockets matched)",
+            tables.groups_table(result, _f("Top {n} by {keys} (sockets matched: {total:,})",
                                            n=limit, keys=", ".join(_(k) for k in keys),
                                            total=result.total))
     notes(snap.notes)

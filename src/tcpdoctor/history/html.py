@@ -32,6 +32,7 @@ def page_data(db: History, samples: list[Stored], title: str) -> dict[str, Any]:
         "total": [s.total for s in samples],
         "findings": findings_timeline(samples),
         "memory": memory_series(samples),
+        "host_memory": host_memory_series(samples),
         "groups": {},
     }
     for dim, key, state, total in db.group_totals(first, last, NON_ESTABLISHED, SERIES_LIMIT):
@@ -45,11 +46,21 @@ def page_data(db: History, samples: list[Stored], title: str) -> dict[str, Any]:
 def memory_series(samples: list[Stored]) -> dict[str, list[float]]:
     """MB held by all sockets, by their buffers and by the busiest states' sockets, per
     sample (samples recorded before costs were kept read as 0)."""
-    keys = [(_("all sockets"), "cost.memory_bytes"), (_("buffers"), "cost.buffer_bytes"),
-            (_("kernel TCP (sockstat)"), "cost.tcp_mem_bytes")]
+    keys = [(_("all sockets"), "cost.memory_bytes"), (_("buffers"), "cost.buffer_bytes")]
     per_state = sorted({k for s in samples for k in s.kernel if k.startswith("cost.state.")})
     keys += [(_f("{state} sockets", state=k.removeprefix("cost.state.")), k)
              for k in per_state]
+    return _megabytes(samples, keys)
+
+
+def host_memory_series(samples: list[Stored]) -> dict[str, list[float]]:
+    """The kernel's TCP memory (sockstat) is one figure for the whole host, whichever
+    namespace was recorded: it gets a chart of its own so that a namespace's few KB are not
+    drawn on the scale of another namespace's hundreds of MB."""
+    return _megabytes(samples, [(_("kernel TCP (sockstat)"), "cost.tcp_mem_bytes")])
+
+
+def _megabytes(samples: list[Stored], keys: list[tuple[str, str]]) -> dict[str, list[float]]:
     out = {name: [round(s.kernel.get(key, 0) / 2**20, 2) for s in samples]
            for name, key in keys}
     return {name: values for name, values in out.items() if any(values)}

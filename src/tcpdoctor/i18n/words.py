@@ -14,7 +14,8 @@ OUTCOMES = ("local", "remote", "reset", "aborted", "refused", "timeout")
 PUNCTUATION = (", ", "; ", ".", ":", " ({parts})")
 # the history page: its headings, and the words its script writes (history/html.py)
 PAGE_HEADINGS = ("tcpdoctor history", "Sockets per state",
-                 "Kernel memory held by the sockets (MB)", "Findings",
+                 "Kernel memory held by the sockets (MB)",
+                 "Kernel TCP memory of the whole host, all namespaces (MB, sockstat)", "Findings",
                  "Largest non-ESTABLISHED owners (process)", "Largest non-ESTABLISHED remotes",
                  "Largest non-ESTABLISHED service ports")
 PAGE_SCRIPT = ("nothing to show in this period", "no findings in this period", "group",

@@ -49,10 +49,16 @@ def _header(report: Report) -> list[str]:
             f"tcpdoctor {command} · {tr(s.source)} · {s.taken_at}")
     return [
         head,
-        _f("{total:,} TCP sockets, {non_established:,} not established: {states}",
-           total=summary["total"], non_established=summary["non_established"],
-           states=states or _("none")),
+        _tally(summary["total"], summary["non_established"], states or _("none")),
     ]
+
+
+def _tally(total: int, non_established: int, states: str) -> str:
+    if total == 1:
+        return _f("1 TCP socket, {non_established:,} not established: {states}",
+                  non_established=non_established, states=states)
+    return _f("{total:,} TCP sockets, {non_established:,} not established: {states}",
+              total=total, non_established=non_established, states=states)
 
 
 def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> None:
