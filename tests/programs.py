@@ -34,3 +34,28 @@ else:
         finish(s)
     time.sleep(0.5)  # a process gone within the tracer's tick cannot be placed in a netns
 """
+
+
+# N clients that half-close (the server, which never closes, holds them in CLOSE_WAIT), then
+# on "go" read each socket once: how the server's side ended them (eof, reset, timeout).
+HALF_CLOSE_PROG = r"""
+import json, socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+socks = []
+for _ in range(n):
+    s = socket.create_connection((addr, port), timeout=10)
+    s.shutdown(socket.SHUT_WR)
+    socks.append(s)
+print("READY", flush=True)
+sys.stdin.readline()
+seen = {"eof": 0, "reset": 0, "timeout": 0, "data": 0}
+for s in socks:
+    s.settimeout(5)
+    try:
+        seen["eof" if s.recv(1) == b"" else "data"] += 1
+    except ConnectionResetError:
+        seen["reset"] += 1
+    except OSError:
+        seen["timeout"] += 1
+print(json.dumps(seen), flush=True)
+"""

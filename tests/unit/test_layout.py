@@ -27,19 +27,21 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "analysis": (*BASE, "model"),
     "diagnose": (*BASE, "model", "sources", "analysis"),
     "history": (*BASE, "model", "sources", "analysis", "diagnose"),
+    "relief": (*BASE, "model", "sources", "analysis", "diagnose"),
     "render": (*BASE, "model", "analysis"),
     "lab": (*BASE, "model", "sources", "render"),
     "exporter": (*BASE, "model", "sources", "analysis", "diagnose", "render"),
     "cli": (*BASE, "model", "sources", "analysis", "diagnose", "history", "render", "lab",
-            "exporter"),
+            "exporter", "relief"),
     "__main__": ("cli",),
 }
 # Above sources, only these modules of it are used (its faces); the readers stay inside.
 SOURCE_FACES = ("live", "offline", "tracefs", "target", "netns", "namespaces", "every_netns",
-                "kstate", "sysctl_files", "scope")
+                "kstate", "sysctl_files", "scope", "ending")
 # Only the output layer writes to stdout; below the interfaces nothing writes at all.
 STDOUT_OWNER = "render"
-SILENT = ("model", "sources", "analysis", "diagnose", "util", "i18n", "errors", "status")
+SILENT = ("model", "sources", "analysis", "diagnose", "relief", "util", "i18n", "errors",
+          "status")
 MAX_LINES = 400
 
 

@@ -49,7 +49,7 @@ class Report:
         return {
             "schema": SCHEMA, "source": s.source, "host": s.host, "kernel": s.kernel,
             "netns": s.netns, "taken_at": s.taken_at, **s.summary(),
-            "findings": [f.as_json() for f in self.findings],
+            "findings": [f.as_json(s.netns) for f in self.findings],
             "rules_skipped": self.skipped, "notes": self.notes,
             "interval_seconds": self.interval, "lines_unparsed": s.unparsed,
             "cost": self.cost,

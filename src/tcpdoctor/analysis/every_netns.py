@@ -63,7 +63,7 @@ class EveryNetnsReport:
             "schema": SCHEMA, "source": Msg("netlink (every namespace)"), "host": host,
             "kernel": kernel, "netns": "all", "taken_at": taken_at, **self.totals(),
             "namespaces": self.summary(),
-            "findings": [{**f.as_json(), **w} for w, f in self.findings()],
+            "findings": [{**f.as_json(str(w["netns"])), **w} for w, f in self.findings()],
             "rules_skipped": self.skipped(),
             "notes": self.notes,
         }

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.analysis.context import Context
+from tcpdoctor.analysis.relief import relief_command
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 
@@ -56,12 +57,16 @@ class Finding(Found):
     id: str = ""
     title: str = ""
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, netns: str | None = None) -> dict[str, Any]:
+        """The finding for scripts; netns: where it was found, for its relief command."""
         out = {"id": self.id, "severity": str(self.severity), "title": self.title,
                "summary": self.summary, "evidence": self.evidence,
                "processes": self.processes, "actions": self.actions}
         if self.sysctl:
             out["sysctl"] = self.sysctl
+        relief = relief_command(self.id, netns)
+        if relief:
+            out["relief"] = relief
         return out
 
 

@@ -27,6 +27,12 @@ BASE_COLUMNS: dict[str, str] = {
     "uid": "u4",
     "inode": "u4",
 }
+# A socket's identity as sock_diag knows it (netlink only, read when asked for): what a
+# SOCK_DESTROY request must repeat so that the kernel ends this socket and no other.
+ID_COLUMNS: dict[str, str] = {
+    "cookie": "u8",  # idiag_cookie: changes when a 4-tuple is reused by a new socket
+    "ifindex": "u4",  # idiag_if: the bound device (link-local and SO_BINDTODEVICE lookups)
+}
 INFO_COLUMNS: dict[str, str] = {
     "lastsnd": "u4",  # ms since data was last sent (tcp_info.tcpi_last_data_sent)
     "lastrcv": "u4",  # ms since data was last received
@@ -48,6 +54,11 @@ OWNER_COLUMNS: dict[str, str] = {"pid": "i4"}  # -1 = owner unknown
 # A reduced snapshot (offline analysis of huge dumps) has one row per distinct combination
 # of the kept columns, and this column says how many sockets each row stands for.
 WEIGHT = "weight"
+
+
+def wanted_columns(want: frozenset[str] | set[str]) -> dict[str, str]:
+    """The base and identity columns a reader was asked for, with their dtypes."""
+    return {k: v for k, v in {**BASE_COLUMNS, **ID_COLUMNS}.items() if k in want}
 
 
 def empty_columns(names: dict[str, str]) -> dict[str, np.ndarray]:

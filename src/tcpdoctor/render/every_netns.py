@@ -4,6 +4,7 @@ finding under the name of the namespace (pod, container) it was found in."""
 from __future__ import annotations
 
 from tcpdoctor.analysis.every_netns import EveryNetnsReport
+from tcpdoctor.analysis.relief import relief_command
 from tcpdoctor.i18n import _, _f
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.output import SEVERITY_STYLE, printer
@@ -42,8 +43,10 @@ def render_every_netns(report: EveryNetnsReport, header: str) -> None:
     findings = report.findings()
     if not findings:
         out(_("No problems found."), style="bold green")
+    live = any(r.live for _w, r in report.rows())
     for w, f in findings:
-        finding_lines(con, out, f, where=_where(w))
+        finding_lines(con, out, f, where=_where(w),
+                      relief=relief_command(f.id, str(w["netns"])) if live else None)
     counts = {s: sum(1 for _, f in findings if f.severity == s) for s in SEVERITY_STYLE}
     out(_f("Result: {critical} critical, {warning} warning, {info} info in {n} namespaces "
            "(exit {code})", critical=counts["critical"], warning=counts["warning"],

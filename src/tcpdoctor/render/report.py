@@ -6,6 +6,7 @@ from typing import Any
 
 from tcpdoctor.analysis.check import Report
 from tcpdoctor.analysis.registry import Finding
+from tcpdoctor.analysis.relief import relief_command
 from tcpdoctor.i18n import _, _f, tr
 from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.render.cost import cost_evidence, cost_lines
@@ -61,8 +62,10 @@ def _tally(total: int, non_established: int, states: str) -> str:
               total=total, non_established=non_established, states=states)
 
 
-def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> None:
-    """One finding: title (and where it was found), summary, evidence, owners, actions."""
+def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None,
+                  relief: str | None = None) -> None:
+    """One finding: title (and where it was found), summary, evidence, owners, actions,
+    and on a live host the dry run of `relieve` where ending sockets can help."""
     from rich.text import Text
 
     title = Text.assemble((_(f.severity.upper()), SEVERITY_STYLE[f.severity]), " ",
@@ -83,6 +86,9 @@ def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None) -> N
     for rec in f.sysctl:
         out(f"sysctl {rec['key']}: {rec['current']} -> {rec['recommended']}: {tr(rec['why'])}",
             4, 3)
+    if relief:
+        out(_f("Relief until the fix is deployed: `{command}` shows which sockets it would "
+               "end and how (a dry run; --apply ends them).", command=relief), 2, 2)
     con.print()
 
 
@@ -102,7 +108,8 @@ def render(report: Report, list_skipped: bool = False) -> None:
     elif not report.findings:
         out(_("No problems found."), style="bold green")
     for f in report.findings:
-        finding_lines(con, out, f)
+        finding_lines(con, out, f,
+                      relief=relief_command(f.id, report.snap.netns) if report.live else None)
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITY_STYLE}
     out(_f("Result: {critical} critical, {warning} warning, {info} info (exit {code})",
            critical=counts["critical"], warning=counts["warning"], info=counts["info"],

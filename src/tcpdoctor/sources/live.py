@@ -14,7 +14,7 @@ import numpy as np
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model import kernel_state
-from tcpdoctor.model.columns import BASE_COLUMNS
+from tcpdoctor.model.columns import BASE_COLUMNS, ID_COLUMNS
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6
@@ -119,8 +119,9 @@ def sample(target: Target, interval: float = 1.0,
     With `previous` (the kernel figures of an earlier sample, as watch, record and the
     exporter keep them), the rates are taken since then and no second reading is made."""
     first = read_kernel(target)
-    snap = take_snapshot(target.source, target.netns, target.ipv4, target.ipv6, info=True,
-                         proc_root=target.proc_root)
+    want = frozenset(BASE_COLUMNS) | frozenset(ID_COLUMNS) if target.identity else None
+    snap = take_snapshot(target.source, target.netns, target.ipv4, target.ipv6, want=want,
+                         info=True, proc_root=target.proc_root)
     table = attach_owners(snap, target.proc_root) if target.owners else None
     if previous is not None:
         return LiveSample(snap, first, kernel_state.deltas(previous, first),

@@ -20,6 +20,7 @@ class Target:
     ipv6: bool = True
     owners: bool = True
     proc_root: str = "/proc"
+    identity: bool = False  # also each socket's sock_diag cookie and device (relieve)
 
     def netns_inode(self) -> int | None:
         """The inode of the namespace read (None: the one tcpdoctor runs in)."""

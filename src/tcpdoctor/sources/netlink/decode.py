@@ -17,7 +17,7 @@ import numpy as np
 from tcpdoctor.errors import ParseError
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED
-from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns
+from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns, wanted_columns
 from tcpdoctor.model.tcp import AF_INET, normalize_states
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 from tcpdoctor.sources.netlink.layout import (
@@ -63,6 +63,12 @@ def _gather(v: _Views, offs: np.ndarray, want: frozenset[str]) -> dict[str, np.n
         if name in want:
             view = getattr(v, kind)
             cols[name] = view[(offs + at) // size].astype(BASE_COLUMNS[name])
+    if "ifindex" in want:
+        cols["ifindex"] = v.u32[(offs + _OFFSET["ifindex"]) // 4].copy()
+    if "cookie" in want:  # two u32 halves at a 4-byte (not 8-byte) aligned offset
+        lo = v.u32[(offs + _OFFSET["cookie_lo"]) // 4].astype(np.uint64)
+        hi = v.u32[(offs + _OFFSET["cookie_hi"]) // 4].astype(np.uint64)
+        cols["cookie"] = (hi << np.uint64(32)) | lo
     if "state" in want:
         st = v.u8[offs + _OFFSET["state"]]
         cols["state"] = normalize_states(st)
@@ -169,7 +175,7 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
     buf = memoryview(data).cast("B")
     end = len(buf)
     wanted = frozenset(want)
-    names = {k: v for k, v in BASE_COLUMNS.items() if k in wanted}
+    names = wanted_columns(wanted)
     if info:
         names.update(INFO_COLUMNS)
     views = _Views(buf)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from tcpdoctor.i18n import Msg
-from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns
+from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns, wanted_columns
 from tcpdoctor.model.tcp import AF_INET, AF_INET6
 from tcpdoctor.sources.netlink.bytecode import split_bytecode
 from tcpdoctor.sources.netlink.decode import decode
@@ -82,7 +82,7 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
                                      error=exc.strerror)) from exc
     view = _buffer()
     parts: list[dict[str, np.ndarray]] = []
-    names = {k: v for k, v in BASE_COLUMNS.items() if k in want}
+    names = wanted_columns(want)
     if info:
         names.update(INFO_COLUMNS)
     fill = 0
@@ -179,7 +179,7 @@ def read_sockets(want: Iterable[str] = BASE_COLUMNS, info: bool = False,
 
 def _read_families(families: tuple[int, ...], states: int, wanted: frozenset[str], ext: int,
                    parallel: bool) -> dict[str, np.ndarray]:
-    names = {k: v for k, v in BASE_COLUMNS.items() if k in wanted}
+    names = wanted_columns(wanted)
     if ext:
         names.update(INFO_COLUMNS)
     jobs = [(family, bc) for family in families

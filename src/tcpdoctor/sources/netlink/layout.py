@@ -40,6 +40,9 @@ MSG_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("src_lo", ">u8", 32),  # id.idiag_src[2..3]
     ("dst_hi", ">u8", 40),  # id.idiag_dst[0..1]
     ("dst_lo", ">u8", 48),  # id.idiag_dst[2..3]
+    ("ifindex", "=u4", 56),  # id.idiag_if
+    ("cookie_lo", "=u4", 60),  # id.idiag_cookie[0]: the low 32 bits
+    ("cookie_hi", "=u4", 64),  # id.idiag_cookie[1]
     ("expires", "=u4", 68),  # idiag_expires (ms)
     ("rqueue", "=u4", 72),  # idiag_rqueue
     ("wqueue", "=u4", 76),  # idiag_wqueue
