@@ -56,10 +56,11 @@ def has_net_admin(proc_root: str = "/proc") -> bool:
 
 
 def find_fds(plan: Plan, proc_root: str = "/proc") -> None:
-    """Each graceful socket's descriptor number in its owner (one listing of the owners'
-    fd tables, joined on inodes with a sorted search)."""
+    """Each owned socket's descriptor number in its owner (one listing of the owners' fd
+    tables, joined on inodes with a sorted search): the graceful method needs it, and the
+    report names it for every method (a reset socket's descriptor stays open too)."""
     c = plan.columns
-    graceful = np.flatnonzero(c["method"] == GRACEFUL)
+    graceful = np.flatnonzero((c["pid"] >= 0) & (c["inode"] != 0))
     for pid in np.unique(c["pid"][graceful]):
         inodes, fds = _socket_fds(int(pid), proc_root)
         rows = graceful[c["pid"][graceful] == pid]
@@ -212,11 +213,11 @@ def _graceful(pid: int, fd: int, inode: int, pidfds: dict[int, int]) -> int:
 
 
 def owner_fds_open(plan: Plan, done: np.ndarray, proc_root: str = "/proc") -> int:
-    """Gracefully relieved sockets whose owner still holds the descriptor (the socket is
-    gone from the table; the descriptor stays until the application closes it)."""
+    """Relieved sockets whose owner still holds the descriptor (the socket is gone from
+    the table, whichever the method; the descriptor stays until the application closes it)."""
     c = plan.columns
     count = 0
-    for i in np.flatnonzero(done & (c["method"] == GRACEFUL)):
+    for i in np.flatnonzero(done & (c["fd"] >= 0)):
         try:
             link = os.readlink(f"{proc_root}/{int(c['pid'][i])}/fd/{int(c['fd'][i])}")
         except OSError:
