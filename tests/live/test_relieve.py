@@ -140,6 +140,52 @@ def test_the_report_exists_before_the_first_socket_is_touched(
     assert count(lab.name, "state", "close-wait") == N - 10  # --max
 
 
+REPLACE_PROG = r"""
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.connect((sys.argv[3], 8080))
+print("READY", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_socket_replaced_after_the_plan_is_vanished_and_untouched(
+        leak: tuple[LabNet, Clients], tmp_path: Path) -> None:
+    lab, _ = leak
+    report = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "tcpdoctor", "relieve", "CLOSE_WAIT_LEAK", "--netns", lab.name,
+           "--apply", "--reset", "--rate", "2", "--max", "3", "--report", str(report), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    newcomer = None
+    try:
+        assert wait_for(report.exists, 30, 0.01)
+        os.kill(proc.pid, signal.SIGSTOP)
+        first = json.loads(report.read_text())["sockets"][0]
+        port = first["remote"].rsplit(":", 1)[1]
+        # The planned socket ends, and a new connection takes its exact 4-tuple.
+        in_netns(lab.name, "ss", "-K", "-tan", "dport", f"= :{port}")
+        newcomer = subprocess.Popen(
+            ["ip", "netns", "exec", lab.peer, sys.executable, "-c", REPLACE_PROG, PEER_ADDR,
+             port, MAIN_ADDR], stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert newcomer.stdout is not None and newcomer.stdout.readline().strip() == "READY"
+        assert wait_for(lambda: count(lab.name, "state", "established", "dport",
+                                      f"= :{port}") == 1, 5)
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+        result = json.loads(out)["result"]
+        assert proc.returncode == 1, err  # one vanished
+        assert result["vanished"] == 1 and result["relieved"] == 2 and result["failed"] == 0
+        assert count(lab.name, "state", "established", "dport", f"= :{port}") == 1  # untouched
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if newcomer is not None:
+            os.killpg(newcomer.pid, signal.SIGKILL)
+            newcomer.wait(timeout=10)
+
+
 def test_a_listener_is_refused_and_still_accepts(leak: tuple[LabNet, Clients]) -> None:
     lab, _ = leak
     proc = tcpdoctor("relieve", "--netns", lab.name, "--state", "listen", "--apply", "--json")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.analysis.context import Context
-from tcpdoctor.analysis.relief import relief_command
+from tcpdoctor.analysis.relief import RELIEF_STATES, relief_command
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 
@@ -45,6 +45,8 @@ class Found:
     sysctl: list[dict[str, Any]] = field(default_factory=list)
     # The sockets the finding is about: the registry prices them into evidence["cost"].
     sockets: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # Of those, the sockets `relieve` may end for this finding (0: relief cannot help here).
+    relievable: int = 0
 
     def __post_init__(self) -> None:
         self.severity = Severity(self.severity)
@@ -64,7 +66,7 @@ class Finding(Found):
                "processes": self.processes, "actions": self.actions}
         if self.sysctl:
             out["sysctl"] = self.sysctl
-        relief = relief_command(self.id, netns)
+        relief = relief_command(self.id, netns) if self.relievable else None
         if relief:
             out["relief"] = relief
         return out
@@ -96,6 +98,9 @@ class Rule:
             return None
         if ctx.snap.platform != "linux":
             found.actions = [a for a in found.actions if not LINUX_ONLY.search(a)]
+        if found.sockets is not None and self.id in RELIEF_STATES:
+            found.relievable = ctx.count(found.sockets & np.isin(ctx.snap.columns["state"],
+                                                                 RELIEF_STATES[self.id]))
         if found.sockets is not None:
             cost = ctx.cost()
             if cost.objects_known or cost.buffers_known:

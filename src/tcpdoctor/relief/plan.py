@@ -21,6 +21,7 @@ from tcpdoctor.i18n import Msg
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import (
     NUM_STATES,
+    STATE_NAMES,
     TCP_CLOSING,
     TCP_FIN_WAIT1,
     TCP_LAST_ACK,
@@ -92,12 +93,17 @@ def choose(snap: Snapshot, findings: dict[str, np.ndarray], choice: Choice,
     mask = filter_mask.copy()
     if choice.processes:
         mask &= _named(snap, choice.processes)
+    refused: list[dict[str, Any]] = []
     if choice.finding is not None:
         mask &= findings.get(choice.finding, np.zeros(len(snap), dtype=bool))
         allowed = np.zeros(NUM_STATES + 1, dtype=bool)
         allowed[list(RELIEF_STATES[choice.finding])] = True
-        mask &= allowed[c["state"]]
-    refused: list[dict[str, Any]] = []
+        kept = allowed[c["state"]]
+        if (mask & ~kept).any():  # e.g. the live connections of an exhausted destination
+            refused.extend(_by_state(c["state"][mask & ~kept], Msg(
+                "in use: for {finding} relief ends only {states}", finding=choice.finding,
+                states=", ".join(STATE_NAMES[s - 1] for s in RELIEF_STATES[choice.finding]))))
+        mask &= kept
     for guard, reason in _guards(snap, choice):
         hit = mask & guard
         if hit.any():
@@ -145,8 +151,6 @@ def _guards(snap: Snapshot, choice: Choice) -> list[tuple[np.ndarray, str]]:
 
 
 def _by_state(states: np.ndarray, reason: str) -> list[dict[str, Any]]:
-    from tcpdoctor.model.tcp import STATE_NAMES
-
     counts = np.bincount(states, minlength=NUM_STATES + 1)
     return [{"state": STATE_NAMES[s - 1], "count": int(counts[s]), "reason": reason}
             for s in np.flatnonzero(counts)]
@@ -157,7 +161,6 @@ def groups(plan: Plan) -> list[dict[str, Any]]:
     shows. A socket on a listening port is grouped by that port (its peers counted), any
     other by the remote address and port it was connected to."""
     from tcpdoctor.model.addresses import format_addr
-    from tcpdoctor.model.tcp import STATE_NAMES
 
     c = plan.columns
     if not len(plan):

@@ -46,7 +46,8 @@ def render_every_netns(report: EveryNetnsReport, header: str) -> None:
     live = any(r.live for _w, r in report.rows())
     for w, f in findings:
         finding_lines(con, out, f, where=_where(w),
-                      relief=relief_command(f.id, str(w["netns"])) if live else None)
+                      relief=relief_command(f.id, str(w["netns"]))
+                      if live and f.relievable else None)
     counts = {s: sum(1 for _, f in findings if f.severity == s) for s in SEVERITY_STYLE}
     out(_f("Result: {critical} critical, {warning} warning, {info} info in {n} namespaces "
            "(exit {code})", critical=counts["critical"], warning=counts["warning"],

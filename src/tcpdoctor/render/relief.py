@@ -78,5 +78,5 @@ def render_outcome(result: dict[str, Any]) -> None:
         out(_("Read again: none of the relieved sockets is left in its state."), 0, 2)
     if result["owner_fds_open"]:
         out(_f("{n:,} descriptors stay open in their owners until the application closes them "
-               "(the sockets are closed; only the numbers are held): the fix in the "
+               "(the sockets are shut down; only the numbers are held): the fix in the "
                "application is still the cure.", n=result["owner_fds_open"]), 0, 2)

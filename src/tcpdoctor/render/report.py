@@ -109,7 +109,8 @@ def render(report: Report, list_skipped: bool = False) -> None:
         out(_("No problems found."), style="bold green")
     for f in report.findings:
         finding_lines(con, out, f,
-                      relief=relief_command(f.id, report.snap.netns) if report.live else None)
+                      relief=relief_command(f.id, report.snap.netns)
+                      if report.live and f.relievable else None)
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITY_STYLE}
     out(_f("Result: {critical} critical, {warning} warning, {info} info (exit {code})",
            critical=counts["critical"], warning=counts["warning"], info=counts["info"],
