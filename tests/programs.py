@@ -59,3 +59,25 @@ for s in socks:
         seen["timeout"] += 1
 print(json.dumps(seen), flush=True)
 """
+
+
+# A named process that holds K connections to ADDR:PORT, then tries N more: with a range
+# of K local ports each of those fails with EADDRNOTAVAIL. Prints its pid and what failed.
+CONNECT_FAIL_PROG = r"""
+import ctypes, errno, json, socket, sys, time
+name, addr = sys.argv[1], sys.argv[2]
+port, k, n = (int(x) for x in sys.argv[3:6])
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)
+held, failed = [], 0
+for _ in range(k):
+    held.append(socket.create_connection((addr, port), timeout=5))
+for _ in range(n):
+    s = socket.socket()
+    try:
+        s.connect((addr, port))
+    except OSError as exc:
+        failed += exc.errno == errno.EADDRNOTAVAIL
+    s.close()
+print(json.dumps({"pid": __import__("os").getpid(), "failed": failed}), flush=True)
+time.sleep(2)
+"""

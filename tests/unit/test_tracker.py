@@ -93,3 +93,11 @@ def test_refused_connects_fail_and_are_counted(result: dict[str, Any]) -> None:
     [started] = [c for c in result["connects"]
                  if c["service"].endswith(f":{TRUTH['closed_port']['port']}")]
     assert started["started"] == TRUTH["refused"]
+
+
+def test_connects_refused_a_local_port_are_counted_one_for_one(result: dict[str, Any]) -> None:
+    starved = TRUTH["port_starved"]
+    assert starved["failed"] == 7
+    assert result["connect_failures"] == [
+        {"reason": "EADDRNOTAVAIL", "destination": starved["destination"],
+         "process": starved["client"], "pid": starved["pid"], "count": starved["failed"]}]

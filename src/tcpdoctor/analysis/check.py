@@ -10,6 +10,7 @@ from typing import Any
 from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers the rules)
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.cost import summary
+from tcpdoctor.analysis.forecast import attach, quote_failures
 from tcpdoctor.analysis.registry import NEEDS_REASONS, REGISTRY, Finding
 from tcpdoctor.analysis.severity import Severity, exit_code, worst
 from tcpdoctor.analysis.thresholds import Thresholds, defaults
@@ -29,6 +30,8 @@ class Report:
     interval: float = 0.0
     cost: dict[str, Any] = field(default_factory=dict)  # what the sockets cost (cost.summary)
     live: bool = False  # this host now (check), not a saved input (analyze)
+    # How long until resources run out (analysis.forecast), None without two readings.
+    forecasts: list[dict[str, Any]] | None = None
 
     @property
     def worst(self) -> Severity | None:
@@ -52,7 +55,7 @@ class Report:
             "findings": [f.as_json(s.netns) for f in self.findings],
             "rules_skipped": self.skipped, "notes": self.notes,
             "interval_seconds": self.interval, "lines_unparsed": s.unparsed,
-            "cost": self.cost,
+            "cost": self.cost, "forecasts": self.forecasts,
         }
 
 
@@ -95,6 +98,9 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
         found = r.run(ctx, th[rid])
         if found is not None:
             findings.append(found)
+    forecasts = ctx.forecasts() if ctx.later is not None else []
+    attach(findings, forecasts, th)
+    quote_failures(findings, ctx.trace)
     findings.sort(key=lambda f: -f.severity.rank)
     notes = list(ctx.snap.notes) + (ctx.kernel.notes if ctx.kernel else [])
     if ctx.deltas is None and ctx.kernel is not None:
@@ -103,7 +109,8 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
                      Msg("the input holds one reading of the kernel counters: rate-based "
                          "evidence (overflows, drops, cookies) was not measured"))
     cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
-    return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live)
+    return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live,
+                  [f.as_json() for f in forecasts] if ctx.later is not None else None)
 
 
 def _why_not(need: str, live: bool) -> str:

@@ -37,6 +37,20 @@ class Context:
     missing: str = Msg("not measured (--interval 0)")
     # What `check --trace` saw during the sample (sources/tracefs/follow.summary's data).
     trace: dict[str, Any] | None = None
+    # A second reading of the table (cookies, timers) `later_seconds` after snap, and the
+    # open files per process then: what forecasts measure rates from.
+    later: Snapshot | None = None
+    later_seconds: float = 0.0
+    later_fds: dict[int, int] | None = None
+
+    def forecasts(self) -> list[Any]:
+        """analysis.forecast's forecasts for this context, computed once."""
+        if "forecasts" not in self.memo:
+            from tcpdoctor.analysis.forecast import forecasts
+
+            self.memo["forecasts"] = forecasts(self)
+        found: list[Any] = self.memo["forecasts"]
+        return found
 
     @classmethod
     def saved(cls, snap: Snapshot, kernel: KernelState | None) -> Context:

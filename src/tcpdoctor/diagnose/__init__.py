@@ -66,7 +66,8 @@ def _context(got: LiveSample, target: Target) -> Context:
     """What the rules see of one live sample (open files per owner, their limits)."""
     nofile = functools.partial(kstate.nofile_limit, proc_root=target.proc_root)
     return Context(got.snap, got.kernel, got.deltas, got.interval,
-                   got.owners.fd_counts if got.owners else None, nofile)
+                   got.owners.fd_counts if got.owners else None, nofile,
+                   later=got.later, later_seconds=got.later_seconds, later_fds=got.later_fds)
 
 
 def trace_line(result: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,7 @@ class LabNet:
     peer: str = ""
     workers: list[Worker] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
+    workdir: str = ""  # the lab's own files (its workers' event log), removed with it
 
     def __post_init__(self) -> None:
         tag = secrets.token_hex(3)
@@ -83,8 +85,22 @@ class LabNet:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def event_log(self) -> str:
+        return os.path.join(self.workdir, "events.jsonl")
+
+    def events(self) -> dict[str, dict[str, Any]]:
+        """What the workers noted (the first failed connect, ...), by event kind."""
+        try:
+            with open(self.event_log) as fh:
+                rows = [json.loads(line) for line in fh if line.strip()]
+        except OSError:
+            return {}
+        return {row["event"]: row for row in rows}
+
     def open(self) -> None:
         require_root()
+        self.workdir = tempfile.mkdtemp(prefix="tcpdoctor-lab-")
         try:
             _ip("netns", "add", self.name)
             _ip("netns", "add", self.peer)
@@ -120,8 +136,10 @@ class LabNet:
                                      error=proc.stderr.strip()))
 
     def spawn(self, ns: str, name: str, actions: list[dict[str, Any]],
-              timeout: float = READY_TIMEOUT) -> Worker:
-        spec = json.dumps({"name": name, "actions": actions})
+              timeout: float = READY_TIMEOUT, **options: Any) -> Worker:
+        """A worker process in namespace ns; options: nofile (its open-files limit), log
+        (a file where it notes events such as its first failed connect)."""
+        spec = json.dumps({"name": name, "actions": actions, **options})
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "tcpdoctor.lab.worker", spec],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -171,6 +189,8 @@ class LabNet:
         for w in self.workers:
             self._kill(w)
         self.workers.clear()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         for ns in (self.name, self.peer):
             if os.path.exists(f"/run/netns/{ns}"):
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False,

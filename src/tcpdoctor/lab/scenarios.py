@@ -145,6 +145,43 @@ def _busy_reader(lab: LabNet, n: int) -> None:
                                        "n": n, "then": "fill", "bytes": 256 << 10}])
 
 
+# The ramps: a client opening and closing connections to one destination at a fixed rate,
+# closing first (TIME_WAIT on its side, 60 s each), with tcp_tw_reuse off so that a port
+# in TIME_WAIT cannot be reused: in a range of R ports it runs out after R / rate seconds,
+# unless rate x 60 < R, where TIME_WAIT levels off. The worker notes its first failure.
+RAMP_RATE = 25.0  # connections a second
+RAMP_RANGE = "40000 40999"  # 1,000 ports: out after 40 s
+PLATEAU_RATE = 10.0
+PLATEAU_RANGE = "40000 41999"  # 2,000 ports; TIME_WAIT levels at 600
+FD_RAMP_RATE = 10.0
+FD_RAMP_LIMIT = 600  # the leaking server's RLIMIT_NOFILE: out after about 60 s
+
+
+def _port_ramp(lab: LabNet, n: int, rate: float = RAMP_RATE, span: str = RAMP_RANGE) -> None:
+    lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", span)
+    lab.sysctl(lab.name, "net.ipv4.tcp_tw_reuse", "0")
+    lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80,
+                                        "accept": "close-on-eof"}])
+    lab.spawn(lab.name, "td-client", [{"kind": "connect", "addr": PEER_ADDR, "port": 80,
+                                       "n": n, "then": "close", "rate": rate,
+                                       "background": True, "stop_on_error": True}],
+              log=lab.event_log)
+
+
+def _port_plateau(lab: LabNet, n: int) -> None:
+    _port_ramp(lab, n, PLATEAU_RATE, PLATEAU_RANGE)
+
+
+def _fd_ramp(lab: LabNet, n: int) -> None:
+    # A server that never closes, under a small open-files limit: each client that closes
+    # leaves a CLOSE_WAIT and a descriptor behind, FD_RAMP_RATE a second.
+    lab.spawn(lab.name, "td-leaky", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080}],
+              nofile=FD_RAMP_LIMIT, log=lab.event_log)
+    lab.spawn(lab.peer, "td-peer", [{"kind": "connect", "addr": MAIN_ADDR, "port": 8080,
+                                     "n": n, "then": "close", "rate": FD_RAMP_RATE,
+                                     "background": True}], log=lab.event_log)
+
+
 def _healthy(lab: LabNet, n: int) -> None:
     lab.spawn(lab.name, "td-web", [{"kind": "listen", "addr": MAIN_ADDR, "port": 80}])
     lab.spawn(lab.peer, "td-users", [{"kind": "connect", "addr": MAIN_ADDR, "port": 80,
@@ -192,6 +229,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              ("ESTABLISHED", 1.0)),
     Scenario("busy-reader", Msg("the stalled-reader load, read as it arrives"),
              None, None, 300, "td-worker", 8080, _busy_reader, ("ESTABLISHED", 1.0), age=2.5),
+    Scenario("port-ramp", Msg("a client whose ports to one backend run out in 40 s"),
+             "EPHEMERAL_PORT_EXHAUSTION", "critical", 3000, "td-client", 80, _port_ramp,
+             ("TIME_WAIT", 0.0), age=2.0),
+    Scenario("port-plateau", Msg("the same client at a rate whose TIME_WAIT levels off"),
+             None, None, 3000, "td-client", 80, _port_plateau, ("TIME_WAIT", 0.0), age=2.0),
+    Scenario("fd-ramp", Msg("a CLOSE_WAIT leak growing towards a 600 open-files limit"),
+             "CLOSE_WAIT_LEAK", "critical", 3000, "td-leaky", 8080, _fd_ramp,
+             ("CLOSE_WAIT", 0.0), age=12.0),
     Scenario("healthy", Msg("a listener with a few hundred ESTABLISHED clients"),
              None, None, 300, "td-web", 80, _healthy, ("ESTABLISHED", 1.0)),
 )}

@@ -28,6 +28,21 @@ IP_TRANSPARENT = 19  # include/uapi/linux/in.h: use a source address this host d
 
 held: list[socket.socket] = []
 lock = threading.Lock()
+# Where the worker notes the moments a lab's truth needs (the first failed connect, the
+# first accept refused for want of a descriptor): one JSON line per event kind.
+# Opened once at start: at the open-files limit no new file can be opened to say so.
+EVENT_LOG: list[Any] = [None]
+seen_events: set[str] = set()
+
+
+def log_event(kind: str, code: int, **extra: Any) -> None:
+    with lock:
+        if EVENT_LOG[0] is None or kind in seen_events:
+            return
+        seen_events.add(kind)
+        EVENT_LOG[0].write(json.dumps({"event": kind, "errno": errno.errorcode.get(
+            code, str(code)), "at": time.time(), **extra}) + "\n")
+        EVENT_LOG[0].flush()
 
 
 def set_name(name: str) -> None:
@@ -58,7 +73,12 @@ def accept_loop(sock: socket.socket, mode: str) -> None:
     while True:
         for key, _ in sel.select():
             if key.data == "listener":
-                conn, _ = sock.accept()
+                try:
+                    conn, _ = sock.accept()
+                except OSError as exc:  # EMFILE: the open-files limit (the fd-ramp lab)
+                    log_event("accept_failed", exc.errno or 0)
+                    time.sleep(0.1)
+                    continue
                 if mode == "close":
                     conn.close()  # the server closes first: TIME_WAIT lands on this side
                 elif mode == "close-on-eof":
@@ -96,7 +116,13 @@ def connect(act: dict[str, Any]) -> int:
     waiting: list[socket.socket] = []
     filling: list[socket.socket] = []
     made = 0
+    rate = float(act.get("rate", 0))  # connections a second, on a fixed schedule
+    started = time.monotonic()
+    if rate:
+        log_event("started", 0, rate=rate)
     for dst in destinations(act):
+        if rate:
+            time.sleep(max(started + made / rate - time.monotonic(), 0))
         s = socket.socket(family_of(dst), socket.SOCK_STREAM)
         if act.get("keepalive"):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -114,6 +140,7 @@ def connect(act: dict[str, Any]) -> int:
                 s.connect((dst, port))
             except OSError as exc:
                 if act.get("stop_on_error"):
+                    log_event("connect_failed", exc.errno or 0, made=made)
                     s.close()
                     break
                 raise exc
@@ -180,8 +207,12 @@ def main() -> None:
     set_name(spec.get("name", "td-worker"))
     # Every socket is a file: hold as many as the hard limit allows (build() checks n).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
+    if spec.get("nofile"):  # a small limit on purpose (the fd-ramp lab)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (int(spec["nofile"]), hard))
+    elif soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if spec.get("log"):
+        EVENT_LOG[0] = open(spec["log"], "a")  # noqa: SIM115  (held for the worker's life)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     info: dict[str, Any] = {"ports": [], "connected": []}
     for act in spec.get("actions", []):

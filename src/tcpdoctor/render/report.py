@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tcpdoctor.analysis.check import Report
+from tcpdoctor.analysis.forecast import sentence_of
 from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.analysis.relief import relief_command
 from tcpdoctor.i18n import _, _f, tr
@@ -54,12 +55,26 @@ def _header(report: Report) -> list[str]:
     ]
 
 
+FORECASTS_SHOWN = 6
+
+
 def _tally(total: int, non_established: int, states: str) -> str:
     if total == 1:
         return _f("1 TCP socket, {non_established:,} not established: {states}",
                   non_established=non_established, states=states)
     return _f("{total:,} TCP sockets, {non_established:,} not established: {states}",
               total=total, non_established=non_established, states=states)
+
+
+def forecast_lines(forecasts: list[dict[str, Any]] | None, interval: float) -> list[str]:
+    """How long until each growing resource runs out; nothing without two readings."""
+    if forecasts is None:
+        return []
+    if not forecasts:
+        return [_f("Forecast: nothing grows towards a limit between the two readings ({s:.1f} s "
+                   "apart).", s=interval)]
+    head = _f("Forecast (two readings {s:.1f} s apart):", s=interval)
+    return [head] + ["  " + sentence_of(f) for f in forecasts[:FORECASTS_SHOWN]]
 
 
 def finding_lines(con: Any, out: Any, f: Finding, where: str | None = None,
@@ -99,6 +114,8 @@ def render(report: Report, list_skipped: bool = False) -> None:
     out(head[0], style="bold")
     out(head[1], hang=2)
     for line in cost_lines(report.cost):
+        out(line, hang=2)
+    for line in forecast_lines(report.forecasts, report.interval):
         out(line, hang=2)
     con.print()
     if report.incomplete:

@@ -98,6 +98,11 @@ class LiveSample:
     deltas: dict[str, int] | None  # counter increases since the first reading
     interval: float  # seconds between the two readings (0: one reading, no rates)
     owners: OwnerTable | None
+    # The table read again at the second reading (forecasts), `later_seconds` after snap,
+    # and the open files then of the processes that own sockets.
+    later: Snapshot | None = None
+    later_seconds: float = 0.0
+    later_fds: dict[int, int] | None = None
 
 
 def read_kernel(target: Target, with_sysctls: bool = True) -> KernelState:
@@ -119,7 +124,10 @@ def sample(target: Target, interval: float = 1.0,
     With `previous` (the kernel figures of an earlier sample, as watch, record and the
     exporter keep them), the rates are taken since then and no second reading is made."""
     first = read_kernel(target)
-    want = frozenset(BASE_COLUMNS) | frozenset(ID_COLUMNS) if target.identity else None
+    # Forecasts follow sockets from one reading to the next by their cookies.
+    identity = target.identity or (previous is None and interval > 0)
+    want = frozenset(BASE_COLUMNS) | frozenset(ID_COLUMNS) if identity else None
+    started = time.monotonic()
     snap = take_snapshot(target.source, target.netns, target.ipv4, target.ipv6, want=want,
                          info=True, proc_root=target.proc_root)
     table = attach_owners(snap, target.proc_root) if target.owners else None
@@ -132,6 +140,37 @@ def sample(target: Target, interval: float = 1.0,
     if remaining > 0:
         time.sleep(remaining)
     second = read_kernel(target, with_sysctls=False)
-    second.sysctls = first.sysctls
+    second.sysctls = dict(first.sysctls)
+    _reread_counts(target, second)
+    second.previous = first
+    later, later_fds, gap = _read_again(target, snap, table, started)
     return LiveSample(snap, second, kernel_state.deltas(first, second),
-                      second.taken - first.taken, table)
+                      second.taken - first.taken, table, later, gap, later_fds)
+
+
+def _reread_counts(target: Target, state: KernelState) -> None:
+    """The sysctls that are counts, not settings (conntrack entries), read again."""
+    from tcpdoctor.sources import kstate
+
+    keys = ("net.netfilter.nf_conntrack_count",)
+    state.sysctls.update(netns.run_in(target.netns,
+                                      lambda: kstate.read_sysctls(target.proc_root, keys)))
+
+
+def _read_again(target: Target, snap: Snapshot, table: OwnerTable | None,
+                started: float) -> tuple[Snapshot | None, dict[int, int] | None, float]:
+    """The table once more (no tcp_info: states, addresses, timers, cookies) and the open
+    files of the processes that own sockets, for the forecasts' rates."""
+    if "cookie" not in snap.columns:
+        return None, None, 0.0
+    want = frozenset({"state", "sport", "dport", "laddr_hi", "laddr_lo", "raddr_hi",
+                      "raddr_lo", "expires", "inode"}) | frozenset(ID_COLUMNS)
+    gap = time.monotonic() - started
+    later = take_snapshot(target.source, target.netns, target.ipv4, target.ipv6, want=want,
+                          proc_root=target.proc_root)
+    fds = None
+    if table is not None:
+        from tcpdoctor.sources.owners import count_fds
+
+        fds = count_fds(list(snap.process_names), target.proc_root)
+    return later, fds, gap

@@ -6,7 +6,9 @@ through the tracker without root.
 
 In one private namespace (loopback traffic only), each client opens N connections and
 holds each HOLD seconds: td-cli-a to td-srv-a:8080, the client closing first; td-cli-b to
-td-srv-b:8081, the server closing first; td-cli-c to the closed port 8089 (refused).
+td-srv-b:8081, the server closing first; td-cli-c to the closed port 8089 (refused);
+td-hungry, in a second namespace whose port range holds 10 ports, holds 10 connections
+to td-srv-d:8082 and tries 7 more, which fail for want of a local port (EADDRNOTAVAIL).
 truth.json says what was done; comms.json the command name of every pid (thread) in the
 events.
 """
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tests.programs import CONNECT_FAIL_PROG
 from tests.programs import TRACE_PROG as PROG
 
 from tcpdoctor.lab.net import MAIN_ADDR, LabNet
@@ -63,9 +66,19 @@ def main() -> None:
         for srv, port, closer in (("td-srv-a", 8080, "client"), ("td-srv-b", 8081, "server")):
             p = start("server", srv, MAIN_ADDR, str(port), str(N), str(HOLD), closer)
             assert p.stdout is not None and "READY" in p.stdout.readline()
+        p = start("server", "td-srv-d", MAIN_ADDR, "8082", "10", "0", "client")
+        assert p.stdout is not None and "READY" in p.stdout.readline()
         clients = [start("client", "td-cli-a", MAIN_ADDR, "8080", str(N), str(HOLD), "client"),
                    start("client", "td-cli-b", MAIN_ADDR, "8081", str(N), str(HOLD), "server"),
                    start("client", "td-cli-c", MAIN_ADDR, "8089", "5", "0", "client")]
+        lab.sysctl(lab.peer, "net.ipv4.ip_local_port_range", "40000 40009")
+        lab.sysctl(lab.peer, "net.ipv4.tcp_tw_reuse", "0")
+        hungry = subprocess.Popen(["ip", "netns", "exec", lab.peer, sys.executable, "-c",
+                                   CONNECT_FAIL_PROG, "td-hungry", MAIN_ADDR, "8082", "10", "7"],
+                                  stdout=subprocess.PIPE, text=True)
+        procs.append(hungry)
+        assert hungry.stdout is not None
+        starved = json.loads(hungry.stdout.readline())
         for p in clients:
             p.wait(timeout=60)
         thread.join(timeout=30)
@@ -87,7 +100,10 @@ def main() -> None:
         "addr": MAIN_ADDR, "n": N, "hold_ms": HOLD * 1000, "refused": 5,
         "client_closes": {"client": "td-cli-a", "server": "td-srv-a", "port": 8080},
         "server_closes": {"client": "td-cli-b", "server": "td-srv-b", "port": 8081},
-        "closed_port": {"client": "td-cli-c", "port": 8089}}, indent=1) + "\n")
+        "closed_port": {"client": "td-cli-c", "port": 8089},
+        "port_starved": {"client": "td-hungry", "pid": starved["pid"],
+                         "destination": f"{MAIN_ADDR}:8082", "failed": starved["failed"]}},
+        indent=1) + "\n")
     print(f"{events.shape[0]} events, {len(comms)} pids; lost {run.lost}")
 
 

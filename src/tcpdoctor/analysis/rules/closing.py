@@ -24,7 +24,7 @@ from tcpdoctor.model.tcp import (
 
 
 @rule("CLOSE_WAIT_LEAK", "A process does not close sockets its peers have closed",
-      warning=100, critical=1000)
+      warning=100, critical=1000, horizon_warning=600, horizon_critical=120)
 def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
     """CLOSE_WAIT: the peer closed; the kernel waits for the application to close() too."""
     cw = in_state(ctx, TCP_CLOSE_WAIT)

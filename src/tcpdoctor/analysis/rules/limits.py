@@ -18,7 +18,7 @@ ORPHAN_STATES = (TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK, TCP_CLOSING)
 
 
 @rule("ORPHAN_PRESSURE", "Orphan sockets near tcp_max_orphans", needs=("kernel",),
-      warning_share=0.25, critical_share=0.8)
+      warning_share=0.25, critical_share=0.8, horizon_warning=600, horizon_critical=120)
 def orphans(ctx: Context, th: dict[str, float]) -> Found | None:
     """Orphans (closed by the app, still in the kernel) against the global tcp_max_orphans."""
     assert ctx.kernel is not None
@@ -50,7 +50,7 @@ def orphans(ctx: Context, th: dict[str, float]) -> Found | None:
 
 
 @rule("TCP_MEMORY_PRESSURE", "TCP memory near tcp_mem limits", needs=("kernel",),
-      critical_high_share=0.9)
+      critical_high_share=0.9, horizon_warning=600, horizon_critical=120)
 def tcp_memory(ctx: Context, th: dict[str, float]) -> Found | None:
     """sockstat mem (pages) against tcp_mem's pressure and high thresholds."""
     assert ctx.kernel is not None
@@ -99,7 +99,7 @@ def _held(ctx: Context, mask: np.ndarray, what: str) -> str:
 
 
 @rule("CONNTRACK_FULL", "Connection tracking table near full", needs=("kernel",),
-      warning_share=0.8, critical_share=0.95)
+      warning_share=0.8, critical_share=0.95, horizon_warning=600, horizon_critical=120)
 def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
     """nf_conntrack_count against nf_conntrack_max, and conntrack drops."""
     count = ctx.sysctl_int("net.netfilter.nf_conntrack_count")
@@ -128,7 +128,8 @@ def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
 
 
 @rule("FD_LIMIT", "Open files near their limit", needs=("fds",),
-      warning_share=0.8, critical_share=0.95, min_fds=64)
+      warning_share=0.8, critical_share=0.95, min_fds=64, horizon_warning=600,
+      horizon_critical=120)
 def fd_limit(ctx: Context, th: dict[str, float]) -> Found | None:
     """A process near RLIMIT_NOFILE, or the system near fs.file-max."""
     worst: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ from tcpdoctor.model.tcp import (
 
 
 @rule("EPHEMERAL_PORT_EXHAUSTION", "Local ports to one destination running out",
-      warning_share=0.5, critical_share=0.8)
+      warning_share=0.5, critical_share=0.8, horizon_warning=600, horizon_critical=120)
 def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
     """Connections to one remote ip:port use a large share of ip_local_port_range."""
     c = ctx.snap.columns
@@ -44,10 +44,21 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
     worst = int(counts[g])
     share = worst / size
     sev = level(share, th["warning_share"], th["critical_share"])
-    if sev is None:
-        return None
     mask = np.zeros(len(ctx.snap), dtype=bool)
     mask[np.flatnonzero(m)[inv == g]] = True
+    if sev is None:  # not full yet: a ramp that runs out soon is a finding all the same
+        soon = _running_out(ctx, th)
+        if soon is None:
+            return None
+        key, sev = soon
+        rows = np.flatnonzero(m)
+        pick = ((c["raddr_hi"][m] == key[0]) & (c["raddr_lo"][m] == key[1])
+                & (c["dport"][m] == key[2]))
+        g = int(inv[pick][0]) if pick.any() else g
+        mask[:] = False
+        mask[rows[inv == g]] = True
+        worst = int(counts[g])
+        share = worst / size
     dest = format_addr(values[1][g], values[2][g])
     dest = f"{dest}:{values[3][g]}" if "." in dest else f"[{dest}]:{values[3][g]}"
     tw = ctx.count(mask & (c["state"] == TCP_TIME_WAIT))
@@ -79,6 +90,17 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
         procs, recs,
         sockets=mask,
     )
+
+
+def _running_out(ctx: Context, th: dict[str, float],
+                 ) -> tuple[tuple[int, int, int], Severity] | None:
+    """The destination whose ports a forecast sees running out within the horizon."""
+    for f in ctx.forecasts():
+        if f.resource == "ports" and f.seconds_left is not None and f.key is not None:
+            sev = level(-f.seconds_left, -th["horizon_warning"], -th["horizon_critical"])
+            if sev is not None:
+                return f.key, sev
+    return None
 
 
 @rule("PEER_CONCENTRATION", "One remote holds an outsized share of connections",

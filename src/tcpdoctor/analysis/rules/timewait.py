@@ -131,7 +131,8 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Found | None:
 
 
 @rule("TW_BUCKET_OVERFLOW", "TIME_WAIT at the tcp_max_tw_buckets limit",
-      needs=("sysctls",), warning_share=0.8, critical_share=0.95)
+      needs=("sysctls",), warning_share=0.8, critical_share=0.95, horizon_warning=600,
+      horizon_critical=120)
 def tw_buckets(ctx: Context, th: dict[str, float]) -> Found | None:
     """TIME_WAIT (and orphaned FIN_WAIT2) minisockets near tcp_max_tw_buckets, or overflowing."""
     cap = ctx.sysctl_int("net.ipv4.tcp_max_tw_buckets")

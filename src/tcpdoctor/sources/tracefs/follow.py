@@ -142,6 +142,8 @@ class Tracker:
         self.retransmits: Counter[str] = Counter()
         self.state_ns: Counter[int] = Counter()
         self.connects: dict[tuple[int, int, int], Service] = {}  # connect() calls started
+        # connect() calls that failed for want of a local port, per (destination, pid)
+        self.connect_failures: Counter[tuple[int, int, int, int]] = Counter()
         self.dropped = 0
         self.events = 0
         self.first_ns = 0
@@ -202,7 +204,14 @@ class Tracker:
         elif old == TCP_CLOSE_WAIT and new == TCP_LAST_ACK:
             rec[CLOSER_PID] = pid
         elif new == TCP_CLOSE:
-            self._done(self.open.pop(sk), ts, old)
+            rec = self.open.pop(sk)
+            # Closed before a local port was chosen, in the caller's context: the kernel
+            # found no free port towards this destination (connect() gets EADDRNOTAVAIL; no
+            # counter records it).
+            if (old == TCP_SYN_SENT and sport == 0 and rec[OPENER] > 0
+                    and len(self.connect_failures) < MAX_KEYS):
+                self.connect_failures[(dhi, dlo, dport, rec[OPENER])] += 1
+            self._done(rec, ts, old)
 
     def _started(self, dest: tuple[int, int, int], pid: int) -> None:
         """A connect() (counted when it starts: one to a dead upstream may never end)."""
@@ -288,6 +297,7 @@ def summary(t: Tracker, seconds: float, lost: int, netns: int | None = None,
                                                 1)},
         "retransmits": [{"peer": p, "count": n} for p, n in t.retransmits.most_common(limit)],
         "connects": _connects(t, seconds, keep, limit),
+        "connect_failures": _connect_failures(t, netns, limit),
         "state_time_share": {_name(s): round(ns / total_state, 3)
                              for s, ns in sorted(t.state_ns.items(), key=lambda kv: -kv[1])},
     }
@@ -306,6 +316,20 @@ def _connects(t: Tracker, seconds: float, keep: Callable[[Service], bool],
                     "per_second": round(svc.opened / seconds, 1),
                     "processes": dict(svc.by_comm.most_common(5)), "failed": failed,
                     "failed_per_second": round(sum(failed.values()) / seconds, 1)})
+    return out
+
+
+def _connect_failures(t: Tracker, netns: int | None, limit: int) -> list[dict[str, Any]]:
+    """connect() calls refused a local port, per destination and process (of the namespace
+    kept)."""
+    out = []
+    for (dhi, dlo, dport, pid), n in t.connect_failures.most_common():
+        if netns is not None and t.comms.netns_of(pid) != netns:
+            continue
+        out.append({"reason": "EADDRNOTAVAIL", "destination": format_endpoint(dhi, dlo, dport),
+                    "process": t.comms.name(pid), "pid": pid, "count": n})
+        if len(out) == limit:
+            break
     return out
 
 
