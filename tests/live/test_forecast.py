@@ -52,6 +52,8 @@ def test_the_ramp_runs_out_when_the_forecast_said(lab: LabNet) -> None:
     failed = lab.events()["connect_failed"]
     assert failed["errno"] == "EADDRNOTAVAIL"
     actual_left = failed["at"] - now
+    print(f"port ramp: forecast {ports['seconds_left']:.1f} s left, first EADDRNOTAVAIL "
+          f"{actual_left:.1f} s later")  # the figure for the record (pytest -s)
     assert abs(ports["seconds_left"] - actual_left) <= 0.2 * actual_left, (ports, actual_left)
 
 
@@ -59,6 +61,7 @@ def test_the_plateau_levels_off_where_littles_law_says(lab: LabNet) -> None:
     report, _, code = forecast_at(lab, "port-plateau", 10.0)
     ports = next(f for f in report["forecasts"] if f["resource"] == "ports")
     level = scenarios.PLATEAU_RATE * 60
+    print(f"plateau: forecast levels at {ports['levels_at']}, Little's law {level:.0f}")
     assert ports["seconds_left"] is None and ports["limit"] == 2000
     assert abs(ports["levels_at"] - level) <= 0.1 * level, ports
     assert code == 0, report["findings"]
@@ -74,6 +77,8 @@ def test_the_fd_ramp_reaches_its_limit_when_the_forecast_said(lab: LabNet) -> No
     failed = lab.events()["accept_failed"]
     assert failed["errno"] == "EMFILE"
     actual_left = failed["at"] - now
+    print(f"fd ramp: forecast {files['seconds_left']:.1f} s left, first EMFILE "
+          f"{actual_left:.1f} s later")
     assert abs(files["seconds_left"] - actual_left) <= 0.2 * actual_left, (files, actual_left)
 
 
@@ -102,3 +107,26 @@ def test_failed_connects_are_recorded_one_for_one(lab: LabNet) -> None:
     assert summary["connect_failures"] == [
         {"reason": "EADDRNOTAVAIL", "destination": f"{PEER_ADDR}:80", "process": "td-hungry",
          "pid": truth["pid"], "count": 7}], (summary["connect_failures"], err)
+
+
+def test_watch_and_the_exporter_show_the_nearest_exhaustion(lab: LabNet, tmp_path: Any) -> None:
+    sc = scenarios.SCENARIOS["port-ramp"]
+    scenarios.build(lab, sc, sc.default_n)
+    watch = subprocess.run([sys.executable, "-m", "tcpdoctor", "watch", "--netns", lab.name,
+                            "--json", "--interval", "1", "--count", "3"],
+                           capture_output=True, text=True, timeout=60)
+    last = json.loads(watch.stdout.splitlines()[-1])
+    ports = last["forecasts"][0]
+    assert ports["resource"] == "ports" and 0 < ports["seconds_left"] <= 40, last["forecasts"]
+    exporter = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "exporter", "--netns",
+                                 lab.name, "--textfile", str(tmp_path), "--interval", "1"])
+    try:
+        prom = tmp_path / "tcpdoctor.prom"
+        assert wait_for(lambda: prom.exists() and "tcpdoctor_exhaustion_seconds{" in
+                        prom.read_text(), 20)
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=20)
+    line = next(ln for ln in prom.read_text().splitlines()
+                if ln.startswith("tcpdoctor_exhaustion_seconds{"))
+    assert f'resource="ports",scope="{PEER_ADDR}:80"' in line and 0 < float(line.split()[-1]) < 40

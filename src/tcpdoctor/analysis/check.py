@@ -10,7 +10,7 @@ from typing import Any
 from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers the rules)
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.cost import summary
-from tcpdoctor.analysis.forecast import attach, quote_failures
+from tcpdoctor.analysis.forecast import attach, quote_failures, readings
 from tcpdoctor.analysis.registry import NEEDS_REASONS, REGISTRY, Finding
 from tcpdoctor.analysis.severity import Severity, exit_code, worst
 from tcpdoctor.analysis.thresholds import Thresholds, defaults
@@ -98,7 +98,8 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
         found = r.run(ctx, th[rid])
         if found is not None:
             findings.append(found)
-    forecasts = ctx.forecasts() if ctx.later is not None else []
+    two = readings(ctx) is not None
+    forecasts = ctx.forecasts() if two else []
     attach(findings, forecasts, th)
     quote_failures(findings, ctx.trace)
     findings.sort(key=lambda f: -f.severity.rank)
@@ -110,7 +111,7 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
                          "evidence (overflows, drops, cookies) was not measured"))
     cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
     return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live,
-                  [f.as_json() for f in forecasts] if ctx.later is not None else None)
+                  [f.as_json() for f in forecasts] if two else None)
 
 
 def _why_not(need: str, live: bool) -> str:

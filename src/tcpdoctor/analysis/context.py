@@ -42,6 +42,12 @@ class Context:
     later: Snapshot | None = None
     later_seconds: float = 0.0
     later_fds: dict[int, int] | None = None
+    # Or the reading before this one (watch, record, the exporter): its table, kernel
+    # figures and open files, `earlier_seconds` before snap.
+    earlier: Snapshot | None = None
+    earlier_seconds: float = 0.0
+    earlier_kernel: KernelState | None = None
+    earlier_fds: dict[int, int] | None = None
 
     def forecasts(self) -> list[Any]:
         """analysis.forecast's forecasts for this context, computed once."""

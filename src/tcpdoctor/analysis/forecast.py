@@ -22,6 +22,7 @@ from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr
 from tcpdoctor.model.columns import factorize
 from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import TCP_LISTEN, TCP_TIME_WAIT
 
 TIME_WAIT_SECONDS = 60.0  # TCP_TIMEWAIT_LEN: fixed in upstream kernels
@@ -51,19 +52,49 @@ class Forecast:
         return out
 
 
+@dataclass
+class Readings:
+    """Two readings of one namespace, `seconds` apart: what every forecast measures."""
+
+    before: Snapshot
+    after: Snapshot
+    seconds: float
+    kernel_before: KernelState | None
+    kernel_after: KernelState | None
+    fds_before: dict[int, int] | None
+    fds_after: dict[int, int] | None
+
+
+def readings(ctx: Context) -> Readings | None:
+    """check: its table and the one read at the end of --interval; watch, record and the
+    exporter: the previous round's and this one's. None: one reading, no forecast."""
+    if ctx.later is not None:
+        pair = Readings(ctx.snap, ctx.later, ctx.later_seconds, ctx.kernel and
+                        ctx.kernel.previous, ctx.kernel, ctx.fd_counts, ctx.later_fds)
+    elif ctx.earlier is not None:
+        pair = Readings(ctx.earlier, ctx.snap, ctx.earlier_seconds, ctx.earlier_kernel,
+                        ctx.kernel, ctx.earlier_fds, ctx.fd_counts)
+    else:
+        return None
+    usable = (pair.seconds >= MIN_SECONDS and "cookie" in pair.before.columns
+              and "cookie" in pair.after.columns)
+    return pair if usable else None
+
+
 def forecasts(ctx: Context) -> list[Forecast]:
     """Every forecast two readings allow, the nearest exhaustion first."""
-    if ctx.later is None or ctx.later_seconds < MIN_SECONDS:
+    r = readings(ctx)
+    if r is None:
         return []
-    out = _ports(ctx) + _tw_buckets(ctx) + _linear(ctx) + _open_files(ctx)
+    out = _ports(ctx, r) + _tw_buckets(ctx, r) + _linear(ctx, r) + _open_files(ctx, r)
     return sorted(out, key=lambda f: (f.seconds_left is None, f.seconds_left or 0.0,
                                       -f.used / max(f.limit, 1)))
 
 
-def _new_time_wait(ctx: Context) -> np.ndarray:
+def _new_time_wait(r: Readings) -> np.ndarray:
     """Rows of the later reading that entered TIME_WAIT between the readings (their
     cookies were not TIME_WAIT before)."""
-    a, b = ctx.snap.columns, ctx.later.columns  # type: ignore[union-attr]
+    a, b = r.before.columns, r.after.columns
     before = a["cookie"][a["state"] == TCP_TIME_WAIT]
     tw = b["state"] == TCP_TIME_WAIT
     return tw & ~np.isin(b["cookie"], before)
@@ -88,22 +119,23 @@ def _project(used_now: int, live_growth: float, expires_ms: np.ndarray, rate: fl
     return None, round(settled)
 
 
-def _ports(ctx: Context) -> list[Forecast]:
+def _ports(ctx: Context, r: Readings) -> list[Forecast]:
     """Local ports per destination ip:port, against the range minus reserved ports."""
     from tcpdoctor.analysis.rules.common import port_range  # (the rules import this module)
 
     lo, hi = port_range(ctx)
     limit = hi - lo + 1 - _reserved_in(ctx, lo, hi)
-    dt = ctx.later_seconds
-    b = ctx.later.columns  # type: ignore[union-attr]
+    dt = r.seconds
+    b = r.after.columns
+    listening = np.union1d(r.before.listening_ports(), r.after.listening_ports())
     held = ((b["state"] != TCP_LISTEN) & (b["sport"] >= lo) & (b["sport"] <= hi)
-            & ~np.isin(b["sport"], ctx.snap.listening_ports()))
+            & ~np.isin(b["sport"], listening))
     if not held.any() or limit <= 0:
         return []
     keys, inv, counts = factorize([b["raddr_hi"][held], b["raddr_lo"][held], b["dport"][held]])
-    new_tw = _new_time_wait(ctx)[held]
+    new_tw = _new_time_wait(r)[held]
     tw = b["state"][held] == TCP_TIME_WAIT
-    live_before = _live_per_destination(ctx, lo, hi, keys)
+    live_before = _live_per_destination(r, listening, lo, hi, keys)
     out = []
     for g in np.argsort(-counts)[:DESTINATIONS * 4]:
         mine = inv == g
@@ -122,12 +154,13 @@ def _ports(ctx: Context) -> list[Forecast]:
     return out[:DESTINATIONS]
 
 
-def _live_per_destination(ctx: Context, lo: int, hi: int, keys: list[np.ndarray]) -> np.ndarray:
+def _live_per_destination(r: Readings, listening: np.ndarray, lo: int, hi: int,
+                          keys: list[np.ndarray]) -> np.ndarray:
     """Earlier reading: non-TIME_WAIT sockets holding a port of the range, per destination
     of the later reading's groups."""
-    a = ctx.snap.columns
+    a = r.before.columns
     m = ((a["state"] != TCP_LISTEN) & (a["state"] != TCP_TIME_WAIT) & (a["sport"] >= lo)
-         & (a["sport"] <= hi) & ~np.isin(a["sport"], ctx.snap.listening_ports()))
+         & (a["sport"] <= hi) & ~np.isin(a["sport"], listening))
     out = np.zeros(keys[0].shape[0], dtype=np.int64)
     if not m.any():
         return out
@@ -156,13 +189,13 @@ def _reserved_in(ctx: Context, lo: int, hi: int) -> int:
     return total
 
 
-def _tw_buckets(ctx: Context) -> list[Forecast]:
+def _tw_buckets(ctx: Context, r: Readings) -> list[Forecast]:
     limit = ctx.sysctl_int("net.ipv4.tcp_max_tw_buckets")
-    b = ctx.later.columns  # type: ignore[union-attr]
+    b = r.after.columns
     tw = b["state"] == TCP_TIME_WAIT
     if not limit or not tw.any():
         return []
-    rate = float(np.count_nonzero(_new_time_wait(ctx))) / ctx.later_seconds
+    rate = float(np.count_nonzero(_new_time_wait(r))) / r.seconds
     if rate == 0:
         return []
     left, level = _project(int(np.count_nonzero(tw)), 0.0,
@@ -171,9 +204,9 @@ def _tw_buckets(ctx: Context) -> list[Forecast]:
                      rate, left, level)]
 
 
-def _linear(ctx: Context) -> list[Forecast]:
+def _linear(ctx: Context, r: Readings) -> list[Forecast]:
     """Orphans, TCP memory and conntrack entries at their net rate between the readings."""
-    now, before = ctx.kernel, ctx.kernel.previous if ctx.kernel else None
+    now, before = r.kernel_after, r.kernel_before
     if now is None or before is None:
         return []
     mem = now.sysctl_ints("net.ipv4.tcp_mem")
@@ -203,13 +236,13 @@ def _grow(resource: str, scope: str, used: int, earlier: int, limit: int,
     return [Forecast(resource, scope, used, limit, rate, max(limit - used, 0) / rate, None)]
 
 
-def _open_files(ctx: Context) -> list[Forecast]:
+def _open_files(ctx: Context, r: Readings) -> list[Forecast]:
     """Processes whose open files grew between the readings, against their RLIMIT_NOFILE."""
-    if not ctx.fd_counts or not ctx.later_fds or ctx.nofile is None:
+    if not r.fds_before or not r.fds_after or ctx.nofile is None:
         return []
     out = []
-    for pid, later in ctx.later_fds.items():
-        earlier = ctx.fd_counts.get(pid)
+    for pid, later in r.fds_after.items():
+        earlier = r.fds_before.get(pid)
         if earlier is None or later <= earlier:
             continue
         limit = ctx.nofile(pid)
@@ -217,7 +250,7 @@ def _open_files(ctx: Context) -> list[Forecast]:
             continue
         name = ctx.snap.process_names.get(pid, "?")
         out.extend(_grow("open_files", f"pid {pid} ({name})", later, earlier, limit,
-                         ctx.later_seconds))
+                         r.seconds))
     return out
 
 

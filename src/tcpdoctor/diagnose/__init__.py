@@ -35,23 +35,28 @@ class Diagnosis:
 
 def diagnose(target: Target, thresholds: Thresholds | None = None, interval: float = 1.0,
              previous: KernelState | None = None, trace: float = 0.0,
-             tracing: Any = None) -> Diagnosis:
+             tracing: Any = None, before: Diagnosis | None = None) -> Diagnosis:
     """Sample the target (rates over `interval`, or since `previous`) and run every rule;
     with `trace` seconds, the kernel's tracepoints are read first and the socket table at
     the end of that window (so that what the trace saw being opened is in it; the rates
     then cover the window); with a running trace (`tracing`), what it saw since the
-    previous diagnosis is used. A traced report always says what the trace saw."""
+    previous diagnosis is used. A traced report always says what the trace saw. before:
+    the previous diagnosis of a repeated run, whose table the forecasts compare with."""
     started, t0 = time.time(), time.perf_counter()
     tracer = _start_trace(trace)
     traced = None
     if tracer is not None:
-        before = read_kernel(target)
+        counters = read_kernel(target)
         traced = _finish_trace(*tracer, target)
         started = time.time()
-        got = sample(target, 0.0, before)
+        got = sample(target, 0.0, counters)
     else:
         got = sample(target, interval, previous)
     ctx = _context(got, target)
+    if before is not None:
+        ctx.earlier, ctx.earlier_seconds = before.sample.snap, started - before.started
+        ctx.earlier_kernel = before.sample.kernel
+        ctx.earlier_fds = before.sample.owners.fd_counts if before.sample.owners else None
     if traced is not None:
         ctx.trace = traced
     elif tracing is not None:

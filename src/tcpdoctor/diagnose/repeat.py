@@ -8,12 +8,12 @@ counter increases since the previous call, per namespace (kept by namespace inod
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tcpdoctor.analysis.check import Report
 from tcpdoctor.analysis.thresholds import Thresholds
-from tcpdoctor.diagnose import _begin_trace, diagnose, diagnose_all
+from tcpdoctor.diagnose import Diagnosis, _begin_trace, diagnose, diagnose_all
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources.live import LiveSample
 from tcpdoctor.sources.target import Target
@@ -45,8 +45,10 @@ class Repeated:
 
     def __init__(self, target: Target, thresholds: Thresholds | None = None,
                  every_netns: bool = False, trace: bool = False) -> None:
-        self.target = target
+        # Each round's table is compared with the previous one's (forecasts) by cookie.
+        self.target = target if every_netns else replace(target, identity=True)
         self.thresholds = thresholds
+        self._last: Diagnosis | None = None
         self.every_netns = every_netns
         self._previous: KernelState | None = None
         self._previous_by_inode: dict[int, KernelState] = {}
@@ -60,8 +62,10 @@ class Repeated:
         return self._every() if self.every_netns else [self._one()]
 
     def _one(self) -> Seen:
-        d = diagnose(self.target, self.thresholds, 0.0, self._previous, tracing=self._tracing)
+        d = diagnose(self.target, self.thresholds, 0.0, self._previous, tracing=self._tracing,
+                     before=self._last)
         self._previous = d.sample.kernel
+        self._last = d
         return Seen({"netns": self.target.netns or "host"}, d.sample, d.report, d.started,
                     d.duration)
 

@@ -38,6 +38,7 @@ class Sample:
     duration: float
     taken: float = field(default_factory=time.monotonic)
     cost: dict[str, Any] = field(default_factory=dict)  # the report's cost section
+    forecasts: list[dict[str, Any]] = field(default_factory=list)  # the report's forecasts
 
 
 # Every namespace of the host (--all-netns): each namespace's names and its sample.
@@ -53,7 +54,8 @@ def readings(target: Target, thresholds: Thresholds | None, every_netns: bool = 
 
     def take() -> Sample | EveryNetnsSample:
         seen = [(s.where, Sample(s.report.snap, s.sample.kernel, s.report.findings,
-                                 s.duration, cost=s.report.cost)) for s in repeat()]
+                                 s.duration, cost=s.report.cost,
+                                 forecasts=s.report.forecasts or [])) for s in repeat()]
         return seen if every_netns else seen[0][1]
     return take
 
@@ -193,6 +195,10 @@ class TcpCollector(Collector):
         f.duration.add_metric([ns], s.duration)
         self._listeners(f, ns, s.snap)
         self._cost(f, ns, s.cost)
+        # Only what runs out (a plateau has no time left); the nearest top N, bounded.
+        ending = [x for x in s.forecasts if x["seconds_left"] is not None][:self.top_n]
+        for x in ending:
+            f.exhaustion.add_metric([ns, x["resource"], x["scope"]], x["seconds_left"])
         if s.kernel is not None:
             self._kernel(f, ns, s.kernel)
 
@@ -280,6 +286,11 @@ class _Families:
                              labels=["netns", "pid", "process"])
         self.proc_fds = g("tcpdoctor_process_socket_fds", "Socket file descriptors of the same "
                           "processes", labels=["netns", "pid", "process"])
+        self.exhaustion = g("tcpdoctor_exhaustion_seconds", "Seconds until a resource runs "
+                            "out at the rate measured since the previous scrape (ports per "
+                            "destination, tw_buckets, orphans, tcp_mem, conntrack, open_files "
+                            "per process); absent when nothing runs out",
+                            labels=["netns", "resource", "scope"])
         self.counters = CounterMetricFamily("tcpdoctor_kernel_counter", "TcpExt/Tcp/conntrack "
                                             "counters since boot", labels=["netns", "counter"])
 

@@ -70,7 +70,8 @@ def point_of(seen: Seen, top_n: int) -> Point:
     """The one way a diagnosis becomes a history point."""
     snap = seen.report.snap
     return Point(seen.started, snap.host, seen.netns, snap.state_counts(), _figures(seen),
-                 groups_of(snap, top_n), [finding_of(f) for f in seen.report.findings])
+                 groups_of(snap, top_n), [finding_of(f) for f in seen.report.findings],
+                 seen.report.forecasts or [])
 
 
 def _figures(seen: Seen) -> dict[str, float]:

@@ -148,7 +148,8 @@ def _busy_reader(lab: LabNet, n: int) -> None:
 # The ramps: a client opening and closing connections to one destination at a fixed rate,
 # closing first (TIME_WAIT on its side, 60 s each), with tcp_tw_reuse off so that a port
 # in TIME_WAIT cannot be reused: in a range of R ports it runs out after R / rate seconds,
-# unless rate x 60 < R, where TIME_WAIT levels off. The worker notes its first failure.
+# unless rate x 60 < R, where TIME_WAIT levels off. The worker notes its first failure;
+# two connections it holds (requests in flight) name it as the owner of the TIME_WAIT.
 RAMP_RATE = 25.0  # connections a second
 RAMP_RANGE = "40000 40999"  # 1,000 ports: out after 40 s
 PLATEAU_RATE = 10.0
@@ -162,10 +163,10 @@ def _port_ramp(lab: LabNet, n: int, rate: float = RAMP_RATE, span: str = RAMP_RA
     lab.sysctl(lab.name, "net.ipv4.tcp_tw_reuse", "0")
     lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80,
                                         "accept": "close-on-eof"}])
-    lab.spawn(lab.name, "td-client", [{"kind": "connect", "addr": PEER_ADDR, "port": 80,
-                                       "n": n, "then": "close", "rate": rate,
-                                       "background": True, "stop_on_error": True}],
-              log=lab.event_log)
+    lab.spawn(lab.name, "td-client", [
+        {"kind": "connect", "addr": PEER_ADDR, "port": 80, "n": 2},  # requests in flight
+        {"kind": "connect", "addr": PEER_ADDR, "port": 80, "n": n, "then": "close",
+         "rate": rate, "background": True, "keep_on_error": True}], log=lab.event_log)
 
 
 def _port_plateau(lab: LabNet, n: int) -> None:

@@ -139,9 +139,12 @@ def connect(act: dict[str, Any]) -> int:
             try:
                 s.connect((dst, port))
             except OSError as exc:
-                if act.get("stop_on_error"):
+                if act.get("stop_on_error") or act.get("keep_on_error"):
                     log_event("connect_failed", exc.errno or 0, made=made)
                     s.close()
+                    if act.get("keep_on_error"):  # an application that keeps trying
+                        made += 1
+                        continue
                     break
                 raise exc
         made += 1

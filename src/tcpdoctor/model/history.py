@@ -3,7 +3,7 @@ comes back from the database: the records history, watch and render share."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tcpdoctor.model.snapshot import Snapshot
@@ -21,6 +21,8 @@ class Point:
     kernel: dict[str, float]
     groups: list[tuple[str, str, str, int]]  # (dimension, key, state, count)
     findings: list[dict[str, Any]]  # id, severity, summary, processes
+    # What runs out, and when (the report's forecasts; shown by watch, not stored).
+    forecasts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def taken_at(self) -> str:

@@ -90,6 +90,10 @@ LIMIT_ALERTS: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("TcpdoctorTcpMemoryHigh", 'tcpdoctor_usage_ratio{limit="tcp_mem"} > 0.8', "5m",
      "critical", "TCP memory at {{ $value | humanizePercentage }} of tcp_mem high on "
      "{{ $labels.instance }}", "At tcp_mem high the kernel aborts orphans and drops data."),
+    ("TcpdoctorExhaustionSoon", "tcpdoctor_exhaustion_seconds < 600", "2m", "warning",
+     "{{ $labels.resource }} ({{ $labels.scope }}) runs out in {{ $value | humanizeDuration }} "
+     "on {{ $labels.instance }}", "At the rate measured between scrapes this resource reaches "
+     "its kernel limit within 10 minutes: tcpdoctor check --interval 5 shows the forecast."),
     ("TcpdoctorExporterDown", "tcpdoctor_up == 0", "5m", "warning",
      "tcpdoctor cannot sample {{ $labels.netns }} on {{ $labels.instance }}",
      "The namespace is gone or tcpdoctor lacks permission."),

@@ -42,6 +42,13 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             out.append("  " + _("none completed during the trace"))
         for r in rows:
             out += _service_lines(r, key)
+    failures = s.get("connect_failures") or []
+    if failures:
+        out.append("")
+        out.append(_("connect() refused for want of a local port (EADDRNOTAVAIL; no kernel "
+                     "counter records these):"))
+        out.extend("  " + _f("{destination}: {count:,} by {process} (pid {pid})", **f)
+                   for f in failures)
     out.append("")
     rps = s["resets_per_second"]
     out.append(_f("Resets: {sent}/s sent, {received}/s received", sent=rps["sent"],

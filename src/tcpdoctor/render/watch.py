@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcpdoctor.analysis.forecast import sentence_of
 from tcpdoctor.analysis.groups import filter_mask, group
 from tcpdoctor.i18n import Cat, Msg, _, _f, tr
 from tcpdoctor.model.history import Taken
@@ -108,7 +109,15 @@ def line(view: View) -> str:
         r = view.rate(name)
         parts.append(f"{name}={p.states[name]}" + (f"({r:+.1f}/s)" if r else ""))
     parts.append("findings=" + (",".join(view.active) or "-"))
+    soon = _nearest(p.forecasts)
+    if soon is not None:
+        parts.append(f"runs_out={soon['resource']}({soon['scope']})@{soon['seconds_left']:.0f}s")
     return " ".join(parts)
+
+
+def _nearest(forecasts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The forecast that runs out first (they come nearest first)."""
+    return next((f for f in forecasts if f["seconds_left"] is not None), None)
 
 
 def json_line(view: View, events: list[str]) -> str:
@@ -119,7 +128,7 @@ def json_line(view: View, events: list[str]) -> str:
     # rates of the last interval): each line carries the current ones.
     summaries = {fid: a.summary for fid, a in view.active.items()}
     return json.dumps({**p.as_json(), "rates_per_second": rates, "events": events,
-                       "summaries": summaries})
+                       "summaries": summaries, "forecasts": p.forecasts})
 
 
 def screen(view: View, where: str, interval: float) -> Any:
@@ -151,6 +160,10 @@ def screen(view: View, where: str, interval: float) -> Any:
     states.add_row(_("established"), f"{p.established:,}")
     states.add_row(_("non_established"), f"{p.total - p.established:,}")
     parts: list[Any] = [head, Text(""), states, Text("")]
+    soon = _nearest(p.forecasts)
+    if soon is not None:
+        parts.extend([Text(_("Nearest exhaustion: ") + sentence_of(soon), style="bold red"),
+                      Text("")])
     parts.extend(_top_table(view))
     parts.append(Text(""))
     parts.extend(_findings(view))
