@@ -48,7 +48,12 @@ def fixed_sample(ns: str | None) -> Sample:
                                   "net.ipv4.tcp_mem": "1000 2000 3000"},
                          slab={"TCP": (2368, 300), "tw_sock_TCP": (256, 64)})
     report = run_rules(Context(snap, kernel))
-    return Sample(snap, kernel, report.findings, 0.125, cost=report.cost)
+    # A ramp towards one backend, and a plateau (which has no time left: not exported).
+    forecasts = [{"resource": "ports", "scope": "10.0.0.5:443", "used": 300, "limit": 1000,
+                  "per_second": 25.0, "seconds_left": 28.0, "levels_at": None},
+                 {"resource": "tw_buckets", "scope": "host", "used": 300, "limit": 131072,
+                  "per_second": 25.0, "seconds_left": None, "levels_at": 1500}]
+    return Sample(snap, kernel, report.findings, 0.125, cost=report.cost, forecasts=forecasts)
 
 
 def test_exposition_golden() -> None:

@@ -89,3 +89,17 @@ def test_nothing_is_forecast_from_a_single_reading() -> None:
     single = Context(ctx.snap, ctx.kernel, None, 0.0)
     assert forecasts(single) == [] and run_rules(single).forecasts is None
     assert run_rules(single).as_json()["forecasts"] is None
+
+
+def test_history_forecasts_from_the_stored_trend() -> None:
+    from tcpdoctor.analysis.forecast import trend
+
+    times = np.arange(0.0, 61.0, 5.0)
+    figures = [{"sockstat.TCP.tw": 1000 + 10 * t, "limit.tw_buckets": 2000.0,
+                "sockstat.TCP.orphan": 7.0, "limit.orphans": 4096.0} for t in times]
+    found = {f.resource: f for f in trend(times, figures, "host")}
+    tw = found["tw_buckets"]
+    assert (tw.used, tw.limit, round(tw.per_second, 3)) == (1600, 2000, 10.0)
+    assert abs(tw.seconds_left - 40.0) < 1e-6
+    assert found["orphans"].seconds_left is None  # flat: nothing runs out
+    assert trend(times[:2], figures[:2], "host") == []  # two samples are not a trend

@@ -341,3 +341,33 @@ def quote_failures(findings: list[Any], trace: dict[str, Any] | None) -> None:
         finding.summary = finding.summary + " " + Msg(
             "The trace saw {count:,} connect() calls fail there with EADDRNOTAVAIL: {who}.",
             count=count, who=who)
+
+
+# What a stored history can forecast: resource -> (figure used, figure of its limit).
+TREND_FIGURES = {"tw_buckets": ("sockstat.TCP.tw", "limit.tw_buckets"),
+                 "orphans": ("sockstat.TCP.orphan", "limit.orphans"),
+                 "tcp_mem": ("sockstat.TCP.mem", "limit.tcp_mem"),
+                 "conntrack": ("conntrack.count", "limit.conntrack")}
+TREND_MIN_SAMPLES = 3
+TREND_MIN_SECONDS = 10.0
+
+
+def trend(times: np.ndarray, figures: list[dict[str, float]], scope: str) -> list[Forecast]:
+    """Forecasts from stored samples (history): each figure's least-squares slope over the
+    samples, against the limit of the last one. Too few samples or too short a span: none."""
+    out: list[Forecast] = []
+    if times.shape[0] < TREND_MIN_SAMPLES or times[-1] - times[0] < TREND_MIN_SECONDS:
+        return out
+    for resource, (used_key, limit_key) in TREND_FIGURES.items():
+        rows = [i for i, f in enumerate(figures) if used_key in f]
+        limit = figures[-1].get(limit_key)
+        if len(rows) < TREND_MIN_SAMPLES or not limit:
+            continue
+        t = times[rows] - times[rows[0]]
+        used = np.array([figures[i][used_key] for i in rows], dtype=np.float64)
+        slope = float(np.polyfit(t, used, 1)[0])
+        last = int(used[-1])
+        rising = slope * float(t[-1]) >= 1.0  # at least one more over the span: not noise
+        left = max(limit - last, 0.0) / slope if rising else None
+        out.append(Forecast(resource, scope, last, int(limit), slope, left, None))
+    return sorted(out, key=lambda f: (f.seconds_left is None, f.seconds_left or 0.0))

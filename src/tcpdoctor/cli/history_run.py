@@ -16,6 +16,7 @@ from tcpdoctor.history.query import (
     parse_states,
     parse_when,
     parse_window,
+    trend_forecasts,
 )
 from tcpdoctor.history.recorder import Retention, record
 from tcpdoctor.history.series import Series
@@ -152,6 +153,7 @@ def _print_samples(db: History, samples: list[Stored], o: HistoryOptions) -> Non
         write(history_csv(samples, states))
     else:
         history_text.table(samples[-o.last:], states, len(samples))
+        history_text.trend_lines([f.as_json() for f in trend_forecasts(samples)])
 
 
 def _compare(db: History, o: HistoryOptions) -> None:

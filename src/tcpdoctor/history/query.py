@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
+from tcpdoctor.analysis.forecast import trend
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.history.store import History
 from tcpdoctor.i18n import Msg
@@ -69,8 +72,18 @@ def sample_json(s: Stored) -> dict[str, Any]:
 
 
 def history_json(db: History, samples: list[Stored]) -> dict[str, Any]:
-    """SPEC.md's `history --json` shape (oldest first), plus `covers` per sample."""
-    return {"schema": 1, "db": db.path, "samples": [sample_json(s) for s in samples]}
+    """SPEC.md's `history --json` shape (oldest first), plus `covers` per sample and the
+    forecasts of the stored trend."""
+    return {"schema": 1, "db": db.path, "samples": [sample_json(s) for s in samples],
+            "forecasts": [f.as_json() for f in trend_forecasts(samples)]}
+
+
+def trend_forecasts(samples: list[Stored]) -> list[Any]:
+    """What runs out at the trend of these samples (one namespace's)."""
+    if not samples:
+        return []
+    times = np.array([s.ts for s in samples], dtype=np.float64)
+    return trend(times, [s.kernel for s in samples], samples[-1].netns or "host")
 
 
 def history_csv(samples: list[Stored], states: list[str]) -> str:

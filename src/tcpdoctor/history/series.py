@@ -117,11 +117,23 @@ def kernel_figures(kernel: KernelState, deltas: dict[str, int] | None,
         value = kernel.sockstat.get(proto, {}).get(key)
         if value is not None:
             out[f"sockstat.{proto}.{key}"] = value
+    # The limits the trend forecasts compare with (history: analysis.forecast.trend).
+    out.update(limit_figures(kernel))
     if deltas is not None and interval > 0:
         for key in RATE_KEYS:
             if key in deltas:
                 out[f"rate.{key}"] = round(deltas[key] / interval, 3)
     return out
+
+
+def limit_figures(kernel: KernelState) -> dict[str, float]:
+    mem = kernel.sysctl_ints("net.ipv4.tcp_mem")
+    figures = {"limit.tw_buckets": kernel.sysctl_int("net.ipv4.tcp_max_tw_buckets"),
+               "limit.orphans": kernel.sysctl_int("net.ipv4.tcp_max_orphans"),
+               "limit.tcp_mem": mem[2] if mem and len(mem) == 3 else None,
+               "conntrack.count": kernel.sysctl_int("net.netfilter.nf_conntrack_count"),
+               "limit.conntrack": kernel.sysctl_int("net.netfilter.nf_conntrack_max")}
+    return {k: float(v) for k, v in figures.items() if v is not None}
 
 
 def cost_figures(cost: dict[str, Any]) -> dict[str, float]:

@@ -42,6 +42,17 @@ def table(samples: list[Stored], states: list[str], total: int) -> None:
                      "more)", n=len(samples), total=total))
 
 
+def trend_lines(forecasts: list[dict[str, Any]]) -> None:
+    """What runs out at the stored trend (only the resources that do)."""
+    from tcpdoctor.analysis.forecast import sentence_of
+    from tcpdoctor.render.output import write_lines
+
+    ending = [f for f in forecasts if f["seconds_left"] is not None]
+    if ending:
+        write_lines([_("Trend forecast (a line fitted to these samples):") + "\n"]
+                    + ["  " + sentence_of(f) + "\n" for f in ending])
+
+
 def compare_text(result: dict[str, Any]) -> str:
     a, b = result["windows"]
     lines = [_f("before: {start} .. {end} ({n} samples)", start=a["from"], end=a["to"],
