@@ -130,3 +130,27 @@ def test_watch_and_the_exporter_show_the_nearest_exhaustion(lab: LabNet, tmp_pat
     line = next(ln for ln in prom.read_text().splitlines()
                 if ln.startswith("tcpdoctor_exhaustion_seconds{"))
     assert f'resource="ports",scope="{PEER_ADDR}:80"' in line and 0 < float(line.split()[-1]) < 40
+
+
+def test_the_exporter_counts_failed_connects_when_tracing(lab: LabNet, tmp_path: Any) -> None:
+    lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", "40000 40009")
+    lab.sysctl(lab.name, "net.ipv4.tcp_tw_reuse", "0")
+    lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80}])
+    prom = tmp_path / "tcpdoctor.prom"
+    exporter = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "exporter", "--netns",
+                                 lab.name, "--trace", "--textfile", str(tmp_path),
+                                 "--interval", "1"], stderr=subprocess.PIPE, text=True)
+    client = None
+    try:
+        assert wait_for(prom.exists, 20)
+        client = subprocess.Popen(["ip", "netns", "exec", lab.name, sys.executable, "-c",
+                                   CONNECT_FAIL_PROG, "td-hungry", PEER_ADDR, "80", "10", "7"],
+                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
+        want = (f'tcpdoctor_connect_failures_total{{destination="{PEER_ADDR}:80",'
+                f'netns="{lab.name}",reason="EADDRNOTAVAIL"}} 7.0')
+        assert wait_for(lambda: want in prom.read_text(), 20), prom.read_text()[-2000:]
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=20)
+        if client is not None and client.poll() is None:
+            os.killpg(client.pid, signal.SIGKILL)

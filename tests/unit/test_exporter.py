@@ -53,7 +53,8 @@ def fixed_sample(ns: str | None) -> Sample:
                   "per_second": 25.0, "seconds_left": 28.0, "levels_at": None},
                  {"resource": "tw_buckets", "scope": "host", "used": 300, "limit": 131072,
                   "per_second": 25.0, "seconds_left": None, "levels_at": 1500}]
-    return Sample(snap, kernel, report.findings, 0.125, cost=report.cost, forecasts=forecasts)
+    return Sample(snap, kernel, report.findings, 0.125, cost=report.cost, forecasts=forecasts,
+                  connect_failures={("EADDRNOTAVAIL", "10.0.0.5:443"): 7})
 
 
 def test_exposition_golden() -> None:

@@ -32,6 +32,8 @@ class Report:
     live: bool = False  # this host now (check), not a saved input (analyze)
     # How long until resources run out (analysis.forecast), None without two readings.
     forecasts: list[dict[str, Any]] | None = None
+    # What a trace saw during the sample (check --trace, watch and exporter --trace).
+    trace: dict[str, Any] | None = None
 
     @property
     def worst(self) -> Severity | None:
@@ -111,7 +113,7 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
                          "evidence (overflows, drops, cookies) was not measured"))
     cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
     return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live,
-                  [f.as_json() for f in forecasts] if two else None)
+                  [f.as_json() for f in forecasts] if two else None, ctx.trace)
 
 
 def _why_not(need: str, live: bool) -> str:

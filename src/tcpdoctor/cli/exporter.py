@@ -33,6 +33,10 @@ from tcpdoctor.i18n import Msg
 @click.option("--web-config-file", type=click.Path(dir_okay=False),
               help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
+@click.option("--trace", is_flag=True,
+              help="Also read the kernel's TCP tracepoints all along (root, one namespace): "
+                   "tcpdoctor_connect_failures_total counts the connects refused a local port, "
+                   "and the trace-based findings run.")
 @socket_options("exporter", many_netns=True,
                 not_used={"--json": "it serves the Prometheus text format (use "
                           "`tcpdoctor check --json` for JSON)."},
@@ -42,7 +46,7 @@ from tcpdoctor.i18n import Msg
 def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool, top_n: int,
              max_scrape_seconds: float, processes: bool, textfile_dir: str | None,
              interval: float, once: bool, web_config_file: str | None,
-             verbose: bool) -> None:
+             verbose: bool, trace: bool) -> None:
     """Prometheus metrics: states, top ports and remotes, findings, kernel limits.
 
     \b
@@ -66,6 +70,12 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
     if every and len(sock.netns) > int("all" in sock.netns):
         raise TcpDoctorError(Msg("--all-netns (--netns all) already covers every namespace: "
                                  "drop the other --netns options"))
+    if trace:
+        from tcpdoctor.cli.options import can_trace
+
+        if every or len(sock.netns) > 1:
+            raise TcpDoctorError(Msg("--trace follows one namespace: name at most one --netns"))
+        can_trace(sock)
     owners = processes and not sock.no_processes
     base = sock.target(owners=owners, every_netns=every)
     # pod:/container: selectors resolve to their namespace's path, one by one.
@@ -73,7 +83,7 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
     targets = [base] if every else targets_for(base, names)
     run_exporter(targets, thresholds,
                  ExporterOptions(listen, top_n, max_scrape_seconds, textfile_dir, interval,
-                                 once, web_config_file, verbose), every)
+                                 once, web_config_file, verbose, trace), every)
 
 
 COMMANDS = (exporter,)

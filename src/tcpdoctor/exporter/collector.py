@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -39,6 +40,9 @@ class Sample:
     taken: float = field(default_factory=time.monotonic)
     cost: dict[str, Any] = field(default_factory=dict)  # the report's cost section
     forecasts: list[dict[str, Any]] = field(default_factory=list)  # the report's forecasts
+    # With --trace: connect() calls refused a local port since the exporter started, per
+    # (reason, destination): a counter, as Prometheus wants it.
+    connect_failures: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 # Every namespace of the host (--all-netns): each namespace's names and its sample.
@@ -46,16 +50,23 @@ EveryNetnsSample = list[tuple[dict[str, Any], Sample]]
 
 
 def readings(target: Target, thresholds: Thresholds | None, every_netns: bool = False,
-             ) -> Callable[[], Sample | EveryNetnsSample]:
+             trace: bool = False) -> Callable[[], Sample | EveryNetnsSample]:
     """Diagnoses of one namespace (or every one), each with the counter rates since the
     previous scrape, so that rate-based findings (ListenOverflows, TCPTimeWaitOverflow,
-    syncookies) reach Prometheus exactly as `check` reports them."""
-    repeat = Repeated(target, thresholds, every_netns=every_netns)
+    syncookies) reach Prometheus exactly as `check` reports them. trace: one trace all
+    along (one namespace), read in windows between scrapes."""
+    repeat = Repeated(target, thresholds, every_netns=every_netns, trace=trace)
+    failures: Counter[tuple[str, str]] = Counter()
 
     def take() -> Sample | EveryNetnsSample:
-        seen = [(s.where, Sample(s.report.snap, s.sample.kernel, s.report.findings,
-                                 s.duration, cost=s.report.cost,
-                                 forecasts=s.report.forecasts or [])) for s in repeat()]
+        seen = []
+        for s in repeat():
+            for f in (s.report.trace or {}).get("connect_failures", []):
+                failures[(f["reason"], f["destination"])] += f["count"]
+            seen.append((s.where, Sample(s.report.snap, s.sample.kernel, s.report.findings,
+                                         s.duration, cost=s.report.cost,
+                                         forecasts=s.report.forecasts or [],
+                                         connect_failures=dict(failures))))
         return seen if every_netns else seen[0][1]
     return take
 
@@ -199,8 +210,22 @@ class TcpCollector(Collector):
         ending = [x for x in s.forecasts if x["seconds_left"] is not None][:self.top_n]
         for x in ending:
             f.exhaustion.add_metric([ns, x["resource"], x["scope"]], x["seconds_left"])
+        self._failures(f, ns, s.connect_failures)
         if s.kernel is not None:
             self._kernel(f, ns, s.kernel)
+
+    def _failures(self, f: _Families, ns: str, failures: dict[tuple[str, str], int]) -> None:
+        """The top N destinations by name, the rest summed as destination="other" (a
+        destination seen once stays: counters must not go back)."""
+        ranked = sorted(failures.items(), key=lambda kv: -kv[1])
+        other: Counter[str] = Counter()
+        for i, ((reason, dest), n) in enumerate(ranked):
+            if i < self.top_n:
+                f.connect_failures.add_metric([ns, reason, dest], n)
+            else:
+                other[reason] += n
+        for reason, n in other.items():
+            f.connect_failures.add_metric([ns, reason, "other"], n)
 
     def _listeners(self, f: _Families, ns: str, snap: Snapshot) -> None:
         c = snap.columns
@@ -291,6 +316,10 @@ class _Families:
                             "destination, tw_buckets, orphans, tcp_mem, conntrack, open_files "
                             "per process); absent when nothing runs out",
                             labels=["netns", "resource", "scope"])
+        self.connect_failures = CounterMetricFamily(
+            "tcpdoctor_connect_failures", "With --trace: connect() calls refused a local port "
+            "(EADDRNOTAVAIL) since the exporter started, per destination (top N, the rest as "
+            "destination=\"other\")", labels=["netns", "reason", "destination"])
         self.counters = CounterMetricFamily("tcpdoctor_kernel_counter", "TcpExt/Tcp/conntrack "
                                             "counters since boot", labels=["netns", "counter"])
 

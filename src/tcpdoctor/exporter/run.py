@@ -31,6 +31,7 @@ class ExporterOptions:
     once: bool
     web_config_file: str | None
     verbose: bool
+    trace: bool = False  # one trace all along (one namespace): connect failures
 
 
 def targets_for(base: Target, netns_list: list[str]) -> list[Target]:
@@ -59,7 +60,8 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
     limit_malloc_arenas()
     readers: dict[str, Callable[[], Any]] = (
         {"all": collector.readings(targets[0], thresholds, every_netns=True)} if every_netns
-        else {(t.netns or "host"): collector.readings(t, thresholds) for t in targets})
+        else {(t.netns or "host"): collector.readings(t, thresholds, trace=opts.trace)
+              for t in targets})
     registry = collector.build_registry(readers, opts.top_n, opts.max_seconds, _log_error)
     if opts.textfile_dir:
         if not os.path.isdir(opts.textfile_dir):
