@@ -67,9 +67,16 @@ def _explain(key: str) -> ExitCode:
               help="Seconds between counter samples for the evidence (0: no rates).")
 @click.option("--state-dir", default="/var/lib/tcpdoctor", show_default=True,
               help="Where --apply keeps its backups.")
+@click.option("--prove", "do_prove", is_flag=True,
+              help="(root) Replay each diagnosed pattern in throwaway namespaces on this "
+                   "kernel, as configured and with each candidate change, and measure which "
+                   "change helps; nothing of the host or the target changes.")
+@click.option("--finding", "prove_finding", metavar="ID",
+              help="With --prove: prove this finding's advice even if it is not present now.")
 def tune(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | None,
          do_apply: bool, do_rollback: bool, sets: tuple[str, ...], explain: str | None,
-         interval: float, state_dir: str) -> ExitCode:
+         interval: float, state_dir: str, do_prove: bool,
+         prove_finding: str | None) -> ExitCode:
     """Audit sysctls against the running kernel; print, write, apply or roll back a drop-in.
 
     \b
@@ -90,9 +97,18 @@ def tune(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | No
       tcpdoctor tune --explain net.ipv4.tcp_fin_timeout
       sudo tcpdoctor tune --apply                write /etc/sysctl.d/99-tcpdoctor.conf, apply
       sudo tcpdoctor tune --rollback             restore the saved values
+      sudo tcpdoctor tune --prove --netns web    measure which change helps, on this kernel
+      sudo tcpdoctor tune --prove --finding ACCEPT_QUEUE_OVERFLOW --json
     """
     if explain:
         return _explain(explain)
+    if do_prove or prove_finding:
+        if do_apply or do_rollback or write_path:
+            raise TcpDoctorError(Msg("--prove measures in a sandbox: it goes without --apply, "
+                                     "--rollback and --write"))
+        from tcpdoctor.cli.tune_prove import run_prove
+
+        return run_prove(sock, prove_finding)
     if do_apply and do_rollback:
         raise TcpDoctorError(Msg("--apply and --rollback exclude each other"))
     if do_rollback:

@@ -115,7 +115,7 @@ def connect(act: dict[str, Any]) -> int:
         binds = (str(next(src_hosts)) for _ in range(int(act.get("n", 1))))
     waiting: list[socket.socket] = []
     filling: list[socket.socket] = []
-    made = 0
+    made = failed = 0
     rate = float(act.get("rate", 0))  # connections a second, on a fixed schedule
     started = time.monotonic()
     if rate:
@@ -144,6 +144,7 @@ def connect(act: dict[str, Any]) -> int:
                     s.close()
                     if act.get("keep_on_error"):  # an application that keeps trying
                         made += 1
+                        failed += 1
                         continue
                     break
                 raise exc
@@ -166,6 +167,8 @@ def connect(act: dict[str, Any]) -> int:
         pause = float(act.get("pause", 0))
         if pause:
             time.sleep(pause)
+    if rate:
+        log_event("finished", 0, made=made, failed=failed)
     fill(filling, int(act.get("bytes", 0)))
     for s in waiting:
         with contextlib.suppress(OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from tcpdoctor.analysis.check import Report
@@ -193,3 +194,32 @@ def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
         out(_("Nothing to change."), style="bold green")
     for note in result.notes:
         out(_f("Note: {note}", note=note), hang=2, style="dim")
+
+
+VERDICT_STYLE = {"helps": "bold green", "does not help": "bold yellow", "harmful": "bold red"}
+
+
+def render_proofs(proofs: list[dict[str, Any]], findings: list[str], where: str) -> None:
+    """tune --prove: each candidate change, measured against the baseline, with a verdict."""
+    _con, out = printer()
+    out(_f("tune --prove · {where} · measured on Linux {kernel} in throwaway namespaces",
+           where=where, kernel=os.uname().release), style="bold")
+    if not proofs:
+        out(_("Nothing to prove: no finding here has a pattern --prove replays."),
+            style="bold green")
+    for fid in findings:
+        mine = [p for p in proofs if p["finding"] == fid]
+        if mine:
+            out(fid, style="bold")
+        for p in mine:
+            figures = ", ".join(f"{k} {v:,} (baseline {p['baseline'].get(k, 0):,})"
+                                for k, v in p["outcome"].items())
+            out(_f("{change}: {verdict}", change=tr(p["change"]), verdict=_verdict(p["verdict"])),
+                2, 2,
+                style=VERDICT_STYLE.get(p["verdict"], ""))
+            out(_f("measured: {figures}; {why}", figures=figures, why=tr(p["why"])), 4, 2)
+
+
+def _verdict(verdict: str) -> str:
+    words = {"helps": _("helps"), "does not help": _("does not help"), "harmful": _("harmful")}
+    return words.get(verdict, verdict)

@@ -1,0 +1,211 @@
+"""`tune --prove`: replay a diagnosed pattern in throwaway namespaces on this kernel, once as
+the target is configured (the baseline) and once per candidate change, and measure.
+
+The sandbox copies the target's sysctls that decide the outcome (timestamps, tw_reuse,
+somaxconn, ...) and scales the load down so that a run takes seconds: a port range of 200
+instead of 28,232, a backlog of 16. Only the sandbox's own namespaces are ever changed; the
+caller compares the host's and the target's values before and after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpdoctor.i18n import Msg
+from tcpdoctor.lab.net import MAIN_ADDR, PEER_ADDR, LabNet
+from tcpdoctor.sources import kstate, netns
+
+PORTS = 200  # the sandbox's port range: exhausted after 2 s at RATE
+RATE = 100.0  # new connections a second
+SECONDS = 4.0
+BACKLOG = 16
+# Keys copied from the target into the sandbox: they decide what a change does there.
+COPIED = ("net.ipv4.tcp_timestamps", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay",
+          "net.core.somaxconn", "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_syncookies")
+
+
+@dataclass
+class Proof:
+    finding: str
+    change: str  # "net.ipv4.tcp_tw_reuse = 1", or an application change
+    baseline: dict[str, int]
+    outcome: dict[str, int]
+    verdict: str  # helps, does not help, harmful
+    why: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"finding": self.finding, "change": self.change, "baseline": self.baseline,
+                "outcome": self.outcome, "verdict": self.verdict, "why": self.why}
+
+
+@dataclass
+class Run:
+    """One replay: sysctls set in the sandbox's main namespace, what the application does."""
+
+    sysctls: dict[str, str] = field(default_factory=dict)
+    pooled: bool = False  # the application reuses a few connections
+    backlog: int = BACKLOG
+
+
+def _sandbox(target: dict[str, str | None], run: Run, prefix: str) -> LabNet:
+    lab = LabNet(prefix=prefix)
+    lab.open()
+    try:
+        for key, value in {**{k: v for k, v in target.items() if v is not None},
+                           **run.sysctls}.items():
+            lab.sysctl(lab.name, key, str(value))
+        return lab
+    except BaseException:
+        lab.close()
+        raise
+
+
+def _counters(lab: LabNet) -> dict[str, int]:
+    state = netns.run_in(lab.name, lambda: kstate.read_state(with_sysctls=False))
+    return state.counters
+
+
+def _ports_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
+    """A client opening and closing connections to one backend, closing first."""
+    lab = _sandbox(target, run, "tdprove")
+    try:
+        span = run.sysctls.get("net.ipv4.ip_local_port_range", f"40000 {40000 + PORTS - 1}")
+        lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", span)
+        lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80,
+                                            "accept": "close-on-eof"}])
+        n = int(RATE * SECONDS)
+        load = ([{"kind": "connect", "addr": PEER_ADDR, "port": 80, "n": 4}] if run.pooled
+                else [{"kind": "connect", "addr": PEER_ADDR, "port": 80, "n": n,
+                       "then": "close", "rate": RATE, "keep_on_error": True}])
+        lab.spawn(lab.name, "td-client", load, timeout=SECONDS + 30, log=lab.event_log)
+        if run.pooled:  # the same requests over four kept connections: nothing to wait for
+            return {"connects": 4, "failed_connects": 0}
+        done = lab.events().get("finished", {})
+        return {"connects": int(done.get("made", 0)), "failed_connects":
+                int(done.get("failed", 0))}
+    finally:
+        lab.close()
+
+
+def _accept_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
+    """A burst of connections to a listener that accepts none: what its queue drops."""
+    lab = _sandbox(target, run, "tdprove")
+    try:
+        lab.spawn(lab.name, "td-app", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080,
+                                        "backlog": run.backlog, "accept": "none"}])
+        before = _counters(lab).get("TcpExt.ListenOverflows", 0)
+        lab.spawn(lab.peer, "td-clients", [{"kind": "connect", "addr": MAIN_ADDR,
+                                            "port": 8080, "n": BACKLOG * 4,
+                                            "then": "nonblock"}])
+        time.sleep(1.5)  # the handshakes and their retries
+        return {"listen_overflows": _counters(lab).get("TcpExt.ListenOverflows", 0) - before}
+    finally:
+        lab.close()
+
+
+def _tw_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
+    """Connections closed by this side: each should spend 60 s in TIME_WAIT."""
+    lab = _sandbox(target, run, "tdprove")
+    try:
+        lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", "40000 59999")
+        lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80,
+                                            "accept": "close-on-eof"}])
+        before = _counters(lab).get("TcpExt.TCPTimeWaitOverflow", 0)
+        n = int(RATE * 2)
+        lab.spawn(lab.name, "td-client", [{"kind": "connect", "addr": PEER_ADDR, "port": 80,
+                                           "n": n, "then": "close", "rate": RATE}],
+                  timeout=30, log=lab.event_log)
+        time.sleep(0.5)
+        skipped = _counters(lab).get("TcpExt.TCPTimeWaitOverflow", 0) - before
+        return {"connections": n, "time_wait_skipped": skipped}
+    finally:
+        lab.close()
+
+
+def _judge(base: int, got: int) -> str:
+    if got > base:
+        return "harmful"
+    return "helps" if got <= base * 0.1 else "does not help"
+
+
+def prove_ports(finding: str, target: dict[str, str | None]) -> list[Proof]:
+    base = _ports_run(target, Run())
+    out = []
+    timestamps = target.get("net.ipv4.tcp_timestamps") not in ("0", None)
+    if target.get("net.ipv4.tcp_tw_reuse") != "1":
+        got = _ports_run(target, Run({"net.ipv4.tcp_tw_reuse": "1"}))
+        verdict = _judge(base["failed_connects"], got["failed_connects"])
+        why = (Msg("connect() reuses a port whose TIME_WAIT is older than tcp_tw_reuse_delay")
+               if verdict == "helps" else
+               Msg("tcp_timestamps=0: a TIME_WAIT port is reused only when both sides use "
+                   "timestamps") if not timestamps else
+               Msg("ports were still taken by TIME_WAIT younger than tcp_tw_reuse_delay"))
+        out.append(Proof(finding, "net.ipv4.tcp_tw_reuse = 1", base, got, verdict, why))
+    wide = f"40000 {40000 + PORTS * 4 - 1}"
+    got = _ports_run(target, Run({"net.ipv4.ip_local_port_range": wide}))
+    out.append(Proof(finding, Msg("net.ipv4.ip_local_port_range four times wider"), base, got,
+                     _judge(base["failed_connects"], got["failed_connects"]),
+                     Msg("more ports per destination: it helps while rate x 60 s stays below "
+                         "the range; the connections per second stay what they were")))
+    got = _ports_run(target, Run(pooled=True))
+    out.append(Proof(finding, Msg("application: reuse connections (keep-alive, a pool)"), base,
+                     got, _judge(base["failed_connects"], got["failed_connects"]),
+                     Msg("no new connection per request, no TIME_WAIT, no port used up")))
+    return out
+
+
+def prove_accept(finding: str, target: dict[str, str | None], backlog: int) -> list[Proof]:
+    small = max(min(backlog, BACKLOG), 1)
+    somax = str(max(int(target.get("net.core.somaxconn") or 4096), small) * 8)
+    base = _accept_run(target, Run(backlog=small))
+    alone = _accept_run(target, Run({"net.core.somaxconn": somax}, backlog=small))
+    both = _accept_run(target, Run({"net.core.somaxconn": somax}, backlog=small * 8))
+    key = "listen_overflows"
+    return [
+        Proof(finding, f"net.core.somaxconn = {somax}", base, alone,
+              _judge(base[key], alone[key]),
+              Msg("the accept queue holds min(listen() backlog, somaxconn): the application "
+                  "still listens with backlog {n}", n=small)),
+        Proof(finding, Msg("net.core.somaxconn = {v} and the application's listen() backlog "
+                           "x8", v=somax), base, both, _judge(base[key], both[key]),
+              Msg("both limits of the queue raised")),
+    ]
+
+
+def prove_tw_buckets(finding: str, target: dict[str, str | None]) -> list[Proof]:
+    base = _tw_run(target, Run())
+    low = _tw_run(target, Run({"net.ipv4.tcp_max_tw_buckets": "50"}))
+    key = "time_wait_skipped"
+    return [Proof(finding, Msg("net.ipv4.tcp_max_tw_buckets lowered (50 here; blog posts say "
+                               "5000)"), base, low, _judge(base[key], low[key]),
+                  Msg("past the cap connections skip TIME_WAIT (TCPTimeWaitOverflow): late "
+                      "segments of an old connection can reach a new one, and the kernel "
+                      "logs nothing"))]
+
+
+# finding id -> the experiments that prove its advice
+PATTERNS: dict[str, tuple[str, ...]] = {
+    "EPHEMERAL_PORT_EXHAUSTION": ("ports", "tw_buckets"),
+    "TIME_WAIT_CLIENT_SHORT": ("ports", "tw_buckets"),
+    "TIME_WAIT_SERVER_CLOSE": ("tw_buckets",),
+    "TW_BUCKET_OVERFLOW": ("tw_buckets",),
+    "ACCEPT_QUEUE_OVERFLOW": ("accept",),
+}
+
+
+def prove(finding: str, target: dict[str, str | None], backlog: int = BACKLOG,
+          progress: Callable[[str], None] | None = None) -> list[Proof]:
+    out: list[Proof] = []
+    for pattern in PATTERNS.get(finding, ()):
+        if progress is not None:
+            progress(pattern)
+        if pattern == "ports":
+            out += prove_ports(finding, target)
+        elif pattern == "accept":
+            out += prove_accept(finding, target, backlog)
+        else:
+            out += prove_tw_buckets(finding, target)
+    return out
