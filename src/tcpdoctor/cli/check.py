@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -14,7 +15,7 @@ from tcpdoctor.cli.options import (
     threshold_options,
 )
 from tcpdoctor.errors import TcpDoctorError
-from tcpdoctor.i18n import Msg, _f
+from tcpdoctor.i18n import Msg, _f, tr
 from tcpdoctor.render.output import emit_json, write
 from tcpdoctor.status import ExitCode
 
@@ -27,8 +28,12 @@ from tcpdoctor.status import ExitCode
 @click.option("--trace", "trace_seconds", default=0.0, type=click.FloatRange(min=0),
               metavar="SECONDS", help="Also read the kernel's TCP tracepoints for SECONDS "
               "(root): who opens and closes, lifetimes, resets, failed connects.")
+@click.option("--format", "out_format", type=click.Choice(["text", "json", "npd"]),
+              default="text", show_default=True,
+              help="npd: node-problem-detector's custom plugin protocol (one line of at most "
+                   "80 bytes; exit 0 OK, 1 a problem, 2 unknown). json = --json.")
 def check(sock: SocketOptions, thresholds: Any, interval: float,
-          trace_seconds: float) -> ExitCode:
+          trace_seconds: float, out_format: str) -> ExitCode:
     """Diagnose this host: every rule, with evidence, owners and fixes. The main job.
 
     \b
@@ -45,7 +50,12 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
       tcpdoctor check --netns all        every namespace: containers and pods included
       tcpdoctor check --netns pod:shop/cart-7d9f
       sudo tcpdoctor check --trace 5     names the processes behind TIME_WAIT, resets
+      tcpdoctor check --format npd       one line for node-problem-detector
     """
+    if out_format == "npd":
+        return _npd(sock, thresholds, interval)
+    if out_format == "json":
+        sock = replace(sock, as_json=True)
     notes: list[str] = []
     if trace_seconds:
         can_trace(sock)
@@ -58,6 +68,33 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
     report = diagnose(sock.target(), thresholds, interval, trace=trace_seconds).report
     report.notes.extend(notes)
     return emit_report(report, sock.as_json)
+
+
+def _npd(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
+    """check for node-problem-detector: every outcome, errors included, is one line."""
+    from tcpdoctor.render.npd import UNKNOWN, emit_npd, npd_line, unknown
+
+    try:
+        sock, _notes = default_scope(sock)
+        if sock.all_netns:
+            from tcpdoctor.diagnose import diagnose_all
+
+            every, _ = diagnose_all(sock.target(every_netns=True), "all", thresholds, interval)
+            found: list[tuple[str | None, Any]] = [(str(w["netns"]), f)
+                                                   for w, f in every.findings()]
+            sockets = int(every.totals()["total"])
+        else:
+            from tcpdoctor.diagnose import diagnose
+
+            report = diagnose(sock.target(), thresholds, interval).report
+            found = [(report.snap.netns, f) for f in report.findings]
+            sockets = report.snap.count()
+    except TcpDoctorError as exc:
+        emit_npd(unknown(str(tr(exc.args[0]) if exc.args else exc)))
+        return ExitCode(UNKNOWN)
+    line, code = npd_line(found, sockets)
+    emit_npd(line)
+    return ExitCode(code)
 
 
 def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg
+from tcpdoctor.util.text import visible
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespaces
@@ -137,7 +138,7 @@ def current_name(proc_root: str = "/proc") -> str | None:
 
 def printable(name: str) -> str:
     """A namespace name as a report may show it: escapes instead of control characters."""
-    return name if name.isprintable() else ascii(name)
+    return visible(name)
 
 
 def _stat_ino(path: str) -> int | None:
