@@ -32,8 +32,15 @@ from tcpdoctor.status import ExitCode
               default="text", show_default=True,
               help="npd: node-problem-detector's custom plugin protocol (one line of at most "
                    "80 bytes; exit 0 OK, 1 a problem, 2 unknown). json = --json.")
+@click.option("--alertmanager", "alertmanager_url", metavar="URL",
+              help="Also post the findings to this Alertmanager (v2 API); they resolve after "
+                   "5 minutes unless posted again (run it from cron or a timer).")
+@click.option("--alertmanager-config", type=click.Path(dir_okay=False), metavar="FILE",
+              help="YAML: basic_auth (username, password), tls_config (ca_file, cert_file, "
+                   "key_file, insecure_skip_verify), timeout.")
 def check(sock: SocketOptions, thresholds: Any, interval: float,
-          trace_seconds: float, out_format: str) -> ExitCode:
+          trace_seconds: float, out_format: str, alertmanager_url: str | None,
+          alertmanager_config: str | None) -> ExitCode:
     """Diagnose this host: every rule, with evidence, owners and fixes. The main job.
 
     \b
@@ -52,6 +59,7 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
       sudo tcpdoctor check --trace 5     names the processes behind TIME_WAIT, resets
       tcpdoctor check --format npd       one line for node-problem-detector
     """
+    poster = _alert_poster(alertmanager_url, alertmanager_config)
     if out_format == "npd":
         return _npd(sock, thresholds, interval)
     if out_format == "json":
@@ -62,12 +70,36 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
     else:
         sock, notes = default_scope(sock)
     if sock.all_netns:
-        return _check_all(sock, thresholds, interval)
+        return _check_all(sock, thresholds, interval, poster)
     from tcpdoctor.diagnose import diagnose
 
     report = diagnose(sock.target(), thresholds, interval, trace=trace_seconds).report
     report.notes.extend(notes)
-    return emit_report(report, sock.as_json)
+    code = emit_report(report, sock.as_json)
+    _post(poster, [({"netns": report.snap.netns or "host"}, f) for f in report.findings])
+    return code
+
+
+def _alert_poster(url: str | None, config: str | None) -> Any:
+    if not url and not config:
+        return None
+    from tcpdoctor.exporter.alertmanager import Poster, load_client
+
+    if not url:
+        raise TcpDoctorError(Msg("--alertmanager-config goes with --alertmanager URL"))
+    return Poster(load_client(url, config))
+
+
+def _post(poster: Any, findings: list[tuple[dict[str, Any], Any]]) -> None:
+    """Findings to Alertmanager once; a failed post is a note, the report stands."""
+    if poster is None:
+        return
+    import sys
+
+    try:
+        poster.round(findings)
+    except TcpDoctorError as exc:
+        sys.stderr.write("tcpdoctor: " + str(tr(exc.args[0])) + "\n")
 
 
 def _npd(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
@@ -97,7 +129,8 @@ def _npd(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
     return ExitCode(code)
 
 
-def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCode:
+def _check_all(sock: SocketOptions, thresholds: Any, interval: float,
+               poster: Any = None) -> ExitCode:
     """check --netns all: every namespace sampled together, one host report."""
     import os
     import socket
@@ -108,9 +141,11 @@ def _check_all(sock: SocketOptions, thresholds: Any, interval: float) -> ExitCod
     taken = iso()
     report, _ = diagnose_all(sock.target(every_netns=True), "all", thresholds, interval)
     host, kernel = socket.gethostname(), os.uname().release
-    return _emit_host(report, sock.as_json, host, kernel, taken,
+    code = _emit_host(report, sock.as_json, host, kernel, taken,
                       _f("tcpdoctor check · {host} (every network namespace) · Linux {kernel} · "
                          "{taken}", host=host, kernel=kernel, taken=taken))
+    _post(poster, report.findings())
+    return code
 
 
 def _emit_host(report: Any, as_json: bool, host: str, kernel: str, taken: str,

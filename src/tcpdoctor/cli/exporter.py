@@ -33,6 +33,12 @@ from tcpdoctor.i18n import Msg
 @click.option("--web-config-file", type=click.Path(dir_okay=False),
               help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
+@click.option("--alertmanager", "alertmanager_url", metavar="URL",
+              help="Also post the active findings to this Alertmanager (v2 API) every "
+                   "--interval seconds; a finding that disappears resolves.")
+@click.option("--alertmanager-config", type=click.Path(dir_okay=False), metavar="FILE",
+              help="YAML: basic_auth (username, password), tls_config (ca_file, cert_file, "
+                   "key_file, insecure_skip_verify), timeout.")
 @click.option("--trace", is_flag=True,
               help="Also read the kernel's TCP tracepoints all along (root, one namespace): "
                    "tcpdoctor_connect_failures_total counts the connects refused a local port, "
@@ -46,7 +52,8 @@ from tcpdoctor.i18n import Msg
 def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool, top_n: int,
              max_scrape_seconds: float, processes: bool, textfile_dir: str | None,
              interval: float, once: bool, web_config_file: str | None,
-             verbose: bool, trace: bool) -> None:
+             verbose: bool, alertmanager_url: str | None, alertmanager_config: str | None,
+             trace: bool) -> None:
     """Prometheus metrics: states, top ports and remotes, findings, kernel limits.
 
     \b
@@ -62,6 +69,7 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
       tcpdoctor exporter --netns all              every pod's namespace (Kubernetes node)
       tcpdoctor exporter --all-netns --config thresholds.toml
       tcpdoctor exporter --textfile /var/lib/node_exporter/textfile --once
+      tcpdoctor exporter --alertmanager http://alertmanager:9093
     """
     from tcpdoctor.errors import TcpDoctorError
     from tcpdoctor.exporter.run import ExporterOptions, run_exporter, targets_for
@@ -76,6 +84,13 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
         if every or len(sock.netns) > 1:
             raise TcpDoctorError(Msg("--trace follows one namespace: name at most one --netns"))
         can_trace(sock)
+    client = None
+    if alertmanager_url or alertmanager_config:
+        from tcpdoctor.exporter.alertmanager import load_client
+
+        if not alertmanager_url:
+            raise TcpDoctorError(Msg("--alertmanager-config goes with --alertmanager URL"))
+        client = load_client(alertmanager_url, alertmanager_config)
     owners = processes and not sock.no_processes
     base = sock.target(owners=owners, every_netns=every)
     # pod:/container: selectors resolve to their namespace's path, one by one.
@@ -83,7 +98,7 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
     targets = [base] if every else targets_for(base, names)
     run_exporter(targets, thresholds,
                  ExporterOptions(listen, top_n, max_scrape_seconds, textfile_dir, interval,
-                                 once, web_config_file, verbose, trace), every)
+                                 once, web_config_file, verbose, trace, client), every)
 
 
 COMMANDS = (exporter,)

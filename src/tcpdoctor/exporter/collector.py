@@ -50,11 +50,14 @@ EveryNetnsSample = list[tuple[dict[str, Any], Sample]]
 
 
 def readings(target: Target, thresholds: Thresholds | None, every_netns: bool = False,
-             trace: bool = False) -> Callable[[], Sample | EveryNetnsSample]:
+             trace: bool = False, on_round: Callable[[list[tuple[dict[str, Any], Finding]]],
+                                                     None] | None = None,
+             ) -> Callable[[], Sample | EveryNetnsSample]:
     """Diagnoses of one namespace (or every one), each with the counter rates since the
     previous scrape, so that rate-based findings (ListenOverflows, TCPTimeWaitOverflow,
     syncookies) reach Prometheus exactly as `check` reports them. trace: one trace all
-    along (one namespace), read in windows between scrapes."""
+    along (one namespace), read in windows between scrapes; on_round: given each round's
+    findings with where they were found."""
     repeat = Repeated(target, thresholds, every_netns=every_netns, trace=trace)
     failures: Counter[tuple[str, str]] = Counter()
 
@@ -67,6 +70,8 @@ def readings(target: Target, thresholds: Thresholds | None, every_netns: bool = 
                                          s.duration, cost=s.report.cost,
                                          forecasts=s.report.forecasts or [],
                                          connect_failures=dict(failures))))
+        if on_round is not None:  # e.g. post the findings to Alertmanager
+            on_round([(where, f) for where, sample in seen for f in sample.findings])
         return seen if every_netns else seen[0][1]
     return take
 

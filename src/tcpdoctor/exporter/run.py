@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ class ExporterOptions:
     web_config_file: str | None
     verbose: bool
     trace: bool = False  # one trace all along (one namespace): connect failures
+    alertmanager: Any = None  # an alertmanager.Client: findings posted every round
 
 
 def targets_for(base: Target, netns_list: list[str]) -> list[Target]:
@@ -47,6 +49,31 @@ def _log_error(netns: str, exc: BaseException) -> None:
     sys.stderr.flush()
 
 
+def _poster(opts: ExporterOptions) -> Callable[[list[Any]], None] | None:
+    """Each round's findings to Alertmanager (endsAt three rounds ahead); a failed post is
+    a one-line note, never the end of the exporter."""
+    if opts.alertmanager is None:
+        return None
+    from tcpdoctor.exporter.alertmanager import Poster
+
+    poster = Poster(opts.alertmanager, ttl=max(3 * opts.interval, 60.0))
+
+    def post(findings: list[Any]) -> None:
+        try:
+            poster.round(findings)
+        except TcpDoctorError as exc:
+            sys.stderr.write(_f("tcpdoctor exporter: {error}", error=tr(exc.args[0])) + "\n")
+            sys.stderr.flush()
+    return post
+
+
+def _rounds(registry: Any, interval: float) -> None:
+    from prometheus_client import generate_latest
+
+    for _ in ticks(max(interval, 1.0), None):
+        generate_latest(registry)
+
+
 def run_exporter(targets: list[Target], thresholds: Thresholds | None,
                  opts: ExporterOptions, every_netns: bool = False) -> None:
     """Serve (or write) the metrics of the targets, or with every_netns of every namespace
@@ -59,10 +86,16 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
         raise TcpDoctorError(INSTALL_HINT) from None
     limit_malloc_arenas()
     readers: dict[str, Callable[[], Any]] = (
-        {"all": collector.readings(targets[0], thresholds, every_netns=True)} if every_netns
-        else {(t.netns or "host"): collector.readings(t, thresholds, trace=opts.trace)
+        {"all": collector.readings(targets[0], thresholds, every_netns=True,
+                                   on_round=_poster(opts))} if every_netns
+        else {(t.netns or "host"): collector.readings(t, thresholds, trace=opts.trace,
+                                                      on_round=_poster(opts))
               for t in targets})
     registry = collector.build_registry(readers, opts.top_n, opts.max_seconds, _log_error)
+    if opts.alertmanager is not None and not opts.textfile_dir:
+        # Alerts follow the rounds, not the scrapes: a round every --interval seconds.
+        threading.Thread(target=_rounds, args=(registry, opts.interval), daemon=True,
+                         name="tcpdoctor-alerts").start()
     if opts.textfile_dir:
         if not os.path.isdir(opts.textfile_dir):
             raise TcpDoctorError(Msg("--textfile: {directory} is not a directory",
