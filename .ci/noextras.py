@@ -41,6 +41,8 @@ def run_all(tmp: Path) -> int:
          "pip install 'tcpdoctor[plot]'"),
         (["exporter", "--textfile", str(tmp), "--once"], (3,),
          "pip install 'tcpdoctor[exporter]'"),
+        (["exporter", "--textfile", str(tmp), "--once", "--otlp", "http://127.0.0.1:9"], (3,),
+         "pip install 'tcpdoctor[exporter]'"),
         (["lab", "--list"], (0,), ""),
         (["collect", "-o", str(tmp / "collect.sh")], (0,), ""),
     ]

@@ -3,11 +3,13 @@ posted to a real Alertmanager (Debian's prometheus-alertmanager, on loopback).""
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +146,84 @@ def test_an_unreachable_alertmanager_is_a_note_not_a_crash(lab: LabNet) -> None:
                      f"http://127.0.0.1:{free_port()}")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr  # the report stands
     assert "Alertmanager" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """An OTLP/HTTP metrics receiver of our own (no collector binary here): it decodes each
+    ExportMetricsServiceRequest with opentelemetry-proto and keeps the latest points."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _OtlpHandler)
+        self.points: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        self.lock = threading.Lock()
+
+
+class _OtlpHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as pb
+
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = pb.ExportMetricsServiceRequest.FromString(body)
+        points: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    data = m.gauge.data_points if m.HasField("gauge") else m.sum.data_points
+                    for p in data:
+                        attrs = tuple(sorted((a.key, a.value.string_value) for a in p.attributes))
+                        value = p.as_double if p.HasField("as_double") else p.as_int
+                        points.setdefault(m.name, {})[attrs] = float(value)
+        with self.server.lock:  # type: ignore[attr-defined]
+            self.server.points.update(points)  # type: ignore[attr-defined]
+        reply = pb.ExportMetricsServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        text = reply.read().decode()
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_otlp_receives_the_metrics_prometheus_scrapes(lab: LabNet) -> None:
+    sc = scenarios.SCENARIOS["close-wait"]
+    scenarios.build(lab, sc, sc.default_n)
+    receiver = Receiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    port = free_port()
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "tcpdoctor", "exporter", "--netns", lab.name, "--listen",
+         f"127.0.0.1:{port}", "--interval", "1",
+         "--otlp", f"http://127.0.0.1:{receiver.server_address[1]}"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: "tcpdoctor_sockets" in receiver.points, 30)
+        prom = scrape(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=20)
+        receiver.shutdown()
+    with receiver.lock:
+        got = dict(receiver.points)
+    key = (("netns", lab.name), ("state", "CLOSE_WAIT"))
+    assert got["tcpdoctor_sockets"][key] == prom["tcpdoctor_sockets"][key] == 200
+    finding = (("id", "CLOSE_WAIT_LEAK"), ("netns", lab.name), ("severity", "warning"))
+    assert got["tcpdoctor_finding"][finding] == prom["tcpdoctor_finding"][finding] == 1
+    # The same states, with the same values, and every series name (a counter X_total in
+    # Prometheus is the sum X in OpenTelemetry).
+    assert got["tcpdoctor_sockets"] == prom["tcpdoctor_sockets"]
+    names = {n if n in got else n.removesuffix("_total") for n in prom}
+    assert names <= set(got), names - set(got)

@@ -39,6 +39,10 @@ from tcpdoctor.i18n import Msg
 @click.option("--alertmanager-config", type=click.Path(dir_okay=False), metavar="FILE",
               help="YAML: basic_auth (username, password), tls_config (ca_file, cert_file, "
                    "key_file, insecure_skip_verify), timeout.")
+@click.option("--otlp", "otlp_url", metavar="URL",
+              help="Also push the metrics over OTLP/HTTP to URL (an OpenTelemetry Collector; "
+                   "/v1/metrics is added to a bare host:port) every --interval seconds. Needs "
+                   "the otel extra.")
 @click.option("--trace", is_flag=True,
               help="Also read the kernel's TCP tracepoints all along (root, one namespace): "
                    "tcpdoctor_connect_failures_total counts the connects refused a local port, "
@@ -53,7 +57,7 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
              max_scrape_seconds: float, processes: bool, textfile_dir: str | None,
              interval: float, once: bool, web_config_file: str | None,
              verbose: bool, alertmanager_url: str | None, alertmanager_config: str | None,
-             trace: bool) -> None:
+             otlp_url: str | None, trace: bool) -> None:
     """Prometheus metrics: states, top ports and remotes, findings, kernel limits.
 
     \b
@@ -70,6 +74,7 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
       tcpdoctor exporter --all-netns --config thresholds.toml
       tcpdoctor exporter --textfile /var/lib/node_exporter/textfile --once
       tcpdoctor exporter --alertmanager http://alertmanager:9093
+      tcpdoctor exporter --otlp http://otel-collector:4318 --interval 30
     """
     from tcpdoctor.errors import TcpDoctorError
     from tcpdoctor.exporter.run import ExporterOptions, run_exporter, targets_for
@@ -98,7 +103,8 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
     targets = [base] if every else targets_for(base, names)
     run_exporter(targets, thresholds,
                  ExporterOptions(listen, top_n, max_scrape_seconds, textfile_dir, interval,
-                                 once, web_config_file, verbose, trace, client), every)
+                                 once, web_config_file, verbose, trace, client, otlp_url),
+                 every)
 
 
 COMMANDS = (exporter,)

@@ -34,6 +34,7 @@ class ExporterOptions:
     verbose: bool
     trace: bool = False  # one trace all along (one namespace): connect failures
     alertmanager: Any = None  # an alertmanager.Client: findings posted every round
+    otlp: str | None = None  # an OTLP/HTTP endpoint: the metrics pushed every --interval
 
 
 def targets_for(base: Target, netns_list: list[str]) -> list[Target]:
@@ -79,9 +80,7 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
     """Serve (or write) the metrics of the targets, or with every_netns of every namespace
     of the host (targets[0] is then the host's)."""
     try:
-        from prometheus_client import generate_latest
-
-        from tcpdoctor.exporter import collector, http
+        from tcpdoctor.exporter import collector, http  # noqa: F401  (the extra, checked now)
     except ImportError:
         raise TcpDoctorError(INSTALL_HINT) from None
     limit_malloc_arenas()
@@ -92,6 +91,24 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
                                                       on_round=_poster(opts))
               for t in targets})
     registry = collector.build_registry(readers, opts.top_n, opts.max_seconds, _log_error)
+    stop_otlp = None
+    if opts.otlp:
+        from tcpdoctor.exporter import otlp
+
+        stop_otlp = otlp.start(registry, opts.otlp, max(opts.interval, 1.0))
+    try:
+        _serve(registry, readers, opts)
+    finally:
+        if stop_otlp is not None:
+            stop_otlp()
+
+
+def _serve(registry: Any, readers: dict[str, Any], opts: ExporterOptions) -> None:
+    """Write the textfile every --interval, or serve /metrics until stopped."""
+    from prometheus_client import generate_latest
+
+    from tcpdoctor.exporter import http
+
     if opts.alertmanager is not None and not opts.textfile_dir:
         # Alerts follow the rounds, not the scrapes: a round every --interval seconds.
         threading.Thread(target=_rounds, args=(registry, opts.interval), daemon=True,
