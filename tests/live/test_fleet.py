@@ -159,7 +159,7 @@ class Receiver(http.server.ThreadingHTTPServer):
 
 
 class _OtlpHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+    def do_POST(self) -> None:
         from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as pb
 
         body = self.rfile.read(int(self.headers["Content-Length"]))
