@@ -40,19 +40,26 @@ def sysctls(ns: str | None) -> str:
 
 
 def proofs(lab: LabNet, *args: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    return run(lab, *args)[0]
+
+
+def run(lab: LabNet, *args: str) -> tuple[dict[str, dict], list[dict]]:  # type: ignore[type-arg]
     host, target = sysctls(None), sysctls(lab.name)
     proc = tcpdoctor("tune", "--prove", "--netns", lab.name, "--json", *args)
     assert proc.returncode == 0, proc.stderr
     assert sysctls(None) == host and sysctls(lab.name) == target  # byte-identical
     out = json.loads(proc.stdout)
     assert out["sysctls_unchanged"] is True
-    return {p["change"]: p for p in out["proofs"]}
+    return {p["change"]: p for p in out["proofs"]}, out["recommendations"]
 
 
 def test_port_exhaustion_tw_reuse_helps_and_fewer_buckets_harm(lab: LabNet) -> None:
     sc = scenarios.SCENARIOS["port-exhaustion"]
     scenarios.build(lab, sc, sc.default_n)
-    found = proofs(lab)
+    found, recommended = run(lab, "--seconds", "3")
+    # tune's own recommendation carries its measured line.
+    [wider] = [r for r in recommended if r["key"] == "net.ipv4.ip_local_port_range"]
+    assert wider["proof"]["verdict"] == "helps"
     reuse = found["net.ipv4.tcp_tw_reuse = 1"]
     assert reuse["finding"] == "EPHEMERAL_PORT_EXHAUSTION"
     assert reuse["baseline"]["failed_connects"] > 0 and reuse["outcome"]["failed_connects"] == 0
@@ -78,6 +85,13 @@ def test_somaxconn_alone_does_not_help_a_small_backlog(lab: LabNet) -> None:
     both = next(p for c, p in found.items() if "backlog" in c)
     assert alone["verdict"] == "does not help" and alone["baseline"]["listen_overflows"] > 0
     assert both["verdict"] == "helps" and both["outcome"]["listen_overflows"] == 0
+
+
+def test_syncookies_keep_real_clients_connecting_under_a_flood(lab: LabNet) -> None:
+    lab.sysctl(lab.name, "net.ipv4.tcp_syncookies", "0")
+    cookies = proofs(lab, "--finding", "SYN_FLOOD")["net.ipv4.tcp_syncookies = 1"]
+    assert cookies["baseline"]["failed_connects"] > 0 and cookies["baseline"]["syns_dropped"]
+    assert cookies["verdict"] == "helps" and cookies["outcome"]["failed_connects"] == 0
 
 
 def test_nothing_is_left_after_a_sigterm_in_the_middle() -> None:

@@ -73,10 +73,13 @@ def _explain(key: str) -> ExitCode:
                    "change helps; nothing of the host or the target changes.")
 @click.option("--finding", "prove_finding", metavar="ID",
               help="With --prove: prove this finding's advice even if it is not present now.")
+@click.option("--seconds", "prove_seconds", default=4.0, show_default=True,
+              type=click.FloatRange(3, 60),
+              help="With --prove: seconds of load per replay of the port patterns.")
 def tune(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | None,
          do_apply: bool, do_rollback: bool, sets: tuple[str, ...], explain: str | None,
          interval: float, state_dir: str, do_prove: bool,
-         prove_finding: str | None) -> ExitCode:
+         prove_finding: str | None, prove_seconds: float) -> ExitCode:
     """Audit sysctls against the running kernel; print, write, apply or roll back a drop-in.
 
     \b
@@ -108,7 +111,7 @@ def tune(sock: SocketOptions, audit_files: tuple[str, ...], write_path: str | No
                                      "--rollback and --write"))
         from tcpdoctor.cli.tune_prove import run_prove
 
-        return run_prove(sock, prove_finding)
+        return run_prove(sock, prove_finding, prove_seconds)
     if do_apply and do_rollback:
         raise TcpDoctorError(Msg("--apply and --rollback exclude each other"))
     if do_rollback:

@@ -18,10 +18,11 @@ def _interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # the sandboxes close in their finally blocks
 
 
-def run_prove(sock: SocketOptions, finding: str | None) -> ExitCode:
+def run_prove(sock: SocketOptions, finding: str | None, seconds: float) -> ExitCode:
     from tcpdoctor.diagnose import diagnose
     from tcpdoctor.lab import prove
     from tcpdoctor.lab.net import require_root
+    from tcpdoctor.lab.prove import sysctl_of
 
     require_root()
     signal.signal(signal.SIGTERM, _interrupted)
@@ -36,7 +37,7 @@ def run_prove(sock: SocketOptions, finding: str | None) -> ExitCode:
     copied = {k: before[1].get(k) for k in prove.COPIED}
     proofs = []
     for fid in wanted:
-        proofs += prove.prove(fid, copied, _backlog(found.get(fid)))
+        proofs += prove.prove(fid, copied, _backlog(found.get(fid)), seconds)
     after = _sysctls(target.netns)
     if after != before:  # never expected: said loudly rather than hidden
         raise TcpDoctorError(Msg("sysctls differ after --prove: check them (tune --json)"))
@@ -47,15 +48,20 @@ def run_prove(sock: SocketOptions, finding: str | None) -> ExitCode:
                     "and after)", where=target.where, n=compared) if target.netns else
                  _f("the host's sysctls unchanged ({n} values compared before and after)",
                     n=compared))
+    measured = {sysctl_of(p.change): p for p in proofs if sysctl_of(p.change)}
+    recommended = [{"key": key, "value": value,
+                    "proof": measured[key].as_json() if key in measured else None}
+                   for key, value in _recommendations(target).items()]
     if sock.as_json:
         emit_json({"schema": 1, "netns": target.netns, "findings": wanted,
+                   "recommendations": recommended,
                    "proofs": [p.as_json() for p in proofs], "sysctls_unchanged": True,
                    "scaled": {"ports": prove.PORTS, "connects_per_second": prove.RATE,
                               "seconds": prove.SECONDS, "backlog": prove.BACKLOG}})
     else:
         from tcpdoctor.render.report import render_proofs
 
-        render_proofs([p.as_json() for p in proofs], wanted, target.where)
+        render_proofs([p.as_json() for p in proofs], wanted, target.where, recommended)
         notes([*said, unchanged])
     return ExitCode.OK
 
@@ -78,3 +84,12 @@ def _sysctls(netns: str | None) -> tuple[dict[str, str | None], dict[str, str | 
     keys = tuple(dict.fromkeys((*SYSCTLS, *COPIED)))
     host = kstate.read_sysctls("/proc", keys)
     return host, netns_mod.run_in(netns, lambda: kstate.read_sysctls("/proc", keys))
+
+
+def _recommendations(target: Any) -> dict[str, str]:
+    """What `tune` itself recommends for the target (key -> value)."""
+    from tcpdoctor.analysis import tune as audit_mod
+    from tcpdoctor.diagnose.audit import audit_sysctls
+
+    result = audit_sysctls(target, (), 0.0).audit
+    return audit_mod.dropin_values(result, target.netns is not None)

@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcpdoctor.i18n import Msg
-from tcpdoctor.lab.net import MAIN_ADDR, PEER_ADDR, LabNet
+from tcpdoctor.lab.net import MAIN_ADDR, PEER_ADDR, PHANTOM_NET, LabNet
 from tcpdoctor.sources import kstate, netns
 
 PORTS = 200  # the sandbox's port range: exhausted after 2 s at RATE
 RATE = 100.0  # new connections a second
 SECONDS = 4.0
 BACKLOG = 16
+SYN_FLOOD = 2000  # spoofed SYNs
 # Keys copied from the target into the sandbox: they decide what a change does there.
 COPIED = ("net.ipv4.tcp_timestamps", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay",
-          "net.core.somaxconn", "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_syncookies")
+          "net.core.somaxconn", "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_syncookies",
+          "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_synack_retries")
 
 
 @dataclass
@@ -68,7 +70,8 @@ def _counters(lab: LabNet) -> dict[str, int]:
     return state.counters
 
 
-def _ports_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
+def _ports_run(target: dict[str, str | None], run: Run,
+               seconds: float = SECONDS) -> dict[str, int]:
     """A client opening and closing connections to one backend, closing first."""
     lab = _sandbox(target, run, "tdprove")
     try:
@@ -76,11 +79,11 @@ def _ports_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
         lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", span)
         lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80,
                                             "accept": "close-on-eof"}])
-        n = int(RATE * SECONDS)
+        n = int(RATE * seconds)
         load = ([{"kind": "connect", "addr": PEER_ADDR, "port": 80, "n": 4}] if run.pooled
                 else [{"kind": "connect", "addr": PEER_ADDR, "port": 80, "n": n,
                        "then": "close", "rate": RATE, "keep_on_error": True}])
-        lab.spawn(lab.name, "td-client", load, timeout=SECONDS + 30, log=lab.event_log)
+        lab.spawn(lab.name, "td-client", load, timeout=seconds + 30, log=lab.event_log)
         if run.pooled:  # the same requests over four kept connections: nothing to wait for
             return {"connects": 4, "failed_connects": 0}
         done = lab.events().get("finished", {})
@@ -125,18 +128,45 @@ def _tw_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
         lab.close()
 
 
+def _syn_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
+    """Spoofed SYNs (their SYN-ACKs go nowhere) at a listener, then real clients."""
+    lab = _sandbox(target, run, "tdprove")
+    try:
+        lab.spawn(lab.name, "td-app", [{"kind": "listen", "addr": MAIN_ADDR, "port": 80,
+                                        "backlog": 4096}])
+        before = _counters(lab)
+        lab.spawn(lab.peer, "td-flood", [{"kind": "connect", "addr": MAIN_ADDR, "port": 80,
+                                          "n": SYN_FLOOD, "then": "nonblock",
+                                          "bind_spread": PHANTOM_NET}], timeout=60)
+        time.sleep(0.5)  # the flood's SYNs reach the listener before the real clients'
+        lab.spawn(lab.peer, "td-users", [{"kind": "connect", "addr": MAIN_ADDR, "port": 80,
+                                          "n": 8, "rate": 50.0, "keep_on_error": True,
+                                          "connect_timeout": 1.5}],
+                  timeout=60, log=lab.event_log)
+        after = _counters(lab)
+        done = lab.events().get("finished", {})
+        return {"failed_connects": int(done.get("failed", 0)),
+                "syns_dropped": after.get("TcpExt.ListenDrops", 0)
+                - before.get("TcpExt.ListenDrops", 0)}
+    finally:
+        lab.close()
+
+
 def _judge(base: int, got: int) -> str:
     if got > base:
         return "harmful"
+    if base == 0:
+        return "not reproduced"  # the baseline showed nothing to remove
     return "helps" if got <= base * 0.1 else "does not help"
 
 
-def prove_ports(finding: str, target: dict[str, str | None]) -> list[Proof]:
-    base = _ports_run(target, Run())
+def prove_ports(finding: str, target: dict[str, str | None],
+                seconds: float = SECONDS) -> list[Proof]:
+    base = _ports_run(target, Run(), seconds)
     out = []
     timestamps = target.get("net.ipv4.tcp_timestamps") not in ("0", None)
     if target.get("net.ipv4.tcp_tw_reuse") != "1":
-        got = _ports_run(target, Run({"net.ipv4.tcp_tw_reuse": "1"}))
+        got = _ports_run(target, Run({"net.ipv4.tcp_tw_reuse": "1"}), seconds)
         verdict = _judge(base["failed_connects"], got["failed_connects"])
         why = (Msg("connect() reuses a port whose TIME_WAIT is older than tcp_tw_reuse_delay")
                if verdict == "helps" else
@@ -145,12 +175,13 @@ def prove_ports(finding: str, target: dict[str, str | None]) -> list[Proof]:
                Msg("ports were still taken by TIME_WAIT younger than tcp_tw_reuse_delay"))
         out.append(Proof(finding, "net.ipv4.tcp_tw_reuse = 1", base, got, verdict, why))
     wide = f"40000 {40000 + PORTS * 4 - 1}"
-    got = _ports_run(target, Run({"net.ipv4.ip_local_port_range": wide}))
-    out.append(Proof(finding, Msg("net.ipv4.ip_local_port_range four times wider"), base, got,
+    got = _ports_run(target, Run({"net.ipv4.ip_local_port_range": wide}), seconds)
+    out.append(Proof(finding, f"net.ipv4.ip_local_port_range = {wide}", base, got,
                      _judge(base["failed_connects"], got["failed_connects"]),
-                     Msg("more ports per destination: it helps while rate x 60 s stays below "
-                         "the range; the connections per second stay what they were")))
-    got = _ports_run(target, Run(pooled=True))
+                     Msg("four times the sandbox's {n} ports: more ports per destination help "
+                         "while rate x 60 s stays below the range; the connections per second "
+                         "stay what they were", n=PORTS)))
+    got = _ports_run(target, Run(pooled=True), seconds)
     out.append(Proof(finding, Msg("application: reuse connections (keep-alive, a pool)"), base,
                      got, _judge(base["failed_connects"], got["failed_connects"]),
                      Msg("no new connection per request, no TIME_WAIT, no port used up")))
@@ -186,6 +217,29 @@ def prove_tw_buckets(finding: str, target: dict[str, str | None]) -> list[Proof]
                       "logs nothing"))]
 
 
+def prove_syn(finding: str, target: dict[str, str | None]) -> list[Proof]:
+    base = _syn_run(target, Run())
+    out = []
+    key = "failed_connects"
+    if target.get("net.ipv4.tcp_syncookies") != "1":
+        got = _syn_run(target, Run({"net.ipv4.tcp_syncookies": "1"}))
+        out.append(Proof(finding, "net.ipv4.tcp_syncookies = 1", base, got,
+                         _judge(base[key], got[key]),
+                         Msg("past a full SYN queue the listener answers with cookies instead "
+                             "of dropping: real clients still connect")))
+    bigger = str(max(int(target.get("net.ipv4.tcp_max_syn_backlog") or 128), 128) * 4)
+    got = _syn_run(target, Run({"net.ipv4.tcp_max_syn_backlog": bigger}))
+    cookies = target.get("net.ipv4.tcp_syncookies") == "1"
+    why = (Msg("with syncookies on, the SYN queue's length changes what it holds, not who "
+               "connects") if cookies else
+           Msg("a longer SYN queue holds this flood ({n:,} SYNs) with room left for real "
+               "clients: it helps only while floods stay smaller than it; cookies do not "
+               "depend on the flood's size", n=SYN_FLOOD))
+    out.append(Proof(finding, f"net.ipv4.tcp_max_syn_backlog = {bigger}", base, got,
+                     _judge(base[key], got[key]), why))
+    return out
+
+
 # finding id -> the experiments that prove its advice
 PATTERNS: dict[str, tuple[str, ...]] = {
     "EPHEMERAL_PORT_EXHAUSTION": ("ports", "tw_buckets"),
@@ -193,19 +247,29 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     "TIME_WAIT_SERVER_CLOSE": ("tw_buckets",),
     "TW_BUCKET_OVERFLOW": ("tw_buckets",),
     "ACCEPT_QUEUE_OVERFLOW": ("accept",),
+    "SYN_FLOOD": ("syn",),
 }
 
 
 def prove(finding: str, target: dict[str, str | None], backlog: int = BACKLOG,
+          seconds: float = SECONDS,
           progress: Callable[[str], None] | None = None) -> list[Proof]:
     out: list[Proof] = []
     for pattern in PATTERNS.get(finding, ()):
         if progress is not None:
             progress(pattern)
         if pattern == "ports":
-            out += prove_ports(finding, target)
+            out += prove_ports(finding, target, seconds)
         elif pattern == "accept":
             out += prove_accept(finding, target, backlog)
+        elif pattern == "syn":
+            out += prove_syn(finding, target)
         else:
             out += prove_tw_buckets(finding, target)
     return out
+
+
+def sysctl_of(change: str) -> str | None:
+    """The key a proof's change sets ("net.ipv4.tcp_tw_reuse = 1"), None for others."""
+    key, sep, _ = change.partition(" = ")
+    return key if sep and key.startswith(("net.", "fs.")) else None

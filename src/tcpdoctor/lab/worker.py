@@ -135,7 +135,7 @@ def connect(act: dict[str, Any]) -> int:
             if rc not in (0, errno.EINPROGRESS):
                 raise OSError(rc, f"connect to {dst}:{port}")
         else:
-            s.settimeout(10)
+            s.settimeout(float(act.get("connect_timeout", 10)))
             try:
                 s.connect((dst, port))
             except OSError as exc:

@@ -196,11 +196,14 @@ def render_tune(result: Any, header: str, dropin: str, values: dict[str, str],
         out(_f("Note: {note}", note=note), hang=2, style="dim")
 
 
-VERDICT_STYLE = {"helps": "bold green", "does not help": "bold yellow", "harmful": "bold red"}
+VERDICT_STYLE = {"helps": "bold green", "does not help": "bold yellow", "harmful": "bold red",
+                 "not reproduced": "dim"}
 
 
-def render_proofs(proofs: list[dict[str, Any]], findings: list[str], where: str) -> None:
-    """tune --prove: each candidate change, measured against the baseline, with a verdict."""
+def render_proofs(proofs: list[dict[str, Any]], findings: list[str], where: str,
+                  recommended: list[dict[str, Any]] | None = None) -> None:
+    """tune --prove: each candidate change, measured against the baseline, with a verdict;
+    then what `tune` recommends, each with its measured line or the word that it was not."""
     _con, out = printer()
     out(_f("tune --prove · {where} · measured on Linux {kernel} in throwaway namespaces",
            where=where, kernel=os.uname().release), style="bold")
@@ -218,8 +221,18 @@ def render_proofs(proofs: list[dict[str, Any]], findings: list[str], where: str)
                 2, 2,
                 style=VERDICT_STYLE.get(p["verdict"], ""))
             out(_f("measured: {figures}; {why}", figures=figures, why=tr(p["why"])), 4, 2)
+    for r in recommended or []:
+        proof = r["proof"]
+        if proof is None:
+            out(_f("tune recommends {key} = {value}: not proved (no replay changes this key)",
+                   key=r["key"], value=r["value"]), 0, 2)
+            continue
+        out(_f("tune recommends {key} = {value}: measured on this kernel: {verdict} ({change})",
+               key=r["key"], value=r["value"], verdict=_verdict(proof["verdict"]),
+               change=tr(proof["change"])), 0, 2)
 
 
 def _verdict(verdict: str) -> str:
-    words = {"helps": _("helps"), "does not help": _("does not help"), "harmful": _("harmful")}
+    words = {"helps": _("helps"), "does not help": _("does not help"), "harmful": _("harmful"),
+             "not reproduced": _("not reproduced: the baseline showed nothing to remove")}
     return words.get(verdict, verdict)
