@@ -35,8 +35,8 @@ def run_in(ns: str, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def traced(ns: str, seconds: float, load: list[list[str]],
-           reader: str = "auto") -> dict:  # type: ignore[type-arg]
+def traced(ns: str, seconds: float, load: list[list[str]], reader: str = "auto",
+           meanwhile: Callable[[], None] | None = None) -> dict:  # type: ignore[type-arg]
     tracer = subprocess.Popen([sys.executable, "-m", "tcpdoctor", "trace", "--summary",
                                "--json", "--duration", str(seconds), "--netns", ns,
                                "--reader", reader],
@@ -44,6 +44,8 @@ def traced(ns: str, seconds: float, load: list[list[str]],
     procs, clients = [], []
     try:
         time.sleep(1.0)  # the instance is up well before the load starts
+        if meanwhile is not None:
+            meanwhile()
         for args in load:
             p = run_in(*args)
             if args[1] == "server":
@@ -138,7 +140,7 @@ def test_reset_storm_is_skipped_without_trace() -> None:
 def has_instance(pid: int) -> bool:
     """Whether the tracing instance of the tcpdoctor this test started as `pid` exists
     (other tcpdoctors on the host may hold instances of their own: not looked at)."""
-    return os.path.isdir(os.path.join(INSTANCES, f"tcpdoctor-{pid}"))
+    return any(name.startswith(f"tcpdoctor-{pid}-") for name in os.listdir(INSTANCES))
 
 
 def run_to_end(*args: str) -> tuple[int, int]:
@@ -166,6 +168,26 @@ def test_no_instance_left_after_end_sigterm_and_sigkill() -> None:
     # The next start removes what the killed one left behind.
     code, pid = run_to_end("trace", "--summary", "--duration", "0.2")
     assert code == 0 and not has_instance(pid) and not has_instance(killed[-1])
+
+
+def test_a_tracer_in_another_pid_namespace_leaves_ours_alone(lab: LabNet) -> None:
+    """Another tcpdoctor, in a PID namespace where our pid does not exist and a /run of its
+    own, starts and ends while ours runs: ours is not switched off and counts everything."""
+    def other() -> None:
+        script = 'mount -t tmpfs tmpfs /run && exec "$0" -m tcpdoctor trace --summary ' \
+                 '--json --duration 1'
+        proc = subprocess.run(["unshare", "--pid", "--fork", "--mount", "--mount-proc", "sh",
+                               "-c", script, sys.executable], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+
+    n = 40
+    result = traced(lab.name, 8, [
+        [lab.peer, "server", "td-tserver", PEER_ADDR, "7071", str(n), "0.02", "client"],
+        [lab.name, "client", "td-tclient", PEER_ADDR, "7071", str(n), "0.02", "client"]],
+        meanwhile=other)
+    assert "note" not in result, result.get("note")
+    assert service(result, f"{PEER_ADDR}:7071")["opened"] == n
 
 
 def test_not_root_is_exit_3() -> None:

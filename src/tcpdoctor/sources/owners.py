@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tcpdoctor.i18n import Msg
+from tcpdoctor.util.text import visible
 
 SOCKET_PREFIX = "socket:["
 
@@ -40,12 +41,15 @@ class OwnerTable:
 
 
 def read_comm(proc_root: str, pid: int) -> str | None:
-    """The process's command name, or None when it is gone."""
+    """The process's command name, or None when it is gone. Any process may name itself
+    (prctl): control characters and invalid UTF-8 come back as visible escapes, so that a
+    name cannot drive the terminal, a label or a file it reaches."""
     try:
         with open(f"{proc_root}/{pid}/comm", "rb") as fh:
-            return fh.read().decode("utf-8", "replace").rstrip("\n")
+            raw = fh.read(64).rstrip(b"\n")
     except OSError:
         return None  # the process exited: its sockets are already being closed
+    return visible(raw.decode("utf-8", "backslashreplace"))
 
 
 def scan(proc_root: str = "/proc") -> OwnerTable:

@@ -33,6 +33,7 @@ from tcpdoctor.model.tcp import (
 )
 from tcpdoctor.model.trace import RECEIVE_RESET, RETRANSMIT, SEND_RESET, STATE_CHANGE
 from tcpdoctor.sources.owners import read_comm
+from tcpdoctor.util.text import visible
 
 SAVED_CMDLINES = "/sys/kernel/tracing/saved_cmdlines"  # pid -> comm, as events were recorded
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class Comms:
             for line in fh:
                 pid, _, name = line.strip().partition(" ")
                 if pid.isdigit():
-                    out[int(pid)] = name
+                    out[int(pid)] = visible(name)
         return out
 
 

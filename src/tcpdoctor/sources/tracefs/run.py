@@ -16,7 +16,7 @@ from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.trace import EventBatch, Reorder
 from tcpdoctor.sources.tracefs.follow import Tracker, summary
-from tcpdoctor.sources.tracefs.instance import instance
+from tcpdoctor.sources.tracefs.instance import instance, switched_off
 from tcpdoctor.sources.tracefs.ring import RawReader
 from tcpdoctor.sources.tracefs.text import TextReader
 
@@ -69,6 +69,10 @@ class Trace:
                         self.stop.wait(TICK)
                 self._drain(reader, final=True)
                 self.lost = reader.lost()
+                if switched_off(path):
+                    self.note = Msg("something else switched this trace's tracing off (or "
+                                    "removed it) before it ended: the counts miss what "
+                                    "happened after that")
             finally:
                 reader.close()
 
