@@ -119,9 +119,15 @@ def read_state(proc_root: str = "/proc", with_sysctls: bool = True,
     if with_sysctls:
         state.sysctls = read_sysctls(proc_root)
     text = read_text(f"{proc_root}/sys/fs/file-nr")
-    if text is not None and len(text.split()) == 3:
-        a, b, c = (int(x) for x in text.split())
+    words = text.split() if text is not None else []
+    # A saved copy (analyze --proc-dir, a bundle) may hold anything: three numbers or none.
+    if len(words) == 3 and all(w.isascii() and w.isdigit() and len(w) <= 20 for w in words):
+        a, b, c = (int(x) for x in words)
         state.file_nr = (a, b, c)
+    elif text is not None:
+        state.notes.append(Msg("{path}: expected three numbers, got {got!r}: open files "
+                               "were not read", path=f"{proc_root}/sys/fs/file-nr",
+                               got=text[:40]))
     if host_wide:
         read_costs(state, proc_root)
     return state

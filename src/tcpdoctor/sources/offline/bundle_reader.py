@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -24,9 +25,10 @@ from tcpdoctor.model import bundle_layout
 from tcpdoctor.model.kernel_state import GLOBAL_SYSCTLS, KernelState, fill_global_sysctls
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.sources import kstate, owners
+from tcpdoctor.sources.offline import tar_bounds
+from tcpdoctor.util.text import visible
 
-MAX_MEMBERS = 100_000
-MAX_BYTES = 4 << 30  # what a bundle may unpack to (each socket listing is cut at 256 MB)
+DIGITS = re.compile(r"[0-9]{1,10}")  # a pid, a count or a limit: ASCII digits, bounded
 
 
 def looks_like(head: bytes) -> bool:
@@ -43,6 +45,7 @@ def unpacked(path: str) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix="tcpdoctor-bundle-")
     try:
         try:
+            tar_bounds.scan(path, name)  # headers, sizes and counts, before unpacking
             with tarfile.open(path, "r:*") as tar:
                 top = _extract(tar, tmp, name)
         except (tarfile.TarError, EOFError, OSError) as exc:
@@ -50,7 +53,13 @@ def unpacked(path: str) -> Iterator[str]:
                     and exc.strerror:
                 raise TcpDoctorError(f"{name}: {exc.strerror}") from None
             raise ParseError(name, None, Msg("a complete tar.gz bundle ({exc})", exc=exc)) from None
-        yield os.path.join(tmp, top)
+        try:
+            yield os.path.join(tmp, top)
+        except TcpDoctorError as exc:  # say BUNDLE:member, never the temporary directory
+            inside = tmp + os.sep + top + os.sep
+            exc.args = tuple(a.replace(inside, f"{name}:") if isinstance(a, str) else a
+                             for a in exc.args)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -60,16 +69,20 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
     total = 0
     for count, member in enumerate(tar, 1):
         parts = PurePosixPath(member.name).parts
-        if count > MAX_MEMBERS or not parts or member.name.startswith("/") or ".." in parts:
+        if count > tar_bounds.MAX_MEMBERS or not parts or member.name.startswith("/") \
+                or ".." in parts:
             raise ParseError(name, None, Msg("a tcpdoctor bundle (relative member names)"),
                              member.name)
         if not (member.isfile() or member.isdir()):
             raise ParseError(name, None, Msg("a tcpdoctor bundle (files and directories only)"),
                              member.name)
+        # Again with the sizes tarfile uses (a pax header may restate a member's size).
+        cap = tar_bounds.CAPS.get(parts[-1], tar_bounds.DEFAULT_CAP)
         total += member.size
-        if total > MAX_BYTES:
-            raise TcpDoctorError(Msg("{name}: the bundle unpacks to over {gib} GB",
-                                     name=name, gib=MAX_BYTES >> 30))
+        if member.size > cap or total > tar_bounds.MAX_TOTAL:
+            raise ParseError(f"{name}:{member.name}", None,
+                             Msg("a file of at most {n} here", n=tar_bounds.human(cap)),
+                             f"{member.size:,} bytes")
         tops.add(parts[0])
         target = os.path.join(dest, *parts)
         if member.isdir():
@@ -100,22 +113,24 @@ def meta(root: str, name: str) -> dict[str, str]:
     meta = {}
     for line in (kstate.read_text(os.path.join(root, "meta.txt")) or "").splitlines():
         key, sep, value = line.partition("=")
-        if sep:
-            meta[key.strip()] = value.strip()
+        if sep:  # from a customer's machine: shown to people, so escaped
+            meta[visible(key.strip())] = visible(value.strip())
     return meta
 
 
 def notes(root: str) -> list[str]:
     """What the script could not gather (notes.txt), as report notes."""
     text = kstate.read_text(os.path.join(root, "notes.txt")) or ""
-    return [f"bundle: {line.strip()}" for line in text.splitlines() if line.strip()]
+    return [f"bundle: {visible(line.strip())}" for line in text.splitlines() if line.strip()]
 
 
 def namespaces(root: str) -> list[str]:
     try:
-        return sorted(os.listdir(os.path.join(root, "netns")))
+        names = sorted(os.listdir(os.path.join(root, "netns")))
     except OSError:
         return []
+    # A directory name is also a path to open: one that would need escaping is left out.
+    return [n for n in names if visible(n) == n]
 
 
 def kernel_figures(root: str, base: str, meta: dict[str, str]) -> KernelState:
@@ -160,13 +175,14 @@ def processes(root: str) -> tuple[dict[int, int], dict[int, int], dict[int, str]
     names: dict[int, str] = {}
     for line in (kstate.read_text(os.path.join(root, "processes.txt")) or "").splitlines():
         words = line.split()
-        if len(words) < 4 or not words[0].isdigit() or not words[1].isdigit():
-            continue
+        if len(words) < 4 or not DIGITS.fullmatch(words[0]) \
+                or not DIGITS.fullmatch(words[1]):
+            continue  # "²" is a digit to str.isdigit, not to int()
         pid = int(words[0])
         fds[pid] = int(words[1])
-        if words[2].isdigit():
+        if DIGITS.fullmatch(words[2]):
             limits[pid] = int(words[2])
-        names[pid] = " ".join(words[3:])
+        names[pid] = visible(" ".join(words[3:]))
     return fds, limits, names
 
 
@@ -175,7 +191,7 @@ def attach_owners(snap: Snapshot, root: str, names: dict[int, str]) -> None:
     text = kstate.read_text(os.path.join(root, "sockets", "owners.txt"))
     if not text or "inode" not in snap.columns:
         return
-    pairs = np.array([w for w in text.split() if w.isdigit()], dtype=np.int64)
+    pairs = np.array([w for w in text.split() if DIGITS.fullmatch(w)], dtype=np.int64)
     pairs = pairs[: pairs.shape[0] // 2 * 2].reshape(-1, 2)
     ino, pid = owners.by_inode(pairs[:, 1].astype(np.uint32), pairs[:, 0].astype(np.int32))
     table = owners.OwnerTable(ino, pid, names)
