@@ -9,6 +9,8 @@ import click
 
 from tcpdoctor.cli.options import (
     SocketOptions,
+    alertmanager_client,
+    alertmanager_options,
     can_trace,
     default_scope,
     socket_options,
@@ -32,12 +34,8 @@ from tcpdoctor.status import ExitCode
               default="text", show_default=True,
               help="npd: node-problem-detector's custom plugin protocol (one line of at most "
                    "80 bytes; exit 0 OK, 1 a problem, 2 unknown). json = --json.")
-@click.option("--alertmanager", "alertmanager_url", metavar="URL",
-              help="Also post the findings to this Alertmanager (v2 API); they resolve after "
-                   "5 minutes unless posted again (run it from cron or a timer).")
-@click.option("--alertmanager-config", type=click.Path(dir_okay=False), metavar="FILE",
-              help="YAML: basic_auth (username, password), tls_config (ca_file, cert_file, "
-                   "key_file, insecure_skip_verify), timeout.")
+@alertmanager_options("Also post the findings to this Alertmanager (v2 API); they resolve "
+                      "after 5 minutes unless posted again (run it from cron or a timer).")
 def check(sock: SocketOptions, thresholds: Any, interval: float,
           trace_seconds: float, out_format: str, alertmanager_url: str | None,
           alertmanager_config: str | None) -> ExitCode:
@@ -81,13 +79,12 @@ def check(sock: SocketOptions, thresholds: Any, interval: float,
 
 
 def _alert_poster(url: str | None, config: str | None) -> Any:
-    if not url and not config:
+    client = alertmanager_client(url, config)
+    if client is None:
         return None
-    from tcpdoctor.exporter.alertmanager import Poster, load_client
+    from tcpdoctor.exporter.alertmanager import Poster
 
-    if not url:
-        raise TcpDoctorError(Msg("--alertmanager-config goes with --alertmanager URL"))
-    return Poster(load_client(url, config))
+    return Poster(client)
 
 
 def _post(poster: Any, findings: list[tuple[dict[str, Any], Any]]) -> None:

@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from tcpdoctor.cli.options import SocketOptions, socket_options, threshold_options
+from tcpdoctor.cli.options import (
+    SocketOptions,
+    alertmanager_client,
+    alertmanager_options,
+    socket_options,
+    threshold_options,
+)
 from tcpdoctor.i18n import Msg
 
 
@@ -33,12 +39,8 @@ from tcpdoctor.i18n import Msg
 @click.option("--web-config-file", type=click.Path(dir_okay=False),
               help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request to stderr.")
-@click.option("--alertmanager", "alertmanager_url", metavar="URL",
-              help="Also post the active findings to this Alertmanager (v2 API) every "
-                   "--interval seconds; a finding that disappears resolves.")
-@click.option("--alertmanager-config", type=click.Path(dir_okay=False), metavar="FILE",
-              help="YAML: basic_auth (username, password), tls_config (ca_file, cert_file, "
-                   "key_file, insecure_skip_verify), timeout.")
+@alertmanager_options("Also post the active findings to this Alertmanager (v2 API) every "
+                      "--interval seconds; a finding that disappears resolves.")
 @click.option("--otlp", "otlp_url", metavar="URL",
               help="Also push the metrics over OTLP/HTTP to URL (an OpenTelemetry Collector; "
                    "/v1/metrics is added to a bare host:port) every --interval seconds. Needs "
@@ -89,13 +91,7 @@ def exporter(sock: SocketOptions, thresholds: Any, listen: str, all_netns: bool,
         if every or len(sock.netns) > 1:
             raise TcpDoctorError(Msg("--trace follows one namespace: name at most one --netns"))
         can_trace(sock)
-    client = None
-    if alertmanager_url or alertmanager_config:
-        from tcpdoctor.exporter.alertmanager import load_client
-
-        if not alertmanager_url:
-            raise TcpDoctorError(Msg("--alertmanager-config goes with --alertmanager URL"))
-        client = load_client(alertmanager_url, alertmanager_config)
+    client = alertmanager_client(alertmanager_url, alertmanager_config)
     owners = processes and not sock.no_processes
     base = sock.target(owners=owners, every_netns=every)
     # pod:/container: selectors resolve to their namespace's path, one by one.

@@ -201,6 +201,30 @@ def threshold_options(fn: F) -> F:
         wrapper)
 
 
+def alertmanager_options(when: str) -> Callable[[F], F]:
+    """--alertmanager URL and --alertmanager-config FILE (check, exporter); `when` says how
+    often the command posts. The command receives `alertmanager_url`, `alertmanager_config`."""
+    def decorate(fn: F) -> F:
+        fn = click.option("--alertmanager-config", type=click.Path(dir_okay=False),
+                          metavar="FILE",
+                          help="YAML: basic_auth (username, password), tls_config (ca_file, "
+                               "cert_file, key_file, insecure_skip_verify), timeout.")(fn)
+        return click.option("--alertmanager", "alertmanager_url", metavar="URL",
+                            help=when)(fn)
+    return decorate
+
+
+def alertmanager_client(url: str | None, config: str | None) -> Any:
+    """The Alertmanager client the two options describe (None without them)."""
+    if not url and not config:
+        return None
+    from tcpdoctor.exporter.alertmanager import load_client
+
+    if not url:
+        raise TcpDoctorError(Msg("--alertmanager-config goes with --alertmanager URL"))
+    return load_client(url, config)
+
+
 def _complete_netns(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     from tcpdoctor.sources.netns import named
 

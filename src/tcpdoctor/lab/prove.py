@@ -9,8 +9,9 @@ caller compares the host's and the target's values before and after.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,17 +53,15 @@ class Run:
     backlog: int = BACKLOG
 
 
-def _sandbox(target: dict[str, str | None], run: Run, prefix: str) -> LabNet:
-    lab = LabNet(prefix=prefix)
-    lab.open()
-    try:
+@contextlib.contextmanager
+def _sandbox(target: dict[str, str | None], run: Run) -> Iterator[LabNet]:
+    """Throwaway namespaces with the target's deciding sysctls and the run's changes;
+    removed with their processes whatever happens (SIGTERM and Ctrl-C included)."""
+    with LabNet(prefix="tdprove") as lab:
         for key, value in {**{k: v for k, v in target.items() if v is not None},
                            **run.sysctls}.items():
             lab.sysctl(lab.name, key, str(value))
-        return lab
-    except BaseException:
-        lab.close()
-        raise
+        yield lab
 
 
 def _counters(lab: LabNet) -> dict[str, int]:
@@ -73,8 +72,7 @@ def _counters(lab: LabNet) -> dict[str, int]:
 def _ports_run(target: dict[str, str | None], run: Run,
                seconds: float = SECONDS) -> dict[str, int]:
     """A client opening and closing connections to one backend, closing first."""
-    lab = _sandbox(target, run, "tdprove")
-    try:
+    with _sandbox(target, run) as lab:
         span = run.sysctls.get("net.ipv4.ip_local_port_range", f"40000 {40000 + PORTS - 1}")
         lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", span)
         lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80,
@@ -89,14 +87,11 @@ def _ports_run(target: dict[str, str | None], run: Run,
         done = lab.events().get("finished", {})
         return {"connects": int(done.get("made", 0)), "failed_connects":
                 int(done.get("failed", 0))}
-    finally:
-        lab.close()
 
 
 def _accept_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
     """A burst of connections to a listener that accepts none: what its queue drops."""
-    lab = _sandbox(target, run, "tdprove")
-    try:
+    with _sandbox(target, run) as lab:
         lab.spawn(lab.name, "td-app", [{"kind": "listen", "addr": MAIN_ADDR, "port": 8080,
                                         "backlog": run.backlog, "accept": "none"}])
         before = _counters(lab).get("TcpExt.ListenOverflows", 0)
@@ -105,14 +100,11 @@ def _accept_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
                                             "then": "nonblock"}])
         time.sleep(1.5)  # the handshakes and their retries
         return {"listen_overflows": _counters(lab).get("TcpExt.ListenOverflows", 0) - before}
-    finally:
-        lab.close()
 
 
 def _tw_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
     """Connections closed by this side: each should spend 60 s in TIME_WAIT."""
-    lab = _sandbox(target, run, "tdprove")
-    try:
+    with _sandbox(target, run) as lab:
         lab.sysctl(lab.name, "net.ipv4.ip_local_port_range", "40000 59999")
         lab.spawn(lab.peer, "td-backend", [{"kind": "listen", "addr": PEER_ADDR, "port": 80,
                                             "accept": "close-on-eof"}])
@@ -124,14 +116,11 @@ def _tw_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
         time.sleep(0.5)
         skipped = _counters(lab).get("TcpExt.TCPTimeWaitOverflow", 0) - before
         return {"connections": n, "time_wait_skipped": skipped}
-    finally:
-        lab.close()
 
 
 def _syn_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
     """Spoofed SYNs (their SYN-ACKs go nowhere) at a listener, then real clients."""
-    lab = _sandbox(target, run, "tdprove")
-    try:
+    with _sandbox(target, run) as lab:
         lab.spawn(lab.name, "td-app", [{"kind": "listen", "addr": MAIN_ADDR, "port": 80,
                                         "backlog": 4096}])
         before = _counters(lab)
@@ -148,8 +137,6 @@ def _syn_run(target: dict[str, str | None], run: Run) -> dict[str, int]:
         return {"failed_connects": int(done.get("failed", 0)),
                 "syns_dropped": after.get("TcpExt.ListenDrops", 0)
                 - before.get("TcpExt.ListenDrops", 0)}
-    finally:
-        lab.close()
 
 
 def _judge(base: int, got: int) -> str:
