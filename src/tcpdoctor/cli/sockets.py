@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -54,12 +54,15 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
         # Buffers (skmem) double each namespace's dump: over a sweep only with --cost.
         snap = every_netns.merged(t, "all", mem=cost, want=want)
     else:
-        snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=want, mem=True)
+        # The census asks the kernel for buffers (skmem) only when they are shown: --cost.
+        snap = take_snapshot(t.source, t.netns, t.ipv4, t.ipv6, want=want, mem=cost)
         notes([h for h in [other_namespaces_hint(sock)] if h])
     summary = snap.summary()
-    sc = _priced(snap, t)
-    priced = {"total": sc.of(), "by_state": by_state(snap, sc),
-              "objects_priced": sc.objects_known, "buffers_measured": sc.buffers_known}
+    priced: dict[str, Any] = {}
+    if cost or sock.as_json:  # JSON always prices the objects; buffers_measured says if more
+        sc = _priced(snap, t)
+        priced = {"total": sc.of(), "by_state": by_state(snap, sc),
+                  "objects_priced": sc.objects_known, "buffers_measured": sc.buffers_known}
     spaces = {}
     if sock.all_netns:
         from tcpdoctor.analysis.groups import space_summaries
