@@ -160,6 +160,9 @@ def test_lab_cleanup_after_sigkill() -> None:
         proc = tcpdoctor("lab", "--cleanup")
         assert proc.returncode == 0 and name in proc.stdout, proc.stderr
         assert name not in leftover_namespaces("tdlab-")
+        from pathlib import Path
+
+        assert not list(Path("/tmp").glob(f"tcpdoctor-lab-{name}-*"))  # its own files too
         time.sleep(0.5)
         from tcpdoctor.lab.net import _workers_in
 

@@ -12,6 +12,7 @@ piles up. Nothing here has a route to any other network; traffic never leaves th
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ from tcpdoctor.model.kernel_state import sysctl_path
 
 MAIN_ADDR = "198.18.0.1"
 PEER_ADDR = "198.18.0.2"
+WORKDIR_PREFIX = "tcpdoctor-lab-"  # + the lab's namespace name: its own files
 PHANTOM_NET = "198.19.0.0/16"  # routed to the peer and dropped there
 READY_TIMEOUT = 120.0
 
@@ -100,7 +102,8 @@ class LabNet:
 
     def open(self) -> None:
         require_root()
-        self.workdir = tempfile.mkdtemp(prefix="tcpdoctor-lab-")
+        # Named after the lab: --cleanup finds it when a SIGKILL left it behind.
+        self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.name}-")
         try:
             _ip("netns", "add", self.name)
             _ip("netns", "add", self.peer)
@@ -220,6 +223,9 @@ def cleanup(prefix: str = "tdlab-") -> list[str]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False,
                        env=c_locale())
         removed.append(ns)
+        for workdir in glob.glob(os.path.join(tempfile.gettempdir(),
+                                              f"{WORKDIR_PREFIX}{glob.escape(ns)}-*")):
+            shutil.rmtree(workdir, ignore_errors=True)
     return removed
 
 
