@@ -101,3 +101,29 @@ def test_connects_refused_a_local_port_are_counted_one_for_one(result: dict[str,
     assert result["connect_failures"] == [
         {"reason": "EADDRNOTAVAIL", "destination": starved["destination"],
          "process": starved["client"], "pid": starved["pid"], "count": starved["failed"]}]
+
+
+def test_the_follow_table_and_the_reservoirs_stay_bounded() -> None:
+    """A storm whose closes are lost: the table keeps at most MAX_OPEN sockets, drops (and
+    counts) the oldest; a service's lifetime reservoir grows with what it holds."""
+    from tcpdoctor.model.trace import STATE_CHANGE
+    from tcpdoctor.sources.tracefs import follow
+
+    tracker = Tracker(Recorded())
+    n = follow.MAX_OPEN + 1000
+    cols = {"kind": np.full(n, STATE_CHANGE, np.uint8), "ts": np.arange(1, n + 1, dtype=np.int64),
+            "pid": np.full(n, 1234, np.int32), "skaddr": np.arange(n, dtype=np.uint64),
+            "old": np.full(n, 7, np.int32), "new": np.full(n, 2, np.int32),
+            "reason": np.zeros(n, np.int32), "sport": np.zeros(n, np.uint16),
+            "dport": np.full(n, 443, np.uint16), "saddr_hi": np.zeros(n, np.uint64),
+            "saddr_lo": np.zeros(n, np.uint64), "daddr_hi": np.zeros(n, np.uint64),
+            "daddr_lo": np.full(n, 0xFFFF_0A00_0001, np.uint64)}
+    tracker.feed(cols, {})
+    assert len(tracker.open) == follow.MAX_OPEN and tracker.dropped == 1000
+    assert summary(tracker, 1.0, 0)["sockets_dropped"] == 1000
+    svc = follow.Service()
+    assert svc.lifetimes.shape[0] == 0
+    rng = np.random.default_rng(0)
+    for ms in range(100):
+        svc.lifetime(float(ms), rng)
+    assert svc.kept == 100 and svc.lifetimes.shape[0] < follow.SAMPLE

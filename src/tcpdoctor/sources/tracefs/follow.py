@@ -37,7 +37,10 @@ from tcpdoctor.util.text import visible
 
 SAVED_CMDLINES = "/sys/kernel/tracing/saved_cmdlines"  # pid -> comm, as events were recorded
 T = TypeVar("T")
-MAX_OPEN = 1 << 20  # sockets followed at once; beyond, the oldest are dropped (and counted)
+# Sockets followed at once (about 220 bytes each: at most ~60 MB); beyond, the oldest are
+# dropped and counted. Under a storm whose events are lost, closes go missing and the
+# table would otherwise grow without bound.
+MAX_OPEN = 1 << 18
 MAX_KEYS = 10_000  # services and ports summed separately; the rest go to "other"
 SAMPLE = 4096  # lifetimes kept per service for the percentiles (a reservoir)
 
@@ -101,7 +104,9 @@ class Service:
         self.closer: Counter[str] = Counter()  # local / remote / reset / aborted
         self.closer_comm: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()  # refused / timeout
-        self.lifetimes = np.zeros(SAMPLE, np.float64)
+        # Grown as lifetimes arrive (up to SAMPLE): a scan of 10,000 destinations must not
+        # cost 10,000 full reservoirs.
+        self.lifetimes = np.zeros(0, np.float64)
         self.kept = 0
         self.seen = 0
         self.netns: Counter[int] = Counter()
@@ -116,6 +121,10 @@ class Service:
     def lifetime(self, ms: float, rng: np.random.Generator) -> None:
         self.seen += 1
         if self.kept < SAMPLE:
+            if self.kept == self.lifetimes.shape[0]:
+                grown = np.zeros(min(max(16, 2 * self.kept), SAMPLE), np.float64)
+                grown[:self.kept] = self.lifetimes
+                self.lifetimes = grown
             self.lifetimes[self.kept] = ms
             self.kept += 1
         else:
