@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,12 +239,9 @@ PATTERNS: dict[str, tuple[str, ...]] = {
 
 
 def prove(finding: str, target: dict[str, str | None], backlog: int = BACKLOG,
-          seconds: float = SECONDS,
-          progress: Callable[[str], None] | None = None) -> list[Proof]:
+          seconds: float = SECONDS) -> list[Proof]:
     out: list[Proof] = []
     for pattern in PATTERNS.get(finding, ()):
-        if progress is not None:
-            progress(pattern)
         if pattern == "ports":
             out += prove_ports(finding, target, seconds)
         elif pattern == "accept":

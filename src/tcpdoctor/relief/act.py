@@ -62,7 +62,7 @@ def find_fds(plan: Plan, proc_root: str = "/proc") -> None:
     c = plan.columns
     graceful = np.flatnonzero((c["pid"] >= 0) & (c["inode"] != 0))
     for pid in np.unique(c["pid"][graceful]):
-        inodes, fds = _socket_fds(int(pid), proc_root)
+        inodes, fds = ending.socket_fds(int(pid), proc_root)
         rows = graceful[c["pid"][graceful] == pid]
         if not inodes.size:
             continue
@@ -71,24 +71,6 @@ def find_fds(plan: Plan, proc_root: str = "/proc") -> None:
         pos = np.minimum(pos, inodes.size - 1)
         hit = inodes[order][pos] == c["inode"][rows]
         c["fd"][rows[hit]] = fds[order][pos[hit]]
-
-
-def _socket_fds(pid: int, proc_root: str) -> tuple[np.ndarray, np.ndarray]:
-    inodes, fds = [], []
-    base = f"{proc_root}/{pid}/fd"
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
-    for name in names:
-        try:
-            link = os.readlink(f"{base}/{name}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.append(int(link[8:-1]))
-            fds.append(int(name))
-    return np.array(inodes, np.uint32), np.array(fds, np.int32)
 
 
 def preflight(plan: Plan, reset: bool) -> list[str]:
@@ -216,14 +198,8 @@ def owner_fds_open(plan: Plan, done: np.ndarray, proc_root: str = "/proc") -> in
     """Relieved sockets whose owner still holds the descriptor (the socket is gone from
     the table, whichever the method; the descriptor stays until the application closes it)."""
     c = plan.columns
-    count = 0
-    for i in np.flatnonzero(done & (c["fd"] >= 0)):
-        try:
-            link = os.readlink(f"{proc_root}/{int(c['pid'][i])}/fd/{int(c['fd'][i])}")
-        except OSError:
-            continue
-        count += link == f"socket:[{int(c['inode'][i])}]"
-    return count
+    return sum(ending.holds(int(c["pid"][i]), int(c["fd"][i]), int(c["inode"][i]), proc_root)
+               for i in np.flatnonzero(done & (c["fd"] >= 0)))
 
 
 def default_report_path(state_dir: str) -> str:

@@ -69,10 +69,6 @@ class Plan:
     def __len__(self) -> int:
         return int(self.columns["state"].shape[0])
 
-    def take(self, mask: np.ndarray) -> Plan:
-        return Plan(self.netns, {k: v[mask] for k, v in self.columns.items()}, self.names,
-                    self.refused, self.beyond_limit, self.finding)
-
 
 def kernel_version(release: str) -> tuple[int, int]:
     parts = release.split(".")

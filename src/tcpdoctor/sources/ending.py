@@ -21,6 +21,8 @@ import socket
 import stat
 import struct
 
+import numpy as np
+
 from tcpdoctor.model.tcp import AF_INET
 from tcpdoctor.sources.netlink.layout import (
     IPPROTO_TCP,
@@ -29,6 +31,7 @@ from tcpdoctor.sources.netlink.layout import (
     NLMSG_ERROR,
     NLMSG_HDRLEN,
 )
+from tcpdoctor.sources.owners import socket_inode
 
 SOCK_DESTROY = 21  # include/uapi/linux/sock_diag.h
 NLM_F_ACK = 0x4
@@ -152,3 +155,21 @@ def shutdown_owned(pidfd: int, fd: int, inode: int) -> int:
         return 0
     finally:
         os.close(dup)
+
+
+def socket_fds(pid: int, proc_root: str = "/proc") -> tuple[np.ndarray, np.ndarray]:
+    """(socket inodes, their descriptor numbers) of one process; empty when it is gone."""
+    base = f"{proc_root}/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return np.zeros(0, np.uint32), np.zeros(0, np.int32)
+    pairs = [(inode, int(name)) for name in names
+             if (inode := socket_inode(f"{base}/{name}")) is not None]
+    return (np.array([i for i, _ in pairs], np.uint32),
+            np.array([fd for _, fd in pairs], np.int32))
+
+
+def holds(pid: int, fd: int, inode: int, proc_root: str = "/proc") -> bool:
+    """Whether the process still holds that socket as that descriptor."""
+    return socket_inode(f"{proc_root}/{pid}/fd/{fd}") == inode

@@ -74,12 +74,9 @@ def scan(proc_root: str = "/proc") -> OwnerTable:
         table.fd_counts[pid] = len(fds)
         found = False
         for fd in fds:
-            try:
-                link = os.readlink(f"{fd_dir}/{fd}")
-            except OSError:
-                continue  # fd closed between listdir and readlink
-            if link.startswith(SOCKET_PREFIX):
-                inodes.append(int(link[len(SOCKET_PREFIX):-1]))
+            inode = socket_inode(f"{fd_dir}/{fd}")
+            if inode is not None:
+                inodes.append(inode)
                 pids.append(pid)
                 found = True
         if found:
@@ -89,6 +86,16 @@ def scan(proc_root: str = "/proc") -> OwnerTable:
     pid_arr = np.frombuffer(pids, dtype=np.int32) if pids else np.zeros(0, np.int32)
     table.inodes, table.pids = by_inode(ino, pid_arr)
     return table
+
+
+def socket_inode(fd_link: str) -> int | None:
+    """The inode of the socket a /proc/PID/fd/N link names; None for anything else, or when
+    the descriptor was closed meanwhile."""
+    try:
+        link = os.readlink(fd_link)
+    except OSError:
+        return None
+    return int(link[len(SOCKET_PREFIX):-1]) if link.startswith(SOCKET_PREFIX) else None
 
 
 def by_inode(ino: np.ndarray, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
