@@ -1,5 +1,7 @@
 """Mutation fuzzing of everything `analyze` reads: raw netlink dumps, snapshots, ss,
-netstat, Windows netstat and /proc/net/tcp text, plain and gzip.
+netstat, Windows netstat and /proc/net/tcp text, plain and gzip; collect bundles (their tar
+structure and every member the script writes), trace event batches, and cgroup, namespace
+and process names (tests/fuzz_inputs.py).
 
     python -m tests.fuzz --seconds 40            # the short run CI makes
     python -m tests.fuzz --count 1000000 -j 2    # a long run, on demand
@@ -32,6 +34,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tests import fuzz_inputs
+
 DATA = Path(__file__).parent / "data"
 REGRESSIONS = DATA / "fuzz-regressions"
 TIME_LIMIT = 30  # seconds per input
@@ -55,6 +59,9 @@ def seeds() -> dict[str, bytes]:
         "snapshot": _snapshot(),
     }
     out["gzip"] = gzip.compress(out["ss-p"])
+    out["bundle"] = fuzz_inputs.pack(fuzz_inputs.bundle_members())
+    out["trace"] = fuzz_inputs.trace_seed()
+    out["names"] = fuzz_inputs.NAMES_SEED
     return out
 
 
@@ -150,6 +157,10 @@ STRATEGIES = [flip, huge_number, truncate, long_line, lines]
 
 def mutate(rng: random.Random, kind: str, corpus: dict[str, bytes]) -> bytes:
     data = corpus[kind]
+    if kind == "bundle" and rng.random() < 0.8:
+        return fuzz_inputs.mutate_bundle(rng, STRATEGIES)
+    if kind == "trace":
+        return fuzz_inputs.mutate_trace(rng, data)
     for _ in range(rng.randint(1, 3)):
         roll = rng.random()
         if kind.startswith("netlink") and roll < 0.4:
@@ -194,11 +205,16 @@ def analyze(path: str) -> str:
     return "ok"
 
 
-def run_one(data: bytes, tmp: str) -> str:
+def run_one(data: bytes, tmp: str, kind: str = "") -> str:
+    """One input of a kind (a regression file's kind is the start of its name)."""
     with open(tmp, "wb") as fh:
         fh.write(data)
     signal.alarm(TIME_LIMIT)
     try:
+        if kind == "trace":
+            return fuzz_inputs.run_trace(data)
+        if kind == "names":
+            return fuzz_inputs.run_names(data)
         return analyze(tmp)
     except Hang:
         return "hang"
@@ -233,7 +249,7 @@ def fuzz(count: int | None, seconds: float | None, seed: int, quiet: bool) -> di
                                                 or time.monotonic() - start < seconds):
             kind = kinds[n % len(kinds)]
             data = mutate(rng, kind, corpus)
-            outcome = run_one(data, tmp.name)
+            outcome = run_one(data, tmp.name, kind)
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             if rss_mb > MEMORY_LIMIT_MB and "memory" not in stats[kind]:
                 outcome = "memory"

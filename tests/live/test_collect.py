@@ -6,6 +6,7 @@ tests/unit/test_collect.py."""
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -107,3 +108,61 @@ def test_bundle_carries_rates(script: Path, out_dir: Path) -> None:
     got = tcpdoctor_json("analyze", str(path), "--json")
     tw = next(f for f in got["findings"] if f["id"] == "TW_BUCKET_OVERFLOW")
     assert tw["severity"] == "critical" and tw["evidence"]["TCPTimeWaitOverflow_delta"] > 0
+
+
+HOSTILE = ("td-a b", "td-*", "td-$(touch x)", "-td-dash", ".td-dot", "td-é")
+
+
+@live
+def test_hostile_namespace_names_are_skipped_and_safe_ones_collected_once(
+        script: Path, out_dir: Path) -> None:
+    """Issue 33: names are read a line at a time; a name with a space, a glob, a command
+    substitution, a leading dash or dot, or a byte outside [A-Za-z0-9._-] is skipped with a
+    note; the lab's plain name is collected exactly once; no file appears in the cwd."""
+    made = []
+    try:
+        for name in HOSTILE:
+            if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode == 0:
+                made.append(name)
+        with LabNet(prefix="tdcollect") as lab:
+            (out_dir / "td-glob-bait").write_text("")  # what `td-*` would have matched
+            proc = subprocess.run(["dash", str(script), "-i", "0", "-d", str(out_dir),
+                                   "--all-netns"], capture_output=True, text=True, timeout=300,
+                                  cwd=out_dir)
+            assert proc.returncode == 0, proc.stderr
+            path = Path(proc.stdout.strip().splitlines()[-1])
+            with tarfile.open(path) as tar:
+                names = tar.getnames()
+                notes = tar.extractfile(next(n for n in names if n.endswith("/notes.txt")))
+                assert notes is not None
+                text = notes.read().decode()
+            spaces = {n.split("/netns/")[1].split("/")[0] for n in names if "/netns/" in n}
+            assert lab.name in spaces and lab.peer in spaces
+            assert not any(h in spaces for h in HOSTILE)
+            assert f"{len(made)} namespace names skipped" in text
+            assert sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".gz")) == [
+                "td-glob-bait"]
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+@live
+def test_full_tmpdir_fails_loudly_with_a_note_in_the_bundle(script: Path,
+                                                             out_dir: Path) -> None:
+    """Issue 33: a TMPDIR that fills up mid-way (a 128 KB tmpfs in a private mount
+    namespace: nothing outside sees it) gives exit 1, a message naming TMPDIR, and a bundle
+    whose notes say it is incomplete; analyze says so in one line."""
+    inner = (f"mount -t tmpfs -o size=128k tdcollect /mnt && TMPDIR=/mnt dash {script} "
+             f"-i 0 -d {out_dir}")
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "no space left in TMPDIR (/mnt)" in proc.stderr
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    with tarfile.open(path) as tar:
+        notes = tar.extractfile(next(n for n in tar.getnames() if n.endswith("/notes.txt")))
+        assert notes is not None and b"this bundle is incomplete" in notes.read()
+    got = tcpdoctor("analyze", str(path))
+    assert got.returncode == 3 and "Traceback" not in got.stderr  # it stopped before ss
+    assert len(got.stderr.strip().splitlines()) == 1 and "incomplete" in got.stderr

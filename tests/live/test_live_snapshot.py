@@ -200,3 +200,23 @@ def test_split_bytecode_halves_are_complementary() -> None:
                                                                          sport, dport)
             assert same != diff
             assert same == ((sport >= SPLIT_PORT) == (dport >= SPLIT_PORT))
+
+
+def test_owners_from_the_kernel_iterator_equal_the_proc_scan(
+        population: LabNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 33: as root on the host, owners come from a BPF task_file iterator (one pass
+    in the kernel); every socket gets the owner the /proc readlink scan gives it."""
+    from tcpdoctor.sources import bpf_iter
+
+    assert bpf_iter.available("/proc") and bpf_iter.open_files() is not None, \
+        "this kernel (root, BTF, the initial pid namespace) runs the iterator"
+
+    def owned() -> dict[int, int]:
+        snap = take_snapshot(netns_name=population.name, with_owners=True)
+        c = snap.columns
+        return {int(i): int(p) for i, p in zip(c["inode"], c["pid"], strict=True) if i}
+
+    fast = owned()
+    monkeypatch.setenv("TCPDOCTOR_NO_BPF", "1")
+    assert not bpf_iter.available("/proc")
+    assert owned() == fast and sum(p > 0 for p in fast.values()) >= POPULATION["CLOSE_WAIT"]

@@ -179,3 +179,30 @@ def test_manpage_covers_every_command_and_option(tmp_path: Path) -> None:
                                               "MANPAGER": "cat", "PAGER": "cat"})
         assert proc.returncode == 0 and "tcpdoctor collect" in proc.stdout
         assert proc.stderr.strip() == "", proc.stderr
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "18446744073709551617", "601",
+                                   "-1", "1e3", " 5", "abc", ""])
+def test_interval_is_checked_alike_in_every_shell(script: Path, tmp_path: Path,
+                                                  value: str) -> None:
+    """Issue 33: an out-of-range -i is refused with the same message under dash, BusyBox sh
+    and bash (shells disagree on numbers past 64 bits), before anything is gathered."""
+    shells = [[s] for s in ("dash", "bash") if shutil.which(s)]
+    if BUSYBOX:
+        shells.append([BUSYBOX, "sh"])
+    got = set()
+    for shell in shells:
+        proc = subprocess.run([*shell, str(script), "-i", value, "-d", str(tmp_path)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2, (shell, proc.stderr)
+        got.add(proc.stderr.strip().splitlines()[0])
+    assert len(got) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_interval_leading_zeros_are_whole_seconds(script: Path) -> None:
+    """0010 is ten seconds, not an error and not octal: checked as text, then compared."""
+    for shell in ("dash", "bash"):
+        if shutil.which(shell):
+            proc = subprocess.run([shell, str(script), "-i", "0601", "-d", "/nonexistent"],
+                                  capture_output=True, text=True, timeout=30)
+            assert "at most 600 seconds, got '601'" in proc.stderr

@@ -7,10 +7,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tcpdoctor.analysis.cost import cpu, socket_cost
+from tcpdoctor.analysis.cost import by_state, cpu, priced_by_counts, socket_cost
 from tcpdoctor.lab.net import LabNet
+from tcpdoctor.model.columns import WEIGHT
 from tcpdoctor.model.kernel_state import KernelState, deltas
 from tcpdoctor.sources.kstate import parse_cpu_stat, parse_slabinfo, parse_softirqs
 from tests import synth
@@ -88,6 +90,33 @@ def test_objects_priced_by_kind_and_family() -> None:
     assert sc.of()["fds"] == 3 and sc.of()["receive_bytes"] == 0
     report_json = json.dumps(sc.of())
     assert "memory_bytes" in report_json
+
+
+def test_census_priced_from_counts_equals_the_per_socket_pricing() -> None:
+    """Issue 33: `states --json` prices objects from class counts, no per-socket column;
+    the figures must be those of the per-socket pricing (FIN_WAIT2 with and without a
+    file, both families, weighted rows of a reduced snapshot)."""
+    snap = synth.snapshot(
+        {"n": 3, "state": "ESTABLISHED", "sport": 443, "raddr": "10.0.0.1", "inode": 7},
+        {"n": 5, "state": "TIME_WAIT", "sport": 443, "raddr": "10.0.0.2", "inode": 0},
+        {"n": 2, "state": "FIN_WAIT2", "sport": 443, "raddr": "10.0.0.4", "inode": 0},
+        {"n": 6, "state": "FIN_WAIT2", "sport": 443, "raddr": "10.0.0.5", "inode": 9},
+        {"n": 2, "state": "SYN_RECV", "sport": 443, "raddr": "10.0.0.3", "inode": 0},
+        {"n": 4, "state": "CLOSE_WAIT", "sport": 443, "raddr": "2001:db8::1", "inode": 3,
+         "laddr": "2001:db8::2", "family": 10})
+    kernel = KernelState(0.0, slab={"TCP": (2000, 0), "TCPv6": (2300, 0), "tw_sock_TCP": (200, 0),
+                                    "request_sock_TCP": (300, 0), "sock_inode_cache": (800, 0),
+                                    "filp": (100, 0)})
+    for name in ("has_mem", "rmem_alloc", "wmem_queued"):  # a census reads no skmem
+        snap.columns.pop(name)
+    for weights in (None, [3, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1]):
+        if weights is not None:
+            snap.columns[WEIGHT] = np.array(weights, np.uint32)
+        sc = socket_cost(snap, kernel)
+        got = priced_by_counts(snap, kernel)
+        assert got["total"] == sc.of() and got["by_state"] == by_state(snap, sc)
+        assert got["objects_priced"] and not got["buffers_measured"]
+    assert priced_by_counts(snap, None)["total"]["object_bytes"] == 0
 
 
 def test_memory_and_orphan_findings_quote_what_the_sockets_hold() -> None:

@@ -18,4 +18,5 @@ REGRESSIONS = sorted(fuzz.REGRESSIONS.glob("*.bin"))
 def test_crasher_stays_fixed(path: Path) -> None:
     signal.signal(signal.SIGALRM, fuzz._alarm)
     with tempfile.NamedTemporaryFile(suffix=".fuzz") as tmp:
-        assert fuzz.run_one(path.read_bytes(), tmp.name) in ("ok", "refused")
+        kind = path.name.split("-")[0]
+        assert fuzz.run_one(path.read_bytes(), tmp.name, kind) in ("ok", "refused")

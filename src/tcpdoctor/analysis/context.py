@@ -13,7 +13,7 @@ from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model import kernel_state
 from tcpdoctor.model.addresses import format_addr, format_endpoint, is_v4, prefix_masks
-from tcpdoctor.model.columns import factorize
+from tcpdoctor.model.columns import factorize, owner_slots
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 
@@ -109,14 +109,13 @@ class Context:
         """Owners of the sockets in mask, most sockets first."""
         if "pid" not in self.snap.columns:
             return []
-        known = mask & (self.snap.columns["pid"] >= 0)
-        if not known.any():
-            return []
+        pid = self.snap.columns["pid"]
         w = self.snap.weights
-        uniq, inverse = np.unique(self.snap.columns["pid"][known], return_inverse=True)
-        counts = np.bincount(inverse.ravel(), None if w is None else w[known])
-        order = np.argsort(-counts, kind="stable")[:limit]
-        return [{"pid": int(uniq[i]), "name": self.snap.process_names.get(int(uniq[i]), "?"),
+        table, slot = owner_slots(pid[mask], self.snap.process_names)
+        counts = np.bincount(slot, None if w is None else w[mask], table.shape[0])
+        counts[0] = 0  # unknown owners
+        order = [i for i in np.argsort(-counts, kind="stable")[:limit] if counts[i] > 0]
+        return [{"pid": int(table[i]), "name": self.snap.process_names.get(int(table[i]), "?"),
                  "count": int(counts[i])} for i in order]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr
+from tcpdoctor.model.columns import constant, owner_slots
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import (
@@ -44,7 +45,7 @@ class SocketCost:
 
     @property
     def buffers(self) -> np.ndarray:
-        return self.receive + self.send + self.other
+        return self.receive.astype(np.uint64) + self.send + self.other
 
     def of(self, mask: np.ndarray | None = None) -> dict[str, int]:
         """The cost of the sockets in mask (all when None), as evidence."""
@@ -61,21 +62,27 @@ def socket_cost(snap: Snapshot, kernel: KernelState | None) -> SocketCost:
     c = snap.columns
     n = len(snap)
     weight = snap.weights
-    w = np.ones(n, np.uint64) if weight is None else weight.astype(np.uint64)
+    # One socket's figures fit 32 bits (the kernel sends them as u32); weighted rows of a
+    # reduced snapshot stand for many sockets and need 64. A million sockets: 17 MB, not 40.
+    wide: type[np.unsignedinteger[Any]] = np.uint64 if weight is not None else np.uint32
     slab = kernel.slab if kernel is not None else {}
-    objects = _object_sizes(c, slab) * w
-    fds = (c["inode"] != 0).astype(np.uint64) * w
+    objects: np.ndarray = _object_sizes(c, slab).astype(wide)
+    fds: np.ndarray = (c["inode"] != 0).astype(np.uint8 if weight is None else np.uint64)
     if slab and "inode" in c:
         per_file = sum(slab.get(k, (0, 0))[0] for k in ("sock_inode_cache", "filp"))
-        objects += fds * np.uint64(per_file)
+        objects = objects + fds.astype(wide) * wide(per_file)
     has_mem = "has_mem" in c and bool(c["has_mem"].any())
     if has_mem:
         def col(name: str) -> np.ndarray:
-            return c[name].astype(np.uint64) if name in c else np.zeros(n, np.uint64)
-        receive, send, fwd = col("rmem_alloc") * w, col("wmem_queued") * w, col("fwd_alloc")
-        other = (np.where(fwd >= _NEGATIVE, 0, fwd).astype(np.uint64) + col("optmem")) * w
+            return c[name].astype(wide) if name in c else np.zeros(n, wide)
+        receive, send, fwd = col("rmem_alloc"), col("wmem_queued"), col("fwd_alloc")
+        other = np.where(fwd >= _NEGATIVE, 0, fwd).astype(wide) + col("optmem")
     else:
-        receive = send = other = np.zeros(n, np.uint64)
+        receive = send = other = constant(0, n, wide)
+    if weight is not None:
+        w = weight.astype(np.uint64)
+        objects, receive, send, other, fds = (np.multiply(x, w) for x in (
+            objects, receive, send, other, fds))
     return SocketCost(objects, receive, send, other, fds, bool(slab), has_mem)
 
 
@@ -85,12 +92,12 @@ def _object_sizes(c: dict[str, np.ndarray], slab: dict[str, tuple[int, int]]) ->
     state = c["state"]
     n = state.shape[0]
     if not slab:
-        return np.zeros(n, np.uint64)
+        return np.zeros(n, np.uint32)
     v6 = c["family"] == AF_INET6
     loose = c["has_mem"] == 0 if "has_mem" in c and c["has_mem"].any() else c["inode"] == 0
     mini = (state == TCP_TIME_WAIT) | ((state == TCP_FIN_WAIT2) & loose)
     request = state == TCP_SYN_RECV
-    out = np.zeros(n, np.uint64)
+    out = np.zeros(n, np.uint32)
     for kind, mask in (("TCP", ~(mini | request)), ("tw_sock_TCP", mini),
                        ("request_sock_TCP", request)):
         for name, fam in ((kind, ~v6), (f"{kind}v6", v6)):
@@ -115,22 +122,61 @@ def by_state(snap: Snapshot, sc: SocketCost) -> dict[str, dict[str, int]]:
     return out
 
 
+def priced_by_counts(snap: Snapshot, kernel: KernelState | None) -> dict[str, Any]:
+    """The census's cost without buffers, from counts: every socket of one (state, family,
+    has a file) class costs the same objects, so a bincount of that class prices them all
+    without a per-socket column (a million sockets: 2 MB instead of 60)."""
+    c = snap.columns
+    state = c["state"]
+    v6 = (c["family"] == AF_INET6).astype(np.uint8) if "family" in c else 0
+    has_file = (c["inode"] != 0).astype(np.uint8) if "inode" in c else 0
+    key = state.astype(np.uint8) * np.uint8(4) + v6 * np.uint8(2) + has_file
+    weight = None if snap.weights is None else snap.weights.astype(np.float64)
+    per_class = np.bincount(key, weight, 4 * (NUM_STATES + 1)).astype(np.int64)
+    slab = kernel.slab if kernel is not None else {}
+    per_file = sum(slab.get(k, (0, 0))[0] for k in ("sock_inode_cache", "filp"))
+    rows: dict[str, dict[str, int]] = {}
+    for code, name in enumerate(STATE_NAMES, 1):
+        row = {"sockets": 0, "object_bytes": 0, "buffer_bytes": 0, "fds": 0}
+        for fam in (0, 1):
+            for file in (0, 1):
+                n = int(per_class[code * 4 + fam * 2 + file])
+                size = _class_size(code, fam == 1, file == 1, slab) if slab else 0
+                row["sockets"] += n
+                row["fds"] += n * file
+                row["object_bytes"] += n * (size + (per_file if file else 0))
+        if row["sockets"]:
+            row["memory_bytes"] = row["object_bytes"]
+            rows[name] = row
+    total = {"object_bytes": sum(r["object_bytes"] for r in rows.values()), "receive_bytes": 0,
+             "send_bytes": 0, "other_buffer_bytes": 0,
+             "fds": sum(r["fds"] for r in rows.values())}
+    total["memory_bytes"] = total["object_bytes"]
+    return {"total": total, "by_state": rows, "objects_priced": bool(slab),
+            "buffers_measured": False}
+
+
+def _class_size(state: int, v6: bool, has_file: bool, slab: dict[str, tuple[int, int]]) -> int:
+    """The slab object of one class, as _object_sizes decides it per socket (without skmem,
+    a FIN_WAIT2 socket without a file is the minisocket left after close)."""
+    mini = state == TCP_TIME_WAIT or (state == TCP_FIN_WAIT2 and not has_file)
+    kind = "tw_sock_TCP" if mini else "request_sock_TCP" if state == TCP_SYN_RECV else "TCP"
+    return slab.get(f"{kind}v6" if v6 else kind, (0, 0))[0]
+
+
 def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10) -> list[dict[str, Any]]:
     """The owners whose sockets hold the most memory."""
     if "pid" not in snap.columns:
         return []
-    pid = snap.columns["pid"]
-    known = pid >= 0
-    if not known.any():
-        return []
-    uniq, inverse = np.unique(pid[known], return_inverse=True)
-    inverse = inverse.ravel()
-    mem = np.bincount(inverse, (sc.objects + sc.buffers)[known].astype(np.float64))
-    fds = np.bincount(inverse, sc.fds[known].astype(np.float64))
+    table, slot = owner_slots(snap.columns["pid"], snap.process_names)
+    size = table.shape[0]
+    mem = np.bincount(slot, (sc.objects + sc.buffers).astype(np.float64), size)
+    fds = np.bincount(slot, sc.fds.astype(np.float64), size)
     weight = snap.weights
-    socks = np.bincount(inverse, None if weight is None else weight[known])
-    order = np.argsort(-mem, kind="stable")[:limit]
-    return [{"pid": int(uniq[i]), "name": snap.process_names.get(int(uniq[i]), "?"),
+    socks = np.bincount(slot, weight, size)
+    mem[0] = socks[0] = 0  # slot 0: sockets without a known owner
+    order = [i for i in np.argsort(-mem, kind="stable")[:limit] if socks[i] > 0]
+    return [{"pid": int(table[i]), "name": snap.process_names.get(int(table[i]), "?"),
              "sockets": int(socks[i]), "memory_bytes": int(mem[i]), "fds": int(fds[i])}
             for i in order]
 
@@ -143,25 +189,31 @@ def largest(snap: Snapshot, sc: SocketCost, limit: int = 3, mask: np.ndarray | N
     """The biggest single items among the sockets in mask: receive or send buffers, or
     objects, of one state and one owner (ownerless sockets, TIME_WAIT say, per state)."""
     c = snap.columns
-    rows = np.arange(len(snap)) if mask is None else np.flatnonzero(mask)
-    pid = c["pid"][rows] if "pid" in c else np.full(rows.shape[0], -1, np.int32)
-    # One int64 key per (state, owner): one sort, where a two-column group-by takes two.
-    key = c["state"][rows].astype(np.int64) << np.int64(32) | (pid.astype(np.int64) + 1)
-    uniq, inverse = np.unique(key, return_inverse=True)
-    inverse = inverse.ravel()
-    weight = None if snap.weights is None else snap.weights[rows]
-    counts = np.bincount(inverse, weight, uniq.shape[0]).astype(np.int64)
+    def pick(col: np.ndarray) -> np.ndarray:  # no copy of a million rows when all are asked
+        return col if mask is None else col[mask]
+    pid = pick(c["pid"]) if "pid" in c else constant(-1, len(snap) if mask is None
+                                                     else int(np.count_nonzero(mask)), np.int32)
+    # Groups are (state, owner): owners are few, so a small sorted table of them numbers the
+    # groups, and bincount sums them, without sorting every socket.
+    owners, slot = owner_slots(pid, snap.process_names)
+    group = pick(c["state"]).astype(np.int64) * owners.shape[0] + slot
+    size = (NUM_STATES + 1) * owners.shape[0]
+    weight = None if snap.weights is None else pick(snap.weights)
+    counts = np.bincount(group, weight, size).astype(np.int64)
     columns = dict(zip(KINDS, (sc.receive, sc.send, sc.objects), strict=True))
     items: list[dict[str, Any]] = []
     for what in kinds:
-        sums = np.bincount(inverse, columns[what][rows].astype(np.float64), uniq.shape[0])
+        sums = np.bincount(group, pick(columns[what]).astype(np.float64), size)
         for g in np.argsort(-sums, kind="stable")[:limit]:
             if sums[g] > 0:
-                p = int(uniq[g] & 0xFFFFFFFF) - 1
-                items.append({"what": what, "state": STATE_NAMES[int(uniq[g] >> 32) - 1],
+                p = int(owners[g % owners.shape[0]])
+                rows = np.flatnonzero(group == g)
+                if mask is not None:
+                    rows = np.flatnonzero(mask)[rows]
+                items.append({"what": what, "state": STATE_NAMES[int(g // owners.shape[0]) - 1],
                               "sockets": int(counts[g]), "bytes": int(sums[g]), "pid": p,
                               "name": snap.process_names.get(p, "?") if p >= 0 else None,
-                              **_where(snap, rows[inverse == g])})
+                              **_where(snap, rows)})
     items.sort(key=lambda it: -it["bytes"])
     return items[:limit]
 

@@ -152,6 +152,9 @@ def wrap_help_in_cells() -> None:
 
 
 def start(argv: list[str] | None) -> int | None:
+    from tcpdoctor.util.malloc import limit_malloc_arenas
+
+    limit_malloc_arenas()  # every command: a million-socket table is freed in pieces
     lang, args = take_lang(list(sys.argv[1:] if argv is None else argv))
     set_language(choose(lang))
     if language() != "en":

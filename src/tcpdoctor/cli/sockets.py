@@ -15,6 +15,7 @@ from tcpdoctor.status import ExitCode
 
 if TYPE_CHECKING:
     from tcpdoctor.analysis.cost import SocketCost
+    from tcpdoctor.model.kernel_state import KernelState
     from tcpdoctor.model.snapshot import Snapshot
     from tcpdoctor.sources.target import Target
 
@@ -43,7 +44,7 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
       tcpdoctor states --netns blue -4 --csv
       tcpdoctor states --netns all --json      summed over every namespace, and per namespace
     """
-    from tcpdoctor.analysis.cost import by_state
+    from tcpdoctor.analysis.cost import by_state, priced_by_counts
     from tcpdoctor.sources.live import take_snapshot
 
     t = sock.target(owners=False, every_netns=True)
@@ -59,10 +60,12 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
         notes([h for h in [other_namespaces_hint(sock)] if h])
     summary = snap.summary()
     priced: dict[str, Any] = {}
-    if cost or sock.as_json:  # JSON always prices the objects; buffers_measured says if more
+    if cost:
         sc = _priced(snap, t)
         priced = {"total": sc.of(), "by_state": by_state(snap, sc),
                   "objects_priced": sc.objects_known, "buffers_measured": sc.buffers_known}
+    elif sock.as_json:  # JSON always prices the objects, from counts: buffers_measured false
+        priced = priced_by_counts(snap, _kernel(snap, t))
     spaces = {}
     if sock.all_netns:
         from tcpdoctor.analysis.groups import space_summaries
@@ -88,13 +91,19 @@ def states(sock: SocketOptions, as_csv: bool, cost: bool) -> None:
 def _priced(snap: Snapshot, target: Target) -> SocketCost:
     """What each socket of a live snapshot costs (slab sizes read now, from the host)."""
     from tcpdoctor.analysis.cost import socket_cost
+
+    return socket_cost(snap, _kernel(snap, target))
+
+
+def _kernel(snap: Snapshot, target: Target) -> KernelState:
+    """The slab sizes that price the sockets (noted when /proc/slabinfo is unreadable)."""
     from tcpdoctor.sources.live import read_kernel
 
     kernel = read_kernel(target, with_sysctls=False)
     if not kernel.slab:
         snap.notes.append(Msg("socket object sizes unknown (/proc/slabinfo needs root): memory "
                               "counts buffers only"))
-    return socket_cost(snap, kernel)
+    return kernel
 
 
 @click.command()

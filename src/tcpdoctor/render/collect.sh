@@ -37,7 +37,12 @@ done
 case "$INTERVAL" in
     ''|*[!0-9]*) echo "collect: -i needs whole seconds, got '$INTERVAL'" >&2; exit 2 ;;
 esac
-if [ "$INTERVAL" -gt 600 ]; then echo "collect: -i is at most 600 seconds" >&2; exit 2; fi
+# Compared as text before any arithmetic: shells disagree on numbers past 64 bits (dash
+# wraps, bash overflows, BusyBox saturates), so an overlong value never reaches [ -gt ].
+while :; do case "$INTERVAL" in 0?*) INTERVAL=${INTERVAL#0} ;; *) break ;; esac; done
+if [ "${#INTERVAL}" -gt 3 ] || [ "$INTERVAL" -gt 600 ]; then
+    echo "collect: -i is at most 600 seconds, got '$INTERVAL'" >&2; exit 2
+fi
 if [ ! -d "$OUTDIR" ] || [ ! -w "$OUTDIR" ]; then
     echo "collect: cannot write to $OUTDIR" >&2; exit 2
 fi
@@ -48,16 +53,44 @@ umask 077
 HOST=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname 2>/dev/null || echo unknown)
 HOST=$(printf '%s' "$HOST" | tr -c 'A-Za-z0-9._-' '_')
 NAME="tcpdoctor-$HOST-$(date -u +%Y%m%dT%H%M%SZ)"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcpdoctor-collect.XXXXXX") || {
-    echo "collect: cannot create a temporary directory" >&2; exit 1; }
+TMP=${TMPDIR:-/tmp}
+WORK=$(mktemp -d "$TMP/tcpdoctor-collect.XXXXXX") || {
+    echo "collect: cannot create a temporary directory in $TMP (set TMPDIR)" >&2; exit 1; }
 trap 'rm -rf "$WORK"; rm -f "$OUT/.$NAME.tar.gz.part"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 B="$WORK/$NAME"
-mkdir -p "$B/sockets"
 START=$(date +%s)
+FULL=""
 
-note() { printf '%s\n' "$*" >> "$B/notes.txt"; }
+# Writes are checked: a full TMPDIR must not give an empty bundle and exit 0. A reserve
+# written first is given back when a write fails, so that the note saying so still fits.
+nospace() {
+    echo "collect: no space left in TMPDIR ($TMP) while writing $1; set TMPDIR to a directory with room" >&2
+}
+# probe: can a new file still get a block? (a fresh name each time: rewriting an old one
+# would reuse its own block and always succeed)
+probe() {
+    printf 'probe\n' > "$WORK/.probe" 2>/dev/null && [ -s "$WORK/.probe" ]
+    set -- $?
+    rm -f "$WORK/.probe"
+    return "$1"
+}
+# written WHAT: called after a write that failed or may have; stops gathering when out of space
+written() {
+    [ -z "$FULL" ] || return 1
+    probe && return 0
+    FULL=$1
+    rm -f "$WORK/.reserve"
+    nospace "$1"
+    printf '%s\n' "collection stopped: no space left in the temporary directory while writing $1; this bundle is incomplete" >> "$B/notes.txt"
+    return 1
+}
+if ! head -c 65536 /dev/zero > "$WORK/.reserve" 2>/dev/null || ! mkdir -p "$B/sockets" 2>/dev/null || ! probe; then
+    nospace "its first files"; exit 1
+fi
+
+note() { printf '%s\n' "$*" >> "$B/notes.txt" 2>/dev/null || written notes.txt; }
 # centiseconds since boot: the two readings are INTERVAL seconds apart at least
 now_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 
@@ -65,12 +98,16 @@ now_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 # this one); cat-like reads, since /proc files report a size of 0. Missing files are left
 # out: analyze says which figures it lacks.
 grab() {
-    mkdir -p "$(dirname "$3")" || return 1
+    [ -z "$FULL" ] || return 1
+    mkdir -p "$(dirname "$3")" 2>/dev/null || { written "${3#"$B"/}"; return 1; }
     if [ -z "$1" ]; then
         head -c "$MAX_BYTES" "$2" > "$3" 2>/dev/null
     else
         ip netns exec "$1" head -c "$MAX_BYTES" "$2" > "$3" 2>/dev/null
-    fi || { rm -f "$3"; return 1; }
+    fi && return 0
+    written "${3#"$B"/}"  # before the partial file is removed, which would free its blocks
+    rm -f "$3"
+    return 1
 }
 
 # reading N NS DIR: the counters, read twice INTERVAL seconds apart for rates.
@@ -90,11 +127,12 @@ sysctls() {
 
 # sockets NS DIR: ss when it exists, and /proc/net/tcp{,6} always (the fallback).
 sockets() {
-    mkdir -p "$2/sockets"
+    [ -z "$FULL" ] || return 0
+    mkdir -p "$2/sockets" 2>/dev/null || { written "${2#"$B"}/sockets"; return 0; }
     if have ss; then
         if [ -z "$1" ]; then ss -tanpoiem 2>/dev/null
         else ip netns exec "$1" ss -tanpoiem 2>/dev/null
-        fi | head -c "$MAX_BYTES" > "$2/sockets/ss.txt"
+        fi | head -c "$MAX_BYTES" > "$2/sockets/ss.txt" 2>/dev/null || written "${2#"$B"/}sockets/ss.txt" || return 0
         if [ "$(wc -c < "$2/sockets/ss.txt")" -ge "$MAX_BYTES" ]; then
             note "ss output${1:+ of netns $1} cut at $MAX_BYTES bytes"
         fi
@@ -107,16 +145,18 @@ sockets() {
 # processes: owners (PID INODE per socket descriptor) and open files per process, from one
 # `ls -l /proc/PID/fd` per process.
 processes() {
-    : > "$B/sockets/owners.txt"
-    : > "$B/processes.txt"
+    [ -z "$FULL" ] || return 0
+    { : > "$B/sockets/owners.txt" && : > "$B/processes.txt"; } 2>/dev/null || { written processes.txt; return 0; }
     denied=0
     for d in /proc/[0-9]*; do
+        [ -z "$FULL" ] || return 0
         if [ $(( $(date +%s) - START )) -gt "$MAX_SECONDS" ]; then
             note "process scan stopped after $MAX_SECONDS s: owners and open files are partial"
             break
         fi
         pid=${d#/proc/}
         if ! ls -l "$d/fd" > "$WORK/fd" 2>/dev/null; then
+            written "the open files of process $pid" || return 0
             [ -d "$d" ] && denied=$((denied + 1))
             continue
         fi
@@ -128,15 +168,18 @@ processes() {
         [ "$2" -gt 0 ] || continue
         limit=$(awk '/^Max open files/ { print $4 }' "$d/limits" 2>/dev/null)
         comm=$(tr -c 'A-Za-z0-9._:/\n-' '_' < "$d/comm" 2>/dev/null)
-        echo "$pid $1 ${limit:-unknown} ${comm:-?}" >> "$B/processes.txt"
+        echo "$pid $1 ${limit:-unknown} ${comm:-?}" >> "$B/processes.txt" 2>/dev/null \
+            || { written processes.txt; return 0; }
     done
+    written sockets/owners.txt || return 0
     if [ "$denied" -gt 0 ]; then
         note "the open files of $denied processes could not be read (permission denied): owners of their sockets are unknown"
     fi
 }
 
 echo "collect: gathering into $NAME.tar.gz (about $INTERVAL s)" >&2
-printf '%s %s\n' "@FORMAT_NAME@" "@FORMAT_VERSION@" > "$B/FORMAT"
+{ printf '%s %s\n' "@FORMAT_NAME@" "@FORMAT_VERSION@" > "$B/FORMAT"; } 2>/dev/null || {
+    nospace FORMAT; exit 1; }
 {
     echo "format=@FORMAT_VERSION@"
     echo "host=$HOST"
@@ -147,7 +190,7 @@ printf '%s %s\n' "@FORMAT_NAME@" "@FORMAT_VERSION@" > "$B/FORMAT"
     echo "page_size=$(getconf PAGESIZE 2>/dev/null || echo 4096)"
     if have ss; then echo "sockets=ss"; else echo "sockets=proc"; fi
     echo "script=@VERSION@"
-} > "$B/meta.txt"
+} > "$B/meta.txt" 2>/dev/null || { nospace meta.txt; exit 1; }
 have ss || note "ss not found: sockets come from /proc/net/tcp (no timers, tcp_info or buffers)"
 [ "$(id -u 2>/dev/null)" = 0 ] || note "not run as root: owners of other users' sockets and slab sizes may be missing"
 
@@ -156,7 +199,8 @@ reading 1 "" "$B"
 sysctls "" "$B" @SYSCTL_PATHS@
 for f in @ONCE_FILES@; do grab "" "/proc/$f" "$B/proc/1/$f" || true; done
 if [ -r /proc/slabinfo ] && head -c 1 /proc/slabinfo > /dev/null 2>&1; then
-    grep -E '^(slabinfo|# name|@SLAB_PATTERN@) ' /proc/slabinfo > "$B/proc/1/slabinfo" 2>/dev/null
+    grep -E '^(slabinfo|# name|@SLAB_PATTERN@) ' /proc/slabinfo > "$B/proc/1/slabinfo" 2>/dev/null \
+        || written proc/1/slabinfo || true
 else
     note "/proc/slabinfo unreadable (needs root): socket object sizes unknown"
 fi
@@ -165,26 +209,44 @@ for f in @SYSCTL_FILES@; do
 done
 sockets "" "$B"
 processes
-NETNS=""
-if [ "$ALL_NETNS" = 1 ]; then
+# Namespace names are read a line at a time, never word-split or globbed: a name is used
+# only when it is a plain file name under /run/netns (letters, digits, . _ -), once.
+NETNS="$WORK/netns.safe"
+: > "$NETNS" 2>/dev/null || written "the namespace list"
+if [ "$ALL_NETNS" = 1 ] && [ -z "$FULL" ]; then
     if have ip && [ "$(id -u)" = 0 ]; then
-        NETNS=$(ip netns list 2>/dev/null | awk '{ print $1 }')
-        for ns in $NETNS; do
+        ip netns list 2>/dev/null | sed 's/ (id: [0-9]*)$//' | awk '!seen[$0]++' > "$WORK/netns.all" 2>/dev/null \
+            || written "the namespace list"
+        unsafe=0
+        while IFS= read -r ns <&3; do
+            case "$ns" in
+                ''|[.-]*|*[!A-Za-z0-9._-]*) unsafe=$((unsafe + 1)); continue ;;
+            esac
+            [ -e "/run/netns/$ns" ] || [ -e "/var/run/netns/$ns" ] || { unsafe=$((unsafe + 1)); continue; }
+            printf '%s\n' "$ns" >> "$NETNS" 2>/dev/null || { written "the namespace list"; break; }
             reading 1 "$ns" "$B/netns/$ns"
             sysctls "$ns" "$B/netns/$ns" @NETNS_SYSCTL_PATHS@
             sockets "$ns" "$B/netns/$ns"
-        done
+        done 3< "$WORK/netns.all"
+        if [ "$unsafe" -gt 0 ]; then
+            note "$unsafe namespace names skipped: not plain names (letters, digits, . _ - only)"
+        fi
     else
         note "--all-netns needs root and ip: other namespaces not gathered"
     fi
 fi
 LEFT=$(( (FIRST + INTERVAL * 100 - $(now_cs) + 99) / 100 ))
-if [ "$LEFT" -gt 0 ]; then sleep "$LEFT"; fi
+if [ "$LEFT" -gt 0 ] && [ -z "$FULL" ]; then sleep "$LEFT"; fi
 reading 2 "" "$B"
-for ns in $NETNS; do reading 2 "$ns" "$B/netns/$ns"; done
+while IFS= read -r ns <&3; do reading 2 "$ns" "$B/netns/$ns"; done 3< "$NETNS"
 
 (cd "$WORK" && tar -czf "$OUT/.$NAME.tar.gz.part" "$NAME") || {
     echo "collect: could not write the bundle in $OUT" >&2; exit 1; }
 mv -f "$OUT/.$NAME.tar.gz.part" "$OUT/$NAME.tar.gz" || exit 1
+if [ -n "$FULL" ]; then
+    echo "collect: wrote an INCOMPLETE bundle $OUT/$NAME.tar.gz (its notes say what is missing); free space in $TMP or set TMPDIR, then run again" >&2
+    echo "$OUT/$NAME.tar.gz"
+    exit 1
+fi
 echo "collect: wrote $OUT/$NAME.tar.gz ($(wc -c < "$OUT/$NAME.tar.gz") bytes); analyze it with: tcpdoctor analyze $NAME.tar.gz" >&2
 echo "$OUT/$NAME.tar.gz"

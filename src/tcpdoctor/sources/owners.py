@@ -1,7 +1,9 @@
-"""Socket owners: inode -> (pid, process name) from one scan of /proc/*/fd.
+"""Socket owners: inode -> (pid, process name) from one pass over every open file.
 
-Like `ss -p`, this reads every fd link of every process once; the join with the socket
-table is a sorted search on numpy arrays, not a dict lookup per socket.
+As root on the host, a BPF task_file iterator walks the file tables inside the kernel
+(bpf_iter: a tenth of a second for a million sockets); elsewhere, like `ss -p`, every fd
+link of every process under /proc is read once (a readlink each: seconds at that size).
+Either way the join with the socket table is a sorted search on numpy arrays.
 """
 
 from __future__ import annotations
@@ -53,16 +55,48 @@ def read_comm(proc_root: str, pid: int) -> str | None:
 
 
 def scan(proc_root: str = "/proc") -> OwnerTable:
+    from tcpdoctor.sources import bpf_iter
+
+    try:
+        entries = [int(e.name) for e in os.scandir(proc_root) if e.name.isdigit()]
+    except OSError:
+        return OwnerTable(np.zeros(0, np.uint32), np.zeros(0, np.int32))
+    files = bpf_iter.open_files() if bpf_iter.available(proc_root) else None
+    if files is None:
+        return _scan_proc(proc_root, entries)
+    table = _from_records(files, proc_root)
+    # A process the iterator did not report (one that started meanwhile, say) is read
+    # through /proc: the two ways together miss no process either would see.
+    rest = _scan_proc(proc_root, [pid for pid in entries if pid not in table.fd_counts])
+    ino = np.concatenate([table.inodes, rest.inodes])
+    table.inodes, table.pids = by_inode(ino, np.concatenate([table.pids, rest.pids]))
+    table.fd_counts.update(rest.fd_counts)
+    table.names.update(rest.names)
+    table.denied, table.vanished = rest.denied, rest.vanished
+    return table
+
+
+def _from_records(files: np.ndarray, proc_root: str) -> OwnerTable:
+    """The table from the iterator's (pid, fd, inode) rows: what _scan_proc finds, without a
+    system call per descriptor."""
+    sockets = files[files["ino"] != 0]
+    table = OwnerTable(*by_inode(sockets["ino"].astype(np.uint32),
+                                 sockets["pid"].astype(np.int32)))
+    every, counts = np.unique(files["pid"], return_counts=True)
+    table.fd_counts = dict(zip(every.tolist(), counts.tolist(), strict=True))
+    for pid in np.unique(table.pids).tolist():
+        comm = read_comm(proc_root, pid)
+        table.names[pid] = comm if comm is not None else "?"
+    return table
+
+
+def _scan_proc(proc_root: str, entries: list[int]) -> OwnerTable:
+    """A readlink of every descriptor of these processes."""
     inodes = array("I")
     pids = array("i")
     table = OwnerTable(np.zeros(0, np.uint32), np.zeros(0, np.int32))
-    try:
-        entries = [e.name for e in os.scandir(proc_root) if e.name.isdigit()]
-    except OSError:
-        return table
-    for name in entries:
-        pid = int(name)
-        fd_dir = f"{proc_root}/{name}/fd"
+    for pid in entries:
+        fd_dir = f"{proc_root}/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
         except PermissionError:
@@ -112,6 +146,16 @@ def lookup(table: OwnerTable, inodes: np.ndarray) -> np.ndarray:
     """Owner pid of each socket inode, -1 if unknown (TIME_WAIT, request sockets have none)."""
     out = np.full(inodes.shape[0], -1, dtype=np.int32)
     if table.inodes.size == 0 or inodes.size == 0:
+        return out
+    low, high = int(table.inodes[0]), int(table.inodes[-1])
+    if high - low < 8 * table.inodes.size + (1 << 20):
+        # Inode numbers come from one counter, so owned sockets sit in a dense range: a
+        # direct table answers a million lookups in milliseconds, where a binary search of
+        # a million random keys takes a tenth of a second. Bounded to 32 bytes an owner.
+        dense = np.full(high - low + 1, -1, np.int32)
+        dense[table.inodes.astype(np.int64) - low] = table.pids
+        inside = (inodes >= low) & (inodes <= high) & (inodes != 0)
+        out[inside] = dense[inodes[inside].astype(np.int64) - low]
         return out
     idx = np.searchsorted(table.inodes, inodes)
     idx = np.minimum(idx, table.inodes.shape[0] - 1)

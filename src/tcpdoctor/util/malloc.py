@@ -1,4 +1,4 @@
-"""glibc malloc settings for the long-running commands (exporter, watch, record)."""
+"""glibc malloc settings, set when a command starts."""
 
 from __future__ import annotations
 
@@ -21,5 +21,24 @@ def limit_malloc_arenas(count: int = 2) -> None:
         libc.mallopt(M_ARENA_MAX, count)
         # A fixed threshold keeps every large (numpy) block in its own mapping, returned to
         # the kernel when freed; glibc's sliding threshold otherwise moves them onto the heap
-        # after the first frees, where RSS then rises in steps of a few MB.
+        # after the first frees, where RSS then rises in steps of a few MB, and the pieces of
+        # a big dump, freed as they are joined, stay resident (a million sockets: +100 MB).
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+_libc: object = None
+
+
+def trim() -> None:
+    """Give the heap's free pages back to the kernel now (glibc malloc_trim): the small
+    pieces of a big dump, freed as they are joined, otherwise stay resident."""
+    global _libc
+    import ctypes
+
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc(0)  # type: ignore[operator]

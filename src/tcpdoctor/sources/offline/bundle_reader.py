@@ -73,6 +73,12 @@ def _extract(tar: tarfile.TarFile, dest: str, name: str) -> str:
                 or ".." in parts:
             raise ParseError(name, None, Msg("a tcpdoctor bundle (relative member names)"),
                              member.name)
+        if len(parts) > tar_bounds.MAX_DEPTH or len(member.name) > tar_bounds.MAX_NAME:
+            raise ParseError(name, None, Msg("a tcpdoctor bundle (member names of at most "
+                                             "{depth} levels and {length} characters)",
+                                             depth=tar_bounds.MAX_DEPTH,
+                                             length=tar_bounds.MAX_NAME),
+                             member.name[:80] + "...")
         if not (member.isfile() or member.isdir()):
             raise ParseError(name, None, Msg("a tcpdoctor bundle (files and directories only)"),
                              member.name)
@@ -217,11 +223,12 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
                                          or Msg("the host only")))
             base = os.path.join(root, "netns", netns)
         fds, limits, names = processes(root)
-        snap, listing = _bundle_sockets(root, base, names, strict, reduce_above)
+        told = notes(root)
+        snap, listing = _bundle_sockets(root, base, names, strict, reduce_above,
+                                        (name, told))
         kernel = kernel_figures(root, base, info)
         kernel.fd_counts, kernel.nofile = fds, limits
         inside = os.path.dirname(root) + os.sep
-        told = notes(root)
         snap.notes = [n.replace(inside, f"{name}:") for n in snap.notes]
         # A file the script already said it could not read is not reported twice.
         explained = {t.split()[1] for t in told if len(t.split()) > 1}
@@ -239,8 +246,11 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
 
 
 def _bundle_sockets(root: str, base: str, names: dict[int, str], strict: bool,
-                    reduce_above: int) -> tuple[Snapshot, str]:
-    """ss's listing when the script had ss, else /proc/net/tcp{,6} with owners.txt."""
+                    reduce_above: int, told: tuple[str, list[str]]) -> tuple[Snapshot, str]:
+    """ss's listing when the script had ss, else /proc/net/tcp{,6} with owners.txt.
+
+    `told` is the bundle's name and its script's notes: when there is no listing, the
+    note saying why (a full TMPDIR, say) belongs in the error."""
     from tcpdoctor.sources.offline.loader import load as load_text
     from tcpdoctor.sources.offline.loader import merge
 
@@ -251,9 +261,11 @@ def _bundle_sockets(root: str, base: str, names: dict[int, str], strict: bool,
     parts = [load_text(f, strict, reduce_above)[0] for f in files
              if os.path.isfile(f) and os.path.getsize(f) > 0]
     if not parts:
+        bundle, script_notes = told
+        stopped = [n for n in script_notes if n.startswith("bundle: collection stopped")]
         raise TcpDoctorError(Msg("{bundle}: the bundle holds no socket listing (neither ss.txt "
-                                 "nor /proc/net/tcp)",
-                                 bundle=os.path.basename(os.path.dirname(root)) or root))
+                                 "nor /proc/net/tcp)", bundle=bundle)
+                             + (f" ({stopped[0]})" if stopped else ""))
     snap = merge(parts)
     if snap.count():  # an empty tcp6 listing is no news when tcp had sockets
         snap.notes = [n for n in snap.notes if not n.endswith("no TCP sockets found")]

@@ -22,6 +22,8 @@ from tcpdoctor.i18n import Msg
 BLOCK = 512
 MAX_MEMBERS = 20_000  # a bundle holds tens of files per namespace
 MAX_TOTAL = 1 << 30  # bytes a bundle may unpack to
+MAX_DEPTH = 16  # directory levels: the script's deepest file is 9 levels down
+MAX_NAME = 1024  # characters of a member name
 MAX_HEADER = 64 << 10  # pax and GNU long-name headers: names and a few keys
 LISTING_CAP = 256 << 20  # a socket listing (ss.txt, tcp, tcp6)
 # Per file name: what the collect script writes there could never be larger.

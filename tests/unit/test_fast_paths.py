@@ -1,0 +1,113 @@
+"""Issue 33: the paths that make `check` fast at a million sockets give the answers of the
+plain ones: the owner table from the BPF iterator's records and through /proc, the dense
+inode lookup and the binary search, packed group keys and a lexsort, columns drained and
+joined; the BTF reader on a recorded blob of the kernel's format. No root needed."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from tcpdoctor.model import columns
+from tcpdoctor.sources import bpf_iter, btf, owners
+
+
+def _blob() -> bytes:
+    """A BTF blob as the kernel writes it: an int, two structs (one with a bitfield), a
+    function prototype and the iterator's target function."""
+    names = b"\0int\0file\0f_mode\0f_inode\0inode\0i_flags\0i_mode\0bpf_iter_task_file\0"
+    off = {n.decode(): names.index(b"\0" + n + b"\0") + 1 for n in names.split(b"\0") if n}
+    types = b"".join([
+        struct.pack("=III", off["int"], 1 << 24, 4) + struct.pack("=I", 32),
+        struct.pack("=III", off["file"], (4 << 24) | 2, 16)
+        + struct.pack("=III", off["f_mode"], 1, 0) + struct.pack("=III", off["f_inode"], 1, 64),
+        struct.pack("=III", off["inode"], (1 << 31) | (4 << 24) | 2, 8)
+        + struct.pack("=III", off["i_flags"], 1, (3 << 24) | 0)
+        + struct.pack("=III", off["i_mode"], 1, 32),
+        struct.pack("=III", 0, 13 << 24, 0),
+        struct.pack("=III", off["bpf_iter_task_file"], 12 << 24, 4),
+    ])
+    header = struct.pack("=HBBIIIII", btf.MAGIC, 1, 0, 24, 0, len(types), len(types),
+                         len(names))
+    return header + types + names
+
+
+def test_btf_reader_finds_functions_and_member_offsets() -> None:
+    types = btf.Btf(_blob())
+    assert types.find(btf.KIND_FUNC, "bpf_iter_task_file") == 5
+    assert types.member_offset("file", "f_inode") == 8
+    assert types.member_offset("inode", "i_mode") == 4
+    assert types.member_offset("inode", "i_flags") is None  # a bitfield: no byte load
+    assert types.member_offset("file", "nothing") is None
+    assert types.member_offset("task_struct", "tgid") is None
+
+
+def test_btf_reader_refuses_what_is_not_btf(tmp_path: object) -> None:
+    for blob in (b"", b"\0" * 24, _blob()[:10]):
+        try:
+            btf.Btf(blob)
+        except (ValueError, struct.error):
+            continue
+        raise AssertionError(blob)
+    assert btf.load("/nonexistent/vmlinux") is None
+
+
+def test_iterator_program_is_whole_instructions_with_the_given_offsets() -> None:
+    code = bpf_iter.program(f_inode=40, i_mode=0, i_ino=64, tgid=1300)
+    assert len(code) % 8 == 0 and len(code) // 8 == 24
+    insns = [struct.unpack_from("<BBhi", code, i) for i in range(0, len(code), 8)]
+    assert (0x79, 0x72, 40, 0) in insns and (0x61, 0x85, 1300, 0) in insns
+    assert insns[-1][0] == 0x95  # exit
+    assert not bpf_iter.available("/tmp/proc-fixture")
+
+
+def test_owner_table_from_records_equals_the_proc_scan_semantics() -> None:
+    """Lowest pid for a shared socket, every descriptor counted, non-sockets ignored."""
+    rows = [(10, 0, 0), (10, 1, 0), (10, 3, 500), (10, 4, 501), (7, 5, 501), (7, 0, 0),
+            (12, 9, 700)]
+    files = np.array(rows, dtype=bpf_iter.RECORD)
+    table = owners._from_records(files, "/nonexistent")
+    assert table.inodes.tolist() == [500, 501, 700] and table.pids.tolist() == [10, 7, 12]
+    assert table.fd_counts == {7: 2, 10: 4, 12: 1}
+    assert table.names == {7: "?", 10: "?", 12: "?"}  # gone processes keep a placeholder
+
+
+def test_dense_inode_lookup_equals_the_binary_search() -> None:
+    rng = np.random.default_rng(7)
+    for spread in (3, 10_000_000):  # a dense range, and one too sparse for a direct table
+        inodes = np.unique(rng.integers(1, 200_000 * spread, 50_000)).astype(np.uint32)
+        pids = rng.integers(1, 400, inodes.shape[0]).astype(np.int32)
+        table = owners.OwnerTable(inodes, pids)
+        asked = np.concatenate([rng.choice(inodes, 20_000), rng.integers(0, 2**32 - 1, 5000),
+                                [0, int(inodes[0]) - 1, int(inodes[-1]) + 1]]).astype(np.uint32)
+        got = owners.lookup(table, asked)
+        idx = np.minimum(np.searchsorted(inodes, asked), inodes.shape[0] - 1)
+        want = np.where((inodes[idx] == asked) & (asked != 0), pids[idx], -1)
+        assert np.array_equal(got, want)
+
+
+def test_packed_group_keys_equal_the_lexsort() -> None:
+    rng = np.random.default_rng(3)
+    n = 20_000
+    cases = [
+        [(np.uint64(0xFFFF) << np.uint64(32)) | rng.integers(0, 300, n).astype(np.uint64),
+         rng.integers(20000, 20070, n).astype(np.uint16)],
+        [rng.integers(-1, 50, n).astype(np.int32), rng.integers(1, 12, n).astype(np.uint8)],
+        [rng.integers(0, 2**63, n, dtype=np.uint64), rng.integers(0, 9, n).astype(np.uint16)],
+    ]
+    for cols in cases:
+        for weights in (None, rng.integers(1, 5, n)):
+            fast = columns.group_rows(cols, weights)
+            slow = columns._runs(cols, n, weights)
+            assert all(np.array_equal(a, b) for a, b in zip(fast, slow, strict=True))
+
+
+def test_drained_columns_join_the_parts_and_keep_uniform_ones_as_one_value() -> None:
+    parts = [{"state": np.array([1, 2], np.uint8), "optmem": np.zeros(2, np.uint32)},
+             {"state": np.array([8], np.uint8), "optmem": np.zeros(1, np.uint32)}]
+    out = columns.drain_columns(parts, {"state": "u1", "optmem": "u4"})
+    assert parts == [] and out["state"].tolist() == [1, 2, 8]
+    assert columns.is_constant(out["optmem"]) and out["optmem"].tolist() == [0, 0, 0]
+    table, slot = columns.owner_slots(np.array([5, -1, 9, 5, 77], np.int32), [9, 5])
+    assert table.tolist() == [-1, 5, 9] and slot.tolist() == [1, 0, 2, 1, 0]
