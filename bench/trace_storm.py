@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import signal
@@ -65,7 +66,8 @@ def start_tracer(reader: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
-    while not os.path.exists(f"{INSTANCES}/tcpdoctor-{proc.pid}/tracing_on"):
+    # Its instance is named tcpdoctor-PID-TOKEN.
+    while not glob.glob(f"{INSTANCES}/tcpdoctor-{proc.pid}-*/tracing_on"):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise SystemExit(f"the tracer did not start: {proc.communicate()[1][-400:]}")

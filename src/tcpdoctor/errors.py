@@ -22,3 +22,4 @@ class ParseError(TcpDoctorError):
         self.source = source
         self.line = line
         self.expected = expected
+        self.got = got

@@ -4,10 +4,11 @@ named by subnet. (The corpus of real captures the issue asks for is not built ye
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import tcpdoctor_json
+from tests.conftest import tcpdoctor, tcpdoctor_json
 
 HEAD = "Proto Recv-Q Send-Q Local Address           Foreign Address         State\n"
 
@@ -79,15 +80,19 @@ def test_linux_netstat_with_tcp6_rows_is_not_taken_for_bsd(tmp_path: Path) -> No
     assert report["total"] == 2 and report["source"].startswith("netstat")
 
 
-def test_ss_summary_is_refused_with_what_to_capture(tmp_path: Path) -> None:
+def test_ss_summary_is_read_as_counts(tmp_path: Path) -> None:
+    """Issue 26 turned the refusal into a reading: `ss -s` states established and TIME_WAIT
+    counts, which are all it says; what it cannot say is named."""
     from tests.conftest import tcpdoctor
 
     path = tmp_path / "sss.txt"
     path.write_text("Total: 182\nTCP:   9 (estab 3, closed 1, orphaned 0, timewait 1)\n\n"
                     "Transport Total     IP        IPv6\nTCP\t  8         6         2\n")
-    proc = tcpdoctor("analyze", str(path))
-    assert proc.returncode == 3 and len(proc.stderr.strip().splitlines()) == 1
-    assert "ss -s" in proc.stderr and "ss -tanpoie" in proc.stderr
+    proc = tcpdoctor("analyze", "--json", str(path))
+    got = json.loads(proc.stdout)
+    assert proc.returncode == 0 and got["total"] == 4
+    assert {k: v for k, v in got["states"].items() if v} == {"ESTABLISHED": 3, "TIME_WAIT": 1}
+    assert any("ss -tan" in n for n in got["notes"])
 
 
 def test_translated_state_names_of_net_tools(tmp_path: Path) -> None:
@@ -169,3 +174,27 @@ def test_ss_a_with_every_netid_and_netstat_aeep(tmp_path: Path) -> None:
     report = tcpdoctor_json("analyze", str(aeep), "--json")
     leak = {f["id"]: f for f in report["findings"]}["CLOSE_WAIT_LEAK"]
     assert leak["processes"][0]["name"] == "java" and report["lines_unparsed"] == 0
+
+
+def test_proc_net_tcp_under_a_prompt_and_in_a_fence(tmp_path: Path) -> None:
+    """Issue 26: `$ cat /proc/1/net/tcp` above the table, a Markdown fence around it and a
+    prompt after it are not socket rows: read the table, count nothing as lost."""
+    table = (Path(__file__).parents[1] / "data" / "proc_net_tcp").read_text()
+    want = json.loads(tcpdoctor("analyze", "--json", str(_write(tmp_path, "plain", table)))
+                      .stdout)["states"]
+    for name, text in {
+        "prompt": "$ cat /proc/1/net/tcp\n" + table,
+        "fenced": "```\nroot@web1:~# cat /proc/net/tcp\n" + table + "root@web1:~# \n```\n",
+    }.items():
+        proc = tcpdoctor("analyze", "--json", str(_write(tmp_path, name, text)))
+        got = json.loads(proc.stdout)
+        assert got["states"] == want and got["lines_unparsed"] == 0, name
+    garbage = tcpdoctor("analyze", "--json", str(_write(tmp_path, "garbage",
+                                                       table + "this is not a row\n")))
+    assert json.loads(garbage.stdout)["lines_unparsed"] == 1  # real loss is still reported
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.txt"
+    path.write_text(text)
+    return path

@@ -127,3 +127,34 @@ def test_the_follow_table_and_the_reservoirs_stay_bounded() -> None:
     for ms in range(100):
         svc.lifetime(float(ms), rng)
     assert svc.kept == 100 and svc.lifetimes.shape[0] < follow.SAMPLE
+
+
+def test_every_cpu_is_read_at_every_poll(tmp_path: Path) -> None:
+    """Issue 33: a CPU whose buffer is always full must not starve the others. Before, one
+    poll read its page budget from the first CPU and never looked at the second: `safe`
+    stayed 0 and every event waited in the reorder buffer (an unpaced storm: 225 MB)."""
+    import os
+
+    from tcpdoctor.sources.tracefs.ring import RawReader
+
+    page = 4096
+    busy, quiet = tmp_path / "cpu0", tmp_path / "cpu1"
+    busy.write_bytes(bytes(page) * 300)
+    quiet.write_bytes(bytes(page) * 3)
+    reader = object.__new__(RawReader)
+    reader.page_size = page
+    reader.fds = [os.open(busy, os.O_RDONLY), os.open(quiet, os.O_RDONLY)]
+    read: list[int] = []
+    clock = iter(range(1, 10**6))
+
+    def decode(raw: bytes, out: object) -> int:
+        read.append(len(raw))
+        return next(clock)
+    reader.decode_page = decode  # type: ignore[method-assign]
+    try:
+        more, safe = reader.poll(object(), max_pages=100)  # type: ignore[arg-type]
+        assert more and len(read) == 50 + 3  # half the budget each; the quiet CPU drained
+        assert 0 < safe <= 50  # the busy CPU's newest event read, not 0
+    finally:
+        for fd in reader.fds:
+            os.close(fd)

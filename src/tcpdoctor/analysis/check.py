@@ -7,9 +7,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcpdoctor.analysis import counted
 from tcpdoctor.analysis import rules as _rules  # noqa: F401  (registers the rules)
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.cost import summary
+from tcpdoctor.analysis.excerpts import patterns
 from tcpdoctor.analysis.forecast import attach, quote_failures, readings
 from tcpdoctor.analysis.registry import NEEDS_REASONS, REGISTRY, Finding
 from tcpdoctor.analysis.severity import Severity, exit_code, worst
@@ -90,8 +92,14 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
     have = available(ctx)
     findings: list[Finding] = []
     skipped = []
+    if ctx.snap.counts_only:  # a count per state: the rules that need rows are not run
+        findings += counted.findings(ctx, th)
     for rid, r in REGISTRY.items():
         if only is not None and rid not in only:
+            continue
+        if ctx.snap.counts_only:
+            if rid not in counted.COUNTED.values():
+                skipped.append({"id": rid, "reason": NEEDS_REASONS["rows"]})
             continue
         missing = sorted(r.needs - have)
         if missing:
@@ -100,12 +108,16 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
         found = r.run(ctx, th[rid])
         if found is not None:
             findings.append(found)
+    if only is None:  # an excerpt's pattern, where no rule's count was reached
+        findings += patterns(ctx, findings, live)
     two = readings(ctx) is not None
     forecasts = ctx.forecasts() if two else []
     attach(findings, forecasts, th)
     quote_failures(findings, ctx.trace)
     findings.sort(key=lambda f: -f.severity.rank)
     notes = list(ctx.snap.notes) + (ctx.kernel.notes if ctx.kernel else [])
+    if ctx.snap.counts_only:
+        notes += counted.notes(ctx)
     if ctx.deltas is None and ctx.kernel is not None:
         notes.append(Msg("counters sampled once (--interval 0): rate-based evidence (overflows, "
                          "drops, cookies) was not measured") if live else

@@ -13,7 +13,7 @@ from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model import kernel_state
 from tcpdoctor.model.addresses import format_addr, format_endpoint, is_v4, prefix_masks
-from tcpdoctor.model.columns import factorize, owner_slots
+from tcpdoctor.model.columns import distinct, owner_slots
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 
@@ -180,7 +180,7 @@ def _top_keys(snap: Snapshot, mask: np.ndarray, cols: list[np.ndarray], limit: i
               label: Callable[[list[np.ndarray], int], str]) -> list[tuple[str, int]]:
     """The `limit` most common key combinations among the sockets in mask, labelled."""
     w = snap.weights
-    values, _, counts = factorize(cols, None if w is None else w[mask])
+    values, counts = distinct(cols, None if w is None else w[mask])
     order = np.argsort(-counts, kind="stable")[:limit]
     return [(label(values, int(i)), int(counts[i])) for i in order]
 

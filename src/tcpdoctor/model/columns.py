@@ -124,6 +124,23 @@ def concat_keep_constant(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays)
 
 
+def distinct(cols: list[np.ndarray], weights: np.ndarray | None = None,
+             ) -> tuple[list[np.ndarray], np.ndarray]:
+    """factorize without the group of each row (what a top-N needs): where one column
+    varies and rows are not weighted, a sort and a count, with a third of the scratch
+    memory (a million rows: 17 MB instead of 50)."""
+    n = cols[0].shape[0]
+    varying = [i for i, c in enumerate(cols)
+               if not (n and (is_constant(c) or c.min() == c.max()))]
+    if weights is not None or len(varying) != 1:
+        values, _, counts = factorize(cols, weights)
+        return values, counts
+    uniq, counts = np.unique(cols[varying[0]], return_counts=True)
+    values = [uniq if i == varying[0] else np.full(uniq.shape[0], c[0], c.dtype)
+              for i, c in enumerate(cols)]
+    return values, counts
+
+
 def factorize(cols: list[np.ndarray], weights: np.ndarray | None = None,
               ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Distinct combinations of several key columns: (values per column, group of each row,

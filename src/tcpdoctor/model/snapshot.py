@@ -34,6 +34,8 @@ class Snapshot:
     # The listening ports of the whole table this one was selected from: groupings that
     # need LISTEN rows (service-port) stay right after a filter drops them.
     listeners: np.ndarray | None = None
+    # Counts per state only (a pasted `uniq -c`): rows without addresses, ports or owners.
+    counts_only: bool = False
 
     def __len__(self) -> int:
         """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""

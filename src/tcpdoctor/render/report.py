@@ -123,6 +123,9 @@ def render(report: Report, list_skipped: bool = False) -> None:
         out(_f("Incomplete: {unparsed:,} line(s) of the input could not be read (see the note "
                "below); the report covers only the sockets that could.",
                unparsed=report.snap.unparsed), hang=2, style="bold yellow")
+    elif not report.findings and report.snap.counts_only:
+        out(_("No problem these counts alone can show; the rules that need socket rows did "
+              "not run (see the notes)."), style="bold yellow")
     elif not report.findings:
         out(_("No problems found."), style="bold green")
     for f in report.findings:

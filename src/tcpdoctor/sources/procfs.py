@@ -106,13 +106,24 @@ def parse_block(arr: np.ndarray, family: int, src: str, first_line: int) -> dict
     return cols
 
 
+PREAMBLE = 20  # lines a paste may hold before the header: a prompt, a command, a fence
+
+
 def _blocks(fh: BinaryIO, src: str, on_long: Callable[[int], None] | None = None,
             ) -> Iterator[tuple[np.ndarray, int]]:
-    """Whole-line blocks of the file after its header, with the line number of each block."""
-    header = fh.readline(textcols.MAX_LINE)
+    """Whole-line blocks of the file after its header, with the line number of each block.
+
+    A few lines before the header (a shell prompt and the command of a pasted dump, a
+    Markdown fence) are skipped; the header must come within PREAMBLE lines."""
+    line_no, header = 1, fh.readline(textcols.MAX_LINE)
+    first_text = header
+    while not header.lstrip().startswith(b"sl") and header and line_no < PREAMBLE:
+        line_no, header = line_no + 1, fh.readline(textcols.MAX_LINE)
     if not header.lstrip().startswith(b"sl"):
-        raise ParseError(src, 1, Msg("the /proc/net/tcp header line starting with 'sl'"), header)
-    for block, first in textcols.line_blocks(fh, BLOCK, first_line=2, on_long=on_long):
+        raise ParseError(src, 1, Msg("the /proc/net/tcp header line starting with 'sl'"),
+                         first_text)
+    for block, first in textcols.line_blocks(fh, BLOCK, first_line=line_no + 1,
+                                             on_long=on_long):
         if block.strip():
             yield np.frombuffer(block, dtype=np.uint8), first
 

@@ -14,7 +14,7 @@ from tcpdoctor.analysis.rules.common import (
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr, is_v4
-from tcpdoctor.model.columns import factorize
+from tcpdoctor.model.columns import distinct, factorize
 from tcpdoctor.model.tcp import (
     TCP_ESTABLISHED,
     TCP_LISTEN,
@@ -148,14 +148,10 @@ def peer_concentration(ctx: Context, th: dict[str, float]) -> Found | None:
 def _same_peer(ctx: Context, m: np.ndarray) -> np.ndarray:
     """Rows of the remote address holding the most connections in m."""
     c = ctx.snap.columns
-    idx = np.flatnonzero(m)
-    _keys, inverse, counts = factorize([c["raddr_hi"][idx], c["raddr_lo"][idx]],
-                                      None if ctx.snap.weights is None
-                                      else ctx.snap.weights[idx])
+    keys, counts = distinct([c["raddr_hi"][m], c["raddr_lo"][m]],
+                            None if ctx.snap.weights is None else ctx.snap.weights[m])
     best = int(np.argmax(counts))
-    out = np.zeros(len(ctx.snap), dtype=bool)
-    out[idx[inverse == best]] = True
-    return out
+    return m & (c["raddr_hi"] == keys[0][best]) & (c["raddr_lo"] == keys[1][best])
 
 
 @rule("IDLE_ESTABLISHED", "ESTABLISHED connections idle for a long time", needs=("info",),

@@ -15,17 +15,15 @@ from tcpdoctor.sources.offline.foreign import bsd_proto_at
 from tcpdoctor.sources.offline.textdump import SS_STATES
 
 # Formats recognised in order to be refused, each with what to capture instead.
+# (Counts per state and `ss -s` are read as counts: sources/offline/counts.py.)
+COUNTS = ("state-counts", "ss-summary")
 REFUSED = {
-    "ss-summary": Msg("an `ss -s` summary (counts only, no sockets to diagnose): capture `ss "
-                      "-tanpoie` instead, or run the script `tcpdoctor collect` prints"),
-    "state-counts": Msg("a count of sockets per state (`netstat -an | awk ... | uniq -c`): "
-                        "counts say nothing of ports, peers or processes; capture `netstat "
-                        "-antp` (or `ss -tanp`) itself"),
     "bsd-nostate": Msg("a FreeBSD/macOS `netstat` whose state column is replaced by counters "
                        "(-T or -x): capture `netstat -an` instead"),
 }
 BSD_ONLY = ("tcp4", "tcp46")
-_COUNT_LINE = re.compile(r"^\s*(\d+)\s+([A-Za-z][A-Za-z0-9_-]*)\s*$")
+_COUNT_LINE = re.compile(r"^\s*([0-9]+)\s+([A-Za-z][A-Za-z0-9_-]*)\s*$")  # uniq -c
+_STATE_COUNT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)\s*[:=]?\s+[0-9]+\s*$")  # awk
 
 
 def detect(head: list[str]) -> str | None:
@@ -85,11 +83,14 @@ def _bsd_has_states(head: list[str]) -> bool:
 
 
 def _state_counts(head: list[str]) -> bool:
-    """Lines of "COUNT STATE" (uniq -c), and no socket row."""
-    counts = [m for line in head if (m := _COUNT_LINE.match(line))]
-    states = [m for m in counts if m.group(2).upper() in STATE_ALIASES]
+    """Lines of "COUNT STATE" (uniq -c) or "STATE COUNT" (awk), and no socket row."""
+    states = [m for line in head if (m := _COUNT_LINE.match(line))
+              and m.group(2).upper() in STATE_ALIASES]
+    states += [m for line in head if (m := _STATE_COUNT.match(line))
+               and m.group(1).upper() in STATE_ALIASES]
     rows = [line for line in head if decisive(line.split(), line) in ("ss", "netstat",
-                                                                        "windows")]
+                                                                        "windows")
+            and not (_COUNT_LINE.match(line) or _STATE_COUNT.match(line))]
     return len(states) >= 2 and not rows
 
 

@@ -31,3 +31,14 @@ def scaled(text: str, factor: int, limit: int = U32) -> int | None:
     value = int(m.group(1)) * factor + (int(frac) * factor) // 10 ** len(frac) if frac \
         else int(m.group(1)) * factor
     return value if value <= limit else None
+
+
+# Lines a paste carries around a table: a Markdown fence, a shell prompt and its command
+# (`$ cat ...`, `# ss`, `root@web1:~# exit`, `PS C:\> ...`), nothing else.
+CHATTER = re.compile(rb"^\s*(?:```|~~~|[$#%>]\s|[$#]$|[\w.-]+@[\w.-]+[:~][^\s]*\s*[$#]"
+                     rb"|PS [A-Z]:\\)")
+
+
+def is_chatter(line: bytes | str) -> bool:
+    raw = line.encode("utf-8", "replace") if isinstance(line, str) else line
+    return bool(CHATTER.match(raw))

@@ -19,9 +19,7 @@ import numpy as np
 from tcpdoctor.errors import ParseError, TcpDoctorError
 from tcpdoctor.i18n import Msg, joined
 from tcpdoctor.model import snapshot_file
-from tcpdoctor.model.columns import (
-    WEIGHT,
-)
+from tcpdoctor.model.columns import WEIGHT
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTEN
@@ -30,6 +28,7 @@ from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
 from tcpdoctor.sources.offline import bundle_reader, detect, foreign, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
+from tcpdoctor.sources.offline.fields import is_chatter
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
            "netstat -an[tpo], Windows netstat -ano or macOS/FreeBSD netstat -an")
@@ -164,6 +163,11 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
             raise ParseError(name, 1, FORMATS, head.split(b"\n", 1)[0])
         if kind in detect.REFUSED:
             raise TcpDoctorError(f"{name}: {detect.REFUSED[kind]}")
+        if kind in detect.COUNTS:
+            from tcpdoctor.sources.offline import counts
+
+            snap = counts.snapshot(head + stream.read(counts.MAX_BYTES), name, _file_time(path))
+            return snap, None, list(snap.notes)
         rescan = None if path == "-" else (lambda: _listen_ports(path, kind, indent))
         acc = Accumulator(reduce_above, rescan, port_range or DEFAULT_PORT_RANGE)
         notes, names, unparsed = _stream_text(_Prefixed(head, stream), kind, name, strict,
@@ -282,6 +286,8 @@ def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator,
 
     def reject(exc: ParseError) -> None:
         nonlocal count
+        if is_chatter(exc.got):
+            return  # a prompt or a fence around the pasted table, not a lost row
         count += 1
         if len(first) < 5:
             first.append(exc.line or 0)

@@ -37,10 +37,11 @@ from tcpdoctor.util.text import visible
 
 SAVED_CMDLINES = "/sys/kernel/tracing/saved_cmdlines"  # pid -> comm, as events were recorded
 T = TypeVar("T")
-# Sockets followed at once (about 220 bytes each: at most ~60 MB); beyond, the oldest are
-# dropped and counted. Under a storm whose events are lost, closes go missing and the
-# table would otherwise grow without bound.
-MAX_OPEN = 1 << 18
+# Sockets followed at once (about 400 bytes each with their dict entry: at most ~50 MB);
+# beyond, the oldest are dropped and counted. Under a storm whose events are lost, closes
+# go missing and the table would otherwise grow without bound. With the reorder buffer
+# kept short (ring.py), the tracer's whole RSS stays near 100 MB at most, whatever the rate.
+MAX_OPEN = 1 << 17
 MAX_KEYS = 10_000  # services and ports summed separately; the rest go to "other"
 SAMPLE = 4096  # lifetimes kept per service for the percentiles (a reservoir)
 

@@ -30,7 +30,7 @@ from tcpdoctor.sources.tracefs.formats import EventFormat, read_format
 PAGE_HEADER = struct.Struct("<Qq")
 U32 = struct.Struct("<I")
 U16 = struct.Struct("<H")
-MAX_PAGES = 4096  # pages one poll reads before handing the batch over
+MAX_PAGES = 1024  # pages one poll reads (shared by the CPUs) before handing the batch over
 MISSED_FLAGS = 3 << 30  # RB_MISSED_EVENTS | RB_MISSED_STORED in a page's commit word
 MISSED_STORED = 1 << 30
 PADDING, TIME_EXTEND, TIME_STAMP = 29, 30, 31
@@ -133,10 +133,14 @@ class RawReader:
         read. Each CPU's buffer is in time order, so that is the oldest of each CPU's
         newest event, or, for a CPU found empty, the moment before it was looked at
         (trace_clock is mono: time.monotonic_ns's clock)."""
-        pages, safe = 0, 1 << 63
+        # Every CPU gets its share of the pages at each poll: a CPU left unread would hold
+        # `safe` at 0, and every event read since would wait in the reorder buffer (an
+        # unpaced storm on one CPU grew it past 200 MB).
+        share = max(1, max_pages // max(1, len(self.fds)))
+        safe, more = 1 << 63, False
         for fd in self.fds:
-            seen = 0
-            while pages < max_pages:
+            seen, pages = 0, 0
+            while pages < share:
                 before = time.monotonic_ns() - SLACK_NS
                 try:
                     page = os.read(fd, self.page_size)
@@ -147,8 +151,9 @@ class RawReader:
                     break
                 pages += 1
                 seen = self.decode_page(page, out)
+            more = more or pages >= share
             safe = min(safe, seen)
-        return pages >= max_pages, safe
+        return more, safe
 
     def decode_page(self, page: bytes, out: EventBatch) -> int:
         """Append the page's events; the time of its last one."""
