@@ -58,6 +58,11 @@ def seeds() -> dict[str, bytes]:
         "windows": WINDOWS_SAMPLE.encode(),
         "snapshot": _snapshot(),
     }
+    from tests.unit.test_lsof import LINUX
+
+    out["lsof"] = LINUX.encode()
+    out["counts"] = b"$ netstat -ant | awk '{print $6}' | sort | uniq -c\n  300 CLOSE_WAIT\n" \
+        b"   4000 TIME_WAIT\n    120 ESTABLISHED\nTCP:   4432 (estab 120, timewait 4000)\n"
     out["gzip"] = gzip.compress(out["ss-p"])
     out["bundle"] = fuzz_inputs.pack(fuzz_inputs.bundle_members())
     out["trace"] = fuzz_inputs.trace_seed()

@@ -11,6 +11,7 @@ import re
 
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import STATE_ALIASES
+from tcpdoctor.sources.offline import lsof
 from tcpdoctor.sources.offline.foreign import bsd_proto_at
 from tcpdoctor.sources.offline.textdump import SS_STATES
 
@@ -55,6 +56,8 @@ def decisive(f: list[str], line: str) -> str | None:
         return "bsd" if "(state)" in line else "netstat" if "Recv-Q" in line else "windows"
     if line.startswith("Active Connections"):
         return "windows"
+    if lsof.is_header(line) or lsof.is_row(line):
+        return "lsof"
     return decisive_row(f, line)
 
 

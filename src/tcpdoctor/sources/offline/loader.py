@@ -26,12 +26,12 @@ from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTE
 from tcpdoctor.model.times import iso
 from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
-from tcpdoctor.sources.offline import bundle_reader, detect, foreign, netstat_fast, textdump
+from tcpdoctor.sources.offline import bundle_reader, detect, foreign, lsof, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
 from tcpdoctor.sources.offline.fields import is_chatter
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
-           "netstat -an[tpo], Windows netstat -ano or macOS/FreeBSD netstat -an")
+           "netstat -an[tpo], lsof -i, Windows netstat -ano or macOS/FreeBSD netstat -an")
 
 
 HEAD = 65536  # bytes read to detect the format
@@ -229,9 +229,9 @@ def _load_binary(data: bytes, name: str, path: str,
 
 
 PARSERS = {"ss": textdump.parse_ss, "netstat": textdump.parse_netstat,
-           "windows": foreign.parse_windows, "bsd": foreign.parse_bsd}
+           "windows": foreign.parse_windows, "bsd": foreign.parse_bsd, "lsof": lsof.parse_lsof}
 LABELS = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
-          "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat"}
+          "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat", "lsof": "lsof"}
 
 
 def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Accumulator,
@@ -263,6 +263,7 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         notes.append(Msg("{n} host name(s) in {name} (a capture taken without -n) kept as "
                          "opaque keys in 100:0:0:1::/64: they cannot be grouped by network; "
                          "capture with -n for addresses", n=b.named, name=name))
+    notes += [lsof.note(b.shared, name)] if b.shared else []
     if b.unknown_services:
         notes.append(Msg("{n} port(s) in {name} named by a service tcpdoctor "
                          "does not know were counted as port 0; capture with -n for numbers",

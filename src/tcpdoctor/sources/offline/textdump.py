@@ -68,6 +68,7 @@ class Builder:
     opaque: int = 0
     named: int = 0  # host names (a capture without -n), kept as opaque keys
     unknown_services: int = 0  # service names not in SERVICE_PORTS (counted with port 0)
+    shared: int = 0  # rows repeating a socket already counted (lsof: a row per descriptor)
     rows: int = 0
     has_pid: bool = False
     has_info: bool = False
