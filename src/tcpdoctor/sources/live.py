@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,8 +24,6 @@ from tcpdoctor.sources import netlink, netns
 from tcpdoctor.sources.target import SOURCES, Target
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from tcpdoctor.sources.owners import OwnerTable
 
 def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bool,
@@ -133,7 +132,7 @@ def sample(target: Target, interval: float = 1.0,
     identity = target.identity or (previous is None and interval > 0)
     want = frozenset(BASE_COLUMNS) | frozenset(ID_COLUMNS) if identity else None
     started = time.monotonic()
-    scan = _scan_meanwhile(target.proc_root) if target.owners else None
+    scan = _Meanwhile(target.proc_root) if target.owners else None
     snap = take_snapshot(target.source, target.netns, target.ipv4, target.ipv6, want=want,
                          info=True, proc_root=target.proc_root)
     table = attach_owners(snap, target.proc_root, scan.result()) if scan else None
@@ -154,18 +153,31 @@ def sample(target: Target, interval: float = 1.0,
                       second.taken - first.taken, table, later, gap, later_fds)
 
 
-def _scan_meanwhile(proc_root: str) -> Future[OwnerTable]:
+class _Meanwhile:
     """The owner scan, started on its own thread: it reads the processes' file tables, not
     the socket table, so it runs while the dump runs (the kernel's work of both then
-    shares the CPUs: at a million sockets, half a second less)."""
-    from concurrent.futures import ThreadPoolExecutor
+    shares the CPUs)."""
 
-    from tcpdoctor.sources import owners
+    def __init__(self, proc_root: str) -> None:
+        from tcpdoctor.sources import owners
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcpdoctor-owners")
-    future = pool.submit(owners.scan, proc_root)
-    pool.shutdown(wait=False)  # the thread ends with its one task
-    return future
+        self.table: OwnerTable | None = None
+        self.error: BaseException | None = None
+
+        def scan() -> None:
+            try:
+                self.table = owners.scan(proc_root)
+            except BaseException as exc:  # raised in the caller, by result()
+                self.error = exc
+        self.thread = threading.Thread(target=scan, name="tcpdoctor-owners", daemon=True)
+        self.thread.start()
+
+    def result(self) -> OwnerTable:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.table is not None
+        return self.table
 
 
 def _reread_counts(target: Target, state: KernelState) -> None:
