@@ -91,10 +91,16 @@ class KernelState:
         value = self.sysctls.get(key)
         if value is None:
             return None
-        try:
-            return int(value.split()[0])
-        except (ValueError, IndexError):
+        words = value.split()
+        # A kernel prints at most 20 digits (a u64); anything longer, or a float's
+        # overflow in a rule's arithmetic, is not a value it could have printed.
+        if not words or len(words[0]) > 20:
             return None
+        try:
+            number = int(words[0])
+        except ValueError:
+            return None
+        return number if -(1 << 63) <= number < (1 << 64) else None
 
     def sysctl_ints(self, key: str) -> list[int] | None:
         value = self.sysctls.get(key)

@@ -21,7 +21,7 @@ from tcpdoctor.model.tcp import STATE_ALIASES, TCP_ESTABLISHED, TCP_TIME_WAIT
 
 MAX_COUNT = 10**9  # sockets in one state: more is not a count
 MAX_BYTES = 1 << 20  # a count per state is a few lines: what follows is not read
-_AWK = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)\s*[:=]?\s+([0-9]{1,10})\s*$")
+_AWK = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)(?:\s*[:=]\s*|\s+)([0-9]{1,10})\s*$")
 _UNIQ = re.compile(r"^\s*([0-9]{1,10})\s+([A-Za-z][A-Za-z0-9_-]*)\s*$")
 # TCP:   1234 (estab 100, closed 20, orphaned 0, timewait 50)   (synrecv, older versions)
 _SS_S = re.compile(r"^\s*TCP:\s+([0-9]+)\s+\((.*)\)\s*$")
@@ -55,10 +55,15 @@ def read(text: str, name: str) -> tuple[dict[str, np.ndarray], list[str]]:
 
 def _line(line: str) -> list[tuple[int, int]] | None:
     """(state, count) pairs one line states, or None."""
+    if len(line) > 200:  # a count line is short; a long one is not read by any pattern
+        return None
     m = _SS_S.match(line)
     if m:
         pairs = [p.strip().split() for p in m.group(2).split(",")]
-        return [(_SS_S_STATES[p[0]], int(p[1])) for p in pairs
+        # Ten digits at most (a longer number is no count, and int() of thousands of
+        # digits raises): past that it is MAX_COUNT + 1, refused by the caller.
+        return [(_SS_S_STATES[p[0]], int(p[1]) if len(p[1]) <= 10 else MAX_COUNT + 1)
+                for p in pairs
                 if len(p) == 2 and p[0] in _SS_S_STATES and p[1].isascii() and p[1].isdigit()]
     for pattern, state_at in ((_AWK, 1), (_UNIQ, 2)):
         m = pattern.match(line)

@@ -24,7 +24,8 @@ REFUSED = {
 }
 BSD_ONLY = ("tcp4", "tcp46")
 _COUNT_LINE = re.compile(r"^\s*([0-9]+)\s+([A-Za-z][A-Za-z0-9_-]*)\s*$")  # uniq -c
-_STATE_COUNT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)\s*[:=]?\s+[0-9]+\s*$")  # awk
+_STATE_COUNT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)(?:\s*[:=]\s*|\s+)[0-9]+\s*$")  # awk
+COUNT_LINE_MAX = 200  # characters: a count line is short (and a long one costs no regex)
 
 
 def detect(head: list[str]) -> str | None:
@@ -87,13 +88,15 @@ def _bsd_has_states(head: list[str]) -> bool:
 
 def _state_counts(head: list[str]) -> bool:
     """Lines of "COUNT STATE" (uniq -c) or "STATE COUNT" (awk), and no socket row."""
-    states = [m for line in head if (m := _COUNT_LINE.match(line))
+    short = [line for line in head if len(line) <= COUNT_LINE_MAX]
+    states = [m for line in short if (m := _COUNT_LINE.match(line))
               and m.group(2).upper() in STATE_ALIASES]
-    states += [m for line in head if (m := _STATE_COUNT.match(line))
+    states += [m for line in short if (m := _STATE_COUNT.match(line))
                and m.group(1).upper() in STATE_ALIASES]
     rows = [line for line in head if decisive(line.split(), line) in ("ss", "netstat",
                                                                         "windows")
-            and not (_COUNT_LINE.match(line) or _STATE_COUNT.match(line))]
+            and not (len(line) <= COUNT_LINE_MAX
+                     and (_COUNT_LINE.match(line) or _STATE_COUNT.match(line)))]
     return len(states) >= 2 and not rows
 
 
