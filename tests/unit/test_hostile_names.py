@@ -53,3 +53,29 @@ def test_every_output_of_a_report_naming_it_is_clean(tmp_path: Path) -> None:
     for out in outputs:
         assert not RAW.search(out), repr(out)[:300]
     assert visible("\x1b") == "\\x1b" and visible("plain") == "plain"
+
+
+def test_a_hostile_name_in_a_pasted_capture_is_escaped(tmp_path: Path) -> None:
+    """The same name pasted in a capture (netstat -p, ss -p, lsof): every text reader hands
+    its names over through one place, which escapes them; text and JSON stay clean."""
+    import subprocess
+    import sys
+
+    name = HOSTILE.decode("utf-8", "replace")
+    pastes = {
+        "netstat": "".join(f"tcp        1      0 10.1.2.3:{51234 + i}          10.9.8.7:9443"
+                           f"           CLOSE_WAIT  9337/{name}\n" for i in range(3)),
+        "ss": "".join(f'CLOSE-WAIT 1 0 10.1.2.3:{51234 + i} 10.9.8.7:9443 users:(("{name}",'
+                      f"pid=9337,fd={5 + i}))\n" for i in range(3)),
+        "lsof": "COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME\n" + "".join(
+            f"{name} 9337 app {45 + i}u IPv4 {41001 + i} 0t0 TCP 10.1.2.3:{51234 + i}"
+            "->10.9.8.7:9443 (CLOSE_WAIT)\n" for i in range(3)),
+    }
+    for kind, text in pastes.items():
+        path = tmp_path / f"{kind}.txt"
+        path.write_text(text)
+        for extra in ([], ["--json"]):
+            proc = subprocess.run([sys.executable, "-m", "tcpdoctor", "analyze", str(path),
+                                   *extra], capture_output=True, text=True)
+            assert "9337" in proc.stdout, (kind, proc.stderr)
+            assert not RAW.search(proc.stdout + proc.stderr), (kind, extra)

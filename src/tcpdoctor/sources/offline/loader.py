@@ -268,7 +268,7 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         notes.append(Msg("{n} port(s) in {name} named by a service tcpdoctor "
                          "does not know were counted as port 0; capture with -n for numbers",
                          n=b.unknown_services, name=name))
-    return notes, dict(b.names), b.bad_count
+    return notes, b.owner_names(), b.bad_count
 
 
 def _dedent(lines: Iterator[tuple[int, str]], indent: str) -> Iterator[tuple[int, str]]:

@@ -27,6 +27,7 @@ from tcpdoctor.model.tcp import (
 )
 from tcpdoctor.sources.offline.extras import netstat_extras, ss_extras
 from tcpdoctor.sources.offline.fields import PORT, U32, whole
+from tcpdoctor.util.text import visible
 
 # The Netid column of `ss -a` (iproute2 misc/ss.c): only tcp rows are read.
 SS_NETIDS = ("tcp", "udp", "raw", "dccp", "sctp", "mptcp", "u_str", "u_dgr", "u_seq", "nl",
@@ -81,6 +82,12 @@ class Builder:
         self.cols = {name: array(TYPECODES[SPEC[name]]) for name in DENSE}
         self.extra = {name: (array("I"), array(TYPECODES[dt])) for name, dt in SPEC.items()
                       if name not in DENSE}
+
+    def owner_names(self) -> dict[int, str]:
+        """The process names the capture gave, as a report may show them: every text reader
+        (ss, netstat, Windows, BSD, lsof) fills `names`, and a pasted name is as untrusted
+        as a live one (escape sequences become visible escapes)."""
+        return {pid: visible(name) for pid, name in self.names.items()}
 
     def reject(self, line_no: int, expected: str, line: str) -> None:
         if self.strict:
