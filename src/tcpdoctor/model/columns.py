@@ -77,6 +77,9 @@ def concat_columns(parts: list[dict[str, np.ndarray]],
     }
 
 
+TRIM_BYTES = 1 << 20  # a joined column this big: give the heap's free pages back
+
+
 def drain_columns(parts: list[dict[str, np.ndarray]],
                   names: dict[str, str]) -> dict[str, np.ndarray]:
     """concat_columns for parts nobody else holds: each column's pieces are dropped as soon
@@ -99,7 +102,8 @@ def drain_columns(parts: list[dict[str, np.ndarray]],
                     bool((col == col[0]).all()):  # a sample first: most columns vary
                 col = constant(col[0], col.shape[0], col.dtype)
             out[name] = col
-            trim()
+            if col.nbytes >= TRIM_BYTES:  # only a big table leaves much on the heap
+                trim()
     parts.clear()
     return out
 
@@ -129,9 +133,7 @@ def distinct(cols: list[np.ndarray], weights: np.ndarray | None = None,
     """factorize without the group of each row (what a top-N needs): where one column
     varies and rows are not weighted, a sort and a count, with a third of the scratch
     memory (a million rows: 17 MB instead of 50)."""
-    n = cols[0].shape[0]
-    varying = [i for i, c in enumerate(cols)
-               if not (n and (is_constant(c) or c.min() == c.max()))]
+    varying = _varying(cols)
     if weights is not None or len(varying) != 1:
         values, _, counts = factorize(cols, weights)
         return values, counts
@@ -160,7 +162,7 @@ def group_rows(cols: list[np.ndarray], weights: np.ndarray | None = None,
     column plus a mixed-radix np.unique, with two thirds of the scratch memory).
     """
     n = cols[0].shape[0]
-    varying = [c for c in cols if not (n and (is_constant(c) or c.min() == c.max()))]
+    varying = [cols[i] for i in _varying(cols)]
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     if len(varying) > 1:
@@ -178,6 +180,13 @@ def group_rows(cols: list[np.ndarray], weights: np.ndarray | None = None,
             counts = np.bincount(inverse, weights, minlength=first.shape[0]).astype(np.int64)
         return first, inverse, counts
     return _runs(varying, n, weights)
+
+
+def _varying(cols: list[np.ndarray]) -> list[int]:
+    """Which key columns take more than one value: the constant ones (an IPv4-only high
+    address half, say) take no part in a sort."""
+    n = cols[0].shape[0]
+    return [i for i, c in enumerate(cols) if not (n and (is_constant(c) or c.min() == c.max()))]
 
 
 def _runs(varying: list[np.ndarray], n: int, weights: np.ndarray | None,
@@ -200,8 +209,6 @@ def _runs(varying: list[np.ndarray], n: int, weights: np.ndarray | None,
     else:
         counts = np.add.reduceat(np.asarray(weights, dtype=np.int64)[order], starts)
     return order[starts], inverse, counts
-
-
 
 
 def _packed(cols: list[np.ndarray]) -> np.ndarray | None:

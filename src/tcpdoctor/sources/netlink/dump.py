@@ -12,7 +12,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -81,16 +81,15 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
     except OSError as exc:
         raise NetlinkUnavailable(Msg("sock_diag request failed: {error}",
                                      error=exc.strerror)) from exc
-    buffer = _buffer()
-    return [decode(view[:fill], want, bool(ext))[0]
-            for view, fill in _receive(sock, lambda: buffer)]
+    view = _buffer()
+    return [decode(view[:fill], want, bool(ext))[0] for fill in _receive(sock, view)]
 
 
-def _receive(sock: socket.socket, next_buffer: Callable[[], memoryview],
-             ) -> Iterator[tuple[memoryview, int]]:
-    """The dump's replies a chunk at a time: fills the buffer next_buffer() gives with whole
-    datagrams (at most CHUNK bytes) and yields it with how much it holds, until the end."""
-    view, fill, done = next_buffer(), 0, False
+def _receive(sock: socket.socket, view: memoryview) -> Iterator[int]:
+    """The dump's replies a chunk at a time: fills view with whole datagrams (at most CHUNK
+    bytes) and yields how much it holds, until the dump ends; the caller decodes each chunk
+    before the next is received into the same buffer."""
+    fill, done = 0, False
     while not done:
         try:
             got = sock.recv_into(view[fill:], MAX_DATAGRAM, socket.MSG_TRUNC)
@@ -107,11 +106,8 @@ def _receive(sock: socket.socket, next_buffer: Callable[[], memoryview],
         fill += got
         done = _ends_with_done(view, fill - got, fill)
         if done or fill + MAX_DATAGRAM > CHUNK:
-            yield view, fill
-            if not done:
-                view, fill = next_buffer(), 0
-    if fill and not done:
-        yield view, fill
+            yield fill
+            fill = 0
 
 
 _local = threading.local()
