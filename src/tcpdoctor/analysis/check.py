@@ -98,7 +98,7 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
         if only is not None and rid not in only:
             continue
         if ctx.snap.counts_only:
-            if rid not in counted.COUNTED.values():
+            if rid not in counted.STATE_RULES.values():
                 skipped.append({"id": rid, "reason": NEEDS_REASONS["rows"]})
             continue
         missing = sorted(r.needs - have)

@@ -135,16 +135,19 @@ def priced_by_counts(snap: Snapshot, kernel: KernelState | None) -> dict[str, An
     per_class = np.bincount(key, weight, 4 * (NUM_STATES + 1)).astype(np.int64)
     slab = kernel.slab if kernel is not None else {}
     per_file = sum(slab.get(k, (0, 0))[0] for k in ("sock_inode_cache", "filp"))
+    # One row per class, priced by the same code that prices each socket of a full report.
+    classes = np.arange(per_class.shape[0])
+    size = _object_sizes({"state": (classes // 4).astype(np.uint8),
+                          "family": np.where(classes & 2, AF_INET6, 0).astype(np.uint8),
+                          "inode": (classes & 1).astype(np.uint32)}, slab)
     rows: dict[str, dict[str, int]] = {}
     for code, name in enumerate(STATE_NAMES, 1):
         row = {"sockets": 0, "object_bytes": 0, "buffer_bytes": 0, "fds": 0}
-        for fam in (0, 1):
-            for file in (0, 1):
-                n = int(per_class[code * 4 + fam * 2 + file])
-                size = _class_size(code, fam == 1, file == 1, slab) if slab else 0
-                row["sockets"] += n
-                row["fds"] += n * file
-                row["object_bytes"] += n * (size + (per_file if file else 0))
+        for k in range(code * 4, code * 4 + 4):
+            n, file = int(per_class[k]), k & 1
+            row["sockets"] += n
+            row["fds"] += n * file
+            row["object_bytes"] += n * (int(size[k]) + (per_file if file else 0))
         if row["sockets"]:
             row["memory_bytes"] = row["object_bytes"]
             rows[name] = row
@@ -154,14 +157,6 @@ def priced_by_counts(snap: Snapshot, kernel: KernelState | None) -> dict[str, An
     total["memory_bytes"] = total["object_bytes"]
     return {"total": total, "by_state": rows, "objects_priced": bool(slab),
             "buffers_measured": False}
-
-
-def _class_size(state: int, v6: bool, has_file: bool, slab: dict[str, tuple[int, int]]) -> int:
-    """The slab object of one class, as _object_sizes decides it per socket (without skmem,
-    a FIN_WAIT2 socket without a file is the minisocket left after close)."""
-    mini = state == TCP_TIME_WAIT or (state == TCP_FIN_WAIT2 and not has_file)
-    kind = "tw_sock_TCP" if mini else "request_sock_TCP" if state == TCP_SYN_RECV else "TCP"
-    return slab.get(f"{kind}v6" if v6 else kind, (0, 0))[0]
 
 
 def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10) -> list[dict[str, Any]]:

@@ -20,9 +20,11 @@ from tcpdoctor.model.tcp import (
     TCP_TIME_WAIT,
 )
 
-COUNTED = {TCP_CLOSE_WAIT: "CLOSE_WAIT_LEAK", TCP_FIN_WAIT2: "FIN_WAIT2_BUILDUP",
-           TCP_LAST_ACK: "LAST_ACK_BUILDUP", TCP_SYN_RECV: "SYN_FLOOD",
-           TCP_SYN_SENT: "UPSTREAM_UNREACHABLE"}
+# The rule each troubled state's pathology belongs to, where the state alone decides it
+# (TIME_WAIT's two rules need to know which side serves). Excerpts use the same map.
+STATE_RULES = {TCP_CLOSE_WAIT: "CLOSE_WAIT_LEAK", TCP_FIN_WAIT2: "FIN_WAIT2_BUILDUP",
+               TCP_LAST_ACK: "LAST_ACK_BUILDUP", TCP_SYN_RECV: "SYN_FLOOD",
+               TCP_SYN_SENT: "UPSTREAM_UNREACHABLE"}
 NEXT = {"CLOSE_WAIT_LEAK": Msg("`ss -tanp state close-wait` names the process that does not "
                                "close them, and its port"),
         "FIN_WAIT2_BUILDUP": Msg("`ss -tano state fin-wait-2` names the peers that do not "
@@ -38,7 +40,7 @@ NEXT = {"CLOSE_WAIT_LEAK": Msg("`ss -tanp state close-wait` names the process th
 def findings(ctx: Context, th: dict[str, dict[str, float]]) -> list[Finding]:
     """The state rules run on counts: severity from the count, advice to capture rows."""
     out = []
-    for state, rule_id in COUNTED.items():
+    for state, rule_id in STATE_RULES.items():
         n = ctx.count(ctx.snap.columns["state"] == state)
         sev = level(n, th[rule_id]["warning"], th[rule_id]["critical"])
         if sev is None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.analysis.context import Context, top_destinations
+from tcpdoctor.analysis.counted import STATE_RULES
 from tcpdoctor.analysis.registry import REGISTRY, Finding
 from tcpdoctor.analysis.rules.common import service_ports
 from tcpdoctor.analysis.severity import Severity
@@ -61,7 +62,7 @@ def patterns(ctx: Context, found: list[Finding], live: bool) -> list[Finding]:
         focus = _focus(ctx, mask, n)
         if focus is None:
             continue
-        rule_id = _rule_for(ctx, state, mask, focus)
+        rule_id = _rule_for(ctx, state, mask)
         if rule_id in have or rule_id not in REGISTRY:
             continue
         out.append(_finding(ctx, rule_id, state, mask, n, rows, focus))
@@ -84,14 +85,13 @@ def _focus(ctx: Context, mask: np.ndarray, n: int) -> dict[str, Any] | None:
     return None
 
 
-def _rule_for(ctx: Context, state: int, mask: np.ndarray, focus: dict[str, Any]) -> str:
+def _rule_for(ctx: Context, state: int, mask: np.ndarray) -> str:
+    """The rule a state's pathology belongs to (TIME_WAIT: by which side serves)."""
     if state == TCP_TIME_WAIT:
         served = np.isin(ctx.snap.columns["sport"], service_ports(ctx)[0])
         return ("TIME_WAIT_SERVER_CLOSE" if ctx.count(mask & served) * 2 > ctx.count(mask)
                 else "TIME_WAIT_CLIENT_SHORT")
-    return {TCP_CLOSE_WAIT: "CLOSE_WAIT_LEAK", TCP_FIN_WAIT2: "FIN_WAIT2_BUILDUP",
-            TCP_LAST_ACK: "LAST_ACK_BUILDUP", TCP_SYN_RECV: "SYN_FLOOD",
-            TCP_SYN_SENT: "UPSTREAM_UNREACHABLE"}[state]
+    return STATE_RULES[state]
 
 
 def _finding(ctx: Context, rule_id: str, state: int, mask: np.ndarray, n: int, rows: int,

@@ -3,7 +3,8 @@
 Reading owners through /proc costs a readlink per descriptor, about 4 us of kernel time
 each: 4-5 s for a million sockets, and `ss -p` pays the same. A task_file iterator (Linux
 5.8+, root) walks the same file tables inside the kernel and writes 16 bytes per open file
-(pid, fd, socket inode or 0), a million in about a tenth of a second.
+(pid, fd, socket inode or 0): a million in about half a second on a 2-core VM
+(0.47–0.6 s measured, BTF lookup included).
 
 The program is 24 instructions, assembled here with the struct offsets this kernel's BTF
 gives; it reads and writes nothing else and is gone when its descriptors close. Any
