@@ -1,8 +1,9 @@
 """Socket owners: inode -> (pid, process name) from one pass over every open file.
 
 As root on the host, a BPF task_file iterator walks the file tables inside the kernel
-(bpf_iter: about half a second for a million sockets on a 2-core VM); elsewhere, like `ss -p`, every fd
-link of every process under /proc is read once (a readlink each: seconds at that size).
+(bpf_iter: about half a second for a million sockets on a 2-core VM); elsewhere, like
+`ss -p`, every fd link of every process under /proc is read once (a readlink each:
+seconds at that size).
 Either way the join with the socket table is a sorted search on numpy arrays.
 """
 
