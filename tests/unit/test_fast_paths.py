@@ -1,16 +1,25 @@
 """Issue 33: the paths that make `check` fast at a million sockets give the answers of the
 plain ones: the owner table from the BPF iterator's records and through /proc, the dense
 inode lookup and the binary search, packed group keys and a lexsort, columns drained and
-joined; the BTF reader on a recorded blob of the kernel's format. No root needed."""
+joined; runs of equal-length netlink messages and the full scan; the BTF reader on a
+recorded blob of the kernel's format. No root needed."""
 
 from __future__ import annotations
 
+import importlib
 import struct
+from pathlib import Path
 
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tcpdoctor.errors import ParseError
 from tcpdoctor.model import columns
-from tcpdoctor.sources import bpf_iter, btf, owners
+from tcpdoctor.sources import bpf_iter, btf, netlink, owners
+
+DUMP = Path(__file__).resolve().parents[1] / "data" / "ss1.dump"
 
 
 def _blob() -> bytes:
@@ -111,3 +120,43 @@ def test_drained_columns_join_the_parts_and_keep_uniform_ones_as_one_value() -> 
     assert columns.is_constant(out["optmem"]) and out["optmem"].tolist() == [0, 0, 0]
     table, slot = columns.owner_slots(np.array([5, -1, 9, 5, 77], np.int32), [9, 5])
     assert table.tolist() == [-1, 5, 9] and slot.tolist() == [1, 0, 2, 1, 0]
+
+
+def _messages() -> list[bytes]:
+    """The recorded dump's messages, each with its padding (NLMSG_DONE dropped)."""
+    blob, out, off = DUMP.read_bytes(), [], 0
+    while off + 16 <= len(blob):
+        length, mtype = struct.unpack_from("=IH", blob, off)
+        if mtype == 20:  # SOCK_DIAG_BY_FAMILY
+            out.append(blob[off:off + ((length + 3) & ~3)])
+        off += (length + 3) & ~3
+    return out
+
+
+def _decoded(data: bytes) -> dict[str, list[int]] | str:
+    try:
+        cols, _ = netlink.decode(data, stop_at_done=False)
+    except (ParseError, netlink.NetlinkUnavailable) as exc:
+        return type(exc).__name__
+    return {k: np.asarray(v).tolist() for k, v in cols.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 150)), min_size=1, max_size=6),
+       st.integers(0, 10**6), st.binary(min_size=0, max_size=2))
+def test_equal_length_runs_decode_as_the_full_scan(runs: list[tuple[int, int]], where: int,
+                                                   junk: bytes) -> None:
+    msgs = _messages()
+    chosen = [msgs[i % len(msgs)] for i, k in runs for _ in range(k)]
+    data = b"".join(chosen)
+    starts = np.cumsum([0] + [len(m) for m in chosen])
+    # Half the time a header is hurt (length, type, sequence or port id), else anything.
+    at = int(starts[where % len(chosen)]) + where % 16 if where % 2 else where % len(data)
+    data = data[:at] + junk + data[at + len(junk):]  # a header or a body hurt, or none
+    fast = _decoded(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(importlib.import_module("tcpdoctor.sources.netlink.chain"), "_LEAST_RUN",
+                   10**9)
+        assert fast == _decoded(data)
+    if not junk and isinstance(fast, dict):
+        assert len(fast["state"]) == sum(k for _, k in runs)

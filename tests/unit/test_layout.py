@@ -37,7 +37,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 }
 # Above sources, only these modules of it are used (its faces); the readers stay inside.
 SOURCE_FACES = ("live", "offline", "tracefs", "target", "netns", "namespaces", "every_netns",
-                "kstate", "sysctl_files", "scope", "ending")
+                "kstate", "sysctl_files", "scope", "ending", "conntrack")
 # Only the output layer writes to stdout; below the interfaces nothing writes at all.
 STDOUT_OWNER = "render"
 SILENT = ("model", "sources", "analysis", "diagnose", "relief", "util", "i18n", "errors",

@@ -79,6 +79,8 @@ def available(ctx: Context) -> set[str]:
             have.add("sysctls")
     if ctx.trace is not None:
         have.add("trace")
+    if ctx.conntrack is not None:
+        have.add("conntrack")
     return have
 
 

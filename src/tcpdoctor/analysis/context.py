@@ -13,7 +13,7 @@ from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model import kernel_state
 from tcpdoctor.model.addresses import format_addr, format_endpoint, is_v4, prefix_masks
-from tcpdoctor.model.columns import distinct, owner_slots
+from tcpdoctor.model.columns import distinct
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 
@@ -48,6 +48,8 @@ class Context:
     earlier_seconds: float = 0.0
     earlier_kernel: KernelState | None = None
     earlier_fds: dict[int, int] | None = None
+    # The namespace's conntrack table joined with the sockets (rules/conntrack.py).
+    conntrack: dict[str, Any] | None = None
 
     def forecasts(self) -> list[Any]:
         """analysis.forecast's forecasts for this context, computed once."""
@@ -109,9 +111,9 @@ class Context:
         """Owners of the sockets in mask, most sockets first."""
         if "pid" not in self.snap.columns:
             return []
-        pid = self.snap.columns["pid"]
         w = self.snap.weights
-        table, slot = owner_slots(pid[mask], self.snap.process_names)
+        table, slot = self.snap.owner_slots()
+        slot = slot[mask]
         counts = np.bincount(slot, None if w is None else w[mask], table.shape[0])
         counts[0] = 0  # unknown owners
         order = [i for i in np.argsort(-counts, kind="stable")[:limit] if counts[i] > 0]

@@ -163,7 +163,7 @@ def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10) -> list[dict[str
     """The owners whose sockets hold the most memory."""
     if "pid" not in snap.columns:
         return []
-    table, slot = owner_slots(snap.columns["pid"], snap.process_names)
+    table, slot = snap.owner_slots()
     size = table.shape[0]
     mem = np.bincount(slot, (sc.objects + sc.buffers).astype(np.float64), size)
     fds = np.bincount(slot, sc.fds.astype(np.float64), size)
@@ -190,7 +190,8 @@ def largest(snap: Snapshot, sc: SocketCost, limit: int = 3, mask: np.ndarray | N
                                                      else int(np.count_nonzero(mask)), np.int32)
     # Groups are (state, owner): owners are few, so a small sorted table of them numbers the
     # groups, and bincount sums them, without sorting every socket.
-    owners, slot = owner_slots(pid, snap.process_names)
+    owners, slot = owner_slots(pid, snap.process_names) if mask is not None or "pid" not in c \
+        else snap.owner_slots()
     group = pick(c["state"]).astype(np.int64) * owners.shape[0] + slot
     size = (NUM_STATES + 1) * owners.shape[0]
     weight = None if snap.weights is None else pick(snap.weights)

@@ -30,6 +30,8 @@ NEEDS_REASONS = {
                    "capture)"),
     "fds": Msg("per-process open-file counts unavailable (owner scan skipped, or offline input)"),
     "trace": Msg("needs the kernel's tracepoints: run `check --trace SECONDS` as root"),
+    "conntrack": Msg("no conntrack table was read (needs root and a table with entries in "
+                     "this namespace; offline: a bundle with conntrack.txt)"),
     "rows": Msg("needs socket rows (ports, peers, owners): this input holds counts per state "
                 "only; capture `ss -tanp` or `netstat -antp`"),
 }

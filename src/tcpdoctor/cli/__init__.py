@@ -19,7 +19,7 @@ COMMANDS = {
     "check": "check", "analyze": "check", "states": "sockets", "top": "sockets",
     "snapshot": "sockets", "diff": "sockets", "tune": "tune", "watch": "watch",
     "record": "history", "history": "history", "exporter": "exporter", "lab": "lab",
-    "collect": "collect", "trace": "trace", "relieve": "relieve",
+    "collect": "collect", "trace": "trace", "relieve": "relieve", "conntrack": "conntrack",
 }
 
 

@@ -25,7 +25,7 @@ NETNS_HELP = ("Another network namespace: a name under /run/netns, a path such a
               "tcpdoctor runs in.")
 ALL_HELP = " `all` (or --all-netns): every namespace on the host, containers' included."
 # The commands that take --netns all (the exporter has its own --all-netns).
-SWEEPING = ("check", "states", "top", "snapshot", "watch", "record")
+SWEEPING = ("check", "states", "top", "snapshot", "watch", "record", "conntrack")
 # The option set of every command that reads live sockets (docs/spec.md, common options).
 SOCKET_OPTIONS = ("--json", "--netns", "-4", "-6", "--source", "--no-processes")
 

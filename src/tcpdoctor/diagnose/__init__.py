@@ -18,6 +18,7 @@ from tcpdoctor.analysis.check import Report, run_rules
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.analysis.every_netns import EveryNetnsReport
 from tcpdoctor.analysis.thresholds import Thresholds
+from tcpdoctor.diagnose import conntrack
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources import kstate
@@ -53,6 +54,7 @@ def diagnose(target: Target, thresholds: Thresholds | None = None, interval: flo
     else:
         got = sample(target, interval, previous)
     ctx = _context(got, target)
+    conntrack.attach_one(ctx, got, target)
     if before is not None:
         ctx.earlier, ctx.earlier_seconds = before.sample.snap, started - before.started
         ctx.earlier_kernel = before.sample.kernel
@@ -131,8 +133,9 @@ def diagnose_all(target: Target, spec: str, thresholds: Thresholds | None = None
     found = every_netns.discover(target)
     spaces = namespaces.select(found, spec)
     got = every_netns.sample_all(target, spaces, interval, previous=previous)
+    ctxs = [None if s is None else _context(s, target) for s in got.samples]
+    conntrack.attach_all(ctxs, got.samples, spaces, target)
     reports: list[Report | None] = [
-        None if s is None else run_rules(_context(s, target), thresholds, live=True)
-        for s in got.samples]
+        None if c is None else run_rules(c, thresholds, live=True) for c in ctxs]
     where = [ns.as_json() for ns in spaces]
     return EveryNetnsReport(where, reports, found.notes + got.notes), got.samples

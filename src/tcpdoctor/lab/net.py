@@ -37,7 +37,7 @@ PHANTOM_NET = "198.19.0.0/16"  # routed to the peer and dropped there
 READY_TIMEOUT = 120.0
 
 
-def _ip(*args: str) -> None:
+def run_ip(*args: str) -> None:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False,
                           env=c_locale())
     if proc.returncode != 0:
@@ -105,17 +105,17 @@ class LabNet:
         # Named after the lab: --cleanup finds it when a SIGKILL left it behind.
         self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.name}-")
         try:
-            _ip("netns", "add", self.name)
-            _ip("netns", "add", self.peer)
+            run_ip("netns", "add", self.name)
+            run_ip("netns", "add", self.peer)
             for ns in (self.name, self.peer):
-                _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", self.name, "link", "add", "td0", "type", "veth", "peer", "name", "td1",
+                run_ip("-n", ns, "link", "set", "lo", "up")
+            run_ip("-n", self.name, "link", "add", "td0", "type", "veth", "peer", "name", "td1",
                 "netns", self.peer)
-            _ip("-n", self.name, "addr", "add", f"{MAIN_ADDR}/24", "dev", "td0")
-            _ip("-n", self.peer, "addr", "add", f"{PEER_ADDR}/24", "dev", "td1")
-            _ip("-n", self.name, "link", "set", "td0", "up")
-            _ip("-n", self.peer, "link", "set", "td1", "up")
-            _ip("-n", self.name, "route", "add", PHANTOM_NET, "via", PEER_ADDR)
+            run_ip("-n", self.name, "addr", "add", f"{MAIN_ADDR}/24", "dev", "td0")
+            run_ip("-n", self.peer, "addr", "add", f"{PEER_ADDR}/24", "dev", "td1")
+            run_ip("-n", self.name, "link", "set", "td0", "up")
+            run_ip("-n", self.peer, "link", "set", "td1", "up")
+            run_ip("-n", self.name, "route", "add", PHANTOM_NET, "via", PEER_ADDR)
             # On loopback a late duplicate ACK can draw an ACK from a fresh TIME_WAIT; the
             # closed peer answers with RST, which kills the TIME_WAIT unless RFC 1337 is on
             # (seen in ~5% of population builds). Labs need exact, stable counts.

@@ -16,6 +16,7 @@ import resource
 import selectors
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -126,6 +127,8 @@ def connect(act: dict[str, Any]) -> int:
         s = socket.socket(family_of(dst), socket.SOCK_STREAM)
         if act.get("keepalive"):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if act.get("linger0"):  # closed (or killed) = RST and gone at once: no FIN_WAIT
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if binds is not None:
             s.setsockopt(socket.IPPROTO_IP, IP_TRANSPARENT, 1)
             s.bind((next(binds), 0))

@@ -70,6 +70,9 @@ def concat_columns(parts: list[dict[str, np.ndarray]],
                    names: dict[str, str]) -> dict[str, np.ndarray]:
     if not parts:
         return empty_columns(names)
+    if len(parts) == 1:  # nothing to join: keep the arrays (a copy each is 1M sockets' worth)
+        return {name: parts[0][name].astype(dt, copy=False) for name, dt in names.items()
+                if name in parts[0]}
     return {
         name: np.concatenate([p[name] for p in parts]).astype(dt, copy=False)
         for name, dt in names.items()

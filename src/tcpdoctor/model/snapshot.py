@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tcpdoctor.model.columns import WEIGHT
+from tcpdoctor.model.columns import WEIGHT, owner_slots
 from tcpdoctor.model.tcp import TCP_LISTEN, state_counts
 
 
@@ -36,6 +36,9 @@ class Snapshot:
     listeners: np.ndarray | None = None
     # Counts per state only (a pasted `uniq -c`): rows without addresses, ports or owners.
     counts_only: bool = False
+    # owner_slots() of the whole table, kept: the cost and the rules group by owner often.
+    _slots: tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = field(
+        default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         """Rows. A reduced snapshot's rows stand for several sockets each: count() them."""
@@ -61,6 +64,14 @@ class Snapshot:
                         list(self.notes), dict(self.process_names), self.unparsed,
                         self.spaces, self.space_kernels, self.platform,
                         self.listening_ports() if whole_table else None)
+
+    def owner_slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the owners' pids after -1, each row's slot in them), worked out once."""
+        pid = self.columns["pid"]
+        key = (id(pid), len(self.process_names))
+        if self._slots is None or self._slots[0] != key:
+            self._slots = (key, owner_slots(pid, self.process_names))
+        return self._slots[1]
 
     def state_counts(self) -> dict[str, int]:
         return state_counts(self.columns["state"], self.weights)

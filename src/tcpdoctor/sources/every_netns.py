@@ -83,8 +83,14 @@ class Swept:
 
 
 def _busy(state: KernelState | BaseException) -> bool:
-    """Whether sockstat says the namespace holds TCP sockets (unknown counts as yes)."""
-    return tcp_sockets(state) != 0
+    """Whether sockstat says the namespace holds TCP sockets (unknown counts as yes), or
+    its conntrack table holds entries (a NAT gateway without a socket of its own still
+    holds its pods' connections: the diagnosis must look at it)."""
+    if tcp_sockets(state) != 0:
+        return True
+    count = state.sysctl_int("net.netfilter.nf_conntrack_count") if isinstance(
+        state, KernelState) else None
+    return count is not None and count > 0
 
 
 def tcp_sockets(state: KernelState | BaseException) -> int:
@@ -162,8 +168,8 @@ def sample_all(target: Target, spaces: list[Netns], interval: float, info: bool 
                              which="; ".join(vanished[:5])))
     idle = len(spaces) - len(busy)
     if idle:
-        out.notes.append(Msg("{idle} namespace(s) without TCP sockets (sockstat) were not read",
-                             idle=idle))
+        out.notes.append(Msg("{idle} namespace(s) without TCP sockets or conntrack entries "
+                             "were not read", idle=idle))
     return out
 
 

@@ -8,7 +8,7 @@ application-level fix before any sysctl; the registry adds the id and title.
 # ruff: noqa: I001  (the import order is the registration order, which is the report order)
 
 from tcpdoctor.analysis.rules import timewait, closing, handshake, peers, limits, memory
-from tcpdoctor.analysis.rules import queues, sysctls, resets
+from tcpdoctor.analysis.rules import queues, sysctls, resets, conntrack
 
-__all__ = ["closing", "handshake", "limits", "memory", "peers", "queues", "resets",
+__all__ = ["closing", "conntrack", "handshake", "limits", "memory", "peers", "queues", "resets",
            "sysctls", "timewait"]

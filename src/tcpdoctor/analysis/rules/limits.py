@@ -111,13 +111,15 @@ def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
     sev = level(share, th["warning_share"], th["critical_share"], escalate=drops > 0)
     if sev is None:
         return None
+    who, filled = _who_fills(ctx)
     return Found(
         sev,
         Msg("conntrack holds {count:,} of {cap:,} entries ({share:.0%}); drops during the "
             "sample ('nf_conntrack: table full, dropping packet'): {drops}.", count=count,
             cap=cap, share=share, drops=ctx.said("conntrack.drop", "conntrack.early_drop",
-                                                  "conntrack.insert_failed")),
-        {"count": count, "max": cap, "share": round(share, 3), "drops_delta": drops},
+                                                  "conntrack.insert_failed")) + who,
+        {"count": count, "max": cap, "share": round(share, 3), "drops_delta": drops,
+         **filled},
         [
             Msg("Reduce tracked flows: fewer short connections (keep-alive), or NOTRACK rules "
                 "for traffic that needs no NAT/stateful filtering."),
@@ -125,6 +127,24 @@ def conntrack(ctx: Context, th: dict[str, float]) -> Found | None:
                 "established flows live 5 days (nf_conntrack_tcp_timeout_established)."),
         ],
     )
+
+
+def _who_fills(ctx: Context) -> tuple[str, dict[str, Any]]:
+    """Who fills the table, where it was read: namespaces (pods), states, destinations."""
+    if ctx.conntrack is None:
+        return "", {}
+    from tcpdoctor.analysis import conntrack as ct
+
+    j = ctx.conntrack["joined"]
+    spaces = ct.by_space(j, limit=5)
+    dests = ct.group(j, ["destination"], 5)
+    states = ct.by_state(j.table.columns["ct_state"])
+    if not spaces:
+        return "", {}
+    return (Msg(" Most entries come from {where}; top destination {dest}.",
+                where=", ".join(f"{r['namespace']} ({r['entries']:,})" for r in spaces[:3]),
+                dest=f"{dests[0]['destination']} ({dests[0]['entries']:,})" if dests else "?"),
+            {"by_namespace": spaces, "by_destination": dests, "by_state": states})
 
 
 @rule("FD_LIMIT", "Open files near their limit", needs=("fds",),

@@ -19,6 +19,7 @@ from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns, wanted_columns
 from tcpdoctor.model.tcp import AF_INET, normalize_states
+from tcpdoctor.sources.netlink.chain import Views, chain
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 from tcpdoctor.sources.netlink.layout import (
     INFO_ATTRS,
@@ -30,24 +31,6 @@ from tcpdoctor.sources.netlink.layout import (
     REPLY_TYPES,
 )
 
-
-class _Views:
-    """Typed views of one buffer, for gathering fields at arbitrary 4-byte-aligned offsets."""
-
-    def __init__(self, buf: memoryview) -> None:
-        usable = len(buf) - len(buf) % 4
-        self.u8 = np.frombuffer(buf, dtype=np.uint8)
-        self.u16 = np.frombuffer(buf, dtype="=u2", count=usable // 2)
-        self.be16 = np.frombuffer(buf, dtype=">u2", count=usable // 2)
-        self.u32 = np.frombuffer(buf, dtype="=u4", count=usable // 4)
-        self.be32 = np.frombuffer(buf, dtype=">u4", count=usable // 4)
-
-    def addr(self, offs: np.ndarray, field_off: int) -> tuple[np.ndarray, np.ndarray]:
-        """A 16-byte big-endian address field as (high, low) uint64 halves."""
-        w = [self.be32[(offs + field_off) // 4 + k].astype(np.uint64) for k in range(4)]
-        return (w[0] << np.uint64(32)) | w[1], (w[2] << np.uint64(32)) | w[3]
-
-
 # The typed view each MSG_FIELDS format is gathered through, with its element size.
 _VIEW = {"u1": ("u8", 1), ">u2": ("be16", 2), "=u4": ("u32", 4)}
 _OFFSET = {name: at for name, _, at in MSG_FIELDS}
@@ -57,7 +40,7 @@ _GATHER: tuple[tuple[str, int, str, int], ...] = tuple(
     if name in BASE_COLUMNS and name != "state")
 
 
-def _gather(v: _Views, offs: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
+def _gather(v: Views, offs: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {}
     for name, at, kind, size in _GATHER:
         if name in want:
@@ -96,7 +79,7 @@ def _attr_layout(buf: memoryview, off: int, length: int) -> list[tuple[int, int,
     return out
 
 
-def _info_columns(buf: memoryview, v: _Views, offs: np.ndarray,
+def _info_columns(buf: memoryview, v: Views, offs: np.ndarray,
                   lens: np.ndarray) -> dict[str, np.ndarray]:
     """tcp_info and skmem fields (INFO_ATTRS) of every message; zeros where absent."""
     n = offs.shape[0]
@@ -106,13 +89,17 @@ def _info_columns(buf: memoryview, v: _Views, offs: np.ndarray,
         layout = _attr_layout(buf, int(offs[rows[0]]), int(length))
         # Rows whose attribute headers match the first row's are read at the same offsets.
         same = np.ones(rows.shape[0], dtype=bool)
+        words = offs[rows] // 4
         for pos, rta_len, rta_type in layout:
-            hdr = v.u16[(offs[rows] + pos) // 2], v.u16[(offs[rows] + pos + 2) // 2]
-            same &= (hdr[0] == rta_len) & (hdr[1] == rta_type)
-        sel = rows[same]
+            # The header's two u16 (length, type) compared as the one u32 they make here.
+            head = np.frombuffer(struct.pack("=HH", rta_len, rta_type), "=u4")[0]
+            same &= v.u32[words + pos // 4] == head
+        # Every row alike (the common case): plain slices instead of index lists.
+        sel: np.ndarray | slice = slice(None) if same.all() and rows.shape[0] == n else rows[same]
+        at = offs[sel] // 4
         for pos, fields, flag in _wanted_attrs(layout):
             for name, _fmt, o in fields:
-                cols[name][sel] = v.u32[(offs[sel] + pos + 4 + o) // 4]
+                cols[name][sel] = v.u32[at + (pos + 4 + o) // 4]
             cols[flag][sel] = True
         for i in rows[~same]:
             _info_single(buf, int(offs[i]), int(length), cols, int(i))
@@ -139,31 +126,6 @@ def _info_single(buf: memoryview, off: int, length: int, cols: dict[str, np.ndar
         cols[flag][row] = True
 
 
-def _chain(v: _Views, off: int, end: int, seq: int, port: int,
-           mtype: int) -> tuple[np.ndarray, int]:
-    """Starts of the consecutive sock_diag messages from off, and the offset after them.
-
-    off must be a valid sock_diag message. Candidates are 4-byte-aligned positions whose
-    header repeats (mtype, seq, port id); the chain rule keeps exactly the real messages.
-    """
-    w0, w1 = off // 4, (end - NLMSG_HDRLEN) // 4 + 1
-    cand = np.flatnonzero(v.u32[w0 + 2:w1 + 2] == np.uint32(seq)) + w0
-    cand = cand[(v.u32[cand + 3] == np.uint32(port))
-                & (v.u16[2 * cand + 2] == mtype)]
-    lens = v.u32[cand].astype(np.int64)
-    nxt = cand + ((lens + 3) >> 2)
-    # A message must lie inside the buffer; its padding may not (a file cut after it).
-    good = (lens >= MSG_LEN) & (cand * 4 + lens <= end)
-    linked = np.append(nxt[:-1] == cand[1:], True)
-    broken = np.flatnonzero(~(good & linked))
-    k = int(broken[0]) if broken.size else cand.shape[0] - 1
-    if not good[k]:
-        k -= 1  # the breaking message itself is invalid: stop before it
-    if k < 0:
-        return np.zeros(0, dtype=np.int64), off
-    return cand[:k + 1] * 4, int(nxt[k]) * 4
-
-
 def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLUMNS,
            info: bool = False, source: str = "netlink",
            stop_at_done: bool = True) -> tuple[dict[str, np.ndarray], bool]:
@@ -178,7 +140,7 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
     names = wanted_columns(wanted)
     if info:
         names.update(INFO_COLUMNS)
-    views = _Views(buf)
+    views = Views(buf)
     parts: list[dict[str, np.ndarray]] = []
     off = 0
     done = False
@@ -204,7 +166,7 @@ def decode(data: bytes | bytearray | memoryview, want: Iterable[str] = BASE_COLU
             raise ParseError(source, None, Msg("inet_diag_msg of {MSG_LEN} bytes at byte {off}",
                                                MSG_LEN=MSG_LEN, off=off),
                              bytes(buf[off:off + length]))
-        offs, after = _chain(views, off, end, seq, port, mtype)
+        offs, after = chain(views, off, end, seq, port, mtype, MSG_LEN)
         if after <= off:  # no whole message here: stop, never loop on the same offset
             raise ParseError(source, None, Msg("a complete sock_diag message at byte {off}",
                                                off=off),

@@ -81,11 +81,11 @@ def dump(sock: socket.socket, family: int, states: int, want: frozenset[str], ex
     except OSError as exc:
         raise NetlinkUnavailable(Msg("sock_diag request failed: {error}",
                                      error=exc.strerror)) from exc
-    view = _buffer()
-    return [decode(view[:fill], want, bool(ext))[0] for fill in _receive(sock, view)]
+    view = chunk_buffer()
+    return [decode(view[:fill], want, bool(ext))[0] for fill in receive(sock, view)]
 
 
-def _receive(sock: socket.socket, view: memoryview) -> Iterator[int]:
+def receive(sock: socket.socket, view: memoryview) -> Iterator[int]:
     """The dump's replies a chunk at a time: fills view with whole datagrams (at most CHUNK
     bytes) and yields how much it holds, until the dump ends; the caller decodes each chunk
     before the next is received into the same buffer."""
@@ -96,10 +96,10 @@ def _receive(sock: socket.socket, view: memoryview) -> Iterator[int]:
         except OSError as exc:
             if exc.errno == errno.EINTR:
                 continue
-            raise NetlinkUnavailable(Msg("sock_diag receive failed: {error}",
+            raise NetlinkUnavailable(Msg("netlink receive failed: {error}",
                                          error=exc.strerror)) from exc
         if got > MAX_DATAGRAM:
-            raise NetlinkUnavailable(Msg("sock_diag datagram of {got} bytes exceeds buffer",
+            raise NetlinkUnavailable(Msg("netlink datagram of {got} bytes exceeds buffer",
                                          got=got))
         if got == 0:
             break
@@ -113,7 +113,7 @@ def _receive(sock: socket.socket, view: memoryview) -> Iterator[int]:
 _local = threading.local()
 
 
-def _buffer() -> memoryview:
+def chunk_buffer() -> memoryview:
     """This thread's receive buffer, allocated once: a sweep of hundreds of namespaces
     would otherwise zero CHUNK bytes per dump (decoding copies out of it, so reuse is safe)."""
     view: memoryview | None = getattr(_local, "view", None)

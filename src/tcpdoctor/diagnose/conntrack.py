@@ -1,0 +1,67 @@
+"""The conntrack table given to the rules of a live diagnosis, where one has entries.
+
+Read only as root and only in namespaces whose nf_conntrack_count is above zero: a host
+without conntrack (or an empty table) costs nothing. The table is joined with the sockets
+of every namespace the diagnosis read, so a pod's ghost entries in the host's table are
+found in the pod.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tcpdoctor.analysis import conntrack as ct
+from tcpdoctor.analysis.context import Context
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.sources.live import LiveSample
+from tcpdoctor.sources.target import Target
+
+COUNT = "net.netfilter.nf_conntrack_count"
+
+
+def _has_entries(kernel: KernelState | None) -> bool:
+    if kernel is None:
+        return False
+    count = kernel.sysctl_int(COUNT)
+    return count is not None and count > 0
+
+
+def attach_one(ctx: Context, got: LiveSample, target: Target) -> None:
+    """One namespace (check --netns NAME, or without root's sweep)."""
+    if os.geteuid() != 0 or not _has_entries(got.kernel):
+        return
+    from tcpdoctor.sources.conntrack import ConntrackUnavailable
+    from tcpdoctor.sources.conntrack.gather import read_one
+
+    try:
+        table, ranges, limits, addresses = read_one(target)
+    except (ConntrackUnavailable, OSError) as exc:
+        got.snap.notes.append(str(exc))
+        return
+    table.netns = got.snap.netns or "host"
+    joined = ct.join(table, [{"netns": table.netns}], [addresses], 0, got.snap.columns)
+    ctx.conntrack = {"joined": joined, "ranges": ranges, "limits": limits}
+
+
+def attach_all(ctxs: list[Context | None], samples: list[LiveSample | None],
+               spaces: list[Any], target: Target) -> None:
+    """Every namespace of a sweep: each table with entries, joined with every socket."""
+    chosen = [i for i, s in enumerate(samples)
+              if s is not None and ctxs[i] is not None and _has_entries(s.kernel)]
+    if os.geteuid() != 0 or not chosen:
+        return
+    from tcpdoctor.sources import every_netns
+    from tcpdoctor.sources.conntrack.gather import addresses_of, read_tables
+
+    got = read_tables(target, spaces, chosen, strict=False)
+    if not got.tables:
+        return
+    where = [ns.as_json() for ns in spaces]
+    sockets = every_netns.combine(where, samples, [])
+    addresses = addresses_of(spaces)
+    for i, table in got.tables:
+        context = ctxs[i]
+        assert context is not None
+        context.conntrack = {"joined": ct.join(table, where, addresses, i, sockets.columns),
+                             "ranges": got.ranges.get(i), "limits": got.limits.get(i, {})}

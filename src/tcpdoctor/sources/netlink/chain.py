@@ -1,0 +1,105 @@
+"""Where the messages of one netlink dump start in a buffer, with no loop per message.
+
+Every message of one dump repeats the request's (sequence, port id) in its header, so one
+vectorized search finds the candidate message starts, and the chain rule
+`next = start + align4(length)` validates them exactly (a false candidate inside a message
+body breaks the chain and is skipped). sock_diag and ctnetlink replies are read this way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tcpdoctor.sources.netlink.layout import NLMSG_HDRLEN
+
+
+class Views:
+    """Typed views of one buffer, for gathering fields at arbitrary 4-byte-aligned offsets."""
+
+    def __init__(self, buf: memoryview) -> None:
+        usable = len(buf) - len(buf) % 4
+        self.u8 = np.frombuffer(buf, dtype=np.uint8)
+        self.u16 = np.frombuffer(buf, dtype="=u2", count=usable // 2)
+        self.be16 = np.frombuffer(buf, dtype=">u2", count=usable // 2)
+        self.u32 = np.frombuffer(buf, dtype="=u4", count=usable // 4)
+        self.be32 = np.frombuffer(buf, dtype=">u4", count=usable // 4)
+
+    def addr(self, offs: np.ndarray, field_off: int) -> tuple[np.ndarray, np.ndarray]:
+        """A 16-byte big-endian address field as (high, low) uint64 halves."""
+        w = [self.be32[(offs + field_off) // 4 + k].astype(np.uint64) for k in range(4)]
+        return (w[0] << np.uint64(32)) | w[1], (w[2] << np.uint64(32)) | w[3]
+
+
+# A run of equal-length messages shorter than this is not worth a strided test.
+_LEAST_RUN = 64
+
+
+def chain(v: Views, off: int, end: int, seq: int, port: int, mtype: int,
+          least: int) -> tuple[np.ndarray, int]:
+    """Starts of the consecutive messages of one dump from off (each at least `least`
+    bytes), and the offset after them.
+
+    off must be a valid message. Runs of messages of one length (a table of ESTABLISHED
+    sockets or of conntrack entries, each with the same attributes) are confirmed by
+    testing only the positions the chain rule predicts; the rest is found by the scan.
+    """
+    runs = []
+    while off + least <= end:
+        starts = _run(v, off, end, seq, port, mtype, least)
+        if starts.shape[0] < _LEAST_RUN:
+            break
+        runs.append(starts)
+        off = int(starts[-1]) + ((int(v.u32[starts[-1] // 4]) + 3) & ~3)
+    if off + least > end or not _starts(v, off, seq, port, mtype, least):
+        return _joined(runs), off  # the caller reads what comes next (NLMSG_DONE)
+    rest, after = _scan(v, off, end, seq, port, mtype, least)
+    return _joined([*runs, rest]), after
+
+
+def _joined(runs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(runs) if runs else np.zeros(0, dtype=np.int64)
+
+
+def _starts(v: Views, off: int, seq: int, port: int, mtype: int, least: int) -> bool:
+    """Whether a reply of this dump (header and length) starts at off."""
+    w = off // 4
+    return bool(v.u32[w] >= least and v.u32[w + 2] == seq and v.u32[w + 3] == port
+                and v.u16[2 * w + 2] == mtype)
+
+
+def _run(v: Views, off: int, end: int, seq: int, port: int, mtype: int,
+         least: int) -> np.ndarray:
+    """Starts of the messages from off that have off's length: by the chain rule each
+    starts where the one before ends, so only those positions need their header tested."""
+    length = int(v.u32[off // 4])
+    step = (length + 3) & ~3
+    if length < least or step == 0:
+        return np.zeros(0, dtype=np.int64)
+    count = (end - off - length) // step + 1
+    w = off // 4 + np.arange(count, dtype=np.int64) * (step // 4)
+    good = ((v.u32[w] == np.uint32(length)) & (v.u32[w + 2] == np.uint32(seq))
+            & (v.u32[w + 3] == np.uint32(port)) & (v.u16[2 * w + 2] == mtype))
+    bad = np.flatnonzero(~good)
+    return w[:int(bad[0]) if bad.size else count] * 4
+
+
+def _scan(v: Views, off: int, end: int, seq: int, port: int, mtype: int,
+          least: int) -> tuple[np.ndarray, int]:
+    """Candidates are 4-byte-aligned positions whose header repeats (mtype, seq, port
+    id); the chain rule keeps exactly the real messages."""
+    w0, w1 = off // 4, (end - NLMSG_HDRLEN) // 4 + 1
+    cand = np.flatnonzero(v.u32[w0 + 2:w1 + 2] == np.uint32(seq)) + w0
+    cand = cand[(v.u32[cand + 3] == np.uint32(port))
+                & (v.u16[2 * cand + 2] == mtype)]
+    lens = v.u32[cand].astype(np.int64)
+    nxt = cand + ((lens + 3) >> 2)
+    # A message must lie inside the buffer; its padding may not (a file cut after it).
+    good = (lens >= least) & (cand * 4 + lens <= end)
+    linked = np.append(nxt[:-1] == cand[1:], True)
+    broken = np.flatnonzero(~(good & linked))
+    k = int(broken[0]) if broken.size else cand.shape[0] - 1
+    if not good[k]:
+        k -= 1  # the breaking message itself is invalid: stop before it
+    if k < 0:
+        return np.zeros(0, dtype=np.int64), off
+    return cand[:k + 1] * 4, int(nxt[k]) * 4

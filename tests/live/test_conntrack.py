@@ -1,0 +1,137 @@
+"""`conntrack` on a NAT lab (pods behind a masquerading gateway, nftables), `conntrack -L`
+in the gateway as the oracle: entry counts per state, per-pod attribution, ghosts found
+exactly (N sockets gone behind a gateway that drops their RST -> N ghosts, none of the
+live ones), SNAT ports per destination against the NAT range, the /proc fallback equal
+to ctnetlink; without root, one line and no traceback."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tcpdoctor.lab.natlab import SERVER_ADDR, NatLab
+from tests.conftest import live_reason, tcpdoctor, tcpdoctor_as_nobody, tcpdoctor_json, wait_for
+
+pytestmark = [
+    pytest.mark.skipif(live_reason() is not None, reason=str(live_reason())),
+    pytest.mark.skipif(shutil.which("nft") is None or shutil.which("conntrack") is None,
+                       reason="needs nftables and conntrack (.ci/run installs them)"),
+]
+PORT = 8080
+
+
+def oracle_states(lab: NatLab) -> Counter[str]:
+    return Counter(line.split()[3] for line in lab.conntrack_list())
+
+
+def section(lab: NatLab, *extra: str) -> dict[str, Any]:
+    doc = tcpdoctor_json("conntrack", "--netns", lab.gw, "-n", "50", *extra)
+    assert len(doc["tables"]) == 1
+    table: dict[str, Any] = doc["tables"][0]
+    return table
+
+
+def serve(lab: NatLab) -> None:
+    assert lab.base is not None
+    lab.base.spawn(lab.srv, "td-srv", [{"kind": "listen", "addr": SERVER_ADDR, "port": PORT}])
+
+
+def connect(lab: NatLab, pod: int, name: str, n: int, **extra: Any) -> None:
+    assert lab.base is not None
+    lab.base.spawn(lab.pod(pod), name, [{"kind": "connect", "addr": SERVER_ADDR, "port": PORT,
+                                         "n": n, **extra}])
+
+
+@pytest.fixture
+def nat() -> Iterator[NatLab]:
+    with NatLab(pods=2) as lab:
+        serve(lab)
+        yield lab
+
+
+def test_states_and_pods_equal_the_oracle_and_ghosts_are_exact(nat: NatLab) -> None:
+    connect(nat, 0, "td-pod0-app", 30)
+    connect(nat, 1, "td-pod1-app", 20)
+    assert wait_for(lambda: oracle_states(nat)["ESTABLISHED"] == 50)
+    got = section(nat, "--by", "namespace,state")
+    assert got["source"] == "netlink"
+    assert got["states"] == dict(oracle_states(nat))
+    per_pod = {g["namespace"]: g["entries"] for g in got["groups"]}
+    assert per_pod == {nat.pod(0): 30, nat.pod(1): 20}
+    assert got["ghosts"]["count"] == 0
+    # 12 more from pod 0 whose RSTs the gateway drops: killed, their sockets are gone at
+    # once (SO_LINGER 0) and their entries stay ESTABLISHED.
+    nat.drop_endings_from(0)
+    connect(nat, 0, "td-doomed", 12, linger0=True)
+    assert wait_for(lambda: oracle_states(nat)["ESTABLISHED"] == 62)
+    assert nat.base is not None
+    nat.base.retire("td-doomed")
+    got = section(nat, "--ghosts")
+    assert got["states"] == dict(oracle_states(nat)) == {"ESTABLISHED": 62}
+    ghosts = got["ghosts"]
+    assert ghosts["count"] == 12
+    assert ghosts["by_namespace"] == [{"namespace": nat.pod(0), "pod": None, "entries": 12,
+                                       "states": {"ESTABLISHED": 12}}]
+    assert all(e["side"] == "originator" for e in ghosts["entries"])
+    assert len({e["original"] for e in ghosts["entries"]}) == 12
+    # check sees them too, in the gateway (a namespace without a socket of its own), and
+    # its verdict is no all-clear.
+    found = findings(nat, "--threshold", "CONNTRACK_GHOSTS.warning=10")
+    assert found["CONNTRACK_GHOSTS"]["evidence"]["ghosts"] == 12
+    assert found["CONNTRACK_GHOSTS"]["evidence"]["by_namespace"] == {nat.pod(0): 12}
+
+
+def findings(lab: NatLab, *extra: str) -> dict[str, Any]:
+    """check --netns all's findings in the lab's gateway, by id."""
+    done = tcpdoctor("check", "--netns", "all", "--json", "--interval", "0", *extra)
+    assert done.returncode in (1, 2), done.stderr
+    import json
+
+    doc = json.loads(done.stdout)
+    return {f["id"]: f for f in doc["findings"] if f.get("netns") == lab.gw}
+
+
+def test_snat_ports_per_destination_against_the_range() -> None:
+    with NatLab(pods=1, ports="40000-40009") as lab:
+        serve(lab)
+        # 14 tries through a 10-port range: 10 get a port, 4 time out at the gateway.
+        connect(lab, 0, "td-greedy", 14, keep_on_error=True, connect_timeout=1)
+        got = section(lab)
+        assert oracle_states(lab) == Counter({"ESTABLISHED": 10})
+        assert got["snat"] == [{"translated_source": "198.18.50.1",
+                                "destination": f"{SERVER_ADDR}:{PORT}", "ports_used": 10,
+                                "ports_available": 10, "range": "40000-40009",
+                                "range_known": True}]
+        found = findings(lab)
+        assert found["SNAT_PORT_EXHAUSTION"]["severity"] == "critical"
+
+
+def test_proc_fallback_reads_what_netlink_reads(nat: NatLab) -> None:
+    from tcpdoctor.sources import netns
+    from tcpdoctor.sources.conntrack import dump, text
+
+    connect(nat, 0, "td-app", 25)
+    connect(nat, 1, "td-app1", 5)
+    assert wait_for(lambda: oracle_states(nat)["ESTABLISHED"] == 30)
+    by_netlink = netns.run_in(nat.gw, dump.read_table).columns
+    by_proc = netns.run_in(nat.gw,
+                           lambda: text.read_file("/proc/thread-self/net/nf_conntrack")).columns
+    order_a = sorted(zip(*(by_netlink[k].tolist() for k in KEYS), strict=True))
+    order_b = sorted(zip(*(by_proc[k].tolist() for k in KEYS), strict=True))
+    assert order_a == order_b and len(order_a) == 30
+
+
+KEYS = ("ct_state", "orig_src_lo", "orig_sport", "orig_dst_lo", "orig_dport", "reply_src_lo",
+        "reply_sport", "reply_dst_lo", "reply_dport", "mark", "zone")
+
+
+def test_without_root_one_line_no_traceback(nat: NatLab) -> None:
+    done = tcpdoctor_as_nobody("conntrack")
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "root" in done.stderr
+    assert tcpdoctor("conntrack", "--by", "colour").returncode == 3
