@@ -1,14 +1,17 @@
 """`conntrack` on a NAT lab (pods behind a masquerading gateway, nftables), `conntrack -L`
 in the gateway as the oracle: entry counts per state, per-pod attribution, ghosts found
 exactly (N sockets gone behind a gateway that drops their RST -> N ghosts, none of the
-live ones), SNAT ports per destination against the NAT range, the /proc fallback equal
+live ones) and check reports them, `relieve --conntrack-ghosts` deletes exactly those
+(a dry run first, its report before acting), SNAT ports per destination against the NAT range, the /proc fallback equal
 to ctnetlink; without root, one line and no traceback."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,7 +56,8 @@ def nat() -> Iterator[NatLab]:
         yield lab
 
 
-def test_states_and_pods_equal_the_oracle_and_ghosts_are_exact(nat: NatLab) -> None:
+def test_states_and_pods_equal_the_oracle_and_ghosts_are_exact(nat: NatLab,
+                                                               tmp_path: Path) -> None:
     connect(nat, 0, "td-pod0-app", 30)
     connect(nat, 1, "td-pod1-app", 20)
     assert wait_for(lambda: oracle_states(nat)["ESTABLISHED"] == 50)
@@ -83,14 +87,41 @@ def test_states_and_pods_equal_the_oracle_and_ghosts_are_exact(nat: NatLab) -> N
     found = findings(nat, "--threshold", "CONNTRACK_GHOSTS.warning=10")
     assert found["CONNTRACK_GHOSTS"]["evidence"]["ghosts"] == 12
     assert found["CONNTRACK_GHOSTS"]["evidence"]["by_namespace"] == {nat.pod(0): 12}
+    relieve_removes_exactly_the_ghosts(nat, {e["original"] for e in ghosts["entries"]},
+                                       tmp_path)
+
+
+def entries(lab: NatLab) -> set[str]:
+    """The oracle's lines without their timeouts (which tick)."""
+    return {" ".join(w for i, w in enumerate(line.split()) if i != 2)
+            for line in lab.conntrack_list()}
+
+
+def relieve_removes_exactly_the_ghosts(nat: NatLab, ghosts: set[str], tmp_path: Path) -> None:
+    before = entries(nat)
+    dry = tcpdoctor_json("relieve", "--conntrack-ghosts", "--netns", nat.gw)
+    assert dry["dry_run"] and dry["entries"] == 12
+    assert entries(nat) == before  # a dry run changes nothing
+    report = tmp_path / "relief.json"
+    done = tcpdoctor("relieve", "--conntrack-ghosts", "--netns", nat.gw, "--apply", "--json",
+                     "--report", str(report), "--rate", "100")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["result"]
+    assert (result["deleted"], result["vanished"], result["failed"],
+            result["still_there"]) == (12, 0, 0, 0)
+    after = entries(nat)
+    gone = before - after
+    assert after < before and len(gone) == 12
+    # exactly the ghosts: each deleted line is one of them (orig src:sport -> dst:dport)
+    assert {"{0}:{2} -> {1}:{3}".format(*(f.split("=")[1] for f in line.split()[3:7]))
+            for line in gone} == ghosts
+    assert len(json.loads(report.read_text())["entries"]) == 12
 
 
 def findings(lab: NatLab, *extra: str) -> dict[str, Any]:
     """check --netns all's findings in the lab's gateway, by id."""
     done = tcpdoctor("check", "--netns", "all", "--json", "--interval", "0", *extra)
     assert done.returncode in (1, 2), done.stderr
-    import json
-
     doc = json.loads(done.stdout)
     return {f["id"]: f for f in doc["findings"] if f.get("netns") == lab.gw}
 

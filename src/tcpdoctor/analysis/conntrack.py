@@ -135,7 +135,7 @@ def join(table: ConntrackTable, spaces: list[dict[str, Any]], addresses: list[li
     return Joined(table, spaces, origin, responder, origin_socket, responder_socket, ghost)
 
 
-def _label(spaces: list[dict[str, Any]], i: int) -> str:
+def space_label(spaces: list[dict[str, Any]], i: int) -> str:
     return str(spaces[i].get("pod") or spaces[i]["netns"]) if i >= 0 else "elsewhere"
 
 
@@ -154,17 +154,29 @@ def by_space(j: Joined, mask: np.ndarray | None = None, limit: int = 10
     out = []
     for i in np.argsort(-counts, kind="stable")[:limit]:
         k = int(keys[i])
-        out.append({"namespace": _label(j.spaces, k),
+        out.append({"namespace": space_label(j.spaces, k),
                     "pod": j.spaces[k].get("pod") if k >= 0 else None,
                     "entries": int(counts[i]), "states": by_state(states[where == k])})
     return out
 
 
-def _tuple(c: dict[str, np.ndarray], i: int) -> str:
+def tuple_text(c: dict[str, np.ndarray], i: int) -> str:
     """An entry's original tuple, as its originator's socket saw it."""
     src = format_endpoint(c["orig_src_hi"][i], c["orig_src_lo"][i], int(c["orig_sport"][i]))
     dst = format_endpoint(c["orig_dst_hi"][i], c["orig_dst_lo"][i], int(c["orig_dport"][i]))
     return f"{src} -> {dst}"
+
+
+def entry_row(j: Joined, i: int) -> dict[str, Any]:
+    """One entry for people and reports: its tuple, state, where its lost end lives."""
+    c = j.table.columns
+    lost_origin = j.origin[i] >= 0 and not j.origin_socket[i]
+    return {"state": CT_STATE_NAMES[int(c["ct_state"][i])], "original": tuple_text(c, i),
+            "namespace": space_label(j.spaces, int(j.origin[i] if j.origin[i] >= 0
+                                                   else j.responder[i])),
+            "side": "originator" if lost_origin else "responder",
+            "timeout_seconds": int(c["timeout"][i]), "id": int(c["id"][i]),
+            "zone": int(c["zone"][i])}
 
 
 def ghosts(j: Joined, limit: int = 20) -> dict[str, Any]:
@@ -172,14 +184,9 @@ def ghosts(j: Joined, limit: int = 20) -> dict[str, Any]:
     c = j.table.columns
     g = np.flatnonzero(j.ghost)
     order = g[np.argsort(-c["timeout"][g].astype(np.int64), kind="stable")][:limit]
-    rows = [{"state": CT_STATE_NAMES[int(c["ct_state"][i])], "original": _tuple(c, int(i)),
-             "namespace": _label(j.spaces, int(j.origin[i] if j.origin[i] >= 0
-                                               else j.responder[i])),
-             "side": "originator" if j.origin[i] >= 0 and not j.origin_socket[i]
-             else "responder",
-             "timeout_seconds": int(c["timeout"][i])} for i in order]
     return {"count": int(g.shape[0]), "by_state": by_state(c["ct_state"][g]),
-            "by_namespace": by_space(j, j.ghost), "entries": rows}
+            "by_namespace": by_space(j, j.ghost),
+            "entries": [entry_row(j, int(i)) for i in order]}
 
 
 def snat_usage(table: ConntrackTable, ranges: dict[int, tuple[int, int]] | None = None,
@@ -255,7 +262,7 @@ def _key_text(j: Joined, key: str, row: int) -> str:
     if key == "state":
         return CT_STATE_NAMES[int(c["ct_state"][row])]
     if key == "namespace":
-        return _label(j.spaces, int(j.origin[row]))
+        return space_label(j.spaces, int(j.origin[row]))
     if key == "destination":
         return format_endpoint(c["orig_dst_hi"][row], c["orig_dst_lo"][row],
                                int(c["orig_dport"][row]))

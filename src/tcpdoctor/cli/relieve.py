@@ -37,6 +37,9 @@ from tcpdoctor.status import ExitCode
               help="End at most N sockets in this run.")
 @click.option("--rate", default=1000.0, show_default=True, type=click.FloatRange(min=1),
               help="Sockets ended per second at most.")
+@click.option("--conntrack-ghosts", "ghosts", is_flag=True,
+              help="Delete conntrack entries whose local socket is gone (`tcpdoctor conntrack "
+                   "--ghosts` lists them), by tuple and entry id; --port and --ip narrow them.")
 @click.option("--apply", "do_apply", is_flag=True,
               help="Do it (the default is a dry run that changes nothing).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
@@ -47,7 +50,7 @@ from tcpdoctor.status import ExitCode
 @threshold_options
 def relieve(sock: SocketOptions, finding: str | None, states: tuple[str, ...],
             ports: tuple[int, ...], remotes: tuple[str, ...], pids: tuple[int, ...],
-            processes: tuple[str, ...], reset: bool, limit: int, rate: float,
+            processes: tuple[str, ...], reset: bool, limit: int, rate: float, ghosts: bool,
             do_apply: bool, report_path: str | None, state_dir: str,
             thresholds: Any) -> ExitCode:
     """End exactly the sockets a finding names, safely: stop the bleeding while the fix ships.
@@ -74,6 +77,7 @@ def relieve(sock: SocketOptions, finding: str | None, states: tuple[str, ...],
       tcpdoctor relieve EPHEMERAL_PORT_EXHAUSTION --apply  TIME_WAIT to the exhausted service
       tcpdoctor relieve --state close-wait --process java --max 500 --rate 100
       tcpdoctor relieve IDLE_ESTABLISHED --ip 10.0.0.0/8 --reset --json
+      tcpdoctor relieve --conntrack-ghosts --netns nat-gw  conntrack entries without sockets
     """
     from tcpdoctor import relief
     from tcpdoctor.model.tcp import parse_state_option
@@ -81,6 +85,14 @@ def relieve(sock: SocketOptions, finding: str | None, states: tuple[str, ...],
 
     if sock.all_netns:
         raise TcpDoctorError(Msg("relieve acts on one namespace per run: name it with --netns"))
+    if ghosts:
+        if finding or states or pids or processes or reset:
+            raise TcpDoctorError(Msg("--conntrack-ghosts takes only --port, --ip, --max, "
+                                     "--rate, --netns and --apply"))
+        from tcpdoctor.cli.relieve_ghosts import relieve_ghosts
+
+        return relieve_ghosts(sock, ports, remotes, limit, rate, do_apply, report_path,
+                              state_dir)
     parse_state_option(states, groups=True)
     choice = Choice(finding.upper() if finding else None, states, ports, remotes, pids,
                     processes, reset, limit)

@@ -7,6 +7,7 @@ from typing import Any
 
 from tcpdoctor.i18n import _, _f
 from tcpdoctor.render.output import printer
+from tcpdoctor.util.text import visible
 
 SHOWN = 15  # groups listed; the rest summed
 
@@ -80,3 +81,43 @@ def render_outcome(result: dict[str, Any]) -> None:
         out(_f("{n:,} descriptors stay open in their owners until the application closes them "
                "(the sockets are shut down; only the numbers are held): the fix in the "
                "application is still the cure.", n=result["owner_fds_open"]), 0, 2)
+
+
+def render_ghost_plan(plan: dict[str, Any], apply_command: str | None) -> None:
+    """relieve --conntrack-ghosts: what would be deleted."""
+    _con, out = printer()
+    where = plan["netns"] or _("this namespace")
+    out(_f("relieve conntrack ghosts in {where}", where=where)
+        + (" — " + _("dry run") if apply_command else ""), style="bold")
+    if not plan["entries"]:
+        out(_("Nothing to relieve: no ghost entry (nothing was changed)."), style="bold green")
+        return
+    for row in plan["by_namespace"][:SHOWN]:
+        out(_f("{count:>7,} from {namespace} · {states}", count=row["entries"],
+               namespace=visible(str(row["namespace"])),
+               states=", ".join(f"{k} {v:,}" for k, v in row["states"].items())), 2, 10)
+    for row in plan["examples"][:5]:
+        out(f"{row['state']} {row['original']} (id {row['id']})", 10, 2)
+    out(_f("Total: {n:,} of the table's {total:,} entries", n=plan["entries"],
+           total=plan["table_entries"]), style="bold")
+    if plan["beyond_limit"]:
+        out(_f("{n:,} more matched beyond --max: run again afterwards, or raise --max",
+               n=plan["beyond_limit"]), 0, 2)
+    if apply_command:
+        out(_f("Nothing was changed. To delete them: {command}", command=apply_command), 0, 2)
+
+
+def render_ghost_outcome(result: dict[str, Any]) -> None:
+    _con, out = printer()
+    out(_f("Report written before acting: {path}", path=result["report"]), 0, 2)
+    out(_f("Deleted {deleted:,} of {total:,} entries in {seconds:.2f} s; {vanished:,} were "
+           "gone or replaced before they were reached (never touched); {failed:,} failed",
+           deleted=result["deleted"], total=result["entries"], seconds=result["seconds"],
+           vanished=result["vanished"], failed=result["failed"]), 0, 2, style="bold")
+    for name, count in result["errors"].items():
+        out(_f("failed: {count:,} with {error}", count=count, error=name), 2, 2)
+    if result["still_there"]:
+        out(_f("{n:,} deleted entries are still in the table", n=result["still_there"]), 0, 2,
+            style="yellow")
+    else:
+        out(_("Read again: none of the deleted entries is left."), 0, 2)

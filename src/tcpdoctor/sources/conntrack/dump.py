@@ -16,6 +16,7 @@ from tcpdoctor.sources.conntrack.decode import Decoded, decode
 from tcpdoctor.sources.conntrack.layout import (
     CT_DELETE,
     CT_GET,
+    CTA_ID,
     CTA_IP_V4_DST,
     CTA_IP_V4_SRC,
     CTA_IP_V6_DST,
@@ -89,8 +90,9 @@ def _address(hi: int, lo: int) -> tuple[int, bytes]:
 
 
 def delete_entry(sock: socket.socket, src: tuple[int, int], dst: tuple[int, int],
-                 sport: int, dport: int, zone: int, seq: int) -> int:
-    """Delete the TCP entry with this original tuple; 0, or the errno (ENOENT: gone)."""
+                 sport: int, dport: int, zone: int, entry_id: int, seq: int) -> int:
+    """Delete the TCP entry with this original tuple and id; 0, or the errno (ENOENT: gone,
+    or replaced by another entry of the same tuple, whose id differs: never deleted)."""
     family, s = _address(*src)
     _, d = _address(*dst)
     v4 = family == socket.AF_INET
@@ -100,7 +102,8 @@ def delete_entry(sock: socket.socket, src: tuple[int, int], dst: tuple[int, int]
                        _nest(CTA_TUPLE_PROTO, _attr(CTA_PROTO_NUM, bytes([IPPROTO_TCP])),
                              _attr(CTA_PROTO_SRC_PORT, struct.pack(">H", sport)),
                              _attr(CTA_PROTO_DST_PORT, struct.pack(">H", dport))))
-    body = tuple_attr + (_attr(CTA_ZONE, struct.pack(">H", zone)) if zone else b"")
+    body = (tuple_attr + _attr(CTA_ID, struct.pack(">I", entry_id))
+            + (_attr(CTA_ZONE, struct.pack(">H", zone)) if zone else b""))
     sock.send(_message(CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, family, body))
     while True:
         reply = sock.recv(65536)

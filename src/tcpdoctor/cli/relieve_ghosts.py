@@ -1,0 +1,57 @@
+"""`relieve --conntrack-ghosts`: the dry run, or the report, the deletes and a re-read."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import sys
+import time
+
+from tcpdoctor.cli.options import SocketOptions
+from tcpdoctor.render.output import emit_json, notes
+from tcpdoctor.status import ExitCode
+
+
+def relieve_ghosts(sock: SocketOptions, ports: tuple[int, ...], remotes: tuple[str, ...],
+                   limit: int, rate: float, do_apply: bool, report_path: str | None,
+                   state_dir: str) -> ExitCode:
+    from tcpdoctor.relief import conntrack as ghosts
+    from tcpdoctor.relief.act import default_report_path
+    from tcpdoctor.render.relief import render_ghost_outcome, render_ghost_plan
+
+    target = sock.target(owners=False)
+    plan, read_notes = ghosts.make_plan(target, sock.netns[0] if sock.netns else None, limit,
+                                        ports, remotes)
+    summary = ghosts.plan_json(plan)
+    if not do_apply or not summary["entries"]:
+        if sock.as_json:
+            emit_json({"schema": 1, "dry_run": True, **summary})
+        else:
+            args = [a for a in sys.argv[1:] if a != "--json"]
+            render_ghost_plan(summary, "tcpdoctor " + " ".join(
+                shlex.quote(a) for a in [*args, "--apply"]) if not do_apply else None)
+            notes(read_notes)
+        return ExitCode.OK
+    path = report_path or default_report_path(state_dir)
+    ghosts.write_report(plan, path, {"schema": 1, "netns": plan.table.netns,
+                                     "conntrack_ghosts": True, "pid": os.getpid(),
+                                     "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if not sock.as_json:
+        render_ghost_plan(summary, None)
+    started = time.perf_counter()
+    errnos = ghosts.carry_out(plan, target, rate)
+    result = {"report": os.path.abspath(path), "entries": int(errnos.shape[0]),
+              "seconds": round(time.perf_counter() - started, 3),
+              "deleted": int((errnos == 0).sum()),
+              "vanished": int((errnos == errno.ENOENT).sum()),
+              "failed": int(((errnos != 0) & (errnos != errno.ENOENT)).sum()),
+              "errors": {os.strerror(int(e)): int((errnos == e).sum())
+                         for e in set(errnos.tolist()) - {0, errno.ENOENT}},
+              "still_there": ghosts.still_there(plan, target)}
+    if sock.as_json:
+        emit_json({"schema": 1, "dry_run": False, **summary, "result": result})
+    else:
+        render_ghost_outcome(result)
+    bad = result["vanished"] or result["failed"] or result["still_there"]
+    return ExitCode.WARNING if bad else ExitCode.OK
