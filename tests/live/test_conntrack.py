@@ -18,6 +18,7 @@ import pytest
 
 from tcpdoctor.lab.natlab import SERVER_ADDR, NatLab
 from tests.conftest import live_reason, tcpdoctor, tcpdoctor_as_nobody, tcpdoctor_json, wait_for
+from tests.unit.test_collect import out_dir, run_script, script, shared  # noqa: F401
 
 pytestmark = [
     pytest.mark.skipif(live_reason() is not None, reason=str(live_reason())),
@@ -124,6 +125,26 @@ def findings(lab: NatLab, *extra: str) -> dict[str, Any]:
     assert done.returncode in (1, 2), done.stderr
     doc = json.loads(done.stdout)
     return {f["id"]: f for f in doc["findings"] if f.get("netns") == lab.gw}
+
+
+def test_a_collected_bundle_carries_the_table_and_analyze_finds_the_ghosts(
+        nat: NatLab, script: Path, out_dir: Path) -> None:
+    connect(nat, 0, "td-app", 7)
+    nat.drop_endings_from(1)
+    connect(nat, 1, "td-doomed", 6, linger0=True)
+    assert wait_for(lambda: oracle_states(nat)["ESTABLISHED"] == 13)
+    assert nat.base is not None
+    nat.base.retire("td-doomed")
+    bundle = run_script(None, script, out_dir, ["dash"], extra=("--all-netns",))
+    doc = tcpdoctor_json("analyze", str(bundle), "--netns", nat.gw, "--json", "--threshold",
+                         "CONNTRACK_GHOSTS.warning=3")
+    table = doc["conntrack"]
+    assert table["entries"] == 13 and table["states"] == dict(oracle_states(nat))
+    assert table["ghosts"] == 6
+    assert {r["namespace"]: r["entries"] for r in table["by_namespace"]} == {
+        nat.pod(0): 7, nat.pod(1): 6}
+    ghost = next(f for f in doc["findings"] if f["id"] == "CONNTRACK_GHOSTS")
+    assert ghost["evidence"]["by_namespace"] == {nat.pod(1): 6}
 
 
 def test_snat_ports_per_destination_against_the_range() -> None:

@@ -169,7 +169,7 @@ def test_nat_ranges_from_nft_json_and_iptables_save() -> None:
         "port": {"range": [40000, 40009]}}}]}}, {"rule": {"expr": [{"snat": {
             "addr": "203.0.113.5", "port": {"range": [2000, 2999]}}}]}}]}
     out: dict[int, tuple[int, int]] = {}
-    natrange._from_nft(json.loads(json.dumps(doc)), out)
+    natrange.from_nft(json.loads(json.dumps(doc)), out)
     assert out == {-1: (40000, 40009), v4("203.0.113.5"): (2000, 2999)}
     out = {}
     natrange.from_iptables(

@@ -54,7 +54,16 @@ def fixed_sample(ns: str | None) -> Sample:
                  {"resource": "tw_buckets", "scope": "host", "used": 300, "limit": 131072,
                   "per_second": 25.0, "seconds_left": None, "levels_at": 1500}]
     return Sample(snap, kernel, report.findings, 0.125, cost=report.cost, forecasts=forecasts,
-                  connect_failures={("EADDRNOTAVAIL", "10.0.0.5:443"): 7})
+                  connect_failures={("EADDRNOTAVAIL", "10.0.0.5:443"): 7},
+                  conntrack={"entries": 1200, "states": {"ESTABLISHED": 1000, "TIME_WAIT": 200},
+                             "ghosts": 40,
+                             "by_namespace": [{"namespace": "pod-a", "entries": 900},
+                                              {"namespace": "elsewhere", "entries": 300}],
+                             "by_destination": [{"destination": "10.9.0.9:80",
+                                                 "entries": 1100}],
+                             "snat": [{"translated_source": "203.0.113.1",
+                                       "destination": "10.9.0.9:80", "ports_used": 1100,
+                                       "ports_available": 64512}]})
 
 
 def test_exposition_golden() -> None:

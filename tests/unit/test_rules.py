@@ -22,6 +22,7 @@ SPEC_IDS = {
     "IDLE_ESTABLISHED", "ORPHAN_PRESSURE", "TCP_MEMORY_PRESSURE", "CONNTRACK_FULL", "FD_LIMIT",
     "RESET_STORM",
     "UNSAFE_SYSCTL", "SOCKET_MEMORY_HOG", "STALLED_READER", "PEER_NOT_READING",
+    "CONNTRACK_GHOSTS", "SNAT_PORT_EXHAUSTION",
 }
 SYSCTLS = {"net.ipv4.tcp_max_tw_buckets": "131072", "net.ipv4.tcp_max_orphans": "131072",
            "net.ipv4.tcp_mem": "1000 2000 3000", "net.ipv4.ip_local_port_range": "32768 60999",
@@ -116,7 +117,47 @@ CASES: list[Case] = [
         "resets_sent": [{"reason": "NO_SOCKET", "local": "10.0.0.1:80", "count": n}],
         "resets_received": []}),
         [(99, None), (100, "warning"), (999, "warning"), (1000, "critical")]),
+    # n ESTABLISHED entries from a pod whose sockets are all gone (and 50 that have theirs).
+    ("CONNTRACK_GHOSTS", lambda n: conntrack_context(n, 50),
+     [(99, None), (100, "warning"), (9999, "warning"), (10000, "critical")]),
+    # n NAT mappings towards one destination through a 1000-port range.
+    ("SNAT_PORT_EXHAUSTION", lambda n: conntrack_context(0, n, nat_range=(1, 1000)),
+     [(799, None), (800, "warning"), (949, "warning"), (950, "critical")]),
 ]
+
+
+def conntrack_context(ghosts: int, live: int, nat_range: tuple[int, int] | None = None,
+                      ) -> Context:
+    """A gateway's table: `ghosts` entries from 10.0.0.2 without sockets, `live` from
+    10.0.0.3 with theirs, all SNATed to 203.0.113.1 towards 10.9.0.9:80."""
+    import numpy as np
+
+    from tcpdoctor.analysis import conntrack as ct
+    from tcpdoctor.model.addresses import V4_MAPPED_INT
+    from tcpdoctor.model.conntrack import CT_COLUMNS, ConntrackTable
+
+    n = ghosts + live
+    cols = {k: np.zeros(n, dtype=dt) for k, dt in CT_COLUMNS.items()}
+    cols["ct_state"][:] = 3  # ESTABLISHED
+    cols["status"][:] = 0x10 | 0x4  # source-NATed, assured
+    src = np.where(np.arange(n) < ghosts, 0x0A000002, 0x0A000003)
+    sport = (np.arange(n) % 60000 + 1024).astype(np.uint16)
+    cols["orig_src_lo"][:] = V4_MAPPED_INT | src
+    cols["orig_dst_lo"][:] = cols["reply_src_lo"][:] = V4_MAPPED_INT | 0x0A090009
+    cols["reply_dst_lo"][:] = V4_MAPPED_INT | 0xCB007101
+    cols["orig_sport"][:], cols["orig_dport"][:] = sport, 80
+    cols["reply_sport"][:], cols["reply_dport"][:] = 80, np.arange(n) % 65000 + 1
+    live_rows = np.arange(ghosts, n)
+    sockets = {"netns_id": np.full(live, 2, np.uint16), "state": np.ones(live, np.uint8),
+               "laddr_hi": np.zeros(live, np.uint64), "raddr_hi": np.zeros(live, np.uint64),
+               "laddr_lo": cols["orig_src_lo"][live_rows], "sport": sport[live_rows],
+               "raddr_lo": cols["orig_dst_lo"][live_rows], "dport": np.full(live, 80, np.uint16)}
+    spaces = [{"netns": "gw"}, {"netns": "pod-a"}, {"netns": "pod-b"}]
+    joined = ct.join(ConntrackTable(cols, "test", "gw"), spaces,
+                     [[], [V4_MAPPED_INT | 0x0A000002], [V4_MAPPED_INT | 0x0A000003]], 0, sockets)
+    ranges = {-1: nat_range} if nat_range else {}
+    return Context(synth.snapshot(), kernel(), conntrack={"joined": joined, "ranges": ranges,
+                                                          "limits": {}})
 
 
 def test_catalogue_is_complete() -> None:

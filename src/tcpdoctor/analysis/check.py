@@ -36,6 +36,8 @@ class Report:
     forecasts: list[dict[str, Any]] | None = None
     # What a trace saw during the sample (check --trace, watch and exporter --trace).
     trace: dict[str, Any] | None = None
+    # The namespace's conntrack table joined with the sockets (analysis.conntrack.summary).
+    conntrack: dict[str, Any] | None = None
 
     @property
     def worst(self) -> Severity | None:
@@ -60,6 +62,7 @@ class Report:
             "rules_skipped": self.skipped, "notes": self.notes,
             "interval_seconds": self.interval, "lines_unparsed": s.unparsed,
             "cost": self.cost, "forecasts": self.forecasts,
+            **({"conntrack": self.conntrack} if self.conntrack is not None else {}),
         }
 
 
@@ -126,8 +129,13 @@ def run_rules(ctx: Context, thresholds: Thresholds | None = None, live: bool = F
                      Msg("the input holds one reading of the kernel counters: rate-based "
                          "evidence (overflows, drops, cookies) was not measured"))
     cost = summary(ctx.snap, ctx.kernel, ctx.cost(), ctx.deltas, ctx.interval)
+    table = None
+    if ctx.conntrack is not None:
+        from tcpdoctor.analysis.conntrack import summary as conntrack_summary
+
+        table = conntrack_summary(ctx.conntrack["joined"], ctx.conntrack.get("ranges"))
     return Report(ctx.snap, findings, skipped, notes, ctx.interval, cost, live,
-                  [f.as_json() for f in forecasts] if two else None, ctx.trace)
+                  [f.as_json() for f in forecasts] if two else None, ctx.trace, table)
 
 
 def _why_not(need: str, live: bool) -> str:

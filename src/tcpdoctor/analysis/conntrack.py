@@ -31,6 +31,7 @@ from tcpdoctor.model.tcp import TCP_LISTEN
 
 # Without an explicit range, NAT keeps ports >= 1024 in 1024-65535 (KERNEL.md, nf_nat).
 DEFAULT_NAT_RANGE = (1024, 65535)
+_JOIN = ("state", "laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo", "sport", "dport")
 _RECORD = np.dtype([("space", ">i4"), ("lhi", ">u8"), ("llo", ">u8"), ("rhi", ">u8"),
                     ("rlo", ">u8"), ("lport", ">u2"), ("rport", ">u2")])
 
@@ -117,6 +118,8 @@ def join(table: ConntrackTable, spaces: list[dict[str, Any]], addresses: list[li
     places = Places.build(addresses, own)
     origin = places.of(c["orig_src_hi"], c["orig_src_lo"])
     responder = places.of(c["reply_src_hi"], c["reply_src_lo"])
+    if not all(k in sockets for k in _JOIN):  # a listing without addresses: no socket known
+        sockets = {k: np.zeros(0, np.uint64) for k in _JOIN}
     live = sockets["state"] != TCP_LISTEN
     space = sockets["netns_id"][live].astype(np.int32) if "netns_id" in sockets \
         else np.full(int(np.count_nonzero(live)), own, np.int32)
@@ -303,3 +306,14 @@ def report(j: Joined, keys: list[str] | None, limit: int, kernel: dict[str, int 
         "groups": group(j, keys, limit) if keys else [],
         "notes": [str(n) for n in t.notes],
     }
+
+
+def summary(j: Joined, ranges: dict[int, tuple[int, int]] | None = None,
+            limit: int = 10) -> dict[str, Any]:
+    """The table in a report (check --json, the exporter): sizes, who fills it, ghosts."""
+    return {"table": j.table.netns, "source": j.table.source, "entries": len(j.table),
+            "states": by_state(j.table.columns["ct_state"]),
+            "by_namespace": by_space(j, limit=limit),
+            "by_destination": group(j, ["destination"], limit),
+            "ghosts": int(np.count_nonzero(j.ghost)),
+            "snat": snat_usage(j.table, ranges, limit)}

@@ -70,8 +70,20 @@ class Context:
         if kernel.previous is not None:
             deltas = kernel_state.deltas(kernel.previous, kernel)
             interval = kernel.taken - kernel.previous.taken
-        return cls(snap, kernel, deltas, interval, kernel.fd_counts or None,
-                   kernel.nofile.get if kernel.fd_counts else None, missing=NOT_IN_INPUT)
+        ctx = cls(snap, kernel, deltas, interval, kernel.fd_counts or None,
+                  kernel.nofile.get if kernel.fd_counts else None, missing=NOT_IN_INPUT)
+        if kernel.conntrack is not None and not snap.counts_only:
+            from tcpdoctor.analysis.conntrack import join
+
+            saved = kernel.conntrack
+            if "sockets" in saved:  # every namespace of a bundle, the analysed one first
+                joined = join(saved["table"], saved["spaces"], saved["all_addresses"], 0,
+                              saved["sockets"])
+            else:
+                joined = join(saved["table"], [{"netns": snap.netns or "host"}],
+                              [saved["addresses"]], 0, snap.columns)
+            ctx.conntrack = {"joined": joined, "ranges": saved["ranges"], "limits": {}}
+        return ctx
 
     def cost(self) -> SocketCost:
         """What each socket costs (built once, on first use)."""

@@ -25,10 +25,12 @@ from tcpdoctor.analysis import groups
 from tcpdoctor.analysis.registry import Finding
 from tcpdoctor.analysis.thresholds import Thresholds
 from tcpdoctor.diagnose.repeat import Repeated
+from tcpdoctor.model.conntrack import CT_STATE_NAMES
 from tcpdoctor.model.kernel_state import RATE_COUNTERS, KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import STATE_NAMES, TCP_LISTEN
 from tcpdoctor.sources.target import Target
+from tcpdoctor.util.text import visible
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Sample:
     # With --trace: connect() calls refused a local port since the exporter started, per
     # (reason, destination): a counter, as Prometheus wants it.
     connect_failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    conntrack: dict[str, Any] | None = None  # the report's conntrack section
 
 
 # Every namespace of the host (--all-netns): each namespace's names and its sample.
@@ -69,7 +72,8 @@ def readings(target: Target, thresholds: Thresholds | None, every_netns: bool = 
             seen.append((s.where, Sample(s.report.snap, s.sample.kernel, s.report.findings,
                                          s.duration, cost=s.report.cost,
                                          forecasts=s.report.forecasts or [],
-                                         connect_failures=dict(failures))))
+                                         connect_failures=dict(failures),
+                                         conntrack=s.report.conntrack)))
         if on_round is not None:  # e.g. post the findings to Alertmanager
             on_round([(where, f) for where, sample in seen for f in sample.findings])
         return seen if every_netns else seen[0][1]
@@ -218,6 +222,28 @@ class TcpCollector(Collector):
         self._failures(f, ns, s.connect_failures)
         if s.kernel is not None:
             self._kernel(f, ns, s.kernel)
+        if s.conntrack is not None:
+            self._conntrack(f, ns, s.conntrack)
+
+    def _conntrack(self, f: _Families, ns: str, table: dict[str, Any]) -> None:
+        """The table by state (every state, zeros too), its ghosts, and who fills it: the
+        top N origins and destinations, the rest as "other"."""
+        for state in CT_STATE_NAMES:
+            f.ct_entries.add_metric([ns, state], table["states"].get(state, 0))
+        f.ct_ghosts.add_metric([ns], table["ghosts"])
+        for rows, family, key in ((table["by_namespace"], f.ct_by_origin, "namespace"),
+                                  (table["by_destination"], f.ct_by_destination,
+                                   "destination")):
+            shown = rows[:self.top_n]
+            for row in shown:
+                family.add_metric([ns, visible(str(row[key]))], row["entries"])
+            rest = table["entries"] - sum(r["entries"] for r in shown)
+            if rest:
+                family.add_metric([ns, "other"], rest)
+        for row in table["snat"][:self.top_n]:
+            labels = [ns, row["translated_source"], row["destination"]]
+            f.snat_used.add_metric(labels, row["ports_used"])
+            f.snat_available.add_metric(labels, row["ports_available"])
 
     def _failures(self, f: _Families, ns: str, failures: dict[tuple[str, str], int]) -> None:
         """The top N destinations by name, the rest summed as destination="other" (a
@@ -325,6 +351,22 @@ class _Families:
             "tcpdoctor_connect_failures", "With --trace: connect() calls refused a local port "
             "(EADDRNOTAVAIL) since the exporter started, per destination (top N, the rest as "
             "destination=\"other\")", labels=["netns", "reason", "destination"])
+        self.ct_entries = g("tcpdoctor_conntrack_entries", "TCP entries of the namespace's "
+                            "conntrack table per state", labels=["netns", "state"])
+        self.ct_ghosts = g("tcpdoctor_conntrack_ghost_entries", "Open conntrack entries whose "
+                           "local socket is gone", labels=["netns"])
+        self.ct_by_origin = g("tcpdoctor_conntrack_entries_by_origin", "Conntrack entries per "
+                              "originating namespace or pod (top N, the rest as \"other\"; "
+                              "\"elsewhere\": not this host)", labels=["netns", "origin"])
+        self.ct_by_destination = g("tcpdoctor_conntrack_entries_by_destination", "Conntrack "
+                                   "entries per original destination ip:port (top N, the rest "
+                                   "as \"other\")", labels=["netns", "destination"])
+        self.snat_used = g("tcpdoctor_snat_ports_used", "Source ports NAT maps towards one "
+                           "destination from one translated address (top N)",
+                           labels=["netns", "source", "destination"])
+        self.snat_available = g("tcpdoctor_snat_ports_available", "Source ports the NAT range "
+                                "offers for the same mapping", labels=["netns", "source",
+                                                                       "destination"])
         self.counters = CounterMetricFamily("tcpdoctor_kernel_counter", "TcpExt/Tcp/conntrack "
                                             "counters since boot", labels=["netns", "counter"])
 

@@ -6,6 +6,7 @@ Sources fill a KernelState; analysis reads it. The tables here say which figures
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # Sysctls the rules read (names as `sysctl` prints them). Global keys exist only in the
 # initial namespace (docs/kernel.md); inside another namespace they are read from the host.
@@ -86,6 +87,9 @@ class KernelState:
     # (live reads take them from the owner scan and /proc/PID/limits).
     fd_counts: dict[int, int] = field(default_factory=dict)
     nofile: dict[int, int] = field(default_factory=dict)
+    # Saved inputs only: the conntrack table, the namespace's addresses and NAT ranges
+    # ({"table", "addresses", "ranges"}, a collect bundle's sockets/conntrack.txt).
+    conntrack: dict[str, Any] | None = None
 
     def sysctl_int(self, key: str) -> int | None:
         value = self.sysctls.get(key)

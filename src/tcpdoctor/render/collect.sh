@@ -140,6 +140,33 @@ sockets() {
     for f in @SOCKET_FILES@; do
         grab "$1" "/proc/net/$f" "$2/sockets/$f" || note "/proc/net/$f unreadable${1:+ in netns $1}"
     done
+    conntrack_table "$1" "$2"
+}
+
+# in_ns NS CMD...: CMD in the namespace (the caller's when NS is empty).
+in_ns() {
+    ns=$1; shift
+    if [ -z "$ns" ]; then "$@"; else ip netns exec "$ns" "$@"; fi
+}
+
+# conntrack_table NS DIR: the conntrack table (`conntrack -L`, else /proc/net/nf_conntrack),
+# the namespace's addresses (which say where an entry's ends live) and its NAT rules (the
+# port ranges SNAT picks from).
+conntrack_table() {
+    [ -z "$FULL" ] || return 0
+    if have conntrack; then
+        in_ns "$1" conntrack -L 2>/dev/null | head -c "$MAX_BYTES" > "$2/sockets/conntrack.txt" 2>/dev/null \
+            || written "${2#"$B"/}sockets/conntrack.txt" || return 0
+    elif [ -r /proc/net/nf_conntrack ]; then
+        grab "$1" /proc/net/nf_conntrack "$2/sockets/conntrack.txt" || true
+    fi
+    in_ns "$1" ip -o addr show 2>/dev/null | head -c "$MAX_BYTES" > "$2/sockets/addresses.txt" 2>/dev/null || true
+    if have nft; then
+        in_ns "$1" nft -j list ruleset 2>/dev/null | head -c "$MAX_BYTES" > "$2/sockets/nft.json" 2>/dev/null || true
+    fi
+    if have iptables-save; then
+        in_ns "$1" iptables-save -t nat 2>/dev/null | head -c "$MAX_BYTES" > "$2/sockets/iptables-nat.txt" 2>/dev/null || true
+    fi
 }
 
 # processes: owners (PID INODE per socket descriptor) and open files per process, from one

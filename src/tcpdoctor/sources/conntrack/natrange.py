@@ -40,7 +40,7 @@ def read_ranges() -> dict[int, tuple[int, int]]:
     text = _run(["nft", "-j", "list", "ruleset"])
     if text:
         with contextlib.suppress(ValueError):
-            _from_nft(json.loads(text), out)
+            from_nft(json.loads(text), out)
     text = _run(["iptables-save", "-t", "nat"])
     if text:
         from_iptables(text, out)
@@ -56,7 +56,7 @@ def _port_range(port: Any) -> tuple[int, int] | None:
     return None
 
 
-def _from_nft(doc: Any, out: dict[int, tuple[int, int]]) -> None:
+def from_nft(doc: Any, out: dict[int, tuple[int, int]]) -> None:
     """Every masquerade/snat statement with a port range, wherever it sits."""
     stack = [doc]
     while stack:

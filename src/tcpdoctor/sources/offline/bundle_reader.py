@@ -16,6 +16,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from tcpdoctor.model import bundle_layout
 from tcpdoctor.model.kernel_state import GLOBAL_SYSCTLS, KernelState, fill_global_sysctls
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.sources import kstate, owners
-from tcpdoctor.sources.offline import tar_bounds
+from tcpdoctor.sources.offline import bundle_conntrack, tar_bounds
 from tcpdoctor.util.text import visible
 
 DIGITS = re.compile(r"[0-9]{1,10}")  # a pid, a count or a limit: ASCII digits, bounded
@@ -228,6 +229,10 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
                                         (name, told))
         kernel = kernel_figures(root, base, info)
         kernel.fd_counts, kernel.nofile = fds, limits
+        kernel.conntrack, table_notes = bundle_conntrack.load(base, name)
+        if kernel.conntrack is not None:
+            _other_spaces(kernel.conntrack, root, base, spaces, snap, names, reduce_above)
+        told = told + table_notes
         inside = os.path.dirname(root) + os.sep
         snap.notes = [n.replace(inside, f"{name}:") for n in snap.notes]
         # A file the script already said it could not read is not reported twice.
@@ -245,6 +250,47 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
     return snap, kernel, []
 
 
+JOIN_COLUMNS = ("state", "laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo", "sport", "dport")
+
+
+def _other_spaces(saved: dict[str, Any], root: str, base: str, spaces: list[str],
+                  snap: Snapshot, names: dict[int, str], reduce_above: int) -> None:
+    """The bundle's other namespaces (the host and netns/*) for the conntrack join: an
+    entry's end may live in any of them. The analysed one comes first."""
+    where = [(base, None)] + [(d, n) for d, n in [(root, "host")] + [
+        (os.path.join(root, "netns", n), n) for n in spaces] if d != base]
+    labels: list[dict[str, Any]] = []
+    addresses: list[list[int]] = []
+    parts: list[dict[str, np.ndarray]] = []
+    for i, (directory, label) in enumerate(where):
+        own = snap if i == 0 else None
+        if own is None:
+            try:
+                own, _ = _bundle_sockets(root, directory, names, False, reduce_above,
+                                         ("", []))
+            except TcpDoctorError:
+                continue
+        cols: dict[str, np.ndarray] = {k: own.columns[k] for k in JOIN_COLUMNS
+                                       if k in own.columns}
+        cols["netns_id"] = np.full(len(own), len(labels), np.uint16)
+        parts.append(cols)
+        labels.append({"netns": label or snap.netns or "host"})
+        addresses.append(saved["addresses"] if i == 0 else bundle_conntrack.addresses_in(
+            directory))
+    from tcpdoctor.model.columns import concat_columns
+
+    saved.update(spaces=labels, all_addresses=addresses,
+                 sockets=concat_columns(parts, {k: str(v.dtype) for k, v in parts[0].items()}))
+
+
+def _header_only(path: str) -> bool:
+    """ss's header and no row: a namespace without TCP sockets (a NAT gateway, say), read
+    from /proc/net/tcp then, where an empty table is no error."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    return len(head) < 4096 and len(head.strip().splitlines()) <= 1
+
+
 def _bundle_sockets(root: str, base: str, names: dict[int, str], strict: bool,
                     reduce_above: int, told: tuple[str, list[str]]) -> tuple[Snapshot, str]:
     """ss's listing when the script had ss, else /proc/net/tcp{,6} with owners.txt.
@@ -255,7 +301,7 @@ def _bundle_sockets(root: str, base: str, names: dict[int, str], strict: bool,
     from tcpdoctor.sources.offline.loader import merge
 
     ss = os.path.join(base, "sockets", "ss.txt")
-    if os.path.isfile(ss) and os.path.getsize(ss) > 0:
+    if os.path.isfile(ss) and os.path.getsize(ss) > 0 and not _header_only(ss):
         return load_text(ss, strict, reduce_above)[0], "ss -tanpoiem"
     files = [os.path.join(base, "sockets", f) for f in bundle_layout.SOCKET_FILES]
     parts = [load_text(f, strict, reduce_above)[0] for f in files
