@@ -2,8 +2,9 @@
 in the gateway as the oracle: entry counts per state, per-pod attribution, ghosts found
 exactly (N sockets gone behind a gateway that drops their RST -> N ghosts, none of the
 live ones) and check reports them, `relieve --conntrack-ghosts` deletes exactly those
-(a dry run first, its report before acting), SNAT ports per destination against the NAT range, the /proc fallback equal
-to ctnetlink; without root, one line and no traceback."""
+(a dry run first, its report before acting), a collected bundle carries the table and
+analyze finds the same ghosts, SNAT ports per destination against the NAT range, the
+/proc fallback equal to ctnetlink; without root, one line and no traceback."""
 
 from __future__ import annotations
 
