@@ -148,10 +148,11 @@ def conntrack_context(ghosts: int, live: int, nat_range: tuple[int, int] | None 
     cols["orig_sport"][:], cols["orig_dport"][:] = sport, 80
     cols["reply_sport"][:], cols["reply_dport"][:] = 80, np.arange(n) % 65000 + 1
     live_rows = np.arange(ghosts, n)
-    sockets = {"netns_id": np.full(live, 2, np.uint16), "state": np.ones(live, np.uint8),
-               "laddr_hi": np.zeros(live, np.uint64), "raddr_hi": np.zeros(live, np.uint64),
-               "laddr_lo": cols["orig_src_lo"][live_rows], "sport": sport[live_rows],
-               "raddr_lo": cols["orig_dst_lo"][live_rows], "dport": np.full(live, 80, np.uint16)}
+    sockets: dict[str, np.ndarray] = {
+        "netns_id": np.full(live, 2, np.uint16), "state": np.ones(live, np.uint8),
+        "laddr_hi": np.zeros(live, np.uint64), "raddr_hi": np.zeros(live, np.uint64),
+        "laddr_lo": cols["orig_src_lo"][live_rows], "sport": sport[live_rows],
+        "raddr_lo": cols["orig_dst_lo"][live_rows], "dport": np.full(live, 80, np.uint16)}
     spaces = [{"netns": "gw"}, {"netns": "pod-a"}, {"netns": "pod-b"}]
     joined = ct.join(ConntrackTable(cols, "test", "gw"), spaces,
                      [[], [V4_MAPPED_INT | 0x0A000002], [V4_MAPPED_INT | 0x0A000003]], 0, sockets)
