@@ -67,6 +67,8 @@ def seeds() -> dict[str, bytes]:
     out["bundle"] = fuzz_inputs.pack(fuzz_inputs.bundle_members())
     out["trace"] = fuzz_inputs.trace_seed()
     out["names"] = fuzz_inputs.NAMES_SEED
+    out["ctnetlink"] = (DATA / "conntrack" / "nat-gateway.ctnetlink").read_bytes()
+    out["conntrack"] = (DATA / "conntrack" / "nat-gateway.proc").read_bytes()
     return out
 
 
@@ -168,7 +170,7 @@ def mutate(rng: random.Random, kind: str, corpus: dict[str, bytes]) -> bytes:
         return fuzz_inputs.mutate_trace(rng, data)
     for _ in range(rng.randint(1, 3)):
         roll = rng.random()
-        if kind.startswith("netlink") and roll < 0.4:
+        if kind.startswith(("netlink", "ctnetlink")) and roll < 0.4:
             data = length_field(rng, data)
         elif kind == "snapshot" and roll < 0.5:
             data = json_edit(rng, data)
@@ -201,7 +203,7 @@ def analyze(path: str) -> str:
 
     try:
         snap, kernel, _ = offline.load(path)
-        report = run_rules(Context(offline.merge([snap]), kernel))
+        report = run_rules(Context.saved(offline.merge([snap]), kernel))
         json.dumps(report.as_json())
         with contextlib.redirect_stdout(io.StringIO()):
             render(report)
@@ -220,6 +222,10 @@ def run_one(data: bytes, tmp: str, kind: str = "") -> str:
             return fuzz_inputs.run_trace(data)
         if kind == "names":
             return fuzz_inputs.run_names(data)
+        if kind == "ctnetlink":
+            return fuzz_inputs.run_ctnetlink(data)
+        if kind == "conntrack":
+            return fuzz_inputs.run_conntrack_text(data)
         return analyze(tmp)
     except Hang:
         return "hang"

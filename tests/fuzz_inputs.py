@@ -47,6 +47,12 @@ def bundle_members() -> dict[str, bytes]:
         "proc/1/sys/fs/file-nr": b"2048\t0\t9223372036854775807\n",
         "netns/blue/sockets/tcp": (DATA / "proc_net_tcp").read_bytes(),
         "netns/blue/proc/1/net/sockstat": sockstat,
+        "sockets/conntrack.txt": (DATA / "conntrack" / "nat-gateway.conntrack-L").read_bytes(),
+        "sockets/addresses.txt": b"1: lo    inet 127.0.0.1/8 scope host lo\n"
+                                 b"2: eth0    inet 10.77.1.2/24 brd 10.77.1.255 scope global\n",
+        "sockets/nft.json": b'{"nftables": [{"rule": {"expr": [{"masquerade": {"port": '
+                            b'{"range": [40000, 40031]}}}]}}]}',
+        "netns/blue/sockets/addresses.txt": b"2: eth0    inet6 fd00::2/64 scope global\n",
     }
 
 
@@ -171,4 +177,31 @@ def run_names(data: bytes) -> str:
         if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in s):
             raise AssertionError(f"raw control character in {s!r}")
         s.encode("utf-8")  # a lone surrogate would fail where it is written
+    return "ok"
+
+
+def run_ctnetlink(data: bytes) -> str:
+    """A ctnetlink dump through the conntrack decoder: columns or a ParseError."""
+    from tcpdoctor.errors import ParseError
+    from tcpdoctor.sources.conntrack.decode import decode
+
+    try:
+        decode(data)
+    except ParseError:
+        return "refused"
+    return "ok"
+
+
+def run_conntrack_text(data: bytes) -> str:
+    """`conntrack -L` / /proc/net/nf_conntrack text, joined with nothing: a table or a
+    ParseError."""
+    from tcpdoctor.analysis import conntrack as ct
+    from tcpdoctor.errors import ParseError
+    from tcpdoctor.sources.conntrack.text import parse
+
+    try:
+        table = parse(data, "fuzz")
+    except ParseError:
+        return "refused"
+    ct.summary(ct.join(table, [{"netns": "host"}], [[]], 0, {}))
     return "ok"

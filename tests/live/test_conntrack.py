@@ -69,6 +69,9 @@ def test_states_and_pods_equal_the_oracle_and_ghosts_are_exact(nat: NatLab,
     per_pod = {g["namespace"]: g["entries"] for g in got["groups"]}
     assert per_pod == {nat.pod(0): 30, nat.pod(1): 20}
     assert got["ghosts"]["count"] == 0
+    by_owner = {g["process"].split(" (")[0]: g["entries"]
+                for g in section(nat, "--by", "process")["groups"]}
+    assert by_owner == {"td-pod0-app": 30, "td-pod1-app": 20}
     # 12 more from pod 0 whose RSTs the gateway drops: killed, their sockets are gone at
     # once (SO_LINGER 0) and their entries stay ESTABLISHED.
     nat.drop_endings_from(0)

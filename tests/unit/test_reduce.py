@@ -39,7 +39,7 @@ def folded(ctx: Context) -> Context:
     cols = reduce.combine(reduce.fold(dict(snap.columns), snap.listening_ports(), port_range))
     red = Snapshot(cols, snap.source, process_names=dict(snap.process_names))
     return Context(red, ctx.kernel, ctx.deltas, ctx.interval, ctx.fd_counts, ctx.nofile,
-                   trace=ctx.trace)
+                   trace=ctx.trace, conntrack=ctx.conntrack)
 
 
 @pytest.mark.parametrize(("rule_id", "make", "points"), CASES, ids=[c[0] for c in CASES])

@@ -86,14 +86,16 @@ def _records(space: np.ndarray, lhi: np.ndarray, llo: np.ndarray, rhi: np.ndarra
     return rec.view(f"V{_RECORD.itemsize}")
 
 
-def _has_socket(sockets: np.ndarray, space: np.ndarray, lhi: np.ndarray, llo: np.ndarray,
-                rhi: np.ndarray, rlo: np.ndarray, lport: np.ndarray,
-                rport: np.ndarray) -> np.ndarray:
+def _socket_of(sockets: np.ndarray, order: np.ndarray, space: np.ndarray, lhi: np.ndarray,
+               llo: np.ndarray, rhi: np.ndarray, rlo: np.ndarray, lport: np.ndarray,
+               rport: np.ndarray) -> np.ndarray:
+    """The row (in the caller's socket table) of each entry end's socket, -1 where none:
+    sockets are the packed records sorted, order their rows."""
     if sockets.shape[0] == 0:
-        return np.zeros(space.shape[0], bool)
+        return np.full(space.shape[0], -1, np.int64)
     want = _records(space, lhi, llo, rhi, rlo, lport, rport)
     at = np.minimum(np.searchsorted(sockets, want), sockets.shape[0] - 1)
-    return sockets[at] == want
+    return np.where((sockets[at] == want) & (space >= 0), order[at], -1)
 
 
 @dataclass
@@ -108,12 +110,16 @@ class Joined:
     origin_socket: np.ndarray
     responder_socket: np.ndarray
     ghost: np.ndarray
+    # The pid owning the originator's socket (-1: none, or owners not read), and names.
+    origin_pid: np.ndarray | None = None
+    process_names: dict[int, str] | None = None
 
 
 def join(table: ConntrackTable, spaces: list[dict[str, Any]], addresses: list[list[int]],
-         own: int, sockets: dict[str, np.ndarray]) -> Joined:
+         own: int, sockets: dict[str, np.ndarray],
+         process_names: dict[int, str] | None = None) -> Joined:
     """Join the table (read in spaces[own]) with the sockets of every namespace
-    (columns with a netns_id indexing spaces)."""
+    (columns with a netns_id indexing spaces; with a pid column, the originators' owners)."""
     c = table.columns
     places = Places.build(addresses, own)
     origin = places.of(c["orig_src_hi"], c["orig_src_lo"])
@@ -121,21 +127,29 @@ def join(table: ConntrackTable, spaces: list[dict[str, Any]], addresses: list[li
     if not all(k in sockets for k in _JOIN):  # a listing without addresses: no socket known
         sockets = {k: np.zeros(0, np.uint64) for k in _JOIN}
     live = sockets["state"] != TCP_LISTEN
-    space = sockets["netns_id"][live].astype(np.int32) if "netns_id" in sockets \
-        else np.full(int(np.count_nonzero(live)), own, np.int32)
-    have = np.sort(_records(space, sockets["laddr_hi"][live], sockets["laddr_lo"][live],
-                            sockets["raddr_hi"][live], sockets["raddr_lo"][live],
-                            sockets["sport"][live], sockets["dport"][live]))
-    origin_socket = _has_socket(have, origin, c["orig_src_hi"], c["orig_src_lo"],
-                                c["orig_dst_hi"], c["orig_dst_lo"], c["orig_sport"],
-                                c["orig_dport"]) & (origin >= 0)
-    responder_socket = _has_socket(have, responder, c["reply_src_hi"], c["reply_src_lo"],
-                                   c["reply_dst_hi"], c["reply_dst_lo"], c["reply_sport"],
-                                   c["reply_dport"]) & (responder >= 0)
+    rows = np.flatnonzero(live)
+    space = sockets["netns_id"][rows].astype(np.int32) if "netns_id" in sockets \
+        else np.full(rows.shape[0], own, np.int32)
+    packed = _records(space, sockets["laddr_hi"][rows], sockets["laddr_lo"][rows],
+                      sockets["raddr_hi"][rows], sockets["raddr_lo"][rows],
+                      sockets["sport"][rows], sockets["dport"][rows])
+    order = np.argsort(packed, kind="stable")
+    have, order = packed[order], rows[order]
+    at_origin = _socket_of(have, order, origin, c["orig_src_hi"], c["orig_src_lo"],
+                           c["orig_dst_hi"], c["orig_dst_lo"], c["orig_sport"],
+                           c["orig_dport"])
+    at_responder = _socket_of(have, order, responder, c["reply_src_hi"], c["reply_src_lo"],
+                              c["reply_dst_hi"], c["reply_dst_lo"], c["reply_sport"],
+                              c["reply_dport"])
+    origin_socket, responder_socket = at_origin >= 0, at_responder >= 0
     open_state = np.isin(c["ct_state"], [CT_STATE_CODES[s] for s in OPEN_STATES])
     ghost = open_state & (((origin >= 0) & ~origin_socket)
                           | ((responder >= 0) & ~responder_socket))
-    return Joined(table, spaces, origin, responder, origin_socket, responder_socket, ghost)
+    pid = None
+    if "pid" in sockets:
+        pid = np.where(origin_socket, sockets["pid"][np.maximum(at_origin, 0)], -1)
+    return Joined(table, spaces, origin, responder, origin_socket, responder_socket, ghost,
+                  pid, process_names)
 
 
 def space_label(spaces: list[dict[str, Any]], i: int) -> str:
@@ -231,7 +245,8 @@ def _pack_destination(c: dict[str, np.ndarray], m: np.ndarray) -> np.ndarray:
 
 
 # --by keys: what each groups entries by (the originator's view of the connection).
-BY_KEYS = ("state", "namespace", "destination", "source", "translated-source")
+BY_KEYS = ("state", "namespace", "pod", "process", "destination", "source",
+           "translated-source")
 
 
 def parse_by(text: str) -> list[str]:
@@ -251,8 +266,11 @@ def _key_columns(j: Joined, key: str) -> list[np.ndarray]:
     c = j.table.columns
     if key == "state":
         return [c["ct_state"].astype(np.uint64)]
-    if key == "namespace":
+    if key in ("namespace", "pod"):
         return [j.origin.astype(np.int64).astype(np.uint64)]
+    if key == "process":
+        pid = j.origin_pid if j.origin_pid is not None else np.full(len(j.table), -1)
+        return [pid.astype(np.int64).astype(np.uint64)]
     if key == "destination":
         return [c["orig_dst_hi"], c["orig_dst_lo"], c["orig_dport"].astype(np.uint64)]
     if key == "source":
@@ -264,8 +282,11 @@ def _key_text(j: Joined, key: str, row: int) -> str:
     c = j.table.columns
     if key == "state":
         return CT_STATE_NAMES[int(c["ct_state"][row])]
-    if key == "namespace":
+    if key in ("namespace", "pod"):
         return space_label(j.spaces, int(j.origin[row]))
+    if key == "process":
+        pid = int(j.origin_pid[row]) if j.origin_pid is not None else -1
+        return f"{(j.process_names or {}).get(pid, '?')} ({pid})" if pid >= 0 else "-"
     if key == "destination":
         return format_endpoint(c["orig_dst_hi"][row], c["orig_dst_lo"][row],
                                int(c["orig_dport"][row]))

@@ -8,8 +8,7 @@ from tcpdoctor.cli.options import SocketOptions, socket_options
 from tcpdoctor.render.output import emit_json, notes
 
 NOT_USED = {"-4": "the table holds both families; --by source narrows it",
-            "-6": "the table holds both families; --by source narrows it",
-            "--no-processes": "entries are joined with sockets, not processes"}
+            "-6": "the table holds both families; --by source narrows it"}
 
 
 @click.command()
@@ -17,8 +16,8 @@ NOT_USED = {"-4": "the table holds both families; --by source narrows it",
                 netns_help="The namespace whose table is read (`all`: every one that has a "
                            "table); the sockets of every namespace are joined with it.")
 @click.option("--by", "by", default=None, metavar="KEYS",
-              help="Group entries by state, namespace, destination, source, "
-                   "translated-source (comma-separated).")
+              help="Group entries by state, namespace, pod, process (the originator's "
+                   "owner), destination, source, translated-source (comma-separated).")
 @click.option("--ghosts", "list_ghosts", is_flag=True,
               help="List the ghost entries (open entries whose local socket is gone).")
 @click.option("-n", "--top", "limit", default=10, show_default=True,
@@ -34,7 +33,8 @@ def conntrack(sock: SocketOptions, by: str | None, list_ghosts: bool, limit: int
     \b
     Examples:
       tcpdoctor conntrack                          states, top pods, ghosts, SNAT ports
-      tcpdoctor conntrack --by namespace,state     which pod fills the table
+      tcpdoctor conntrack --by pod,state           which pod fills the table
+      tcpdoctor conntrack --by process             which process opened the entries
       tcpdoctor conntrack --by destination -n 5    the busiest destinations
       tcpdoctor conntrack --ghosts                 entries whose sockets are gone
       tcpdoctor conntrack --netns all --json       every namespace's table, for scripts
@@ -43,12 +43,13 @@ def conntrack(sock: SocketOptions, by: str | None, list_ghosts: bool, limit: int
     from tcpdoctor.sources.conntrack.gather import gather
 
     keys = ct.parse_by(by) if by else None
-    target = sock.target(owners=False, every_netns=True)
+    target = sock.target(every_netns=True)
     spec = sock.netns[0] if sock.netns else None
     got = gather(target, spec)
     sections = []
     for space, table in got.tables:
-        joined = ct.join(table, got.spaces, got.addresses, space, got.sockets.columns)
+        joined = ct.join(table, got.spaces, got.addresses, space, got.sockets.columns,
+                         got.sockets.process_names)
         sections.append(ct.report(joined, keys, limit if list_ghosts else min(limit, 10),
                                   got.limits.get(space, {}), got.ranges.get(space)))
         sections[-1]["limits"] = got.limits.get(space, {})

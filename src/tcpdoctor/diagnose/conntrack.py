@@ -40,7 +40,8 @@ def attach_one(ctx: Context, got: LiveSample, target: Target) -> None:
         got.snap.notes.append(str(exc))
         return
     table.netns = got.snap.netns or "host"
-    joined = ct.join(table, [{"netns": table.netns}], [addresses], 0, got.snap.columns)
+    joined = ct.join(table, [{"netns": table.netns}], [addresses], 0, got.snap.columns,
+                     got.snap.process_names)
     ctx.conntrack = {"joined": joined, "ranges": ranges, "limits": limits}
 
 
@@ -63,5 +64,6 @@ def attach_all(ctxs: list[Context | None], samples: list[LiveSample | None],
     for i, table in got.tables:
         context = ctxs[i]
         assert context is not None
-        context.conntrack = {"joined": ct.join(table, where, addresses, i, sockets.columns),
+        context.conntrack = {"joined": ct.join(table, where, addresses, i, sockets.columns,
+                                               sockets.process_names),
                              "ranges": got.ranges.get(i), "limits": got.limits.get(i, {})}

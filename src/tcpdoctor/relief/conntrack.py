@@ -41,7 +41,8 @@ def make_plan(target: Target, spec: str | None, limit: int, ports: tuple[int, ..
               remotes: tuple[str, ...]) -> tuple[GhostPlan, list[str]]:
     got = gather(target, spec)
     space, table = got.tables[0]
-    j = ct.join(table, got.spaces, got.addresses, space, got.sockets.columns)
+    j = ct.join(table, got.spaces, got.addresses, space, got.sockets.columns,
+                got.sockets.process_names)
     c = table.columns
     pick = j.ghost.copy()
     if ports:

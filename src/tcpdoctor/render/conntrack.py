@@ -19,7 +19,8 @@ def table_report(section: dict[str, Any], keys: list[str] | None, list_ghosts: b
 
     con = console()
     size = section.get("max")
-    fill = (_f(" of {max:,} ({share:.0f}% full)", max=size,
+    fill = (_f("; the table holds {count:,} of {max:,} ({share:.0f}% full)",
+               count=section.get("count") or 0, max=size,
                share=100 * (section.get("count") or 0) / size) if size else "")
     con.print(_f("conntrack table of {netns} ({source}): {entries:,} TCP entries, {other:,} "
                  "other{fill}", netns=escape(visible(str(section["netns"]))),

@@ -45,7 +45,7 @@ def gather(target: Target, spec: str | None) -> Gathered:
               [spaces.index(ns) for ns in namespaces.select(found, spec)])
     got = read_tables(target, spaces, chosen, strict=spec != "all")
     want = frozenset(BASE_COLUMNS)
-    swept = every_netns.sample_all(Target(source=target.source, owners=False,
+    swept = every_netns.sample_all(Target(source=target.source, owners=target.owners,
                                           proc_root=target.proc_root),
                                    spaces, 0.0, info=False, want=want, kernel=False)
     where = [ns.as_json() for ns in spaces]

@@ -1,0 +1,175 @@
+"""The conntrack reader against `conntrack -L | awk` and a floor, on a table it fills.
+
+A private network namespace gets N TCP entries inserted through ctnetlink (IPCTNL_MSG_CT_NEW,
+as `conntrack -I` does; no traffic), ESTABLISHED with a long timeout, a share of them
+source-NATed. Then, alternating, the median wall time and peak RSS of:
+
+  floor            a ctnetlink dump received and discarded (what any reader pays)
+  read_table       tcpdoctor's columnar reader alone (sources.conntrack.dump)
+  conntrack --json `tcpdoctor conntrack --netns NS --json` (every namespace joined)
+  conntrack -L     `conntrack -L | awk` counting states
+
+The table's size is bounded by the host's nf_conntrack_max (a global limit this bench
+does not change): --entries above it is refused.
+
+    sudo python -m bench.conntrack --entries 250000 --json docs/bench-conntrack.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+from bench.run import measure
+from tcpdoctor.sources.conntrack.layout import (
+    CTA_IP_V4_DST,
+    CTA_IP_V4_SRC,
+    CTA_PROTO_DST_PORT,
+    CTA_PROTO_NUM,
+    CTA_PROTO_SRC_PORT,
+    CTA_PROTOINFO,
+    CTA_PROTOINFO_TCP,
+    CTA_PROTOINFO_TCP_STATE,
+    CTA_STATUS,
+    CTA_TIMEOUT,
+    CTA_TUPLE_IP,
+    CTA_TUPLE_ORIG,
+    CTA_TUPLE_PROTO,
+    CTA_TUPLE_REPLY,
+    NLA_F_NESTED,
+    NETLINK_NETFILTER,
+)
+from tcpdoctor.sources.netns import run_in
+
+PY = sys.executable
+CT_NEW_CREATE = (1 << 8) | 0  # IPCTNL_MSG_CT_NEW
+NLM_F_REQUEST, NLM_F_CREATE, NLM_F_EXCL = 0x1, 0x400, 0x200
+FLOOR = r"""
+import socket, struct
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 12)
+s.send(struct.pack("=IHHIIBBH", 20, 0x101, 0x301, 1, 0, 0, 0, 0))
+buf = bytearray(1 << 16)
+while True:
+    n = s.recv_into(buf)
+    if n >= 20 and struct.unpack_from("=IH", buf, n - 20) == (20, 3):
+        break
+    if n >= 16 and struct.unpack_from("=H", buf, 4)[0] in (2, 3):
+        break
+"""
+READER = ("from tcpdoctor.sources.conntrack.dump import read_table; "
+          "print(len(read_table().columns['ct_state']))")
+AWK = "conntrack -L 2>/dev/null | awk '{s[$4]++} END {for (k in s) print k, s[k]}' > /dev/null"
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(payload), kind) + payload + bytes((-len(payload)) % 4)
+
+
+def _nest(kind: int, *parts: bytes) -> bytes:
+    return _attr(kind | NLA_F_NESTED, b"".join(parts))
+
+
+def _tuple(kind: int, src: int, dst: int, sport: int, dport: int) -> bytes:
+    return _nest(kind, _nest(CTA_TUPLE_IP, _attr(CTA_IP_V4_SRC, struct.pack(">I", src)),
+                             _attr(CTA_IP_V4_DST, struct.pack(">I", dst))),
+                 _nest(CTA_TUPLE_PROTO, _attr(CTA_PROTO_NUM, bytes([6])),
+                       _attr(CTA_PROTO_SRC_PORT, struct.pack(">H", sport)),
+                       _attr(CTA_PROTO_DST_PORT, struct.pack(">H", dport))))
+
+
+def fill(entries: int) -> int:
+    """Insert `entries` ESTABLISHED entries into this namespace's table; how many took."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_NETFILTER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    made = 0
+    batch = []
+    for i in range(entries):
+        src = 0x0A000000 | (i // 60000)  # 10.0.x.y: 60,000 ports per source
+        sport = 1024 + i % 60000
+        nat = i % 4 == 0  # a quarter source-NATed to 203.0.113.1
+        reply = _tuple(CTA_TUPLE_REPLY, 0xC6336401, 0xCB007101 if nat else src, 443,
+                       sport)
+        body = (struct.pack("=BBH", socket.AF_INET, 0, 0)
+                + _tuple(CTA_TUPLE_ORIG, src, 0xC6336401, sport, 443) + reply
+                + _attr(CTA_STATUS, struct.pack(">I", 0x8 | 0x4 | 0x2 | (0x10 if nat else 0)))
+                + _attr(CTA_TIMEOUT, struct.pack(">I", 3600))
+                + _nest(CTA_PROTOINFO, _nest(CTA_PROTOINFO_TCP,
+                                             _attr(CTA_PROTOINFO_TCP_STATE, bytes([3])))))
+        batch.append(struct.pack("=IHHII", 16 + len(body), CT_NEW_CREATE,
+                                 NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, i + 1, 0) + body)
+        if len(batch) == 200 or i == entries - 1:
+            sock.send(b"".join(batch))
+            made += len(batch)
+            batch = []
+    sock.close()
+    return made
+
+
+def count(ns: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", ns, "cat",
+                          "/proc/sys/net/netfilter/nf_conntrack_count"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--entries", type=int, default=250_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (a private namespace and its conntrack table)")
+    with open("/proc/sys/net/netfilter/nf_conntrack_max") as fh:
+        cap = int(fh.read())
+    if args.entries > cap:
+        sys.exit(f"bench: {args.entries:,} entries exceed nf_conntrack_max ({cap:,}), a "
+                 "host-wide limit this bench does not change")
+    ns = f"tdctbench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        t0 = time.monotonic()
+        run_in(ns, lambda: fill(args.entries))
+        deadline = time.monotonic() + 60
+        while count(ns) < args.entries * 0.99 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        built = count(ns)
+        tools = {"floor (ctnetlink dump, discard)": [PY, "-c", FLOOR],
+                 "read_table (columns)": [PY, "-c", READER],
+                 "tcpdoctor conntrack --json": [PY, "-m", "tcpdoctor", "conntrack", "--json"],
+                 "conntrack -L | awk": ["sh", "-c", AWK]}
+        results: dict[str, list[tuple[float, int]]] = {}
+        for _ in range(args.runs):
+            for name, argv in tools.items():
+                got = measure(ns, argv, 300.0)
+                if got is not None:
+                    results.setdefault(name, []).append(got)
+        out = {"entries": built, "built_seconds": round(time.monotonic() - t0, 1),
+               "runs": args.runs,
+               "results": {k: {"wall": statistics.median(w for w, _ in v),
+                               "rss_mb": max(r for _, r in v) / 1024} for k, v in
+                           results.items()}}
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    print(f"{out['entries']:,} entries")
+    for name, r in out["results"].items():
+        print(f"  {name:34s} {r['wall']:7.3f} s  {r['rss_mb']:7.1f} MB")
+    awk = out["results"].get("conntrack -L | awk", {}).get("wall")
+    mine = out["results"].get("tcpdoctor conntrack --json", {}).get("wall")
+    if awk and mine:
+        print(f"  tcpdoctor conntrack / conntrack -L | awk: {mine / awk:.2f}x")
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
