@@ -43,8 +43,8 @@ from tcpdoctor.sources.conntrack.layout import (
     CTA_TUPLE_ORIG,
     CTA_TUPLE_PROTO,
     CTA_TUPLE_REPLY,
-    NLA_F_NESTED,
     NETLINK_NETFILTER,
+    NLA_F_NESTED,
 )
 from tcpdoctor.sources.netns import run_in
 
