@@ -176,6 +176,11 @@ def test_proc_fallback_reads_what_netlink_reads(nat: NatLab) -> None:
     by_netlink = netns.run_in(nat.gw, dump.read_table).columns
     by_proc = netns.run_in(nat.gw,
                            lambda: text.read_file("/proc/thread-self/net/nf_conntrack")).columns
+    # Every namespace's table (--netns all) against conntrack -L in that namespace.
+    tables = {t["netns"]: t for t in tcpdoctor_json("conntrack", "--netns", "all")["tables"]}
+    for ns in nat.namespaces:
+        said = Counter(line.split()[3] for line in nat.conntrack_list(ns))
+        assert tables[ns]["states"] == dict(said), ns
     order_a = sorted(zip(*(by_netlink[k].tolist() for k in KEYS), strict=True))
     order_b = sorted(zip(*(by_proc[k].tolist() for k in KEYS), strict=True))
     assert order_a == order_b and len(order_a) == 30
