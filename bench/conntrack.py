@@ -9,10 +9,12 @@ source-NATed. Then, alternating, the median wall time and peak RSS of:
   conntrack --json `tcpdoctor conntrack --netns NS --json` (every namespace joined)
   conntrack -L     `conntrack -L | awk` counting states
 
-The table's size is bounded by the host's nf_conntrack_max (a global limit this bench
-does not change): --entries above it is refused.
+The table's size is bounded by the host's nf_conntrack_max, a global limit: --entries
+above it is refused, unless --raise-max is given, which raises it for the run only (the
+value before is printed first, and written back when the bench ends, however it ends).
 
     sudo python -m bench.conntrack --entries 250000 --json docs/bench-conntrack.json
+    sudo python -m bench.conntrack --entries 1000000 --raise-max
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import struct
@@ -93,9 +96,10 @@ def fill(entries: int) -> int:
     for i in range(entries):
         src = 0x0A000000 | (i // 60000)  # 10.0.x.y: 60,000 ports per source
         sport = 1024 + i % 60000
-        nat = i % 4 == 0  # a quarter source-NATed to 203.0.113.1
-        reply = _tuple(CTA_TUPLE_REPLY, 0xC6336401, 0xCB007101 if nat else src, 443,
-                       sport)
+        nat = i % 4 == 0  # a quarter source-NATed, to 203.0.113.N for 10.0.0.N
+        # (both tuples of an entry must be unique: one translated address per source)
+        reply = _tuple(CTA_TUPLE_REPLY, 0xC6336401, (0xCB007101 + (i // 60000)) if nat
+                       else src, 443, sport)
         body = (struct.pack("=BBH", socket.AF_INET, 0, 0)
                 + _tuple(CTA_TUPLE_ORIG, src, 0xC6336401, sport, 443) + reply
                 + _attr(CTA_STATUS, struct.pack(">I", 0x8 | 0x4 | 0x2 | (0x10 if nat else 0)))
@@ -112,6 +116,14 @@ def fill(entries: int) -> int:
     return made
 
 
+MAX_PATH = "/proc/sys/net/netfilter/nf_conntrack_max"
+
+
+def _write_max(value: int) -> None:
+    with open(MAX_PATH, "w") as fh:
+        fh.write(str(value))
+
+
 def count(ns: str) -> int:
     out = subprocess.run(["ip", "netns", "exec", ns, "cat",
                           "/proc/sys/net/netfilter/nf_conntrack_count"],
@@ -125,21 +137,30 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=250_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--raise-max", action="store_true",
+                    help="raise the host's nf_conntrack_max for this run (restored after)")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unwind: restore, remove
     if os.geteuid() != 0:
         sys.exit("bench: needs root (a private namespace and its conntrack table)")
-    with open("/proc/sys/net/netfilter/nf_conntrack_max") as fh:
+    with open(MAX_PATH) as fh:
         cap = int(fh.read())
+    raised = None
     if args.entries > cap:
-        sys.exit(f"bench: {args.entries:,} entries exceed nf_conntrack_max ({cap:,}), a "
-                 "host-wide limit this bench does not change")
+        if not args.raise_max:
+            sys.exit(f"bench: {args.entries:,} entries exceed nf_conntrack_max ({cap:,}), a "
+                     "host-wide limit: add --raise-max to raise it for this run")
+        raised = cap
+        print(f"bench: nf_conntrack_max {cap} -> {args.entries + 1000} for this run "
+              f"(restored to {cap} after)", flush=True)
+        _write_max(args.entries + 1000)
     ns = f"tdctbench-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         t0 = time.monotonic()
         run_in(ns, lambda: fill(args.entries))
         deadline = time.monotonic() + 60
-        while count(ns) < args.entries * 0.99 and time.monotonic() < deadline:
+        while count(ns) < args.entries and time.monotonic() < deadline:
             time.sleep(0.5)
         built = count(ns)
         tools = {"floor (ctnetlink dump, discard)": [PY, "-c", FLOOR],
@@ -159,6 +180,8 @@ def main() -> None:
                            results.items()}}
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+        if raised is not None:
+            _write_max(raised)
     print(f"{out['entries']:,} entries")
     for name, r in out["results"].items():
         print(f"  {name:34s} {r['wall']:7.3f} s  {r['rss_mb']:7.1f} MB")
