@@ -198,3 +198,26 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / f"{name}.txt"
     path.write_text(text)
     return path
+
+
+FENCED = {
+    "netstat": ("```tcp        0      0 10.0.0.5:443     10.0.0.9:{p}     CLOSE_WAIT\n",
+                "tcp        0      0 10.0.0.5:443     10.0.0.9:{p}     CLOSE_WAIT\n",
+                "tcp        0      0 10.0.0.5:443     10.0.0.9:{p}     CLOSE_WAIT```\n"),
+    "ss": ("~~~CLOSE-WAIT 1 0 10.0.0.5:443 10.0.0.9:{p}\n",
+           "CLOSE-WAIT 1 0 10.0.0.5:443 10.0.0.9:{p}\n",
+           "CLOSE-WAIT 1 0 10.0.0.5:443 10.0.0.9:{p} ```\n"),
+}
+
+
+def test_rows_glued_to_a_fence_are_read_and_a_language_tag_is_not(tmp_path: Path) -> None:
+    """Issue 26: a fence glued to the first or last row (```tcp 0 0 ..., ... CLOSE_WAIT```)
+    loses no row; a fence with a language tag (```text) stays chatter."""
+    for kind, (first, middle, last) in FENCED.items():
+        text = "```text\n" + first.format(p=50001) + "".join(
+            middle.format(p=50002 + i) for i in range(5)) + last.format(p=50100)
+        path = tmp_path / f"{kind}.txt"
+        path.write_text("$ ss -tan state close-wait\n" + text)
+        doc = tcpdoctor_json("analyze", str(path), "--json")
+        assert doc["states"]["CLOSE_WAIT"] == 7, kind
+        assert doc["lines_unparsed"] == 0, kind

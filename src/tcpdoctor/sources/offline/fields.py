@@ -6,6 +6,7 @@ line as unparsed (or stops, with --strict), and never raises on it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 PORT = 65_535
 PID = 2**31 - 1  # the i4 column; the kernel's pid_max is at most 2**22
@@ -42,3 +43,24 @@ CHATTER = re.compile(rb"^\s*(?:```|~~~|[$#%>]\s|[$#]$|[\w.-]+@[\w.-]+[:~][^\s]*\
 def is_chatter(line: bytes | str) -> bool:
     raw = line.encode("utf-8", "replace") if isinstance(line, str) else line
     return bool(CHATTER.match(raw))
+
+
+# A Markdown fence glued to a row ("```tcp 0 0 ...", "... ESTABLISHED```"): people paste
+# tables straight after the backticks. A fence with a word or nothing after it is chatter.
+_FENCE_HEAD = re.compile(r"^(\s*)(?:`{3,}|~{3,})(?=\S)")
+_FENCE_TAIL = re.compile(r"\s*(?:`{3,}|~{3,})\s*$")
+ROW_WORDS = 4  # fewer words after a fence: a language tag, not a row
+
+
+def unfenced(line: str) -> str:
+    """The row a fence was glued to, without the fence; any other line as it is."""
+    head = _FENCE_HEAD.match(line)
+    if head is not None and len(line[head.end():].split()) >= ROW_WORDS:
+        line = head.group(1) + line[head.end():]
+    if _FENCE_TAIL.search(line) and len(_FENCE_TAIL.sub("", line).split()) >= ROW_WORDS:
+        line = _FENCE_TAIL.sub("", line)
+    return line
+
+
+def unfenced_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    return ((no, unfenced(text)) for no, text in lines)

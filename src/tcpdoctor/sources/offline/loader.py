@@ -28,7 +28,7 @@ from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
 from tcpdoctor.sources.offline import bundle_reader, detect, foreign, lsof, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
-from tcpdoctor.sources.offline.fields import is_chatter
+from tcpdoctor.sources.offline.fields import is_chatter, unfenced_lines
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
            "netstat -an[tpo], lsof -i, Windows netstat -ano or macOS/FreeBSD netstat -an")
@@ -250,9 +250,9 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
         for block, first in textcols.line_blocks(stream, BLOCK_ROWS * 40, on_long=too_long):
             cols, rest = netstat_fast.parse(block, first)
             b.add_block(cols)
-            textdump.parse_netstat(rest, b)
+            textdump.parse_netstat(unfenced_lines(rest), b)
     else:
-        PARSERS[kind](_dedent(_lines(stream, too_long), indent), b)
+        PARSERS[kind](unfenced_lines(_dedent(_lines(stream, too_long), indent)), b)
     b.flush()
     acc.finish(b.has_pid, b.has_info)
     notes = [_unparsed_note(name, b.bad_count, b.bad, b.bad_text)] if b.bad_count else []

@@ -26,7 +26,7 @@ from tcpdoctor.model.tcp import (
     TIMER_TIME_WAIT,
 )
 from tcpdoctor.sources.offline.extras import netstat_extras, ss_extras
-from tcpdoctor.sources.offline.fields import PORT, U32, whole
+from tcpdoctor.sources.offline.fields import PORT, U32, is_chatter, whole
 from tcpdoctor.util.text import visible
 
 # The Netid column of `ss -a` (iproute2 misc/ss.c): only tcp rows are read.
@@ -90,6 +90,8 @@ class Builder:
         return {pid: visible(name) for pid, name in self.names.items()}
 
     def reject(self, line_no: int, expected: str, line: str) -> None:
+        if is_chatter(line):  # a fence or a prompt around the table: no row was lost
+            return
         if self.strict:
             raise ParseError(self.source, line_no, expected, line)
         self.bad_count += 1
