@@ -250,16 +250,9 @@ BY_KEYS = ("state", "namespace", "pod", "process", "destination", "source",
 
 
 def parse_by(text: str) -> list[str]:
-    from tcpdoctor.errors import TcpDoctorError
-    from tcpdoctor.i18n import Msg
+    from tcpdoctor.analysis.groups import parse_by as parse_keys
 
-    keys = [k.strip().lower() for k in text.split(",") if k.strip()]
-    bad = [k for k in keys if k not in BY_KEYS]
-    if bad or not keys:
-        raise TcpDoctorError(Msg("--by: unknown grouping {unknown!r} (choose from "
-                                 "{choices})", unknown=', '.join(bad) or text,
-                                 choices=', '.join(BY_KEYS)))
-    return list(dict.fromkeys(keys))
+    return parse_keys(text, BY_KEYS)
 
 
 def _key_columns(j: Joined, key: str) -> list[np.ndarray]:

@@ -32,13 +32,15 @@ class Grouping:
         return {"schema": 1, "by": self.by, "groups": self.groups, "other": self.other}
 
 
-def parse_by(text: str) -> list[str]:
+def parse_by(text: str, choices: tuple[str, ...] = GROUP_KEYS) -> list[str]:
+    """--by KEYS: the keys in order, each once; an unknown one is an error naming the
+    choices (top's groupings by default, conntrack's its own)."""
     keys = [k.strip().lower() for k in text.split(",") if k.strip()]
-    bad = [k for k in keys if k not in GROUP_KEYS]
+    bad = [k for k in keys if k not in choices]
     if bad or not keys:
         raise TcpDoctorError(Msg("--by: unknown grouping {unknown!r} (choose from "
                                  "{choices})", unknown=', '.join(bad) or text,
-                                 choices=', '.join(GROUP_KEYS)))
+                                 choices=', '.join(choices)))
     return list(dict.fromkeys(keys))
 
 

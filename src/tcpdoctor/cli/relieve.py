@@ -148,12 +148,18 @@ def _apply(sock: SocketOptions, target: Any, plan: Any, summary: dict[str, Any],
               **act.outcome_counts(errnos), "errors": act.failures(errnos),
               "still_there": relief.still_there(plan, ended, target),
               "owner_fds_open": act.owner_fds_open(plan, ended)}
+    from tcpdoctor.render.relief import render_outcome
+
+    return report_result(sock, summary, result, render_outcome)
+
+
+def report_result(sock: SocketOptions, summary: dict[str, Any], result: dict[str, Any],
+                  render: Any) -> ExitCode:
+    """What --apply did, as JSON or for people; 1 when anything vanished, failed or stays."""
     if sock.as_json:
         emit_json({"schema": 1, "dry_run": False, **summary, "result": result})
     else:
-        from tcpdoctor.render.relief import render_outcome
-
-        render_outcome(result)
+        render(result)
     bad = result["vanished"] or result["failed"] or result["still_there"]
     return ExitCode.WARNING if bad else ExitCode.OK
 

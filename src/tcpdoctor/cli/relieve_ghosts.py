@@ -16,8 +16,9 @@ from tcpdoctor.status import ExitCode
 def relieve_ghosts(sock: SocketOptions, ports: tuple[int, ...], remotes: tuple[str, ...],
                    limit: int, rate: float, do_apply: bool, report_path: str | None,
                    state_dir: str) -> ExitCode:
+    from tcpdoctor.cli.relieve import report_result
     from tcpdoctor.relief import conntrack as ghosts
-    from tcpdoctor.relief.act import default_report_path
+    from tcpdoctor.relief.act import default_report_path, failures, outcome_counts
     from tcpdoctor.render.relief import render_ghost_outcome, render_ghost_plan
 
     target = sock.target(owners=False)
@@ -43,15 +44,7 @@ def relieve_ghosts(sock: SocketOptions, ports: tuple[int, ...], remotes: tuple[s
     errnos = ghosts.carry_out(plan, target, rate)
     result = {"report": os.path.abspath(path), "entries": int(errnos.shape[0]),
               "seconds": round(time.perf_counter() - started, 3),
-              "deleted": int((errnos == 0).sum()),
-              "vanished": int((errnos == errno.ENOENT).sum()),
-              "failed": int(((errnos != 0) & (errnos != errno.ENOENT)).sum()),
-              "errors": {os.strerror(int(e)): int((errnos == e).sum())
-                         for e in set(errnos.tolist()) - {0, errno.ENOENT}},
+              **outcome_counts(errnos, (errno.ENOENT,), "deleted"),
+              "errors": failures(errnos, (errno.ENOENT,)),
               "still_there": ghosts.still_there(plan, target)}
-    if sock.as_json:
-        emit_json({"schema": 1, "dry_run": False, **summary, "result": result})
-    else:
-        render_ghost_outcome(result)
-    bad = result["vanished"] or result["failed"] or result["still_there"]
-    return ExitCode.WARNING if bad else ExitCode.OK
+    return report_result(sock, summary, result, render_ghost_outcome)

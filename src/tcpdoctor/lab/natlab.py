@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg, c_locale
-from tcpdoctor.lab.net import LabNet, run_ip
+from tcpdoctor.lab.net import LabNet, run_ip, veth
 
 SERVER_ADDR = "198.18.50.2"
 GATEWAY_ADDR = "198.18.50.1"
@@ -67,20 +67,10 @@ class NatLab:
         for ns in self.namespaces:
             run_ip("netns", "add", ns)
             run_ip("-n", ns, "link", "set", "lo", "up")
-        run_ip("-n", self.gw, "link", "add", "tdsrv0", "type", "veth", "peer", "name", "tdgw0",
-            "netns", self.srv)
-        run_ip("-n", self.gw, "addr", "add", f"{GATEWAY_ADDR}/24", "dev", "tdsrv0")
-        run_ip("-n", self.srv, "addr", "add", f"{SERVER_ADDR}/24", "dev", "tdgw0")
-        run_ip("-n", self.gw, "link", "set", "tdsrv0", "up")
-        run_ip("-n", self.srv, "link", "set", "tdgw0", "up")
+        veth(self.gw, "tdsrv0", f"{GATEWAY_ADDR}/24", self.srv, "tdgw0", f"{SERVER_ADDR}/24")
         for i in range(self.pods):
-            pod, dev = self.pod(i), f"tdpod{i}"
-            run_ip("-n", self.gw, "link", "add", dev, "type", "veth", "peer", "name", "eth0",
-                "netns", pod)
-            run_ip("-n", self.gw, "addr", "add", f"10.77.{i}.1/24", "dev", dev)
-            run_ip("-n", pod, "addr", "add", f"{pod_addr(i)}/24", "dev", "eth0")
-            run_ip("-n", self.gw, "link", "set", dev, "up")
-            run_ip("-n", pod, "link", "set", "eth0", "up")
+            pod = self.pod(i)
+            veth(self.gw, f"tdpod{i}", f"10.77.{i}.1/24", pod, "eth0", f"{pod_addr(i)}/24")
             run_ip("-n", pod, "route", "add", "default", "via", f"10.77.{i}.1")
         self.base.sysctl(self.gw, "net.ipv4.ip_forward", "1")
         # A port range applies to TCP (nft wants the protocol matched first); the rest

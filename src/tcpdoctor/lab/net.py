@@ -45,6 +45,15 @@ def run_ip(*args: str) -> None:
                                  error=proc.stderr.strip()))
 
 
+def veth(ns_a: str, dev_a: str, addr_a: str, ns_b: str, dev_b: str, addr_b: str) -> None:
+    """A veth pair between two namespaces, each end addressed (CIDR) and up."""
+    run_ip("-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns",
+           ns_b)
+    for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
+        run_ip("-n", ns, "addr", "add", addr, "dev", dev)
+        run_ip("-n", ns, "link", "set", dev, "up")
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise TcpDoctorError(Msg("the lab needs root (it creates network namespaces)"))
@@ -109,12 +118,7 @@ class LabNet:
             run_ip("netns", "add", self.peer)
             for ns in (self.name, self.peer):
                 run_ip("-n", ns, "link", "set", "lo", "up")
-            run_ip("-n", self.name, "link", "add", "td0", "type", "veth", "peer", "name", "td1",
-                "netns", self.peer)
-            run_ip("-n", self.name, "addr", "add", f"{MAIN_ADDR}/24", "dev", "td0")
-            run_ip("-n", self.peer, "addr", "add", f"{PEER_ADDR}/24", "dev", "td1")
-            run_ip("-n", self.name, "link", "set", "td0", "up")
-            run_ip("-n", self.peer, "link", "set", "td1", "up")
+            veth(self.name, "td0", f"{MAIN_ADDR}/24", self.peer, "td1", f"{PEER_ADDR}/24")
             run_ip("-n", self.name, "route", "add", PHANTOM_NET, "via", PEER_ADDR)
             # On loopback a late duplicate ACK can draw an ACK from a fresh TIME_WAIT; the
             # closed peer answers with RST, which kills the TIME_WAIT unless RFC 1337 is on

@@ -29,16 +29,18 @@ VANISHED = (errno.ENOENT, errno.ESTALE, errno.ENOTCONN, errno.EBADF, errno.ESRCH
 BATCH_SECONDS = 0.1  # the rate is kept per tenth of a second
 
 
-def outcome_counts(errnos: np.ndarray) -> dict[str, int]:
-    vanished = np.isin(errnos, VANISHED)
-    return {"relieved": int(np.count_nonzero(errnos == 0)),
+def outcome_counts(errnos: np.ndarray, gone: tuple[int, ...] = VANISHED,
+                   done: str = "relieved") -> dict[str, int]:
+    """Done (errno 0), vanished (an errno of `gone`: never touched) and failed."""
+    vanished = np.isin(errnos, gone)
+    return {done: int(np.count_nonzero(errnos == 0)),
             "vanished": int(np.count_nonzero(vanished)),
             "failed": int(np.count_nonzero((errnos != 0) & ~vanished))}
 
 
-def failures(errnos: np.ndarray) -> dict[str, int]:
-    """Failed sockets per errno name (EPERM: 3, ...)."""
-    failed = errnos[(errnos != 0) & ~np.isin(errnos, VANISHED)]
+def failures(errnos: np.ndarray, gone: tuple[int, ...] = VANISHED) -> dict[str, int]:
+    """Failed items per errno name (EPERM: 3, ...)."""
+    failed = errnos[(errnos != 0) & ~np.isin(errnos, gone)]
     codes, counts = np.unique(failed, return_counts=True)
     return {errno.errorcode.get(int(c), str(int(c))): int(k)
             for c, k in zip(codes, counts, strict=True)}

@@ -63,15 +63,21 @@ def render_plan(plan: dict[str, Any], apply_command: str | None) -> None:
         out(_f("Nothing was changed. To end them: {command}", command=apply_command), 0, 2)
 
 
-def render_outcome(result: dict[str, Any]) -> None:
-    _con, out = printer()
+def _done(out: Any, result: dict[str, Any], line: str) -> None:
+    """The report's path, what was done (line), and the failures by errno."""
     out(_f("Report written before acting: {path}", path=result["report"]), 0, 2)
-    out(_f("Relieved {relieved:,} of {total:,} sockets in {seconds:.2f} s; {vanished:,} "
-           "vanished before they were reached (never touched); {failed:,} failed",
-           relieved=result["relieved"], total=result["sockets"], seconds=result["seconds"],
-           vanished=result["vanished"], failed=result["failed"]), 0, 2, style="bold")
+    out(line, 0, 2, style="bold")
     for name, count in result["errors"].items():
         out(_f("failed: {count:,} with {error}", count=count, error=name), 2, 2)
+
+
+def render_outcome(result: dict[str, Any]) -> None:
+    _con, out = printer()
+    _done(out, result, _f("Relieved {relieved:,} of {total:,} sockets in {seconds:.2f} s; "
+                          "{vanished:,} vanished before they were reached (never touched); "
+                          "{failed:,} failed", relieved=result["relieved"],
+                          total=result["sockets"], seconds=result["seconds"],
+                          vanished=result["vanished"], failed=result["failed"]))
     if result["still_there"]:
         out(_f("{n:,} relieved sockets are still in the table in their state",
                n=result["still_there"]), 0, 2, style="yellow")
@@ -109,13 +115,11 @@ def render_ghost_plan(plan: dict[str, Any], apply_command: str | None) -> None:
 
 def render_ghost_outcome(result: dict[str, Any]) -> None:
     _con, out = printer()
-    out(_f("Report written before acting: {path}", path=result["report"]), 0, 2)
-    out(_f("Deleted {deleted:,} of {total:,} entries in {seconds:.2f} s; {vanished:,} were "
-           "gone or replaced before they were reached (never touched); {failed:,} failed",
-           deleted=result["deleted"], total=result["entries"], seconds=result["seconds"],
-           vanished=result["vanished"], failed=result["failed"]), 0, 2, style="bold")
-    for name, count in result["errors"].items():
-        out(_f("failed: {count:,} with {error}", count=count, error=name), 2, 2)
+    _done(out, result, _f("Deleted {deleted:,} of {total:,} entries in {seconds:.2f} s; "
+                          "{vanished:,} were gone or replaced before they were reached (never "
+                          "touched); {failed:,} failed", deleted=result["deleted"],
+                          total=result["entries"], seconds=result["seconds"],
+                          vanished=result["vanished"], failed=result["failed"]))
     if result["still_there"]:
         out(_f("{n:,} deleted entries are still in the table", n=result["still_there"]), 0, 2,
             style="yellow")

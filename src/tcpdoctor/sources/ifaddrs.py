@@ -6,9 +6,8 @@ from __future__ import annotations
 import socket
 import struct
 
-from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED_INT
-from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
+from tcpdoctor.sources.netlink.dump import open_socket
 
 NETLINK_ROUTE = 0  # include/uapi/linux/netlink.h
 RTM_NEWADDR, RTM_GETADDR = 20, 22  # include/uapi/linux/rtnetlink.h
@@ -19,13 +18,7 @@ MAX_REPLY = 1 << 22  # 4 MB of replies: tens of thousands of addresses
 
 def read_addresses() -> list[int]:
     """Every address of this namespace as a 128-bit integer (IPv4 mapped, ::ffff:a.b.c.d)."""
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                             NETLINK_ROUTE)
-    except OSError as exc:
-        raise NetlinkUnavailable(Msg("cannot open NETLINK_ROUTE: {error}",
-                                     error=exc.strerror)) from exc
-    with sock:
+    with open_socket(NETLINK_ROUTE, "NETLINK_ROUTE") as sock:
         # struct ifaddrmsg: family AF_UNSPEC (both), prefix length, flags, scope, index.
         body = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
         sock.send(struct.pack("=IHHII", 16 + len(body), RTM_GETADDR, 0x301, 1, 0) + body)

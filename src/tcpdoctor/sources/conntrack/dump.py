@@ -33,17 +33,13 @@ from tcpdoctor.sources.conntrack.layout import (
     NLM_F_ACK,
 )
 from tcpdoctor.sources.netlink.dump import chunk_buffer, receive
+from tcpdoctor.sources.netlink.dump import open_socket as open_netlink
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 from tcpdoctor.sources.netlink.layout import NLM_F_DUMP, NLM_F_REQUEST
 
 
 def open_socket() -> socket.socket:
-    try:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                             NETLINK_NETFILTER)
-    except OSError as exc:
-        raise NetlinkUnavailable(Msg("cannot open NETLINK_NETFILTER: {error}",
-                                     error=exc.strerror)) from exc
+    return open_netlink(NETLINK_NETFILTER, "NETLINK_NETFILTER")
 
 
 def _message(mtype: int, flags: int, seq: int, family: int, body: bytes = b"") -> bytes:

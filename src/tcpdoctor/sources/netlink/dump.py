@@ -60,12 +60,14 @@ def _request(family: int, states: int, ext: int, seq: int, bytecode: bytes = b""
                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
-def open_socket() -> socket.socket:
+def open_socket(protocol: int = NETLINK_SOCK_DIAG, name: str = "NETLINK_SOCK_DIAG",
+                ) -> socket.socket:
+    """A netlink socket of that protocol (sock_diag by default; ctnetlink, rtnetlink)."""
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                             NETLINK_SOCK_DIAG)
+                             protocol)
     except OSError as exc:
-        raise NetlinkUnavailable(Msg("cannot open NETLINK_SOCK_DIAG: {error}",
+        raise NetlinkUnavailable(Msg("cannot open {name}: {error}", name=name,
                                      error=exc.strerror)) from exc
     return sock
 
