@@ -13,6 +13,7 @@ from typing import Any
 
 from tcpdoctor.analysis import conntrack as ct
 from tcpdoctor.analysis.context import Context
+from tcpdoctor.model.conntrack import empty_table
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources.live import LiveSample
 from tcpdoctor.sources.target import Target
@@ -27,8 +28,19 @@ def _has_entries(kernel: KernelState | None) -> bool:
     return count is not None and count > 0
 
 
+def _empty(ctx: Context | None, kernel: KernelState | None, label: str) -> None:
+    """A table that exists and holds nothing (count 0, as root): the rules run on it and
+    find nothing, instead of being listed as not checked."""
+    if ctx is None or kernel is None or os.geteuid() != 0 or kernel.sysctl_int(COUNT) != 0:
+        return
+    table = empty_table("none", label)
+    ctx.conntrack = {"joined": ct.join(table, [{"netns": label}], [[]], 0, {}),
+                     "ranges": {}, "limits": {}}
+
+
 def attach_one(ctx: Context, got: LiveSample, target: Target) -> None:
     """One namespace (check --netns NAME, or without root's sweep)."""
+    _empty(ctx, got.kernel, got.snap.netns or "host")
     if os.geteuid() != 0 or not _has_entries(got.kernel):
         return
     from tcpdoctor.sources.conntrack import ConntrackUnavailable
@@ -48,6 +60,9 @@ def attach_one(ctx: Context, got: LiveSample, target: Target) -> None:
 def attach_all(ctxs: list[Context | None], samples: list[LiveSample | None],
                spaces: list[Any], target: Target) -> None:
     """Every namespace of a sweep: each table with entries, joined with every socket."""
+    for i, one in enumerate(samples):
+        if one is not None:
+            _empty(ctxs[i], one.kernel, spaces[i].label)
     chosen = [i for i, s in enumerate(samples)
               if s is not None and ctxs[i] is not None and _has_entries(s.kernel)]
     if os.geteuid() != 0 or not chosen:
