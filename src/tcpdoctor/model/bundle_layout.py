@@ -14,6 +14,9 @@ Inside `tcpdoctor-HOST-TIME.tar.gz`, one directory `tcpdoctor-HOST-TIME/` holds:
     sockets/ss.txt         `ss -tanpoiem` (when ss exists)
     sockets/tcp, tcp6      /proc/net/tcp and tcp6 (always: the fallback)
     sockets/owners.txt     "PID INODE" for every socket file descriptor (from /proc/PID/fd)
+    sockets/conntrack.txt  `conntrack -L` (else /proc/net/nf_conntrack), only where the table
+                           could be read (empty: an empty table); with addresses.txt (`ip -o
+                           addr`), nft.json and iptables-nat.txt (the NAT rules' ranges)
     processes.txt          "PID FDS NOFILE COMM" for every process that holds a socket
     files/ETC/...          the sysctl configuration files, at their own paths
     netns/NAME/            (--all-netns) proc/1, proc/2 and sockets/ of a named namespace

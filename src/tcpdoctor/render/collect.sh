@@ -154,7 +154,8 @@ in_ns() {
 # port ranges SNAT picks from).
 conntrack_table() {
     [ -z "$FULL" ] || return 0
-    if have conntrack; then
+    # The file exists only when the table could be read: empty then means an empty table.
+    if have conntrack && in_ns "$1" conntrack -C >/dev/null 2>&1; then
         in_ns "$1" conntrack -L 2>/dev/null | head -c "$MAX_BYTES" > "$2/sockets/conntrack.txt" 2>/dev/null \
             || written "${2#"$B"/}sockets/conntrack.txt" || return 0
     elif [ -r /proc/net/nf_conntrack ]; then

@@ -47,9 +47,10 @@ def addresses_in(base: str) -> list[int]:
 def load(base: str, label: str) -> tuple[dict[str, Any] | None, list[str]]:
     """{"table", "addresses", "ranges"} of the bundle's namespace at base, or None; notes."""
     sockets = os.path.join(base, "sockets")
-    data = _read(os.path.join(sockets, "conntrack.txt"))
-    if data is None:
+    path = os.path.join(sockets, "conntrack.txt")
+    if not os.path.isfile(path):  # the script could not read the table (or is older)
         return None, []
+    data = _read(path) or b""  # present and empty: an empty table
     try:
         table = text.parse(data, f"{label}:sockets/conntrack.txt")
     except ParseError as exc:
