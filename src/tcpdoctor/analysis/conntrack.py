@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tcpdoctor.model.addresses import format_addr, format_endpoint
+from tcpdoctor.model.columns import group_rows
 from tcpdoctor.model.conntrack import (
     CT_STATE_CODES,
     CT_STATE_NAMES,
@@ -71,19 +72,25 @@ class Places:
         return np.where(hit, self.space[at], -1).astype(np.int32)
 
 
-def _pack2(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    rec = np.zeros(hi.shape[0], np.dtype([("h", ">u8"), ("l", ">u8")]))
-    rec["h"], rec["l"] = hi, lo
-    return rec.view("V16")
-
-
-def _records(space: np.ndarray, lhi: np.ndarray, llo: np.ndarray, rhi: np.ndarray,
-             rlo: np.ndarray, lport: np.ndarray, rport: np.ndarray) -> np.ndarray:
-    rec = np.zeros(space.shape[0], _RECORD)
-    for name, col in zip(_RECORD.names or (), (space, lhi, llo, rhi, rlo, lport, rport),
-                         strict=True):
+def _void(dtype: np.dtype[Any], cols: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Columns packed as big-endian records viewed as opaque bytes: sorted and searched
+    bytewise, they compare in the columns' lexical order (an exact multi-column join)."""
+    rec = np.zeros(cols[0].shape[0], dtype)
+    for name, col in zip(dtype.names or (), cols, strict=True):
         rec[name] = col
-    return rec.view(f"V{_RECORD.itemsize}")
+    return rec.view(f"V{dtype.itemsize}")
+
+
+_ADDRESS = np.dtype([("h", ">u8"), ("l", ">u8")])
+
+
+def _pack2(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    return _void(_ADDRESS, (hi, lo))
+
+
+def _records(*cols: np.ndarray) -> np.ndarray:
+    """(namespace, local address, remote address, local port, remote port) records."""
+    return _void(_RECORD, cols)
 
 
 def _socket_of(sockets: np.ndarray, order: np.ndarray, space: np.ndarray, lhi: np.ndarray,
@@ -214,8 +221,9 @@ def snat_usage(table: ConntrackTable, ranges: dict[int, tuple[int, int]] | None 
     m = (c["status"] & IPS_SRC_NAT) != 0
     if not m.any():
         return []
-    key = _pack_destination(c, m)
-    _keys, first, counts = np.unique(key, return_index=True, return_counts=True)
+    first, _, counts = group_rows([c["reply_dst_hi"][m], c["reply_dst_lo"][m],
+                                   c["reply_src_hi"][m], c["reply_src_lo"][m],
+                                   c["reply_sport"][m]])
     rows = np.flatnonzero(m)[first]
     out = []
     for i in np.argsort(-counts, kind="stable")[:limit]:
@@ -232,18 +240,6 @@ def snat_usage(table: ConntrackTable, ranges: dict[int, tuple[int, int]] | None 
     return out
 
 
-def _pack_destination(c: dict[str, np.ndarray], m: np.ndarray) -> np.ndarray:
-    """(translated source, destination after NAT) of the entries in m, as packed records:
-    one mapping per (translated source port) within each."""
-    rec = np.zeros(int(np.count_nonzero(m)),
-                   np.dtype([("a", ">u8"), ("b", ">u8"), ("c", ">u8"), ("d", ">u8"),
-                             ("p", ">u2")]))
-    rec["a"], rec["b"] = c["reply_dst_hi"][m], c["reply_dst_lo"][m]
-    rec["c"], rec["d"], rec["p"] = c["reply_src_hi"][m], c["reply_src_lo"][m], \
-        c["reply_sport"][m]
-    return rec.view("V34")
-
-
 # --by keys: what each groups entries by (the originator's view of the connection).
 BY_KEYS = ("state", "namespace", "pod", "process", "destination", "source",
            "translated-source")
@@ -258,14 +254,15 @@ def parse_by(text: str) -> list[str]:
 def _key_columns(j: Joined, key: str) -> list[np.ndarray]:
     c = j.table.columns
     if key == "state":
-        return [c["ct_state"].astype(np.uint64)]
+        return [c["ct_state"]]
+    # As unsigned, -1 (elsewhere, no owner) groups after every namespace and pid.
     if key in ("namespace", "pod"):
         return [j.origin.astype(np.int64).astype(np.uint64)]
     if key == "process":
         pid = j.origin_pid if j.origin_pid is not None else np.full(len(j.table), -1)
         return [pid.astype(np.int64).astype(np.uint64)]
     if key == "destination":
-        return [c["orig_dst_hi"], c["orig_dst_lo"], c["orig_dport"].astype(np.uint64)]
+        return [c["orig_dst_hi"], c["orig_dst_lo"], c["orig_dport"]]
     if key == "source":
         return [c["orig_src_hi"], c["orig_src_lo"]]
     return [c["reply_dst_hi"], c["reply_dst_lo"]]  # translated-source
@@ -290,16 +287,9 @@ def _key_text(j: Joined, key: str, row: int) -> str:
 
 def group(j: Joined, keys: list[str], limit: int = 10) -> list[dict[str, Any]]:
     """The largest groups of entries by the keys, with their ghosts."""
-    cols = [col for k in keys for col in _key_columns(j, k)]
-    n = j.origin.shape[0]
-    if n == 0:
+    if j.origin.shape[0] == 0:
         return []
-    rec = np.zeros(n, np.dtype([(f"k{i}", ">u8") for i in range(len(cols))]))
-    for i, col in enumerate(cols):
-        rec[f"k{i}"] = col
-    _, first, inverse, counts = np.unique(rec.view(f"V{8 * len(cols)}"), return_index=True,
-                                          return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
+    first, inverse, counts = group_rows([col for k in keys for col in _key_columns(j, k)])
     ghost = np.bincount(inverse, j.ghost.astype(np.int64), counts.shape[0])
     order = np.argsort(-counts, kind="stable")[:limit]
     return [{**{k: _key_text(j, k, int(first[i])) for k in keys},
