@@ -116,25 +116,28 @@ def _addresses(arr: np.ndarray, pos: np.ndarray, end: np.ndarray
     return hi, lo, valid
 
 
+def _line_of(starts: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The line (index into starts) of each offset."""
+    return np.searchsorted(starts, pos, side="right") - 1
+
+
 def parse(data: bytes, source: str) -> ConntrackTable:
     arr = np.frombuffer(data, np.uint8)
     nl = np.flatnonzero(arr == _NL)
     starts = np.concatenate(([0], nl + 1))
-    def line_of(p: np.ndarray) -> np.ndarray:
-        return np.searchsorted(starts, p, side="right") - 1
-
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    # Per key, its (positions, lines) in the original tuple (a line's first) and the reply
+    # tuple (its second).
+    found: dict[str, tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
     for key in ("src=", "dst=", "sport=", "dport="):
         pos = _find(arr, key.encode())
-        line = line_of(pos)
+        line = _line_of(starts, pos)
         first = np.ones(line.shape[0], bool)
         first[1:] = line[1:] != line[:-1]
         second = np.zeros(line.shape[0], bool)
         second[1:] = (line[1:] == line[:-1]) & first[:-1]
-        found[key] = (pos[first], pos[second])
-    orig_src = found["src="][0]
-    lines = line_of(orig_src)
-    total = np.unique(line_of(_find(arr, b"src="))).shape[0]
+        found[key] = ((pos[first], line[first]), (pos[second], line[second]))
+    orig_src, lines = found["src="][0]
+    total = lines.shape[0]  # entries: lines with a src= (TCP or not)
     # The state: the word right before the first src=.
     state = np.full(lines.shape[0], -1, np.int64)
     for code, name in enumerate(CT_STATE_NAMES):
@@ -152,14 +155,14 @@ def parse(data: bytes, source: str) -> ConntrackTable:
     good = np.ones(rows.shape[0], bool)
     for d, which in (("orig", 0), ("reply", 1)):
         for key, name in (("src=", "src"), ("dst=", "dst")):
-            pos = _per_line(found[key][which], line_of(found[key][which]), rows)
+            pos = _per_line(*found[key][which], rows)
             ok = pos >= 0
             end = _token_ends(arr, np.maximum(pos, 0), 40)
             h, lw, valid = _addresses(arr, np.maximum(pos, 0), end)
             cols[f"{d}_{name}_hi"], cols[f"{d}_{name}_lo"] = h, lw
             good &= ok & valid
         for key, name in (("sport=", "sport"), ("dport=", "dport")):
-            pos = _per_line(found[key][which], line_of(found[key][which]), rows)
+            pos = _per_line(*found[key][which], rows)
             value = _numbers(arr, np.maximum(pos, 0), _token_ends(arr, np.maximum(pos, 0), 12))
             good &= (pos >= 0) & (value >= 0) & (value <= 65535)
             cols[f"{d}_{name}"] = np.clip(value, 0, 65535).astype(np.uint16)
@@ -187,9 +190,6 @@ def _per_line(pos: np.ndarray, line: np.ndarray, rows: np.ndarray) -> np.ndarray
 def _extras(arr: np.ndarray, starts: np.ndarray, rows: np.ndarray,
             cols: dict[str, np.ndarray], orig_src: np.ndarray) -> None:
     """Timeout (the number before the state), status flags, mark and zone."""
-    def line_of(p: np.ndarray) -> np.ndarray:
-        return np.searchsorted(starts, p, side="right") - 1
-
     # The timeout ends two words before src=: find the space before the state word.
     state_len = np.array([len(n) for n in CT_STATE_NAMES])[cols["ct_state"]]
     end = orig_src - len("src=") - 1 - state_len - 1  # the space before the state word
@@ -201,13 +201,13 @@ def _extras(arr: np.ndarray, starts: np.ndarray, rows: np.ndarray,
     cols["timeout"] = np.clip(_numbers(arr, end - run, end), 0, None).astype(np.uint32)
     for key, name in ((b"mark=", "mark"), (b"zone=", "zone")):
         pos = _find(arr, key)
-        at = _per_line(pos, line_of(pos), rows)
+        at = _per_line(pos, _line_of(starts, pos), rows)
         value = _numbers(arr, np.maximum(at, 0), _token_ends(arr, np.maximum(at, 0), 12))
         cols[name] = np.clip(value, 0, None).astype(cols[name].dtype)
     seen = np.ones(rows.shape[0], bool)
     for flag, bit in ((b"[UNREPLIED]", 0), (b"[ASSURED]", IPS_ASSURED)):
         pos = _find(arr, flag)
-        at = _per_line(pos, line_of(pos), rows) >= 0
+        at = _per_line(pos, _line_of(starts, pos), rows) >= 0
         if bit:
             cols["status"] |= np.where(at, bit, 0).astype(np.uint32)
         else:
