@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -138,29 +139,38 @@ def socket_rows(plan: Plan) -> list[dict[str, Any]]:
 
 
 def write_report(plan: Plan, path: str, meta: dict[str, Any]) -> None:
+    write_rows(path, meta, "sockets", socket_rows(plan))
+
+
+def write_rows(path: str, meta: dict[str, Any], key: str, rows: list[dict[str, Any]]) -> None:
+    """A report of every item about to be touched (mode 0600), written before the first."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, json.dumps({**meta, "sockets": socket_rows(plan)}, indent=1) + "\n",
-                 mode=0o600)
+    atomic_write(path, json.dumps({**meta, key: rows}, indent=1) + "\n", mode=0o600)
+
+
+def paced(n: int, rate: float) -> Iterator[range]:
+    """n items in batches of at most `rate` a second, one batch a tick. The first batch
+    waits one tick, so that the report written just before is always in place before
+    anything changes."""
+    per_tick = max(int(rate * BATCH_SECONDS), 1)
+    tick = max(BATCH_SECONDS, per_tick / rate)
+    next_at = time.monotonic() + tick
+    for start in range(0, n, per_tick):
+        time.sleep(max(next_at - time.monotonic(), 0))
+        next_at += tick
+        yield range(start, min(start + per_tick, n))
 
 
 def carry_out(plan: Plan, rate: float) -> np.ndarray:
-    """End the plan's sockets, at most `rate` a second; one errno per socket. The first
-    batch waits one tick, so that the report written just before is always in place before
-    anything changes."""
+    """End the plan's sockets, at most `rate` a second (paced); one errno per socket."""
     c = plan.columns
     out = np.full(len(plan), -1, dtype=np.int32)
-    per_tick = max(int(rate * BATCH_SECONDS), 1)
-    tick = max(BATCH_SECONDS, per_tick / rate)
     destroyer = netns.run_in(plan.netns, ending.Destroyer) if np.any(
         c["method"] == DESTROY) else None
     pidfds: dict[int, int] = {}
     try:
-        next_at = time.monotonic() + tick
-        for start in range(0, len(plan), per_tick):
-            time.sleep(max(next_at - time.monotonic(), 0))
-            next_at += tick
-            rows = np.arange(start, min(start + per_tick, len(plan)))
-            _batch(c, rows, out, destroyer, pidfds, start)
+        for batch in paced(len(plan), rate):
+            _batch(c, np.arange(batch.start, batch.stop), out, destroyer, pidfds, batch.start)
     finally:
         if destroyer is not None:
             destroyer.close()

@@ -9,9 +9,6 @@ connection) is never touched: the kernel refuses a delete whose id differs.
 from __future__ import annotations
 
 import errno
-import json
-import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +17,11 @@ import numpy as np
 from tcpdoctor.analysis import conntrack as ct
 from tcpdoctor.model.addresses import parse_addr, prefix_masks
 from tcpdoctor.model.conntrack import ConntrackTable
+from tcpdoctor.relief.act import paced, write_rows
 from tcpdoctor.sources import netns
 from tcpdoctor.sources.conntrack import dump
 from tcpdoctor.sources.conntrack.gather import gather
 from tcpdoctor.sources.target import Target
-from tcpdoctor.util.atomic import atomic_write
-
-BATCH_SECONDS = 0.05
 
 
 @dataclass
@@ -68,17 +63,16 @@ def plan_json(plan: GhostPlan, examples: int = 20) -> dict[str, Any]:
     c = plan.table.columns
     mask = np.zeros(len(plan.table), bool)
     mask[plan.rows] = True
-    rows = entry_rows(plan)
-    return {"netns": plan.table.netns, "conntrack_ghosts": True, "entries": len(rows),
+    return {"netns": plan.table.netns, "conntrack_ghosts": True,
+            "entries": int(plan.rows.shape[0]),
             "by_state": ct.by_state(c["ct_state"][plan.rows]),
-            "by_namespace": ct.by_space(plan.joined, mask), "examples": rows[:examples],
+            "by_namespace": ct.by_space(plan.joined, mask),
+            "examples": [ct.entry_row(plan.joined, i) for i in plan.rows[:examples].tolist()],
             "beyond_limit": plan.beyond_limit, "table_entries": len(plan.table)}
 
 
 def write_report(plan: GhostPlan, path: str, meta: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, json.dumps({**meta, "entries": entry_rows(plan)}, indent=1) + "\n",
-                 mode=0o600)
+    write_rows(path, meta, "entries", entry_rows(plan))
 
 
 def carry_out(plan: GhostPlan, target: Target, rate: float) -> np.ndarray:
@@ -90,14 +84,9 @@ def carry_out(plan: GhostPlan, target: Target, rate: float) -> np.ndarray:
 def _delete_here(plan: GhostPlan, rate: float) -> np.ndarray:
     c = plan.table.columns
     out = np.full(plan.rows.shape[0], -1, np.int32)
-    per_tick = max(int(rate * BATCH_SECONDS), 1)
-    tick = max(BATCH_SECONDS, per_tick / rate)
     with dump.open_socket() as sock:
-        next_at = time.monotonic() + tick
-        for start in range(0, plan.rows.shape[0], per_tick):
-            time.sleep(max(next_at - time.monotonic(), 0))
-            next_at += tick
-            for k in range(start, min(start + per_tick, plan.rows.shape[0])):
+        for batch in paced(plan.rows.shape[0], rate):
+            for k in batch:
                 i = int(plan.rows[k])
                 try:
                     out[k] = dump.delete_entry(
@@ -114,8 +103,9 @@ def still_there(plan: GhostPlan, target: Target) -> int:
     """Planned entries the table still holds (same tuple and id) after the deletes."""
     from tcpdoctor.sources.conntrack import read
 
+    def keys(c: dict[str, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:
+        return (c["id"][rows].astype(np.uint64) << np.uint64(16)) | c["orig_sport"][rows]
+
     now = read(target.netns).columns
-    c = plan.table.columns
-    mine = {(int(c["id"][i]), int(c["orig_sport"][i])) for i in plan.rows.tolist()}
-    have = set(zip(now["id"].tolist(), now["orig_sport"].tolist(), strict=True))
-    return len(mine & have)
+    return int(np.count_nonzero(np.isin(keys(plan.table.columns, plan.rows),
+                                        keys(now, slice(None)))))
