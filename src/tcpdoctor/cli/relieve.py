@@ -100,18 +100,22 @@ def relieve(sock: SocketOptions, finding: str | None, states: tuple[str, ...],
     plan, read_notes = relief.make_plan(target, choice, thresholds)
     summary = relief.plan_json(plan)
     if not do_apply:
-        _show_plan(sock, summary, read_notes)
+        show_plan(sock, summary, read_notes)
         return ExitCode.OK
     return _apply(sock, target, plan, summary, reset, rate, report_path, state_dir)
 
 
-def _show_plan(sock: SocketOptions, summary: dict[str, Any], read_notes: list[str]) -> None:
+def show_plan(sock: SocketOptions, summary: dict[str, Any], read_notes: list[str],
+              render: Any = None, dry_run: bool = True) -> None:
+    """The plan as JSON or for people (render: relieve's sockets by default), with the
+    command that would apply it when this is a dry run."""
     if sock.as_json:
         emit_json({"schema": 1, "dry_run": True, **summary})
         return
-    from tcpdoctor.render.relief import render_plan
+    if render is None:
+        from tcpdoctor.render.relief import render_plan as render
 
-    render_plan(summary, _apply_command())
+    render(summary, _apply_command() if dry_run else None)
     notes(read_notes)
 
 
@@ -126,7 +130,7 @@ def _apply(sock: SocketOptions, target: Any, plan: Any, summary: dict[str, Any],
     from tcpdoctor.relief import act
 
     if not len(plan):
-        _show_plan(sock, summary, [])
+        show_plan(sock, summary, [])
         return ExitCode.OK
     problems = act.preflight(plan, reset)
     if problems:

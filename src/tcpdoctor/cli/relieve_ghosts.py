@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
-import sys
 import time
 
 from tcpdoctor.cli.options import SocketOptions
-from tcpdoctor.render.output import emit_json, notes
 from tcpdoctor.status import ExitCode
 
 
 def relieve_ghosts(sock: SocketOptions, ports: tuple[int, ...], remotes: tuple[str, ...],
                    limit: int, rate: float, do_apply: bool, report_path: str | None,
                    state_dir: str) -> ExitCode:
-    from tcpdoctor.cli.relieve import report_result
+    from tcpdoctor.cli.relieve import report_result, show_plan
     from tcpdoctor.relief import conntrack as ghosts
     from tcpdoctor.relief.act import default_report_path, failures, outcome_counts
     from tcpdoctor.render.relief import render_ghost_outcome, render_ghost_plan
@@ -26,13 +23,7 @@ def relieve_ghosts(sock: SocketOptions, ports: tuple[int, ...], remotes: tuple[s
                                         ports, remotes)
     summary = ghosts.plan_json(plan)
     if not do_apply or not summary["entries"]:
-        if sock.as_json:
-            emit_json({"schema": 1, "dry_run": True, **summary})
-        else:
-            args = [a for a in sys.argv[1:] if a != "--json"]
-            render_ghost_plan(summary, "tcpdoctor " + " ".join(
-                shlex.quote(a) for a in [*args, "--apply"]) if not do_apply else None)
-            notes(read_notes)
+        show_plan(sock, summary, read_notes, render_ghost_plan, dry_run=not do_apply)
         return ExitCode.OK
     path = report_path or default_report_path(state_dir)
     ghosts.write_report(plan, path, {"schema": 1, "netns": plan.table.netns,

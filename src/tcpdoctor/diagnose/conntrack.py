@@ -47,7 +47,7 @@ def attach_one(ctx: Context, got: LiveSample, target: Target) -> None:
     from tcpdoctor.sources.conntrack.gather import read_one
 
     try:
-        table, ranges, limits, addresses = read_one(target)
+        (table, ranges, limits), addresses = read_one(target)
     except (ConntrackUnavailable, OSError) as exc:
         got.snap.notes.append(str(exc))
         return

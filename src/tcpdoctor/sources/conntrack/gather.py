@@ -55,15 +55,21 @@ def gather(target: Target, spec: str | None) -> Gathered:
     return got
 
 
-def read_one(target: Target) -> tuple[ConntrackTable, dict[int, tuple[int, int]],
-                                      dict[str, int | None], list[int]]:
-    """The table, NAT ranges, limits and addresses of the target's one namespace."""
-    from tcpdoctor.sources import netns
+Table = tuple[ConntrackTable, dict[int, tuple[int, int]], dict[str, int | None]]
+
+
+def _table_here(proc_root: str) -> Table:
+    """The calling thread's namespace's table, NAT port ranges and limits."""
     from tcpdoctor.sources.conntrack import read_here
 
-    return netns.run_in(target.netns, lambda: (read_here(target.proc_root),
-                                               natrange.read_ranges(),
-                                               read_limits(target.proc_root),
+    return read_here(proc_root), natrange.read_ranges(), read_limits(proc_root)
+
+
+def read_one(target: Target) -> tuple[Table, list[int]]:
+    """The table (with ranges and limits) and the addresses of the target's namespace."""
+    from tcpdoctor.sources import netns
+
+    return netns.run_in(target.netns, lambda: (_table_here(target.proc_root),
                                                read_addresses()))
 
 
@@ -77,11 +83,10 @@ def read_tables(target: Target, spaces: list[namespaces.Netns], chosen: list[int
                 strict: bool = True) -> Gathered:
     """The tables (with NAT ranges and limits) of spaces[chosen]; strict: a table that
     cannot be read is an error (else a note). Sockets and addresses are left empty."""
-    from tcpdoctor.sources.conntrack import ConntrackUnavailable, read_here
+    from tcpdoctor.sources.conntrack import ConntrackUnavailable
 
     got = every_netns.in_each([spaces[i] for i in chosen],
-                              lambda ns: (read_here(target.proc_root), natrange.read_ranges(),
-                                          read_limits(target.proc_root)))
+                              lambda ns: _table_here(target.proc_root))
     out = Gathered([], [], Snapshot({}, "none"), [], {}, {})
     for i, result in zip(chosen, got, strict=True):
         if isinstance(result, ConntrackUnavailable) and strict:
