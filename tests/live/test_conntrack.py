@@ -164,6 +164,12 @@ def test_snat_ports_per_destination_against_the_range() -> None:
                                 "range_known": True}]
         found = findings(lab)
         assert found["SNAT_PORT_EXHAUSTION"]["severity"] == "critical"
+        # check of the gateway alone (a namespace with entries and no socket of its own)
+        alone = tcpdoctor("check", "--netns", lab.gw, "--json", "--interval", "0")
+        assert alone.returncode == 2, alone.stderr
+        doc = json.loads(alone.stdout)
+        assert doc["conntrack"]["entries"] == 10
+        assert [f["id"] for f in doc["findings"]] == ["SNAT_PORT_EXHAUSTION"]
 
 
 def test_proc_fallback_reads_what_netlink_reads(nat: NatLab) -> None:

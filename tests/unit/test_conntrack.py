@@ -177,3 +177,16 @@ def test_nat_ranges_from_nft_json_and_iptables_save() -> None:
         "-A POSTROUTING -s 10.0.0.0/8 -j SNAT --to-source 198.51.100.1:5000-5099\n"
         "-A POSTROUTING -j MASQUERADE\n", out)
     assert out == {-1: (1024, 2047), v4("198.51.100.1"): (5000, 5099)}
+
+
+def test_a_namespace_without_sockets_joins_with_owners_unknown() -> None:
+    """check --netns GATEWAY: entries, no socket there (with the owner column): no crash,
+    every origin elsewhere, owners unknown."""
+    t = table([("ESTABLISHED", "10.0.0.2", 1000, "10.9.0.9", 80, "10.9.0.9", 80,
+                "203.0.113.1", 41000)])
+    empty = {k: np.zeros(0, v.dtype) for k, v in sockets([(0, "1.1.1.1", 1, "2.2.2.2", 2)]).items()}
+    empty["pid"] = np.zeros(0, np.int32)
+    j = ct.join(t, [{"netns": "gw"}], [[v4("203.0.113.1")]], 0, empty, {})
+    assert j.origin.tolist() == [-1] and not j.ghost.any()
+    assert j.origin_pid is not None and j.origin_pid.tolist() == [-1]
+    assert ct.group(j, ["process"]) == [{"process": "-", "entries": 1, "ghosts": 0}]

@@ -153,8 +153,9 @@ def join(table: ConntrackTable, spaces: list[dict[str, Any]], addresses: list[li
     ghost = open_state & (((origin >= 0) & ~origin_socket)
                           | ((responder >= 0) & ~responder_socket))
     pid = None
-    if "pid" in sockets:
-        pid = np.where(origin_socket, sockets["pid"][np.maximum(at_origin, 0)], -1)
+    if "pid" in sockets:  # no socket at all (a gateway's namespace): every owner unknown
+        pid = (np.where(origin_socket, sockets["pid"][np.maximum(at_origin, 0)], -1)
+               if sockets["pid"].shape[0] else np.full(len(table), -1, np.int32))
     return Joined(table, spaces, origin, responder, origin_socket, responder_socket, ghost,
                   pid, process_names)
 
