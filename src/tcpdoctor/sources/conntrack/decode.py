@@ -16,6 +16,7 @@ import numpy as np
 from tcpdoctor.errors import ParseError
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED
+from tcpdoctor.model.columns import concat_columns
 from tcpdoctor.model.conntrack import CT_COLUMNS
 from tcpdoctor.sources.conntrack.layout import (
     ADDRESSES,
@@ -161,6 +162,4 @@ def decode(data: bytes | bytearray | memoryview, source: str = "ctnetlink") -> D
         tcp = cols.pop("proto") == IPPROTO_TCP
         other += int(offs.shape[0] - np.count_nonzero(tcp)) - unread
         parts.append({k: c[tcp] for k, c in cols.items()} if not tcp.all() else cols)
-    columns = {name: np.concatenate([p[name] for p in parts]) if parts
-               else np.zeros(0, dtype=dt) for name, dt in CT_COLUMNS.items()}
-    return Decoded(columns, other, done, odd)
+    return Decoded(concat_columns(parts, CT_COLUMNS), other, done, odd)
