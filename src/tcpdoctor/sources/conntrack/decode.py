@@ -32,7 +32,7 @@ from tcpdoctor.sources.conntrack.layout import (
     NLA_TYPE_MASK,
     SCALARS,
 )
-from tcpdoctor.sources.netlink.chain import Views, chain
+from tcpdoctor.sources.netlink.chain import Views, alike, chain
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN
 
 # More kinds than this in one buffer is not a conntrack table: stop, say so.
@@ -120,10 +120,7 @@ def _kinds(buf: memoryview, v: Views, offs: np.ndarray, cols: dict[str, np.ndarr
             cols["proto"][first] = 0
             continue
         same = todo[lens[todo] == lens[first]]
-        words = offs[same] // 4
-        for h in heads:
-            same = same[v.u32[words + h // 4] == v.u32[(int(offs[first]) + h) // 4]]
-            words = offs[same] // 4
+        same = same[alike(v, offs[same], int(offs[first]), heads)]
         _read(v, offs[same], found, cols, same)
         left[same] = False
     return int(np.count_nonzero(left))

@@ -103,3 +103,14 @@ def _scan(v: Views, off: int, end: int, seq: int, port: int, mtype: int,
     if k < 0:
         return np.zeros(0, dtype=np.int64), off
     return cand[:k + 1] * 4, int(nxt[k]) * 4
+
+
+def alike(v: Views, offs: np.ndarray, first: int, positions: list[int]) -> np.ndarray:
+    """Which messages at offs carry the same attribute headers as the one at first, at the
+    given (4-byte aligned) positions from their start: those share its layout and are read
+    at its offsets. A header's length and type make one 32-bit word."""
+    same = np.ones(offs.shape[0], dtype=bool)
+    words = offs // 4
+    for pos in positions:
+        same &= v.u32[words + pos // 4] == v.u32[(first + pos) // 4]
+    return same

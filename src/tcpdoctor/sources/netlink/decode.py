@@ -19,7 +19,7 @@ from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns, wanted_columns
 from tcpdoctor.model.tcp import AF_INET, normalize_states
-from tcpdoctor.sources.netlink.chain import Views, chain
+from tcpdoctor.sources.netlink.chain import Views, alike, chain
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 from tcpdoctor.sources.netlink.layout import (
     INFO_ATTRS,
@@ -88,12 +88,7 @@ def _info_columns(buf: memoryview, v: Views, offs: np.ndarray,
         rows = np.flatnonzero(lens == length)
         layout = _attr_layout(buf, int(offs[rows[0]]), int(length))
         # Rows whose attribute headers match the first row's are read at the same offsets.
-        same = np.ones(rows.shape[0], dtype=bool)
-        words = offs[rows] // 4
-        for pos, rta_len, rta_type in layout:
-            # The header's two u16 (length, type) compared as the one u32 they make here.
-            head = np.frombuffer(struct.pack("=HH", rta_len, rta_type), "=u4")[0]
-            same &= v.u32[words + pos // 4] == head
+        same = alike(v, offs[rows], int(offs[rows[0]]), [pos for pos, _, _ in layout])
         # Every row alike (the common case): plain slices instead of index lists.
         sel: np.ndarray | slice = slice(None) if same.all() and rows.shape[0] == n else rows[same]
         at = offs[sel] // 4
