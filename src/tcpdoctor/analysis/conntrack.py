@@ -26,13 +26,15 @@ from tcpdoctor.model.conntrack import (
     CT_STATE_NAMES,
     IPS_SRC_NAT,
     OPEN_STATES,
+    SOCKET_KEYS,
     ConntrackTable,
 )
 from tcpdoctor.model.tcp import TCP_LISTEN
 
 # Without an explicit range, NAT keeps ports >= 1024 in 1024-65535 (KERNEL.md, nf_nat).
 DEFAULT_NAT_RANGE = (1024, 65535)
-_JOIN = ("state", "laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo", "sport", "dport")
+# What a join reads of a socket table: the 4-tuple, the state, and the owner if known.
+JOIN_COLUMNS = frozenset({*SOCKET_KEYS, "pid"})
 _RECORD = np.dtype([("space", ">i4"), ("lhi", ">u8"), ("llo", ">u8"), ("rhi", ">u8"),
                     ("rlo", ">u8"), ("lport", ">u2"), ("rport", ">u2")])
 
@@ -131,8 +133,8 @@ def join(table: ConntrackTable, spaces: list[dict[str, Any]], addresses: list[li
     places = Places.build(addresses, own)
     origin = places.of(c["orig_src_hi"], c["orig_src_lo"])
     responder = places.of(c["reply_src_hi"], c["reply_src_lo"])
-    if not all(k in sockets for k in _JOIN):  # a listing without addresses: no socket known
-        sockets = {k: np.zeros(0, np.uint64) for k in _JOIN}
+    if not all(k in sockets for k in SOCKET_KEYS):  # a listing without addresses: no socket known
+        sockets = {k: np.zeros(0, np.uint64) for k in SOCKET_KEYS}
     live = sockets["state"] != TCP_LISTEN
     rows = np.flatnonzero(live)
     space = sockets["netns_id"][rows].astype(np.int32) if "netns_id" in sockets \

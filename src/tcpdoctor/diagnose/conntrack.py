@@ -74,7 +74,7 @@ def attach_all(ctxs: list[Context | None], samples: list[LiveSample | None],
     if not got.tables:
         return
     where = [ns.as_json() for ns in spaces]
-    sockets = every_netns.combine(where, samples, [])
+    sockets = every_netns.combine(where, samples, [], ct.JOIN_COLUMNS)
     addresses = addresses_of(spaces)
     for i, table in got.tables:
         context = ctxs[i]

@@ -40,6 +40,9 @@ IPS_ASSURED = 1 << 2
 IPS_SRC_NAT = 1 << 4
 IPS_DST_NAT = 1 << 5
 
+# What a join with the sockets reads of a socket table: its state and 4-tuple.
+SOCKET_KEYS = ("state", "laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo", "sport", "dport")
+
 # The states in which an entry stands for an open connection: its sockets should exist.
 OPEN_STATES = ("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
                "SYN_SENT2")

@@ -260,16 +260,17 @@ def merged(target: Target, spec: str = "all", mem: bool = False,
 
 
 def combine(where: list[dict[str, Any]], samples: list[LiveSample | None],
-            notes: list[str]) -> Snapshot:
+            notes: list[str], keep: frozenset[str] | None = None) -> Snapshot:
     """The sockets of many namespaces as one snapshot: a `netns_id` column indexes
-    `where` (idle namespaces, whose sample is None, keep their place)."""
+    `where` (idle namespaces, whose sample is None, keep their place). keep: only these
+    columns are joined (a join by 4-tuple needs no tcp_info)."""
     from tcpdoctor.model.columns import concat_columns
 
     parts: list[dict[str, np.ndarray]] = []
     names: dict[int, str] = {}
     for i, s in enumerate(samples):
         if s is not None:
-            cols = dict(s.snap.columns)
+            cols = {k: v for k, v in s.snap.columns.items() if keep is None or k in keep}
             cols["netns_id"] = np.full(len(s.snap), i, np.uint16)
             parts.append(cols)
             names.update(s.snap.process_names)

@@ -23,6 +23,7 @@ import numpy as np
 from tcpdoctor.errors import ParseError, TcpDoctorError
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model import bundle_layout
+from tcpdoctor.model.conntrack import SOCKET_KEYS
 from tcpdoctor.model.kernel_state import GLOBAL_SYSCTLS, KernelState, fill_global_sysctls
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.sources import kstate, owners
@@ -250,9 +251,6 @@ def load(path: str, strict: bool, reduce_above: int, netns: str | None,
     return snap, kernel, []
 
 
-JOIN_COLUMNS = ("state", "laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo", "sport", "dport")
-
-
 def _other_spaces(saved: dict[str, Any], root: str, base: str, spaces: list[str],
                   snap: Snapshot, names: dict[int, str], reduce_above: int) -> None:
     """The bundle's other namespaces (the host and netns/*) for the conntrack join: an
@@ -270,7 +268,7 @@ def _other_spaces(saved: dict[str, Any], root: str, base: str, spaces: list[str]
                                          ("", []))
             except TcpDoctorError:
                 continue
-        cols: dict[str, np.ndarray] = {k: own.columns[k] for k in JOIN_COLUMNS
+        cols: dict[str, np.ndarray] = {k: own.columns[k] for k in SOCKET_KEYS
                                        if k in own.columns}
         cols["netns_id"] = np.full(len(own), len(labels), np.uint16)
         parts.append(cols)
