@@ -18,20 +18,15 @@ from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.sources.live import LiveSample
 from tcpdoctor.sources.target import Target
 
-COUNT = "net.netfilter.nf_conntrack_count"
-
 
 def _has_entries(kernel: KernelState | None) -> bool:
-    if kernel is None:
-        return False
-    count = kernel.sysctl_int(COUNT)
-    return count is not None and count > 0
+    return kernel is not None and (kernel.conntrack_entries() or 0) > 0
 
 
 def _empty(ctx: Context | None, kernel: KernelState | None, label: str) -> None:
     """A table that exists and holds nothing (count 0, as root): the rules run on it and
     find nothing, instead of being listed as not checked."""
-    if ctx is None or kernel is None or os.geteuid() != 0 or kernel.sysctl_int(COUNT) != 0:
+    if ctx is None or kernel is None or os.geteuid() != 0 or kernel.conntrack_entries() != 0:
         return
     table = empty_table("none", label)
     ctx.conntrack = {"joined": ct.join(table, [{"netns": label}], [[]], 0, {}),

@@ -106,6 +106,10 @@ class KernelState:
             return None
         return number if -(1 << 63) <= number < (1 << 64) else None
 
+    def conntrack_entries(self) -> int | None:
+        """nf_conntrack_count: the namespace's table size, None where conntrack is absent."""
+        return self.sysctl_int("net.netfilter.nf_conntrack_count")
+
     def sysctl_ints(self, key: str) -> list[int] | None:
         value = self.sysctls.get(key)
         if value is None:

@@ -88,9 +88,7 @@ def _busy(state: KernelState | BaseException) -> bool:
     holds its pods' connections: the diagnosis must look at it)."""
     if tcp_sockets(state) != 0:
         return True
-    count = state.sysctl_int("net.netfilter.nf_conntrack_count") if isinstance(
-        state, KernelState) else None
-    return count is not None and count > 0
+    return isinstance(state, KernelState) and (state.conntrack_entries() or 0) > 0
 
 
 def tcp_sockets(state: KernelState | BaseException) -> int:
