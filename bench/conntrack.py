@@ -31,23 +31,16 @@ import sys
 import time
 
 from bench.run import measure
+from tcpdoctor.model.addresses import V4_MAPPED_INT
+from tcpdoctor.sources.conntrack.dump import attr, message, nest, open_socket, tcp_tuple
 from tcpdoctor.sources.conntrack.layout import (
-    CTA_IP_V4_DST,
-    CTA_IP_V4_SRC,
-    CTA_PROTO_DST_PORT,
-    CTA_PROTO_NUM,
-    CTA_PROTO_SRC_PORT,
     CTA_PROTOINFO,
     CTA_PROTOINFO_TCP,
     CTA_PROTOINFO_TCP_STATE,
     CTA_STATUS,
     CTA_TIMEOUT,
-    CTA_TUPLE_IP,
     CTA_TUPLE_ORIG,
-    CTA_TUPLE_PROTO,
     CTA_TUPLE_REPLY,
-    NETLINK_NETFILTER,
-    NLA_F_NESTED,
 )
 from tcpdoctor.sources.netns import run_in
 
@@ -71,25 +64,13 @@ READER = ("from tcpdoctor.sources.conntrack.dump import read_table; "
 AWK = "conntrack -L 2>/dev/null | awk '{s[$4]++} END {for (k in s) print k, s[k]}' > /dev/null"
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    return struct.pack("=HH", 4 + len(payload), kind) + payload + bytes((-len(payload)) % 4)
-
-
-def _nest(kind: int, *parts: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(parts))
-
-
-def _tuple(kind: int, src: int, dst: int, sport: int, dport: int) -> bytes:
-    return _nest(kind, _nest(CTA_TUPLE_IP, _attr(CTA_IP_V4_SRC, struct.pack(">I", src)),
-                             _attr(CTA_IP_V4_DST, struct.pack(">I", dst))),
-                 _nest(CTA_TUPLE_PROTO, _attr(CTA_PROTO_NUM, bytes([6])),
-                       _attr(CTA_PROTO_SRC_PORT, struct.pack(">H", sport)),
-                       _attr(CTA_PROTO_DST_PORT, struct.pack(">H", dport))))
+def _v4(addr: int) -> tuple[int, int]:
+    return 0, V4_MAPPED_INT | addr
 
 
 def fill(entries: int) -> int:
     """Insert `entries` ESTABLISHED entries into this namespace's table; how many took."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_NETFILTER)
+    sock = open_socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     made = 0
     batch = []
@@ -98,16 +79,16 @@ def fill(entries: int) -> int:
         sport = 1024 + i % 60000
         nat = i % 4 == 0  # a quarter source-NATed, to 203.0.113.N for 10.0.0.N
         # (both tuples of an entry must be unique: one translated address per source)
-        reply = _tuple(CTA_TUPLE_REPLY, 0xC6336401, (0xCB007101 + (i // 60000)) if nat
-                       else src, 443, sport)
-        body = (struct.pack("=BBH", socket.AF_INET, 0, 0)
-                + _tuple(CTA_TUPLE_ORIG, src, 0xC6336401, sport, 443) + reply
-                + _attr(CTA_STATUS, struct.pack(">I", 0x8 | 0x4 | 0x2 | (0x10 if nat else 0)))
-                + _attr(CTA_TIMEOUT, struct.pack(">I", 3600))
-                + _nest(CTA_PROTOINFO, _nest(CTA_PROTOINFO_TCP,
-                                             _attr(CTA_PROTOINFO_TCP_STATE, bytes([3])))))
-        batch.append(struct.pack("=IHHII", 16 + len(body), CT_NEW_CREATE,
-                                 NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, i + 1, 0) + body)
+        _, reply = tcp_tuple(CTA_TUPLE_REPLY, _v4(0xC6336401),
+                             _v4((0xCB007101 + (i // 60000)) if nat else src), 443, sport)
+        _, orig = tcp_tuple(CTA_TUPLE_ORIG, _v4(src), _v4(0xC6336401), sport, 443)
+        body = (orig + reply
+                + attr(CTA_STATUS, struct.pack(">I", 0x8 | 0x4 | 0x2 | (0x10 if nat else 0)))
+                + attr(CTA_TIMEOUT, struct.pack(">I", 3600))
+                + nest(CTA_PROTOINFO, nest(CTA_PROTOINFO_TCP,
+                                           attr(CTA_PROTOINFO_TCP_STATE, bytes([3])))))
+        batch.append(message(CT_NEW_CREATE, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, i + 1,
+                             socket.AF_INET, body))
         if len(batch) == 200 or i == entries - 1:
             sock.send(b"".join(batch))
             made += len(batch)

@@ -42,7 +42,7 @@ def open_socket() -> socket.socket:
     return open_netlink(NETLINK_NETFILTER, "NETLINK_NETFILTER")
 
 
-def _message(mtype: int, flags: int, seq: int, family: int, body: bytes = b"") -> bytes:
+def message(mtype: int, flags: int, seq: int, family: int, body: bytes = b"") -> bytes:
     payload = struct.pack("=BBH", family, 0, 0) + body  # struct nfgenmsg, NFNETLINK_V0
     return struct.pack("=IHHII", 16 + len(payload), mtype, flags, seq, 0) + payload
 
@@ -51,7 +51,7 @@ def read_table() -> Decoded:
     """Every TCP entry of this namespace's table (IPv4 and IPv6: family AF_UNSPEC)."""
     with open_socket() as sock:
         try:
-            sock.send(_message(CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 1, socket.AF_UNSPEC))
+            sock.send(message(CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 1, socket.AF_UNSPEC))
         except OSError as exc:
             raise NetlinkUnavailable(Msg("ctnetlink request failed: {error}",
                                          error=exc.strerror)) from exc
@@ -70,13 +70,14 @@ def read_table() -> Decoded:
     return Decoded(columns, other, done, odd)
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def attr(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
     length = 4 + len(payload)
     return struct.pack("=HH", length, kind) + payload + bytes((-length) % 4)
 
 
-def _nest(kind: int, *children: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(children))
+def nest(kind: int, *children: bytes) -> bytes:
+    return attr(kind | NLA_F_NESTED, b"".join(children))
 
 
 def _address(hi: int, lo: int) -> tuple[int, bytes]:
@@ -86,22 +87,28 @@ def _address(hi: int, lo: int) -> tuple[int, bytes]:
     return socket.AF_INET6, struct.pack(">QQ", hi, lo)
 
 
+def tcp_tuple(kind: int, src: tuple[int, int], dst: tuple[int, int], sport: int,
+              dport: int) -> tuple[int, bytes]:
+    """(family, CTA_TUPLE_ORIG or _REPLY attribute) of a TCP tuple, addresses as columns."""
+    family, s = _address(*src)
+    _, d = _address(*dst)
+    v4 = family == socket.AF_INET
+    return family, nest(kind,
+                        nest(CTA_TUPLE_IP, attr(CTA_IP_V4_SRC if v4 else CTA_IP_V6_SRC, s),
+                             attr(CTA_IP_V4_DST if v4 else CTA_IP_V6_DST, d)),
+                        nest(CTA_TUPLE_PROTO, attr(CTA_PROTO_NUM, bytes([IPPROTO_TCP])),
+                             attr(CTA_PROTO_SRC_PORT, struct.pack(">H", sport)),
+                             attr(CTA_PROTO_DST_PORT, struct.pack(">H", dport))))
+
+
 def delete_entry(sock: socket.socket, src: tuple[int, int], dst: tuple[int, int],
                  sport: int, dport: int, zone: int, entry_id: int, seq: int) -> int:
     """Delete the TCP entry with this original tuple and id; 0, or the errno (ENOENT: gone,
     or replaced by another entry of the same tuple, whose id differs: never deleted)."""
-    family, s = _address(*src)
-    _, d = _address(*dst)
-    v4 = family == socket.AF_INET
-    tuple_attr = _nest(CTA_TUPLE_ORIG,
-                       _nest(CTA_TUPLE_IP, _attr(CTA_IP_V4_SRC if v4 else CTA_IP_V6_SRC, s),
-                             _attr(CTA_IP_V4_DST if v4 else CTA_IP_V6_DST, d)),
-                       _nest(CTA_TUPLE_PROTO, _attr(CTA_PROTO_NUM, bytes([IPPROTO_TCP])),
-                             _attr(CTA_PROTO_SRC_PORT, struct.pack(">H", sport)),
-                             _attr(CTA_PROTO_DST_PORT, struct.pack(">H", dport))))
-    body = (tuple_attr + _attr(CTA_ID, struct.pack(">I", entry_id))
-            + (_attr(CTA_ZONE, struct.pack(">H", zone)) if zone else b""))
-    sock.send(_message(CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, family, body))
+    family, tuple_attr = tcp_tuple(CTA_TUPLE_ORIG, src, dst, sport, dport)
+    body = (tuple_attr + attr(CTA_ID, struct.pack(">I", entry_id))
+            + (attr(CTA_ZONE, struct.pack(">H", zone)) if zone else b""))
+    sock.send(message(CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, family, body))
     while True:
         reply = sock.recv(65536)
         off = 0
