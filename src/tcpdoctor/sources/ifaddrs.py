@@ -7,7 +7,7 @@ import socket
 import struct
 
 from tcpdoctor.model.addresses import V4_MAPPED_INT
-from tcpdoctor.sources.netlink.dump import open_socket
+from tcpdoctor.sources.netlink.dump import chunk_buffer, open_socket, receive
 
 NETLINK_ROUTE = 0  # include/uapi/linux/netlink.h
 RTM_NEWADDR, RTM_GETADDR = 20, 22  # include/uapi/linux/rtnetlink.h
@@ -22,27 +22,28 @@ def read_addresses() -> list[int]:
         # struct ifaddrmsg: family AF_UNSPEC (both), prefix length, flags, scope, index.
         body = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
         sock.send(struct.pack("=IHHII", 16 + len(body), RTM_GETADDR, 0x301, 1, 0) + body)
-        return _receive(sock)
+        out: list[int] = []
+        seen = 0
+        view = chunk_buffer()
+        for fill in receive(sock, view):  # the dump's datagrams, a chunk at a time
+            out.extend(_addresses(bytes(view[:fill])))
+            seen += fill
+            if seen >= MAX_REPLY:
+                break
+        return out
 
 
-def _receive(sock: socket.socket) -> list[int]:
+def _addresses(data: bytes) -> list[int]:
+    """The addresses of the RTM_NEWADDR messages of one chunk of the dump."""
     out: list[int] = []
-    seen = 0
-    while seen < MAX_REPLY:
-        data = sock.recv(65536)
-        if not data:
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype = struct.unpack_from("=IH", data, off)
+        if length < 16 or off + length > len(data) or mtype in (_DONE, _ERROR):
             break
-        seen += len(data)
-        off = 0
-        while off + 16 <= len(data):
-            length, mtype = struct.unpack_from("=IH", data, off)
-            if length < 16 or off + length > len(data):
-                return out
-            if mtype in (_DONE, _ERROR):
-                return out
-            if mtype == RTM_NEWADDR and length >= 24:
-                out.extend(_address(data[off + 16:off + length]))
-            off += (length + 3) & ~3
+        if mtype == RTM_NEWADDR and length >= 24:
+            out.extend(_address(data[off + 16:off + length]))
+        off += (length + 3) & ~3
     return out
 
 
