@@ -94,17 +94,20 @@ note() { printf '%s\n' "$*" >> "$B/notes.txt" 2>/dev/null || written notes.txt; 
 # centiseconds since boot: the two readings are INTERVAL seconds apart at least
 now_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 
+# in_ns NS CMD...: CMD in the namespace (the caller's when NS is empty). Its variable has
+# a name of its own: sh functions share their callers' variables.
+in_ns() {
+    in_ns_name=$1; shift
+    if [ -z "$in_ns_name" ]; then "$@"; else ip netns exec "$in_ns_name" "$@"; fi
+}
+
 # grab NS SRC DEST: SRC (at most MAX_BYTES of it) read inside network namespace NS ("" is
 # this one); cat-like reads, since /proc files report a size of 0. Missing files are left
 # out: analyze says which figures it lacks.
 grab() {
     [ -z "$FULL" ] || return 1
     mkdir -p "$(dirname "$3")" 2>/dev/null || { written "${3#"$B"/}"; return 1; }
-    if [ -z "$1" ]; then
-        head -c "$MAX_BYTES" "$2" > "$3" 2>/dev/null
-    else
-        ip netns exec "$1" head -c "$MAX_BYTES" "$2" > "$3" 2>/dev/null
-    fi && return 0
+    in_ns "$1" head -c "$MAX_BYTES" "$2" > "$3" 2>/dev/null && return 0
     written "${3#"$B"/}"  # before the partial file is removed, which would free its blocks
     rm -f "$3"
     return 1
@@ -130,9 +133,7 @@ sockets() {
     [ -z "$FULL" ] || return 0
     mkdir -p "$2/sockets" 2>/dev/null || { written "${2#"$B"}/sockets"; return 0; }
     if have ss; then
-        if [ -z "$1" ]; then ss -tanpoiem 2>/dev/null
-        else ip netns exec "$1" ss -tanpoiem 2>/dev/null
-        fi | head -c "$MAX_BYTES" > "$2/sockets/ss.txt" 2>/dev/null || written "${2#"$B"/}sockets/ss.txt" || return 0
+        in_ns "$1" ss -tanpoiem 2>/dev/null | head -c "$MAX_BYTES" > "$2/sockets/ss.txt" 2>/dev/null || written "${2#"$B"/}sockets/ss.txt" || return 0
         if [ "$(wc -c < "$2/sockets/ss.txt")" -ge "$MAX_BYTES" ]; then
             note "ss output${1:+ of netns $1} cut at $MAX_BYTES bytes"
         fi
@@ -141,12 +142,6 @@ sockets() {
         grab "$1" "/proc/net/$f" "$2/sockets/$f" || note "/proc/net/$f unreadable${1:+ in netns $1}"
     done
     conntrack_table "$1" "$2"
-}
-
-# in_ns NS CMD...: CMD in the namespace (the caller's when NS is empty).
-in_ns() {
-    ns=$1; shift
-    if [ -z "$ns" ]; then "$@"; else ip netns exec "$ns" "$@"; fi
 }
 
 # conntrack_table NS DIR: the conntrack table (`conntrack -L`, else /proc/net/nf_conntrack),
