@@ -79,3 +79,22 @@ def test_a_hostile_name_in_a_pasted_capture_is_escaped(tmp_path: Path) -> None:
                                    *extra], capture_output=True, text=True)
             assert "9337" in proc.stdout, (kind, proc.stderr)
             assert not RAW.search(proc.stdout + proc.stderr), (kind, extra)
+
+
+def test_runtime_names_are_escaped_where_they_are_read(tmp_path: Path) -> None:
+    """Pod and container names come from files whoever starts a container writes (labels,
+    annotations, log names): every report, label and conntrack finding shows them escaped."""
+    from tcpdoctor.sources.containers import RuntimeFiles
+
+    cid = "ab" * 32
+    docker = tmp_path / "var" / "lib" / "docker" / "containers" / cid
+    docker.mkdir(parents=True)
+    (docker / "config.v2.json").write_text(json.dumps({"Config": {"Labels": {
+        "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.name": "cart\x1b[2J",
+        "io.kubernetes.container.name": "web\x1b]0;PWN\x07"}}}))
+    pods = tmp_path / "var" / "log" / "pods"
+    pods.mkdir(parents=True)
+    (pods / "shop_evil\x1b[31m_1c2d3e4f-aaaa-bbbb-cccc-1234567890ab").mkdir()
+    files = RuntimeFiles.load(str(tmp_path))
+    assert files.containers[cid] == ("shop/cart\\x1b[2J", "web\\x1b]0;PWN\\x07")
+    assert files.pods["1c2d3e4f-aaaa-bbbb-cccc-1234567890ab"] == "shop/evil\\x1b[31m"

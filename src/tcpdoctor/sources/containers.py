@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcpdoctor.util.text import visible
+
 # A container id in a cgroup path: docker-<id>.scope, cri-containerd-<id>.scope,
 # crio-<id>.scope, libpod-<id>.scope (podman), or a bare 64-hex directory (cgroupfs
 # driver: /docker/<id>, /kubepods/burstable/pod<uid>/<id>).
@@ -62,11 +64,12 @@ class RuntimeFiles:
         for entry in _listdir(self.path("var", "log", "pods")):
             parts = entry.split("_")  # Kubernetes names never hold "_"
             if len(parts) == 3:
-                self.pods[parts[2]] = f"{parts[0]}/{parts[1]}"
+                self.pods[parts[2]] = visible(f"{parts[0]}/{parts[1]}")
         for entry in _listdir(self.path("var", "log", "containers")):
             m = re.match(r"(.+?)_(.+?)_(.+)-([0-9a-f]{64})\.log$", entry)
             if m:
-                self.containers[m.group(4)] = (f"{m.group(2)}/{m.group(1)}", m.group(3))
+                self.containers[m.group(4)] = _named(f"{m.group(2)}/{m.group(1)}",
+                                                     m.group(3))
 
     def _docker(self) -> None:
         base = self.path("var", "lib", "docker", "containers")
@@ -79,7 +82,7 @@ class RuntimeFiles:
                        labels.get("io.kubernetes.pod.name"))
             name = labels.get("io.kubernetes.container.name") or str(
                 doc.get("Name", "")).lstrip("/") or None
-            self.containers.setdefault(cid, (pod, name))
+            self.containers.setdefault(cid, _named(pod, name))
 
     def _oci_configs(self) -> None:
         # containerd: /run/containerd/io.containerd.runtime.v2.task/<ns>/<id>/config.json;
@@ -104,7 +107,14 @@ class RuntimeFiles:
             name = (notes.get("io.kubernetes.cri.container-name")
                     or notes.get("io.kubernetes.container.name")
                     or notes.get("nerdctl/name"))
-            self.containers.setdefault(cid, (pod, name))
+            self.containers.setdefault(cid, _named(pod, name))
+
+
+def _named(pod: str | None, name: object) -> tuple[str | None, str | None]:
+    """A pod and container name as the runtime wrote them, which anyone able to start a
+    container chooses: escapes instead of control characters, once, where they are read."""
+    return (visible(pod) if pod is not None else None,
+            visible(name) if isinstance(name, str) and name else None)
 
 
 def _listdir(path: str) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg
 from tcpdoctor.sources.containers import Identity, RuntimeFiles, identify
-from tcpdoctor.sources.netns import NETNS_RUN_DIR
+from tcpdoctor.sources.netns import NETNS_RUN_DIR, printable
 from tcpdoctor.sources.owners import read_comm
 
 
@@ -114,7 +114,7 @@ def discover(proc_root: str = "/proc", files: RuntimeFiles | None = None) -> Dis
         ns = by_inode.setdefault(ino, Netns(ino))
         ns.paths.insert(0, path)
         if os.path.dirname(path) == NETNS_RUN_DIR and ns.name is None and not ns.host:
-            ns.name = os.path.basename(path)
+            ns.name = printable(os.path.basename(path))  # paths keep the real one
     oldest: dict[int, tuple[int, int]] = {}
     gone = denied = 0
     for entry in os.scandir(proc_root):
