@@ -189,9 +189,11 @@ def test_proc_net_tcp_under_a_prompt_and_in_a_fence(tmp_path: Path) -> None:
         proc = tcpdoctor("analyze", "--json", str(_write(tmp_path, name, text)))
         got = json.loads(proc.stdout)
         assert got["states"] == want and got["lines_unparsed"] == 0, name
-    garbage = tcpdoctor("analyze", "--json", str(_write(tmp_path, "garbage",
-                                                       table + "this is not a row\n")))
-    assert json.loads(garbage.stdout)["lines_unparsed"] == 1  # real loss is still reported
+    # Prose around the table loses nothing; a damaged row is a real loss, still reported.
+    damaged = "  99: 0100007F:0019 00000000:0000 0A 0000 garbled\n"
+    for tail, lost in (("this is not a row\n", 0), (damaged, 1)):
+        proc = tcpdoctor("analyze", "--json", str(_write(tmp_path, "tail", table + tail)))
+        assert json.loads(proc.stdout)["lines_unparsed"] == lost, tail
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -221,3 +223,49 @@ def test_rows_glued_to_a_fence_are_read_and_a_language_tag_is_not(tmp_path: Path
         doc = tcpdoctor_json("analyze", str(path), "--json")
         assert doc["states"]["CLOSE_WAIT"] == 7, kind
         assert doc["lines_unparsed"] == 0, kind
+
+
+def test_other_tools_tables_are_read_by_their_header(tmp_path: Path) -> None:
+    """Issue 26: any header naming local, remote and state columns, in any order."""
+    router = ("router> show net\nProto  Local            Remote              State\n"
+              "tcp    192.168.0.1:23   192.168.0.10:51514  ESTABLISHED\n"
+              "udp    0.0.0.0:161      0.0.0.0:0\n"
+              "tcp    192.168.0.1:23   192.168.0.11:51600  CLOSE_WAIT\n")
+    got = tcpdoctor_json("analyze", "--json", str(_write(tmp_path, "router", router)))
+    assert {k: v for k, v in got["states"].items() if v} == {"ESTABLISHED": 1,
+                                                             "CLOSE_WAIT": 1}
+    assert got["lines_unparsed"] == 0
+    from tcpdoctor.sources.offline.captures import load_captures
+
+    remote_first = "State  Remote  Local\nESTABLISHED 10.0.0.2:5000 10.0.0.1:22\n"
+    snap = load_captures(str(_write(tmp_path, "rf", remote_first)))[0][0]
+    assert snap.columns["sport"].tolist() == [22] and snap.columns["dport"].tolist() == [5000]
+    broken = ("Local Remote State\nESTABLISHED 10.0.0.1:22\n"  # one endpoint: a lost row
+              "ESTABLISHED 10.0.0.1:22 10.0.0.3:4000\n")
+    assert tcpdoctor_json("analyze", "--json", str(_write(tmp_path, "b", broken)))[
+        "lines_unparsed"] == 1
+
+
+def test_wrapped_rows_and_a_lost_first_cell_are_read(tmp_path: Path) -> None:
+    text = ("Proto Recv-Q Send-Q Local Address Foreign Address State PID/Program name\n"
+            "tcp6 0 0 2001:db8:1234:5678:9abc:def0:1234:5678:443\n"
+            "   2001:db8:aaaa:bbbb:cccc:dddd:eeee:2:51234 ESTABLISHED 123/nginx\n"
+            "0 0 10.0.0.1:22 10.0.0.9:5555 ESTABLISHED 77/sshd\n"
+            "tcp 0 0 10.0.0.1:80 0.0.0.0:* LISTEN 1/init\n")
+    got = tcpdoctor_json("analyze", "--json", str(_write(tmp_path, "wrapped", text)))
+    assert {k: v for k, v in got["states"].items() if v} == {"ESTABLISHED": 2, "LISTEN": 1}
+    assert got["lines_unparsed"] == 0
+    windows = ("  TCP    [2001:db8:1234:5678:9abc:def0:1234:5678]:443\n"
+               "         [2001:db8::2]:51234    ESTABLISHED     4242\n"
+               "  TCP    10.0.0.1:445   10.0.0.2:50000   ESTABLISHED     4\n")
+    got = tcpdoctor_json("analyze", "--json", str(_write(tmp_path, "win", windows)))
+    assert got["states"]["ESTABLISHED"] == 2 and got["lines_unparsed"] == 0
+
+
+def test_prose_between_rows_is_not_a_lost_row(tmp_path: Path) -> None:
+    text = ("I see this on the server:\n\n    $ ss -ant\n"
+            "    State   Recv-Q Send-Q Local Address:Port  Peer Address:Port\n"
+            "    ESTAB   0      0      10.0.0.1:22         10.0.0.9:5555\n"
+            "and after a minute it is worse.\n")
+    got = tcpdoctor_json("analyze", "--json", str(_write(tmp_path, "prose", text)))
+    assert got["states"]["ESTABLISHED"] == 1 and got["lines_unparsed"] == 0

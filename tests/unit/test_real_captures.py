@@ -25,7 +25,7 @@ REFUSED = sorted(name for name, e in EXPECTED.items() if "refused" in e)
 
 def test_the_corpus_is_big_enough_and_documented() -> None:
     provenance = (REAL / "PROVENANCE.md").read_text()
-    assert len(EXPECTED) >= 40
+    assert len(EXPECTED) >= 70
     assert {p.name for p in REAL.glob("*.txt")} == set(EXPECTED)
     for name in EXPECTED:
         stem = name.split("__")[0] if name.startswith("jc-") else name
@@ -116,3 +116,37 @@ def test_windows_client_close_wait_is_grouped_by_remote_service_with_windows_fac
     assert "TcpTimedWaitDelay" in notes
     advice = json.dumps(found["report"]["findings"])
     assert "sysctl" not in advice and "tcp_tw_reuse" not in advice
+
+
+def test_redacted_addresses_count_in_states_and_stay_out_of_address_groupings() -> None:
+    """Issue 26: "...", "XX.XX.XX.XX", "*snip*", "192.168.1.x" are redactions, not peers."""
+    from tcpdoctor.analysis.groups import group
+
+    for name, redacted in (("issues-node-fin-wait2-xx-redacted.txt", 4),
+                           ("issues-diamond-netstat-dots-redacted.txt", 4),
+                           ("issues-haproxy-lsof-p-snip-redacted.txt", 2),
+                           ("issues-linenum-netstat-x-redacted.txt", 2)):
+        snap = load_captures(str(REAL / name))[0][0]
+        assert snap.redacted == redacted, name
+        assert any(f"{redacted} row(s)" in n and "redacted" in n for n in snap.notes), name
+        by_peer = group(snap, ["remote-ip"], limit=None)
+        assert all("redacted" not in json.dumps(g["key"]) for g in by_peer.groups), name
+        assert sum(g["count"] for g in by_peer.groups) == int(snap.addressed().sum()), name
+    # The pattern is still read from what the rows do show: one owner.
+    found = findings("issues-node-fin-wait2-xx-redacted.txt")
+    assert "held by node (pid 26375)" in found["FIN_WAIT2_BUILDUP"]["summary"]
+
+
+def test_close_wait_no_process_holds_is_called_never_accepted() -> None:
+    """The poster's cause: CLOSE_WAIT sockets without an owner sit in the listen backlog."""
+    found = findings("pages-example-a-close-wait-backlog-excerpt.txt")
+    advice = " ".join(found["CLOSE_WAIT_LEAK"]["actions"])
+    assert "port(s) 8000 accepts too slowly" in advice and "accept queue" in advice
+    assert "read() returns 0" not in advice
+
+
+def test_counts_with_a_remark_read_as_a_pattern_without_owner() -> None:
+    found = findings("issues-guanhui07-awk-counts-comment-zh.txt")
+    leak = found["CLOSE_WAIT_LEAK"]
+    assert leak["severity"] == "info" and leak["evidence"]["counts_only"] is True
+    assert "23 of 24" in leak["summary"]

@@ -157,8 +157,11 @@ def top_counts(values: np.ndarray, limit: int = 5,
 
 def top_destinations(snap: Snapshot, mask: np.ndarray, limit: int = 5,
                      with_port: bool = True) -> list[tuple[str, int]]:
-    """Most common remote ip[:port] among the sockets in mask."""
+    """Most common remote ip[:port] among the sockets in mask whose remote address is
+    known; when the paste redacted every one, the single group "(redacted)"."""
     c = snap.columns
+    known = snap.addressed(mask, remote=True)
+    mask = known if known.any() else mask
     if not mask.any():
         return []
     cols = [c["raddr_hi"][mask], c["raddr_lo"][mask]]
@@ -176,6 +179,8 @@ def top_networks(snap: Snapshot, mask: np.ndarray, limit: int = 5) -> list[tuple
     """Most common remote networks (IPv4 /24, IPv6 /64) among the sockets in mask: how a
     flood from a few subnets is named."""
     c = snap.columns
+    known = snap.addressed(mask, remote=True)
+    mask = known if known.any() else mask
     if not mask.any():
         return []
     hi, lo = c["raddr_hi"][mask], c["raddr_lo"][mask]

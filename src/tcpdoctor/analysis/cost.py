@@ -47,6 +47,12 @@ class SocketCost:
     def buffers(self) -> np.ndarray:
         return self.receive.astype(np.uint64) + self.send + self.other
 
+    def select(self, mask: np.ndarray) -> SocketCost:
+        """The costs of the rows in mask (as Snapshot.select takes them)."""
+        return SocketCost(self.objects[mask], self.receive[mask], self.send[mask],
+                          self.other[mask], self.fds[mask], self.objects_known,
+                          self.buffers_known)
+
     def of(self, mask: np.ndarray | None = None) -> dict[str, int]:
         """The cost of the sockets in mask (all when None), as evidence."""
         def total(col: np.ndarray) -> int:
@@ -218,6 +224,10 @@ def _where(snap: Snapshot, rows: np.ndarray) -> dict[str, Any]:
     """The service a group of sockets belongs to: its listening port ("port"), else the
     remote address and port most of them talk to ("remote")."""
     c = snap.columns
+    if snap.redacted:
+        rows = rows[snap.addressed()[rows]]
+        if not rows.size:
+            return {}
     ports, counts = np.unique(c["sport"][rows], return_counts=True)
     local = int(ports[np.argmax(counts)])
     if local in set(snap.listening_ports().tolist()):

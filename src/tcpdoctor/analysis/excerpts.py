@@ -59,7 +59,7 @@ def patterns(ctx: Context, found: list[Finding], live: bool) -> list[Finding]:
             continue
         if any(ctx.count(mask & sockets) * 2 >= n for sockets in covered):
             continue  # a finding already speaks of these sockets
-        focus = _focus(ctx, mask, n)
+        focus = _focus(ctx, mask, n, rows)
         if focus is None:
             continue
         rule_id = _rule_for(ctx, state, mask)
@@ -69,8 +69,12 @@ def patterns(ctx: Context, found: list[Finding], live: bool) -> list[Finding]:
     return out
 
 
-def _focus(ctx: Context, mask: np.ndarray, n: int) -> dict[str, Any] | None:
-    """What most of the rows share: an owner, a local port, a remote service."""
+def _focus(ctx: Context, mask: np.ndarray, n: int, rows: int) -> dict[str, Any] | None:
+    """What most of the rows share: an owner, a local port, a remote service. Counts per
+    state carry none of these: there, only a state that holds most of the sockets is a
+    pattern ("CLOSE_WAIT 23" beside "TIME_WAIT 1")."""
+    if ctx.snap.counts_only:
+        return {"counts_only": True} if n >= FOCUS * rows else None
     procs = ctx.processes(mask, limit=1)
     if procs and procs[0]["count"] >= FOCUS * n:
         return {"process": procs[0]}
@@ -79,7 +83,7 @@ def _focus(ctx: Context, mask: np.ndarray, n: int) -> dict[str, Any] | None:
                     limit=1)
     if ports and ports[0][1] >= FOCUS * n and ports[0][0]:
         return {"local_port": int(ports[0][0]), "rows": ports[0][1]}
-    dests = top_destinations(ctx.snap, mask, limit=1)
+    dests = top_destinations(ctx.snap, ctx.snap.addressed(mask, remote=True), limit=1)
     if dests and dests[0][1] >= FOCUS * n:
         return {"remote": dests[0][0], "rows": dests[0][1]}
     return None
@@ -102,9 +106,11 @@ def _finding(ctx: Context, rule_id: str, state: int, mask: np.ndarray, n: int, r
         p = focus["process"]
         where = Msg("{count} of them held by {name} (pid {pid})", count=p["count"],
                     name=p["name"], pid=p["pid"])
-        dests = top_destinations(ctx.snap, mask, limit=1)
+        dests = top_destinations(ctx.snap, ctx.snap.addressed(mask, remote=True), limit=1)
         if dests and dests[0][1] >= FOCUS * n:
             where = where + Msg(", towards {remote}", remote=dests[0][0])
+    elif "counts_only" in focus:
+        where = Msg("read from counts per state, which name no owner or peer")
     elif "local_port" in focus:
         where = Msg("{count} of them on local port {port}", count=focus["rows"],
                     port=focus["local_port"])

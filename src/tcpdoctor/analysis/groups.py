@@ -116,8 +116,13 @@ def format_key_text(snap: Snapshot, key: str, values: list[Any]) -> str:
 def group(snap: Snapshot, by: list[str], limit: int | None = 10, prefix4: int = 24,
           prefix6: int = 64, cost: SocketCost | None = None) -> Grouping:
     """Top groups by count (ties broken by key), each with its per-state breakdown; with
-    cost, each group's kernel memory and file descriptors too, largest memory first."""
+    cost, each group's kernel memory and file descriptors too, largest memory first.
+    Rows whose addresses were redacted stay out of address keys (counted as "other")."""
     n = snap.count()
+    if snap.redacted and {"remote-ip", "remote-net"} & set(by):
+        keep = snap.addressed()
+        snap = snap.select(keep)
+        cost = None if cost is None else cost.select(keep)
     key_cols = [(k, key_columns(snap, k, prefix4, prefix6)) for k in by]
     flat = [col for _, cols in key_cols for col in cols]
     if len(snap) == 0:

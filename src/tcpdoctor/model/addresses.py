@@ -11,9 +11,15 @@ import numpy as np
 # ::ffff:0:0/96 (RFC 4291 section 2.5.5.2): the low half of an IPv4-mapped address.
 V4_MAPPED = np.uint64(0xFFFF_0000_0000)
 V4_MAPPED_INT = 0xFFFF << 32
+# 100:0:0:2::/64 (inside RFC 6666's discard-only 100::/64, as the other keys pasted captures
+# need): an address its poster redacted ("...", "x.x.x.x", "*snip*"). Such rows count in
+# the states and stay out of every grouping by address.
+REDACTED_HI = 0x0100_0000_0000_0002
 
 
 def format_addr(hi: int, lo: int) -> str:
+    if int(hi) == REDACTED_HI:
+        return "(redacted)"
     value = (int(hi) << 64) | int(lo)
     addr = ipaddress.IPv6Address(value)
     mapped = addr.ipv4_mapped

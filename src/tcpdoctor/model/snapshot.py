@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tcpdoctor.model.addresses import REDACTED_HI
 from tcpdoctor.model.columns import WEIGHT, owner_slots
 from tcpdoctor.model.tcp import TCP_LISTEN, state_counts
 
@@ -36,6 +37,8 @@ class Snapshot:
     listeners: np.ndarray | None = None
     # Counts per state only (a pasted `uniq -c`): rows without addresses, ports or owners.
     counts_only: bool = False
+    # Rows of a pasted capture whose addresses its poster redacted (see addressed()).
+    redacted: int = 0
     # owner_slots() of the whole table, kept: the cost and the rules group by owner often.
     _slots: tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = field(
         default=None, repr=False, compare=False)
@@ -63,7 +66,19 @@ class Snapshot:
         return Snapshot(cols, self.source, self.host, self.kernel, self.taken_at, self.netns,
                         list(self.notes), dict(self.process_names), self.unparsed,
                         self.spaces, self.space_kernels, self.platform,
-                        self.listening_ports() if whole_table else None)
+                        self.listening_ports() if whole_table else None,
+                        counts_only=self.counts_only, redacted=self.redacted)
+
+    def addressed(self, mask: np.ndarray | None = None, remote: bool = False) -> np.ndarray:
+        """mask (default: every row) without the rows whose local or remote address (only
+        the remote one: remote=True) was redacted: every grouping by address takes this,
+        so that a hundred "..." are not one peer. Live tables have none, and pay nothing."""
+        base = np.ones(len(self), bool) if mask is None else mask
+        if not self.redacted:
+            return base
+        c = self.columns
+        known = c["raddr_hi"] != REDACTED_HI
+        return base & known if remote else base & known & (c["laddr_hi"] != REDACTED_HI)
 
     def owner_slots(self) -> tuple[np.ndarray, np.ndarray]:
         """(the owners' pids after -1, each row's slot in them), worked out once."""

@@ -34,7 +34,7 @@ def _evidence_text(evidence: dict[str, Any]) -> str:
         elif isinstance(value, list):
             value = ", ".join(" ".join(f"{evidence_label(k)}={tr(v)}" for k, v in item.items())
                               if isinstance(item, dict) else str(tr(item)) for item in value)
-        elif isinstance(value, int):
+        elif isinstance(value, int) and not key.endswith("port"):  # port 8000, not 8,000
             value = f"{value:,}"
         parts.append(f"{evidence_label(key)}={tr(value)}")
     return " · ".join(parts)

@@ -54,6 +54,24 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
         peers = Msg("the peers closed these connections and the application never called "
                     "close()")
         places = {"local_ports": {str(p): k for p, k in ports}}
+    queued = _never_accepted(ctx, cw)
+    if queued * 2 > n:
+        return Found(
+            sev,
+            Msg("{n:,} sockets in CLOSE_WAIT {where}, {queued:,} of them owned by no process: "
+                "they were never accept()ed; their clients gave up while they waited in the "
+                "listen queue.", n=n, where=where, queued=queued),
+            {"close_wait": n, **places, "with_unread_data": unread, "not_accepted": queued},
+            [Msg("The application behind port(s) {ports} accepts too slowly or not at all "
+                 "(a blocked accept loop, every worker busy, a full thread pool): see its "
+                 "accept queue "
+                 "(`ss -ltn` Recv-Q of the listener) and where its threads wait (a thread "
+                 "dump).", ports=ports_text(ports)),
+             Msg("A capture taken without root shows other users' sockets without an owner "
+                 "too: take it as root to be sure these have none."),
+             Msg("No sysctl frees CLOSE_WAIT; a bigger backlog only queues more clients that "
+                 "give up.")],
+            procs, sockets=cw)
     return Found(
         sev,
         Msg("{n:,} sockets in CLOSE_WAIT {where}; {owner}: {peers}.", n=n, where=where,
@@ -71,6 +89,16 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
         procs,
         sockets=cw,
     )
+
+
+def _never_accepted(ctx: Context, cw: np.ndarray) -> int:
+    """CLOSE_WAIT sockets on a listening port that no process holds. A socket in CLOSE_WAIT
+    waits for its application's close(), so one that no file descriptor points to was
+    never accept()ed: it is still in the listener's queue."""
+    c = ctx.snap.columns
+    if "pid" not in c:
+        return 0  # no owners in this input: nothing says who holds what
+    return ctx.count(cw & (c["pid"] < 0) & np.isin(c["sport"], service_ports(ctx)[0]))
 
 
 @rule("FIN_WAIT2_BUILDUP", "This side closed but peers never finish their close",

@@ -45,7 +45,7 @@ def syn_flood(ctx: Context, th: dict[str, float]) -> Found | None:
     ports = ctx.top("sport", sr)
     sources = top_destinations(ctx.snap, sr, with_port=False)
     nets = top_networks(ctx.snap, sr)
-    distinct = int(np.unique(c["raddr_lo"][sr]).size)
+    distinct = int(np.unique(c["raddr_lo"][ctx.snap.addressed(sr)]).size)
     # Many sources from a few subnets: name the subnets (what a firewall rule blocks).
     few = sum(k for _, k in nets[:3]) >= 0.8 * n and distinct > 3 * len(nets[:3])
     origin = (Msg("{distinct:,} sources, {mostly}in ", distinct=distinct,
@@ -163,7 +163,7 @@ def _count(value: int | str) -> str:
 
 def _syn_sent(ctx: Context) -> tuple[np.ndarray, int, int]:
     ss = in_state(ctx, TCP_SYN_SENT)
-    distinct = int(np.unique(ctx.snap.columns["raddr_lo"][ss]).size)
+    distinct = int(np.unique(ctx.snap.columns["raddr_lo"][ctx.snap.addressed(ss)]).size)
     return ss, ctx.count(ss), distinct
 
 

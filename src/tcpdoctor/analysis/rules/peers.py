@@ -35,6 +35,7 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
     # inside the range.
     m = (c["state"] != TCP_LISTEN) & (c["sport"] >= lo) & (c["sport"] <= hi)
     m &= ~np.isin(c["sport"], ctx.snap.listening_ports())
+    m = ctx.snap.addressed(m)
     if not m.any() or size <= 0:
         return None
     w = ctx.snap.weights
@@ -114,7 +115,7 @@ def peer_concentration(ctx: Context, th: dict[str, float]) -> Found | None:
     loop = is_v4(c["raddr_hi"], c["raddr_lo"]) & (
         (c["raddr_lo"] >> np.uint64(24)) & np.uint64(0xFF) == np.uint64(127))
     loop |= (c["raddr_hi"] == 0) & (c["raddr_lo"] == 1)
-    m = (c["state"] != TCP_LISTEN) & ~loop
+    m = ctx.snap.addressed((c["state"] != TCP_LISTEN) & ~loop)
     total = ctx.count(m)
     if total < th["min_count"]:
         return None

@@ -38,6 +38,7 @@ class Accumulator:
         self.pending_rows = 0
         self.drop: list[str] = []
         self.notes: list[str] = []
+        self.redacted = 0  # rows whose addresses the poster redacted (Builder.redacted)
 
     def add(self, cols: dict[str, np.ndarray]) -> None:
         self.sockets += cols["state"].shape[0]

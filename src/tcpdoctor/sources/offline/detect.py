@@ -10,10 +10,16 @@ from __future__ import annotations
 import re
 
 from tcpdoctor.i18n import Msg
-from tcpdoctor.model.tcp import STATE_ALIASES
-from tcpdoctor.sources.offline import lsof
-from tcpdoctor.sources.offline.foreign import bsd_proto_at
-from tcpdoctor.sources.offline.textdump import SS_STATES
+from tcpdoctor.sources.offline import foreign, lsof, table, textdump
+from tcpdoctor.sources.offline.counts import SS_S_LINE_MAX, line_counts
+from tcpdoctor.sources.offline.fields import looks_like_row, unfenced
+
+PARSERS = {"ss": textdump.parse_ss, "netstat": textdump.parse_netstat,
+           "windows": foreign.parse_windows, "bsd": foreign.parse_bsd, "lsof": lsof.parse_lsof,
+           "table": table.parse_table}
+LABELS = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
+          "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat", "lsof": "lsof",
+          "table": "connection table"}
 
 # Formats recognised in order to be refused, each with what to capture instead.
 # (Counts per state and `ss -s` are read as counts: sources/offline/counts.py.)
@@ -23,19 +29,18 @@ REFUSED = {
                        "(-T or -x): capture `netstat -an` instead"),
 }
 BSD_ONLY = ("tcp4", "tcp46")
-_COUNT_LINE = re.compile(r"^\s*([0-9]+)\s+([A-Za-z][A-Za-z0-9_-]*)\s*$")  # uniq -c
-_STATE_COUNT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)(?:\s*[:=]\s*|\s+)[0-9]+\s*$")  # awk
-COUNT_LINE_MAX = 200  # characters: a count line is short (and a long one costs no regex)
+SS_SUMMARY = re.compile(r"(?:^|\s)TCP:\s+[0-9]+\s+\(estab ")
 
 
 def detect(head: list[str]) -> str | None:
     """ss, netstat, windows, bsd, proc, or one of REFUSED; None when nothing is recognised."""
-    if any(line.strip().startswith("TCP:") and "estab" in line for line in head[:8]):
+    head = [unfenced(line) for line in head]
+    if any(SS_SUMMARY.search(line[:SS_S_LINE_MAX]) for line in head[:8]):
         return "ss-summary"
     if _state_counts(head):
         return "state-counts"
     # Linux netstat says tcp6 too, but never tcp4 or tcp46.
-    if any(bsd_proto_at(f) is not None and any(w in BSD_ONLY for w in f[:3])
+    if any(foreign.bsd_proto_at(f) is not None and any(w in BSD_ONLY for w in f[:3])
            for f in map(str.split, head)):
         return "bsd" if _bsd_has_states(head) else "bsd-nostate"
     for line in head:
@@ -51,22 +56,26 @@ def decisive(f: list[str], line: str) -> str | None:
         return None
     if f[0] == "sl" and "local_address" in line:
         return "proc"
-    if f[0] in ("State", "Netid") and "Local" in line:
+    if f[0] in ("State", "Netid") and "Recv-Q" in line:
         return "ss"
     if f[0] == "Proto":
-        return "bsd" if "(state)" in line else "netstat" if "Recv-Q" in line else "windows"
+        if "(state)" in line or "Recv-Q" in line:
+            return "bsd" if "(state)" in line else "netstat"
+        # Windows names its columns Local Address and Foreign Address (translated
+        # elsewhere, under another first word); another tool's table says Local, Remote.
+        return "windows" if "Foreign" in line or not table.header_order(line) else "table"
     if line.startswith("Active Connections"):
         return "windows"
     if lsof.is_header(line) or lsof.is_row(line):
         return "lsof"
-    return decisive_row(f, line)
+    return decisive_row(f, line) or ("table" if table.header_order(line) else None)
 
 
 def decisive_row(f: list[str], line: str) -> str | None:
     """The kind a socket row is written in (ss, Linux netstat, Windows netstat)."""
     if not f:
         return None
-    if f[0] in SS_STATES or (f[0] == "tcp" and len(f) > 1 and f[1] in SS_STATES):
+    if f[0] in textdump.SS_STATES or (f[0] == "tcp" and len(f) > 1 and f[1] in textdump.SS_STATES):
         return "ss"
     if f[0] in ("tcp", "tcp6") and len(f) > 5:
         return "netstat"
@@ -77,7 +86,7 @@ def decisive_row(f: list[str], line: str) -> str | None:
 
 def is_tcp_row(f: list[str], line: str) -> bool:
     """A socket row of any format read (Linux/Windows netstat, ss, BSD netstat)."""
-    return bool(f) and (bsd_proto_at(f) is not None
+    return bool(f) and (foreign.bsd_proto_at(f) is not None
                         or decisive_row(f, line) in ("ss", "netstat", "windows"))
 
 
@@ -87,24 +96,24 @@ def _bsd_has_states(head: list[str]) -> bool:
 
 
 def _state_counts(head: list[str]) -> bool:
-    """Lines of "COUNT STATE" (uniq -c) or "STATE COUNT" (awk), and no socket row."""
-    short = [line for line in head if len(line) <= COUNT_LINE_MAX]
-    states = [m for line in short if (m := _COUNT_LINE.match(line))
-              and m.group(2).upper() in STATE_ALIASES]
-    states += [m for line in short if (m := _STATE_COUNT.match(line))
-               and m.group(1).upper() in STATE_ALIASES]
-    rows = [line for line in head if decisive(line.split(), line) in ("ss", "netstat",
-                                                                        "windows")
-            and not (len(line) <= COUNT_LINE_MAX
-                     and (_COUNT_LINE.match(line) or _STATE_COUNT.match(line)))]
-    return len(states) >= 2 and not rows
+    """Counts per state ("COUNT STATE" of uniq -c, "STATE COUNT" of awk, a web page's
+    squeezed line of either) for two states at least, and no socket row."""
+    found = [line_counts(line) for line in head]
+    states = sum(len(pairs) for pairs in found if pairs)
+    rows = [line for line, pairs in zip(head, found, strict=True) if not pairs
+            and decisive(line.split(), line) in ("ss", "netstat", "windows")]
+    return states >= 2 and not rows
 
 
 def common_prefix(head: list[str]) -> str:
     """What every non-empty line starts with, made of blanks and quote marks (a Markdown
     code block, an e-mail quote "> "), to be taken off before parsing: ss marks its
-    continuation lines by leading blanks, so a shared indentation would hide the rows."""
-    prefixes = [line[:len(line) - len(line.lstrip(" \t>"))] for line in head if line.strip()]
+    continuation lines by leading blanks, so a shared indentation would hide the rows.
+    Only the table's lines count when there are any: a sentence above a quoted or indented
+    table ("I see this:" then "> tcp ...") has no indentation of its own."""
+    table = [line for line in head if line.strip() and looks_like_row(line)]
+    prefixes = [line[:len(line) - len(line.lstrip(" \t>"))] for line in table or head
+                if line.strip()]
     if not prefixes:
         return ""
     common = min(prefixes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tcpdoctor.sources.offline.fields import PID, whole
+from tcpdoctor.sources.offline.fields import PID, rejoined, whole
 from tcpdoctor.sources.offline.textdump import Builder, _foreign, _queues, _state
 
 
@@ -14,7 +14,7 @@ def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
     """Windows netstat -ano / -an / -anob: TCP rows with [::] IPv6, an optional PID column
     and, with -b, the executable's name in brackets on a line after its row."""
     last_pid = -1
-    for no, line in lines:
+    for no, line in rejoined(lines, ("TCP",), 4):
         f = line.split()
         text = line.strip()
         if last_pid >= 0 and text.startswith("[") and text.endswith("]") and len(text) > 2:
@@ -30,6 +30,8 @@ def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if state is None or not b.add(state, f[1], f[2]):
             b.reject(no, "a Windows netstat line: TCP LOCAL FOREIGN STATE [PID]", line)
             continue
+        if len(f) == 5 and f[4].isalpha():
+            continue  # an owner word, not a PID (WSL prints InHost for the host's sockets)
         if len(f) > 4:
             pid = whole(f[4], PID)
             if pid is None:

@@ -26,12 +26,14 @@ from tcpdoctor.model.tcp import AF_INET, AF_INET6, DEFAULT_PORT_RANGE, TCP_LISTE
 from tcpdoctor.model.times import iso
 from tcpdoctor.sources import kstate, netlink, procfs, textcols
 from tcpdoctor.sources.netlink.layout import NLMSG_DONE, NLMSG_ERROR, REPLY_TYPES
-from tcpdoctor.sources.offline import bundle_reader, detect, foreign, lsof, netstat_fast, textdump
+from tcpdoctor.sources.offline import bundle_reader, detect, lsof, netstat_fast, textdump
 from tcpdoctor.sources.offline.accumulate import Accumulator
-from tcpdoctor.sources.offline.fields import is_chatter, unfenced_lines
+from tcpdoctor.sources.offline.detect import LABELS, PARSERS
+from tcpdoctor.sources.offline.fields import is_chatter, looks_like_row, unfenced_lines
 
 FORMATS = ("ss -D netlink dump, tcpdoctor snapshot JSON, /proc/net/tcp{,6}, ss -tan[poime], "
-           "netstat -an[tpo], lsof -i, Windows netstat -ano or macOS/FreeBSD netstat -an")
+           "netstat -an[tpo], lsof -i, Windows netstat -ano, macOS/FreeBSD netstat -an, counts "
+           "per state, or a table whose header names local, remote and state columns")
 
 
 HEAD = 65536  # bytes read to detect the format
@@ -191,7 +193,7 @@ def load(path: str, strict: bool = False, reduce_above: int = REDUCE_ABOVE,
                          "does not apply; the application-level fixes do"))
     snap = Snapshot(cols, f"{label} ({name})", taken_at=_file_time(path), notes=list(notes),
                     unparsed=unparsed, platform={"windows": "windows", "bsd": "bsd"}.get(
-                        kind, "linux"))
+                        kind, "linux"), redacted=acc.redacted)
     if "pid" in cols:
         snap.process_names = names
     return snap, None, notes
@@ -228,12 +230,6 @@ def _load_binary(data: bytes, name: str, path: str,
     return snap, None, notes
 
 
-PARSERS = {"ss": textdump.parse_ss, "netstat": textdump.parse_netstat,
-           "windows": foreign.parse_windows, "bsd": foreign.parse_bsd, "lsof": lsof.parse_lsof}
-LABELS = {"proc": "/proc/net/tcp", "ss": "ss", "netstat": "netstat",
-          "windows": "Windows netstat", "bsd": "macOS/FreeBSD netstat", "lsof": "lsof"}
-
-
 def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Accumulator,
                  indent: str = "") -> tuple[list[str], dict[int, str], int]:
     """Parse block by block into the accumulator; returns notes and process names."""
@@ -256,18 +252,8 @@ def _stream_text(raw: io.RawIOBase, kind: str, name: str, strict: bool, acc: Acc
     b.flush()
     acc.finish(b.has_pid, b.has_info)
     notes = [_unparsed_note(name, b.bad_count, b.bad, b.bad_text)] if b.bad_count else []
-    if b.opaque:
-        notes.append(Msg("{n} truncated address(es) in {name} (netstat without -W) kept "
-                         "as opaque keys", n=b.opaque, name=name))
-    if b.named:
-        notes.append(Msg("{n} host name(s) in {name} (a capture taken without -n) kept as "
-                         "opaque keys in 100:0:0:1::/64: they cannot be grouped by network; "
-                         "capture with -n for addresses", n=b.named, name=name))
-    notes += [lsof.note(b.shared, name)] if b.shared else []
-    if b.unknown_services:
-        notes.append(Msg("{n} port(s) in {name} named by a service tcpdoctor "
-                         "does not know were counted as port 0; capture with -n for numbers",
-                         n=b.unknown_services, name=name))
+    notes += b.notes(name) + ([lsof.note(b.shared, name)] if b.shared else [])
+    acc.redacted = b.redacted
     return notes, b.owner_names(), b.bad_count
 
 
@@ -287,8 +273,8 @@ def _stream_proc(stream: Any, name: str, strict: bool, acc: Accumulator,
 
     def reject(exc: ParseError) -> None:
         nonlocal count
-        if is_chatter(exc.got):
-            return  # a prompt or a fence around the pasted table, not a lost row
+        if is_chatter(exc.got) or (exc.got and not looks_like_row(exc.got)):
+            return  # a prompt, a fence or prose around the pasted table, not a lost row
         count += 1
         if len(first) < 5:
             first.append(exc.line or 0)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tcpdoctor.errors import ParseError
-from tcpdoctor.model.addresses import V4_MAPPED_INT
+from tcpdoctor.i18n import Msg
+from tcpdoctor.model.addresses import REDACTED_HI, V4_MAPPED_INT
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, constant, is_constant
 from tcpdoctor.model.tcp import (
     AF_INET,
@@ -26,7 +27,16 @@ from tcpdoctor.model.tcp import (
     TIMER_TIME_WAIT,
 )
 from tcpdoctor.sources.offline.extras import netstat_extras, ss_extras
-from tcpdoctor.sources.offline.fields import PORT, U32, is_chatter, whole
+from tcpdoctor.sources.offline.fields import (
+    PORT,
+    U32,
+    is_chatter,
+    is_redacted,
+    looks_like_row,
+    lost_first_cell,
+    rejoined,
+    whole,
+)
 from tcpdoctor.util.text import visible
 
 # The Netid column of `ss -a` (iproute2 misc/ss.c): only tcp rows are read.
@@ -70,6 +80,7 @@ class Builder:
     named: int = 0  # host names (a capture without -n), kept as opaque keys
     unknown_services: int = 0  # service names not in SERVICE_PORTS (counted with port 0)
     shared: int = 0  # rows repeating a socket already counted (lsof: a row per descriptor)
+    redacted: int = 0  # rows whose local or remote address the poster redacted
     rows: int = 0
     has_pid: bool = False
     has_info: bool = False
@@ -89,9 +100,29 @@ class Builder:
         as a live one (escape sequences become visible escapes)."""
         return {pid: visible(name) for pid, name in self.names.items()}
 
+    def notes(self, name: str) -> list[str]:
+        """What the report says about the rows as read: keys kept opaque, redactions."""
+        out: list[str] = []
+        if self.opaque:
+            out.append(Msg("{n} truncated address(es) in {name} (netstat without -W) kept "
+                           "as opaque keys", n=self.opaque, name=name))
+        if self.named:
+            out.append(Msg("{n} host name(s) in {name} (a capture taken without -n) kept as "
+                           "opaque keys in 100:0:0:1::/64: they cannot be grouped by network; "
+                           "capture with -n for addresses", n=self.named, name=name))
+        if self.redacted:
+            out.append(Msg("{n} row(s) of {name} have redacted addresses: counted in the "
+                           "states, left out of every grouping by address", n=self.redacted,
+                           name=name))
+        if self.unknown_services:
+            out.append(Msg("{n} port(s) in {name} named by a service tcpdoctor "
+                           "does not know were counted as port 0; capture with -n for numbers",
+                           n=self.unknown_services, name=name))
+        return out
+
     def reject(self, line_no: int, expected: str, line: str) -> None:
-        if is_chatter(line):  # a fence or a prompt around the table: no row was lost
-            return
+        if line and (is_chatter(line) or not looks_like_row(line)):
+            return  # a fence, a prompt or prose around the table: no row was lost
         if self.strict:
             raise ParseError(self.source, line_no, expected, line)
         self.bad_count += 1
@@ -109,6 +140,8 @@ class Builder:
         return hit
 
     def _parse_address(self, text: str) -> tuple[int, int, int]:
+        if is_redacted(text):
+            return AF_INET, REDACTED_HI, 0
         quad = text.split(".")
         octets = [o for q in quad if (o := whole(q, 255)) is not None]
         if len(quad) == 4 and len(octets) == 4:  # a dotted quad: the common case
@@ -146,8 +179,8 @@ class Builder:
         return SERVICE_PORTS.get(text.lower(), 0)
 
     def add(self, state: int, local: str, peer: str, rq: int = 0, wq: int = 0) -> bool:
-        laddr, _, lport = local.rpartition(":")
-        raddr, _, rport = peer.rpartition(":")
+        laddr, _, lport = _endpoint(local)
+        raddr, _, rport = _endpoint(peer)
         if not laddr or not raddr:
             return False
         sport, dport = self.port(lport), self.port(rport)
@@ -155,6 +188,7 @@ class Builder:
             return False
         fam, lhi, llo = self.address(laddr)
         _, rhi, rlo = self.address(raddr)
+        self.redacted += REDACTED_HI in (lhi, rhi)
         if self.sink is not None and len(self.cols["state"]) >= self.block:
             self.flush()
         c = self.cols
@@ -174,6 +208,8 @@ class Builder:
     def drop_last(self) -> None:
         """Take back the last socket added (a later field of its line proved bad)."""
         last = len(self.cols["state"]) - 1
+        self.redacted -= REDACTED_HI in (self.cols["laddr_hi"][last],
+                                         self.cols["raddr_hi"][last])
         for arr in self.cols.values():
             arr.pop()
         for rows, values in self.extra.values():
@@ -240,6 +276,14 @@ class Builder:
         if self.sink is not None and len(self.cols["state"]):
             self.sink(self.columns(complete=True))
             self._reset()
+
+
+def _endpoint(cell: str) -> tuple[str, str, str]:
+    """ADDRESS:PORT split at its last colon; a redacted cell without a port ("...") is that
+    address with an unknown port."""
+    if ":" not in cell and is_redacted(cell):
+        return cell, ":", "*"
+    return cell.rpartition(":")
 
 
 def _state(word: str) -> int | None:
@@ -319,14 +363,21 @@ def _unwrapped(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
         yield held
 
 
+NETSTAT_PROTOS = ("tcp", "tcp6")
+
+
 def parse_netstat(lines: Iterable[tuple[int, str]], b: Builder) -> None:
     """Linux netstat -an/-ant/-antp/-anto, tcp and tcp6 rows (the rest is skipped)."""
-    for no, line in lines:
+    for no, line in rejoined(lines, NETSTAT_PROTOS, 6):
         f = line.split()
-        if not f or f[0] not in ("tcp", "tcp6"):
+        if f and lost_first_cell(f):
+            f.insert(0, "tcp")
+        if not f or f[0] not in NETSTAT_PROTOS:
             if f and _foreign(f):
                 b.reject(no, "a netstat line (this one is from another tool's output)", line)
             continue  # headers, udp, unix sockets
+        if len(f) == 5 and is_redacted(f[3]) and _state(f[4]) is not None:
+            f[3:4] = [f[3], f[3]]  # both addresses replaced by one "..." cell
         if len(f) > 6 and _state(f[5]) is None and _state(f"{f[5]} {f[6]}") is not None:
             f[5:7] = [f"{f[5]} {f[6]}"]  # a translated state of two words (cs: POSLEDNÍ ACK)
         state = _state(f[5]) if len(f) > 5 else None
