@@ -63,6 +63,14 @@ def seeds() -> dict[str, bytes]:
     out["lsof"] = LINUX.encode()
     out["counts"] = b"$ netstat -ant | awk '{print $6}' | sort | uniq -c\n  300 CLOSE_WAIT\n" \
         b"   4000 TIME_WAIT\n    120 ESTABLISHED\nTCP:   4432 (estab 120, timewait 4000)\n"
+    real = DATA / "real"
+    out["table"] = (real / "issues-openradar-pcblist-generic-header.txt").read_bytes() + \
+        b"Proto Local Remote State\ntcp 10.0.0.1:23 10.0.0.9:5151 ESTABLISHED\n"
+    out["redacted"] = (real / "issues-diamond-netstat-dots-redacted.txt").read_bytes() + \
+        (real / "issues-node-fin-wait2-xx-redacted.txt").read_bytes()
+    out["inline"] = (real / "issues-lsof-org-backticked-rows.txt").read_bytes()
+    out["squeezed"] = (real / "pages-adays-uniq-c-squeezed.txt").read_bytes() + \
+        (real / "pages-mylinux-ss-s-squeezed.txt").read_bytes()
     out["gzip"] = gzip.compress(out["ss-p"])
     out["bundle"] = fuzz_inputs.pack(fuzz_inputs.bundle_members())
     out["trace"] = fuzz_inputs.trace_seed()

@@ -257,9 +257,10 @@ def test_wrapped_rows_and_a_lost_first_cell_are_read(tmp_path: Path) -> None:
     assert got["lines_unparsed"] == 0
     windows = ("  TCP    [2001:db8:1234:5678:9abc:def0:1234:5678]:443\n"
                "         [2001:db8::2]:51234    ESTABLISHED     4242\n"
-               "  TCP    10.0.0.1:445   10.0.0.2:50000   ESTABLISHED     4\n")
+               "  TCP    10.0.0.1:445   10.0.0.2:50000   ESTABLISHED     4\n"
+               "         10.0.0.1:445   10.0.0.3:50001   ESTABLISHED     4\n")
     got = tcpdoctor_json("analyze", "--json", str(_write(tmp_path, "win", windows)))
-    assert got["states"]["ESTABLISHED"] == 2 and got["lines_unparsed"] == 0
+    assert got["states"]["ESTABLISHED"] == 3 and got["lines_unparsed"] == 0
 
 
 def test_prose_between_rows_is_not_a_lost_row(tmp_path: Path) -> None:

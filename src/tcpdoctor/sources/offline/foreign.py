@@ -20,6 +20,8 @@ def parse_windows(lines: Iterable[tuple[int, str]], b: Builder) -> None:
         if last_pid >= 0 and text.startswith("[") and text.endswith("]") and len(text) > 2:
             b.names.setdefault(last_pid, text[1:-1][:64])
             continue
+        if len(f) >= 3 and ":" in f[0] and ":" in f[1] and _state(f[2]) is not None:
+            f.insert(0, "TCP")  # the protocol cell was lost in the copy
         if not f or f[0] != "TCP":
             if f and _foreign(f):
                 b.reject(no, "a Windows netstat line (this one is from another tool's "
