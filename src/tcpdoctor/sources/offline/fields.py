@@ -138,18 +138,25 @@ def rejoined(lines: Iterable[tuple[int, str]], first: tuple[str, ...],
     fewer than `fields` words and no state, followed by a line that starts no row."""
     held: tuple[int, str] | None = None
     for no, line in lines:
-        f = line.split()
         if held is not None:
+            f = line.split()
             if f and f[0] not in first and f[0] not in ROW_STARTS:
                 yield held[0], f"{held[1]} {line.strip()}"
                 held = None
                 continue
             yield held
             held = None
-        if (f and f[0] in first and len(f) < fields
-                and not any(w.upper() in STATE_ALIASES for w in f)):
-            held = (no, line)
-            continue
+        # A broken row ends with its last endpoint; a whole row goes on after it (a state,
+        # an owner, a timer). Only the former is split here: the parser reads rows once.
+        colon = line.rfind(":")
+        after = line.find(" ", colon) if colon >= 0 else 0
+        if (colon >= 0 and (after < 0 or not line[after:].strip())
+                and line.lstrip().startswith(first)):
+            f = line.split()
+            if (f[0] in first and len(f) < fields
+                    and not any(w.upper() in STATE_ALIASES for w in f)):
+                held = (no, line)
+                continue
         yield no, line
     if held is not None:
         yield held

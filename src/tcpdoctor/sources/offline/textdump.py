@@ -179,8 +179,10 @@ class Builder:
         return SERVICE_PORTS.get(text.lower(), 0)
 
     def add(self, state: int, local: str, peer: str, rq: int = 0, wq: int = 0) -> bool:
-        laddr, _, lport = _endpoint(local)
-        raddr, _, rport = _endpoint(peer)
+        laddr, _, lport = local.rpartition(":")
+        raddr, _, rport = peer.rpartition(":")
+        if not laddr or not raddr:  # a redacted cell without a port ("..."), or no endpoint
+            (laddr, _, lport), (raddr, _, rport) = _endpoint(local), _endpoint(peer)
         if not laddr or not raddr:
             return False
         sport, dport = self.port(lport), self.port(rport)
@@ -279,11 +281,8 @@ class Builder:
 
 
 def _endpoint(cell: str) -> tuple[str, str, str]:
-    """ADDRESS:PORT split at its last colon; a redacted cell without a port ("...") is that
-    address with an unknown port."""
-    if ":" not in cell and is_redacted(cell):
-        return cell, ":", "*"
-    return cell.rpartition(":")
+    """ADDRESS:PORT split; a redacted cell without a port ("...") has an unknown port."""
+    return (cell, ":", "*") if ":" not in cell and is_redacted(cell) else cell.rpartition(":")
 
 
 def _state(word: str) -> int | None:
