@@ -237,6 +237,11 @@ def test_other_tools_tables_are_read_by_their_header(tmp_path: Path) -> None:
     remote_first = "State  Remote  Local\nESTABLISHED 10.0.0.2:5000 10.0.0.1:22\n"
     snap = load_captures(str(_write(tmp_path, "rf", remote_first)))[0][0]
     assert snap.columns["sport"].tolist() == [22] and snap.columns["dport"].tolist() == [5000]
+    solaris = ("TCP: IPv4\n   Local Address        Remote Address    Swind Send-Q Rwind "
+               "Recv-Q    State\n" + "-" * 20 + " " + "-" * 20 + "\n"
+               "192.168.1.5.22       192.168.1.9.51234    64128      0 64240      0 ESTABLISHED\n"
+               "      *.22                 *.*                0      0 49152      0 LISTEN\n")
+    assert _read(tmp_path, "solaris", solaris) == ({"ESTABLISHED": 1, "LISTEN": 1}, 0)
     broken = ("Local Remote State\nESTABLISHED 10.0.0.1:22\n"  # one endpoint: a lost row
               "ESTABLISHED 10.0.0.1:22 10.0.0.3:4000\n")
     assert _read(tmp_path, "b", broken) == ({"ESTABLISHED": 1}, 1)
@@ -260,7 +265,7 @@ def test_prose_between_rows_is_not_a_lost_row(tmp_path: Path) -> None:
     text = ("I see this on the server:\n\n    $ ss -ant\n"
             "    State   Recv-Q Send-Q Local Address:Port  Peer Address:Port\n"
             "    ESTAB   0      0      10.0.0.1:22         10.0.0.9:5555\n"
-            "and after a minute it is worse.\n")
+            "and at 14:05 it is worse.\n")
     assert _read(tmp_path, "prose", text) == ({"ESTABLISHED": 1}, 0)
 
 

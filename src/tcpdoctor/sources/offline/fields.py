@@ -98,12 +98,21 @@ def looks_like_row(line: bytes | str) -> bool:
     Prose around a pasted table does none of these, and is skipped without being counted
     as a lost row."""
     line = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-    if ENDPOINT.search(line) or NUMBERED.match(line):
+    if NUMBERED.match(line) or any(_endpoint_at(line, m.start())
+                                   for m in ENDPOINT.finditer(line)):
         return True
     return any(word.strip("()[]").upper() in STATE_ALIASES for word in line.split()[:32])
 
 
 ENDPOINT = re.compile(r"[\w\]*]:(?:\d{1,5}|\*)(?![\w:])")
+
+
+def _endpoint_at(line: str, at: int) -> bool:
+    """An ENDPOINT match is an address and a port, not a clock time ("at 14:05 it grew"):
+    the word it ends is not one or two digits."""
+    start = max(line.rfind(" ", 0, at), line.rfind("\t", 0, at)) + 1
+    word = line[start:at + 1]
+    return not (len(word) <= 2 and word.isdigit())
 NUMBERED = re.compile(r"\s*\d+:")
 
 
