@@ -92,6 +92,20 @@ def _inline(line: str) -> str:
     return line
 
 
+ENDPOINT = re.compile(r"[\w\]*]:(?:\d{1,5}|\*)(?![\w:])")
+
+
+def _endpoint_at(line: str, at: int) -> bool:
+    """An ENDPOINT match is an address and a port, not a clock time ("at 14:05 it grew"):
+    the word it ends is not one or two digits."""
+    start = max(line.rfind(" ", 0, at), line.rfind("\t", 0, at)) + 1
+    word = line[start:at + 1]
+    return not (len(word) <= 2 and word.isdigit())
+
+
+NUMBERED = re.compile(r"\s*\d+:")  # /proc's "12:"
+
+
 def looks_like_row(line: bytes | str) -> bool:
     """Whether a line that was not understood could have been a socket row: it names a TCP
     state, holds an endpoint (ADDRESS:PORT) or starts with a row number (/proc's "12:").
@@ -102,18 +116,6 @@ def looks_like_row(line: bytes | str) -> bool:
                                    for m in ENDPOINT.finditer(line)):
         return True
     return any(word.strip("()[]").upper() in STATE_ALIASES for word in line.split()[:32])
-
-
-ENDPOINT = re.compile(r"[\w\]*]:(?:\d{1,5}|\*)(?![\w:])")
-
-
-def _endpoint_at(line: str, at: int) -> bool:
-    """An ENDPOINT match is an address and a port, not a clock time ("at 14:05 it grew"):
-    the word it ends is not one or two digits."""
-    start = max(line.rfind(" ", 0, at), line.rfind("\t", 0, at)) + 1
-    word = line[start:at + 1]
-    return not (len(word) <= 2 and word.isdigit())
-NUMBERED = re.compile(r"\s*\d+:")
 
 
 # What people put where an address was before posting: "...", "…", "x.x.x.x",

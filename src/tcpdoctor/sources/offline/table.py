@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from tcpdoctor.sources.offline.foreign import _bsd
 from tcpdoctor.sources.offline.textdump import Builder, _state
 
 LOCAL = ("local", "laddr", "source", "src", "本地", "本机")
@@ -68,8 +69,7 @@ def _endpoint(word: str) -> str | None:
     """An endpoint cell as ADDRESS:PORT, or None."""
     word = word.rstrip(",;")
     if _BSD.fullmatch(word):
-        addr, _, port = word.rpartition(".")
-        return f"{addr}:{port}"
+        return _bsd(word)
     addr, colon, port = word.rpartition(":")
     if colon and addr and (port == "*" or (port.isascii() and port.isdigit()
                                             and len(port) <= 5)):
