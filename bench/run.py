@@ -27,13 +27,15 @@ from bench.population import build
 from tcpdoctor.lab.net import LabNet
 
 PY = sys.executable
+NODE = "node_exporter tcpstat scrape"
+EXPORTER = "tcpdoctor exporter scrape"
 AWK_STATES = "awk '{++s[$1]} END {for (k in s) print k, s[k]}'"
 AWK_SEED = "awk '/^tcp/ {++y[$NF]} END {for (w in y) print w, y[w]}'"
 PSUTIL = ("import psutil, collections; "
           "collections.Counter(c.status for c in psutil.net_connections('tcp'))")
 
 
-def tools(node_port: int | None) -> dict[str, list[str]]:
+def tools(ports: dict[str, int]) -> dict[str, list[str]]:
     td = [PY, "-m", "tcpdoctor"]
     out = {
         "floor (netlink dump, discard)": [PY, "-m", "bench.floor"],
@@ -46,9 +48,9 @@ def tools(node_port: int | None) -> dict[str, list[str]]:
         "netstat -an | awk": ["sh", "-c", f"netstat -an | {AWK_SEED} > /dev/null"],
         "psutil net_connections + Counter": [PY, "-c", PSUTIL],
     }
-    if node_port:
-        out["node_exporter tcpstat scrape"] = [
-            "curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{node_port}/metrics"]
+    for key, name in (("node", NODE), ("tcpdoctor", EXPORTER)):
+        if key in ports:
+            out[name] = ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{ports[key]}/metrics"]
     return out
 
 
@@ -82,18 +84,53 @@ def measure(ns: str, argv: list[str], timeout: float) -> tuple[float, int] | Non
     return wall, int(rss[-1])
 
 
-def start_node_exporter(ns: str) -> tuple[subprocess.Popen[bytes] | None, int | None]:
-    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
-    if binary is None:
-        return None, None
+def serve(ns: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    """A server started inside the namespace, once it accepts on `argv`'s port (30 s)."""
+    port = int(argv[-1].rsplit(":", 1)[1])
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv],
+                            env=dict(os.environ, PYTHONPATH=ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = ["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-m", "1",
+             f"http://127.0.0.1:{port}/"]
+    for _ in range(60):
+        if proc.poll() is not None or subprocess.run(probe).returncode == 0:
+            break
+        time.sleep(0.5)
+    return proc
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, binary, "--collector.disable-defaults",
-                             "--collector.tcpstat", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    return proc, port
+        return int(s.getsockname()[1])
+
+
+def start_servers(ns: str) -> dict[str, tuple[subprocess.Popen[bytes], int]]:
+    """node_exporter's tcpstat collector (where installed) and tcpdoctor's exporter, each
+    serving /metrics on the namespace's loopback: their scrapes are timed like the tools."""
+    out = {}
+    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if binary is not None:
+        port = free_port()
+        out["node"] = (serve(ns, [binary, "--collector.disable-defaults",
+                                  "--collector.tcpstat",
+                                  f"--web.listen-address=127.0.0.1:{port}"]), port)
+    port = free_port()
+    out["tcpdoctor"] = (serve(ns, [PY, "-m", "tcpdoctor", "exporter", "--listen",
+                                   f"127.0.0.1:{port}"]), port)
+    return out
+
+
+def peak_rss_mb(proc: subprocess.Popen[bytes]) -> float:
+    """A server's own peak RSS (VmHWM): curl's is what GNU time sees of a scrape."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def counts(ns: str) -> dict[str, int]:
@@ -120,13 +157,14 @@ def bench_population(sockets: int, runs: int, time_wait: int,
         build(lab, sockets, time_wait=time_wait, close_wait=max(100, sockets // 200),
               syn_sent=max(50, sockets // 1000))
         built = time.monotonic() - t0
-        node, port = start_node_exporter(lab.name)
+        servers = start_servers(lab.name)
+        ports = {k: port for k, (_, port) in servers.items()}
         try:
             before = counts(lab.name)
             results: dict[str, list[tuple[float, int]]] = {}
             slow: set[str] = set()
             for _ in range(runs):
-                for name, argv in tools(port).items():  # alternate: every tool each round
+                for name, argv in tools(ports).items():  # alternate: every tool each round
                     if name in slow:
                         continue
                     got = measure(lab.name, argv, timeout)
@@ -135,12 +173,16 @@ def bench_population(sockets: int, runs: int, time_wait: int,
                         continue
                     results.setdefault(name, []).append(got)
             after = counts(lab.name)
+            server_rss = {k: peak_rss_mb(proc) for k, (proc, _) in servers.items()}
         finally:
-            if node is not None:
-                node.terminate()
-                node.wait()
+            for proc, _ in servers.values():
+                proc.terminate()
+                proc.wait()
     out = {k: {"wall": statistics.median(w for w, _ in v), "rss_mb": max(r for _, r in v) / 1024,
-               "runs": len(v)} for k, v in results.items()}
+               "runs": len(v), "walls": sorted(round(w, 3) for w, _ in v)}
+           for k, v in results.items()}  # every run's wall time: the spread beside the median
+    if EXPORTER in out:
+        out[EXPORTER]["server_rss_mb"] = server_rss["tcpdoctor"]
     for name in slow - set(results):
         out[name] = {"wall": float("inf"), "rss_mb": float("nan"), "runs": 0}
     return {"sockets": sockets, "built_seconds": round(built, 1), "before": before,
@@ -182,8 +224,10 @@ def report(data: dict[str, Any]) -> str:
               "(target <= 0.3x at 200k, 0.2x at 1M)",
               f"  states / psutil             "
               f"{ratio(res, st, 'psutil net_connections + Counter'):>8}   (target <= 0.05x)",
-              f"  states / node_exporter      "
-              f"{ratio(res, st, 'node_exporter tcpstat scrape'):>8}",
+              f"  states / node_exporter      {ratio(res, st, NODE):>8}",
+              f"  exporter scrape / check     {ratio(res, EXPORTER, chk):>8}   "
+              f"(the exporter's peak RSS "
+              f"{res.get(EXPORTER, {}).get('server_rss_mb', float('nan')):.1f} MB)",
               f"  top / floor                 {ratio(res, top, floor):>8}   (target <= 1.5x)",
               f"  check (owners) / ss -tanp   "
               f"{ratio(res, chk, 'ss -tanp > /dev/null', data['timeout']):>8}   "

@@ -20,3 +20,4 @@ def test_bench_quick_runs() -> None:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "tcpdoctor states --json" in proc.stdout and "ratios" in proc.stdout
+    assert "tcpdoctor exporter scrape" in proc.stdout  # the exporter served and was scraped

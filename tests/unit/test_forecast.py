@@ -103,3 +103,24 @@ def test_history_forecasts_from_the_stored_trend() -> None:
     assert abs(tw.seconds_left - 40.0) < 1e-6
     assert found["orphans"].seconds_left is None  # flat: nothing runs out
     assert trend(times[:2], figures[:2], "host") == []  # two samples are not a trend
+
+
+def _live(n: int, first_cookie: int, raddr: str, dport: int, port0: int) -> dict[str, Any]:
+    return {"n": n, "state": "ESTABLISHED", "sport": lambda i: port0 + i, "dport": dport,
+            "raddr": raddr, "inode": lambda i: first_cookie + i, "cookie": first_cookie}
+
+
+def test_live_growth_is_counted_per_destination_across_the_readings() -> None:
+    # Earlier: 100 to A, 50 to B (IPv6), 30 to C; later: 200 to A, the same 50 to B, none to
+    # C. Only A grows (50/s over 2 s): B's 50 earlier ones must be matched to B, not lost.
+    a, b, c = ("198.18.0.2", 5432), ("2001:db8::7", 443), ("198.18.0.3", 80)
+    earlier = _snap(_live(100, 1, *a, 40000), _live(50, 1000, *b, 40300),
+                    _live(30, 2000, *c, 40400))
+    later = _snap(_live(200, 1, *a, 40000), _live(50, 1000, *b, 40300))
+    kernel = _kernel(10.0)
+    kernel.previous = _kernel(8.0)
+    ctx = Context(earlier, kernel, {}, 2.0, later=later, later_seconds=2.0)
+    ports = {f.scope: f for f in forecasts(ctx) if f.resource == "ports"}
+    assert list(ports) == ["198.18.0.2:5432"]
+    assert ports["198.18.0.2:5432"].per_second == 50.0
+    assert ports["198.18.0.2:5432"].used == 200
