@@ -24,13 +24,12 @@ import json
 import os
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import time
 
-from bench.run import measure
+from bench.run import Run, measure, summarize
 from tcpdoctor.model.addresses import V4_MAPPED_INT
 from tcpdoctor.sources.conntrack.dump import attr, message, nest, open_socket, tcp_tuple
 from tcpdoctor.sources.conntrack.layout import (
@@ -148,7 +147,7 @@ def main() -> None:
                  "read_table (columns)": [PY, "-c", READER],
                  "tcpdoctor conntrack --json": [PY, "-m", "tcpdoctor", "conntrack", "--json"],
                  "conntrack -L | awk": ["sh", "-c", AWK]}
-        results: dict[str, list[tuple[float, int]]] = {}
+        results: dict[str, list[Run]] = {}
         for _ in range(args.runs):
             for name, argv in tools.items():
                 got = measure(ns, argv, 300.0)
@@ -156,9 +155,7 @@ def main() -> None:
                     results.setdefault(name, []).append(got)
         out = {"entries": built, "built_seconds": round(time.monotonic() - t0, 1),
                "runs": args.runs,
-               "results": {k: {"wall": statistics.median(w for w, _ in v),
-                               "rss_mb": max(r for _, r in v) / 1024} for k, v in
-                           results.items()}}
+               "results": {k: summarize(v) for k, v in results.items()}}
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         if raised is not None:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.population import build
 from tcpdoctor.lab.net import LabNet
@@ -58,8 +58,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GNU_TIME = "/usr/bin/time"
 
 
-def measure(ns: str, argv: list[str], timeout: float) -> tuple[float, int] | None:
-    """(wall seconds, peak RSS in KB) of one run inside the namespace.
+class Run(NamedTuple):
+    wall: float  # seconds
+    rss_kb: int  # peak resident set
+    cpu: float  # the command's user + system seconds
+    steal: float  # CPU seconds the hypervisor gave to others meanwhile (all CPUs)
+
+
+def steal_seconds() -> float:
+    """The machine's stolen time so far (/proc/stat): on a shared VM it explains a slow
+    run that the command itself did not cause."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
+def measure(ns: str, argv: list[str], timeout: float) -> Run | None:
+    """Wall seconds, peak RSS, CPU seconds and stolen seconds of one run in the namespace.
 
     The tool is started by GNU time, a 2 MB process: a child forked (or vforked) straight
     from this 40 MB benchmark is charged our resident pages up to its exec, which would hide
@@ -67,8 +82,8 @@ def measure(ns: str, argv: list[str], timeout: float) -> tuple[float, int] | Non
     """
     env = dict(os.environ, PYTHONPATH=ROOT)
     with tempfile.NamedTemporaryFile("r") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", out.name, "ip", "netns", "exec",
+        t0, stolen = time.perf_counter(), steal_seconds()
+        proc = subprocess.Popen([GNU_TIME, "-f", "%M %U %S", "-o", out.name, "ip", "netns", "exec",
                                  ns, *argv], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -77,11 +92,22 @@ def measure(ns: str, argv: list[str], timeout: float) -> tuple[float, int] | Non
             os.killpg(proc.pid, signal.SIGKILL)  # the tool and its pipeline
             proc.wait()
             return None
-        wall = time.perf_counter() - t0
-        rss = out.read().strip().splitlines()
+        wall, stolen = time.perf_counter() - t0, steal_seconds() - stolen
+        rss, user, system = out.read().strip().splitlines()[-1].split()
     if proc.returncode not in (0, 1, 2):  # check exits 1/2 when it finds problems
         raise RuntimeError(f"{' '.join(argv)} failed with {proc.returncode}")
-    return wall, int(rss[-1])
+    return Run(wall, int(rss), float(user) + float(system), stolen)
+
+
+def summarize(runs: list[Run]) -> dict[str, Any]:
+    """Medians of one command's runs, and every run in the order run: the spread beside the
+    median, and which slow runs coincided with stolen time."""
+    return {"wall": statistics.median(r.wall for r in runs),
+            "rss_mb": max(r.rss_kb for r in runs) / 1024, "runs": len(runs),
+            "cpu": statistics.median(r.cpu for r in runs),
+            "steal": statistics.median(r.steal for r in runs),
+            "walls": [round(r.wall, 3) for r in runs],
+            "steals": [round(r.steal, 2) for r in runs]}
 
 
 def serve(ns: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -161,7 +187,7 @@ def bench_population(sockets: int, runs: int, time_wait: int,
         ports = {k: port for k, (_, port) in servers.items()}
         try:
             before = counts(lab.name)
-            results: dict[str, list[tuple[float, int]]] = {}
+            results: dict[str, list[Run]] = {}
             slow: set[str] = set()
             for _ in range(runs):
                 for name, argv in tools(ports).items():  # alternate: every tool each round
@@ -178,9 +204,7 @@ def bench_population(sockets: int, runs: int, time_wait: int,
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait()
-    out = {k: {"wall": statistics.median(w for w, _ in v), "rss_mb": max(r for _, r in v) / 1024,
-               "runs": len(v), "walls": sorted(round(w, 3) for w, _ in v)}
-           for k, v in results.items()}  # every run's wall time: the spread beside the median
+    out = {k: summarize(v) for k, v in results.items()}
     if EXPORTER in out:
         out[EXPORTER]["server_rss_mb"] = server_rss["tcpdoctor"]
     for name in slow - set(results):
@@ -204,14 +228,18 @@ def report(data: dict[str, Any]) -> str:
     lines = [f"population: {data['before']['total']:,} sockets before, "
              f"{data['after']['total']:,} after the runs "
              f"({', '.join(f'{k} {v:,}' for k, v in data['before'].items() if k != 'total')}); "
-             f"median of {data['runs']} alternating runs, whole process",
-             "", f"{'command':45} {'wall s':>8} {'peak RSS MB':>12}"]
+             f"median of {data['runs']} alternating runs, whole process; CPU: the command's "
+             "user + system time; stolen: CPU time the hypervisor gave elsewhere meanwhile",
+             "", f"{'command':45} {'wall s':>8} {'peak RSS MB':>12} {'CPU s':>7} {'stolen s':>9}"]
     for name, r in res.items():
         if r["runs"] == 0:
             lines.append(f"{name:45} {'> ' + format(data['timeout'], '.0f'):>8} {'':>12}")
         else:
             note = "" if r["runs"] == data["runs"] else f"  ({r['runs']} runs)"
-            lines.append(f"{name:45} {r['wall']:8.3f} {r['rss_mb']:12.1f}{note}")
+            if name == EXPORTER:  # the scrape's work happens in the server
+                note += "  (CPU: the HTTP client's)"
+            lines.append(f"{name:45} {r['wall']:8.3f} {r['rss_mb']:12.1f} {r['cpu']:7.2f} "
+                         f"{r['steal']:9.2f}{note}")
     st, top, chk = ("tcpdoctor states --json", "tcpdoctor top --by remote-ip,state --json",
                     "tcpdoctor check --json --interval 0")
     floor = "floor (netlink dump, discard)"

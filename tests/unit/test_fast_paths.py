@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tcpdoctor.errors import ParseError
 from tcpdoctor.model import columns
+from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.sources import bpf_iter, btf, netlink, owners
 
 DUMP = Path(__file__).resolve().parents[1] / "data" / "ss1.dump"
@@ -122,6 +123,21 @@ def test_drained_columns_join_the_parts_and_keep_uniform_ones_as_one_value() -> 
     assert table.tolist() == [-1, 5, 9] and slot.tolist() == [1, 0, 2, 1, 0]
 
 
+def test_owner_slots_direct_table_equals_the_search() -> None:
+    rng = np.random.default_rng(7)
+    for dtype in (np.int32, np.int64):
+        pid = rng.integers(-1, 5000, 20_000).astype(dtype)
+        owners = [int(p) for p in rng.integers(0, 6000, 300)] + [0]
+        table, slot = columns.owner_slots(pid, owners)
+        expected = np.searchsorted(table, pid)
+        expected[(expected >= table.shape[0])
+                 | (table[np.minimum(expected, table.shape[0] - 1)] != pid)] = 0
+        assert np.array_equal(slot, expected)
+    # a pid beyond any pid_max (a recorded fixture's) takes the search, with the same answer
+    table, slot = columns.owner_slots(np.array([1 << 40, 3, -1], np.int64), [1 << 40, 3])
+    assert table.tolist() == [-1, 3, 1 << 40] and slot.tolist() == [2, 1, 0]
+
+
 def _messages() -> list[bytes]:
     """The recorded dump's messages, each with its padding (NLMSG_DONE dropped)."""
     blob, out, off = DUMP.read_bytes(), [], 0
@@ -160,3 +176,58 @@ def test_equal_length_runs_decode_as_the_full_scan(runs: list[tuple[int, int]], 
         assert fast == _decoded(data)
     if not junk and isinstance(fast, dict):
         assert len(fast["state"]) == sum(k for _, k in runs)
+
+
+LAB = DUMP.with_name("ss_tani_lab.dump")  # replies with tcp_info and skmem, of four lengths
+
+
+def _reference(msg: bytes) -> dict[str, int]:
+    """One message decoded field by field with struct: what the columnar decoder must give."""
+    fam, state = msg[16], msg[17]
+    sport, dport = struct.unpack_from(">HH", msg, 20)
+    rqueue, _, _, inode = struct.unpack_from("=IIII", msg, 72)
+    hi, lo = int.from_bytes(msg[24:32], "big"), int.from_bytes(msg[32:40], "big")
+    if fam == 2:
+        hi, lo = 0, (hi >> 32) | int(V4_MAPPED)
+    out = {"state": state, "sport": sport, "dport": dport, "rqueue": rqueue, "inode": inode,
+           "laddr_hi": hi, "laddr_lo": lo, "has_info": 0, "has_mem": 0, "lastrcv": 0,
+           "lastsnd": 0, "rmem_alloc": 0, "wmem_queued": 0}
+    pos = 88
+    while pos + 4 <= len(msg):
+        rta_len, rta_type = struct.unpack_from("=HH", msg, pos)
+        if rta_len < 4:
+            break
+        if rta_type == 2 and rta_len - 4 >= 72:  # INET_DIAG_INFO
+            out["has_info"] = 1
+            out["lastsnd"], out["lastrcv"] = struct.unpack_from("=I4xI", msg, pos + 4 + 44)
+        if rta_type == 7 and rta_len - 4 >= 28:  # INET_DIAG_SKMEMINFO
+            out["has_mem"] = 1
+            out["rmem_alloc"], = struct.unpack_from("=I", msg, pos + 4)
+            out["wmem_queued"], = struct.unpack_from("=I", msg, pos + 4 + 20)
+        pos += (rta_len + 3) & ~3
+    return out
+
+
+def _with_skmem(msg: bytes, k: int) -> bytes:
+    """The message with an INET_DIAG_SKMEMINFO attribute (nine u32) appended."""
+    attr = struct.pack("=HH", 4 + 36, 7) + struct.pack("=9I", *(1000 * k + i for i in range(9)))
+    return struct.pack("=I", len(msg) + len(attr)) + msg[4:] + attr
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(1, 120)), min_size=1, max_size=5))
+def test_rows_and_strided_views_read_every_field_as_struct_does(
+        runs: list[tuple[int, int]]) -> None:
+    # Runs of one message (evenly spaced: strided views) and mixtures (row gathers).
+    blob, msgs, off = LAB.read_bytes(), [], 0
+    while off + 16 <= len(blob):
+        length, mtype = struct.unpack_from("=IH", blob, off)
+        if mtype == 20:
+            msgs.append(blob[off:off + ((length + 3) & ~3)])
+        off += (length + 3) & ~3
+    msgs += [_with_skmem(m, k) for k, m in enumerate(msgs)]  # the recording has no skmem
+    chosen = [msgs[i % len(msgs)] for i, k in runs for _ in range(k)]
+    cols, _ = netlink.decode(b"".join(chosen), info=True, stop_at_done=False)
+    want = [_reference(m) for m in chosen]
+    for name in want[0]:
+        assert np.asarray(cols[name]).astype(np.int64).tolist() == [w[name] for w in want], name

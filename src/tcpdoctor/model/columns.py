@@ -237,12 +237,23 @@ def _packed(cols: list[np.ndarray]) -> np.ndarray | None:
     return key
 
 
+DENSE_PIDS = 1 << 23  # pid_max is at most 4,194,304 (PID_MAX_LIMIT)
+
+
 def owner_slots(pid: np.ndarray, owners: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
     """(-1 then the owners' pids sorted, the slot of each row's pid): owners are few, so
     grouping sockets by owner is a search in a small table, not a sort of every socket.
     A pid not among the owners lands in slot 0, with the unknown ones."""
     table = np.unique(np.fromiter(owners, np.int64))
     table = np.concatenate([np.array([-1], np.int64), table[table >= 0]])
+    if table[-1] < DENSE_PIDS:
+        # pids are bounded by pid_max (4M at most by default): a direct table of slots
+        # answers a million rows in milliseconds, a binary search takes a tenth of a second.
+        where = np.zeros(int(table[-1]) + 2, np.int32)  # the last entry: not an owner
+        where[table[1:]] = np.arange(1, table.shape[0], dtype=np.int32)
+        # negative pids wrap to huge unsigned values, clipped onto that last entry
+        wide = pid.astype(np.uint64 if pid.dtype.itemsize > 4 else np.uint32)
+        return table, where[np.minimum(wide, where.shape[0] - 1)]
     slot = np.searchsorted(table, pid)
     slot[(slot >= table.shape[0]) | (table[np.minimum(slot, table.shape[0] - 1)] != pid)] = 0
     return table, slot

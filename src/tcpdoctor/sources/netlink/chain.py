@@ -9,6 +9,7 @@ body breaks the chain and is skipped). sock_diag and ctnetlink replies are read 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from tcpdoctor.sources.netlink.layout import NLMSG_HDRLEN
 
@@ -28,6 +29,32 @@ class Views:
         """A 16-byte big-endian address field as (high, low) uint64 halves."""
         w = [self.be32[(offs + field_off) // 4 + k].astype(np.uint64) for k in range(4)]
         return (w[0] << np.uint64(32)) | w[1], (w[2] << np.uint64(32)) | w[3]
+
+
+def rows(v: Views, offs: np.ndarray, width: int, start: int = 0) -> np.ndarray:
+    """Bytes start..start+width of each message at offs, as an (n, width) uint8 array whose
+    columns the fields are read from (field()). Evenly spaced messages (a run of one length)
+    give a strided view, with no copy; others one gather of whole rows, where a gather per
+    field would cost a pass over every message per field. Every message must hold them."""
+    n = offs.shape[0]
+    if n == 0:
+        return np.zeros((0, width), np.uint8)
+    first = int(offs[0]) + start
+    step = int(offs[1] - offs[0]) if n > 1 else width
+    spaced = n == 1 or (step > 0 and bool((np.diff(offs) == step).all()))
+    if spaced and first + (n - 1) * step + width <= v.u8.shape[0]:
+        return as_strided(v.u8[first:], shape=(n, width), strides=(step, 1), writeable=False)
+    window = as_strided(v.u8, shape=(v.u8.shape[0] - width + 1, width), strides=(1, 1),
+                        writeable=False)
+    return window[offs + start]
+
+
+def field(r: np.ndarray, at: int, dtype: str) -> np.ndarray:
+    """One field of rows() at byte `at`, in the given byte order and width (a copy)."""
+    dt = np.dtype(dtype)
+    # The field's bytes viewed as one strided column (no index list), copied: the buffer
+    # under a view is refilled by the next receive.
+    return r[:, at:at + dt.itemsize].view(dt)[:, 0].copy()
 
 
 # A run of equal-length messages shorter than this is not worth a strided test.
@@ -76,11 +103,15 @@ def _run(v: Views, off: int, end: int, seq: int, port: int, mtype: int,
     if length < least or step == 0:
         return np.zeros(0, dtype=np.int64)
     count = (end - off - length) // step + 1
-    w = off // 4 + np.arange(count, dtype=np.int64) * (step // 4)
-    good = ((v.u32[w] == np.uint32(length)) & (v.u32[w + 2] == np.uint32(seq))
-            & (v.u32[w + 3] == np.uint32(port)) & (v.u16[2 * w + 2] == mtype))
+    # The predicted headers, read through a strided view (no index lists): each lies inside
+    # the buffer, since a message of `length` (>= 16) bytes fits from every predicted start.
+    r = as_strided(v.u8[off:], shape=(count, NLMSG_HDRLEN), strides=(step, 1),
+                   writeable=False)
+    good = ((field(r, 0, "=u4") == np.uint32(length)) & (field(r, 8, "=u4") == np.uint32(seq))
+            & (field(r, 12, "=u4") == np.uint32(port)) & (field(r, 4, "=u2") == mtype))
     bad = np.flatnonzero(~good)
-    return w[:int(bad[0]) if bad.size else count] * 4
+    kept = int(bad[0]) if bad.size else count
+    return off + np.arange(kept, dtype=np.int64) * step
 
 
 def _scan(v: Views, off: int, end: int, seq: int, port: int, mtype: int,

@@ -19,7 +19,7 @@ from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, concat_columns, wanted_columns
 from tcpdoctor.model.tcp import AF_INET, normalize_states
-from tcpdoctor.sources.netlink.chain import Views, alike, chain
+from tcpdoctor.sources.netlink.chain import Views, alike, chain, field, rows
 from tcpdoctor.sources.netlink.errors import NetlinkUnavailable
 from tcpdoctor.sources.netlink.layout import (
     INFO_ATTRS,
@@ -31,34 +31,31 @@ from tcpdoctor.sources.netlink.layout import (
     REPLY_TYPES,
 )
 
-# The typed view each MSG_FIELDS format is gathered through, with its element size.
-_VIEW = {"u1": ("u8", 1), ">u2": ("be16", 2), "=u4": ("u32", 4)}
 _OFFSET = {name: at for name, _, at in MSG_FIELDS}
 # Scalar columns read straight from the message (state and addresses need conversion).
-_GATHER: tuple[tuple[str, int, str, int], ...] = tuple(
-    (name, at, *_VIEW[fmt]) for name, fmt, at in MSG_FIELDS
+_GATHER: tuple[tuple[str, int, str], ...] = tuple(
+    (name, at, fmt) for name, fmt, at in MSG_FIELDS
     if name in BASE_COLUMNS and name != "state")
 
 
 def _gather(v: Views, offs: np.ndarray, want: frozenset[str]) -> dict[str, np.ndarray]:
+    r = rows(v, offs, MSG_LEN)  # every message's inet_diag_msg, read once
     cols: dict[str, np.ndarray] = {}
-    for name, at, kind, size in _GATHER:
+    for name, at, fmt in _GATHER:
         if name in want:
-            view = getattr(v, kind)
-            cols[name] = view[(offs + at) // size].astype(BASE_COLUMNS[name])
+            cols[name] = field(r, at, fmt).astype(BASE_COLUMNS[name])
     if "ifindex" in want:
-        cols["ifindex"] = v.u32[(offs + _OFFSET["ifindex"]) // 4].copy()
+        cols["ifindex"] = field(r, _OFFSET["ifindex"], "=u4")
     if "cookie" in want:  # two u32 halves at a 4-byte (not 8-byte) aligned offset
-        lo = v.u32[(offs + _OFFSET["cookie_lo"]) // 4].astype(np.uint64)
-        hi = v.u32[(offs + _OFFSET["cookie_hi"]) // 4].astype(np.uint64)
+        lo = field(r, _OFFSET["cookie_lo"], "=u4").astype(np.uint64)
+        hi = field(r, _OFFSET["cookie_hi"], "=u4").astype(np.uint64)
         cols["cookie"] = (hi << np.uint64(32)) | lo
     if "state" in want:
-        st = v.u8[offs + _OFFSET["state"]]
-        cols["state"] = normalize_states(st)
+        cols["state"] = normalize_states(r[:, _OFFSET["state"]])
     if want & {"laddr_hi", "laddr_lo", "raddr_hi", "raddr_lo"}:
-        v4 = v.u8[offs + _OFFSET["family"]] == AF_INET
+        v4 = r[:, _OFFSET["family"]] == AF_INET
         for at, prefix in ((_OFFSET["src_hi"], "laddr"), (_OFFSET["dst_hi"], "raddr")):
-            hi, lo = v.addr(offs, at)
+            hi, lo = field(r, at, ">u8"), field(r, at + 8, ">u8")
             # IPv4 sits in the first 4 bytes of the 16-byte field: map it to ::ffff:a.b.c.d.
             cols[f"{prefix}_hi"] = np.where(v4, np.uint64(0), hi).astype(np.uint64)
             cols[f"{prefix}_lo"] = np.where(
@@ -85,18 +82,20 @@ def _info_columns(buf: memoryview, v: Views, offs: np.ndarray,
     n = offs.shape[0]
     cols = {name: np.zeros(n, dtype=dt) for name, dt in INFO_COLUMNS.items()}
     for length in np.unique(lens):
-        rows = np.flatnonzero(lens == length)
-        layout = _attr_layout(buf, int(offs[rows[0]]), int(length))
+        members = np.flatnonzero(lens == length)
+        layout = _attr_layout(buf, int(offs[members[0]]), int(length))
         # Rows whose attribute headers match the first row's are read at the same offsets.
-        same = alike(v, offs[rows], int(offs[rows[0]]), [pos for pos, _, _ in layout])
+        same = alike(v, offs[members], int(offs[members[0]]), [pos for pos, _, _ in layout])
         # Every row alike (the common case): plain slices instead of index lists.
-        sel: np.ndarray | slice = slice(None) if same.all() and rows.shape[0] == n else rows[same]
-        at = offs[sel] // 4
+        sel: np.ndarray | slice = slice(None) if same.all() and members.shape[0] == n \
+            else members[same]
         for pos, fields, flag in _wanted_attrs(layout):
-            for name, _fmt, o in fields:
-                cols[name][sel] = v.u32[at + (pos + 4 + o) // 4]
+            # the attribute's wanted bytes of every row at once, then its fields from them
+            r = rows(v, offs[sel], max(o for _, _, o in fields) + 4, pos + 4)
+            for name, fmt, o in fields:
+                cols[name][sel] = field(r, o, fmt)
             cols[flag][sel] = True
-        for i in rows[~same]:
+        for i in members[~same]:
             _info_single(buf, int(offs[i]), int(length), cols, int(i))
     return cols
 
