@@ -206,3 +206,30 @@ def test_interval_leading_zeros_are_whole_seconds(script: Path) -> None:
             proc = subprocess.run([shell, str(script), "-i", "0601", "-d", "/nonexistent"],
                                   capture_output=True, text=True, timeout=30)
             assert "at most 600 seconds, got '601'" in proc.stderr
+
+
+def test_interval_counts_from_the_first_uptime_copy(script: Path, tmp_path: Path) -> None:
+    """The bundle's two /proc/uptime copies are at least -i apart even when the first
+    reading is slow: a CI run saw 0.97 s for -i 1 when the wait counted from before it."""
+    real = shutil.which("head")
+    assert real is not None
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    # head that takes 0.6 s over the first copy of /proc/uptime only (a marker file)
+    (slow / "head").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$3" = /proc/uptime ] && [ ! -e "{tmp_path}/slowed" ]; then\n'
+        f'  : > "{tmp_path}/slowed"; sleep 0.6\nfi\nexec {real} "$@"\n')
+    (slow / "head").chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PATH=f"{slow}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    proc = subprocess.run(["sh", str(script), "-i", "1", "-d", str(out)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "slowed").exists()
+    with tarfile.open(proc.stdout.strip().splitlines()[-1]) as tar:
+        up = {m.name.split("/")[-2]: float(tar.extractfile(m).read().split()[0])  # type: ignore[union-attr]
+              for m in tar.getmembers() if m.name.endswith("/uptime")
+              and "/netns/" not in m.name}
+    assert up["2"] - up["1"] >= 1.0

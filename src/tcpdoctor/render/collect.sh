@@ -219,6 +219,10 @@ have ss || note "ss not found: sockets come from /proc/net/tcp (no timers, tcp_i
 
 FIRST=$(now_cs)
 reading 1 "" "$B"
+# analyze takes the interval between the two copies of /proc/uptime: wait from the first
+# copy, which a slow first reading (cold caches, a busy host) can take well after FIRST.
+COPIED=$(awk '{ printf "%d\n", $1 * 100 }' "$B/proc/1/uptime" 2>/dev/null)
+case "$COPIED" in ''|*[!0-9]*) ;; *) FIRST=$COPIED ;; esac
 sysctls "" "$B" @SYSCTL_PATHS@
 for f in @ONCE_FILES@; do grab "" "/proc/$f" "$B/proc/1/$f" || true; done
 if [ -r /proc/slabinfo ] && head -c 1 /proc/slabinfo > /dev/null 2>&1; then
@@ -258,7 +262,7 @@ if [ "$ALL_NETNS" = 1 ] && [ -z "$FULL" ]; then
         note "--all-netns needs root and ip: other namespaces not gathered"
     fi
 fi
-LEFT=$(( (FIRST + INTERVAL * 100 - $(now_cs) + 99) / 100 ))
+LEFT=$(( (FIRST + INTERVAL * 100 + 1 - $(now_cs) + 99) / 100 ))  # + 1 cs: never just short
 if [ "$LEFT" -gt 0 ] && [ -z "$FULL" ]; then sleep "$LEFT"; fi
 reading 2 "" "$B"
 while IFS= read -r ns <&3; do reading 2 "$ns" "$B/netns/$ns"; done 3< "$NETNS"
