@@ -247,7 +247,7 @@ def owner_slots(pid: np.ndarray, owners: Iterable[int]) -> tuple[np.ndarray, np.
     table = np.unique(np.fromiter(owners, np.int64))
     table = np.concatenate([np.array([-1], np.int64), table[table >= 0]])
     if table[-1] < DENSE_PIDS:
-        # pids are bounded by pid_max (4M at most by default): a direct table of slots
+        # pids are bounded by pid_max (at most 4,194,304): a direct table of slots
         # answers a million rows in milliseconds, a binary search takes a tenth of a second.
         where = np.zeros(int(table[-1]) + 2, np.int32)  # the last entry: not an owner
         where[table[1:]] = np.arange(1, table.shape[0], dtype=np.int32)

@@ -92,7 +92,8 @@ fi
 
 note() { printf '%s\n' "$*" >> "$B/notes.txt" 2>/dev/null || written notes.txt; }
 # centiseconds since boot: the two readings are INTERVAL seconds apart at least
-now_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
+# uptime_cs [FILE]: the uptime in FILE (a copy, or /proc/uptime now) in centiseconds
+uptime_cs() { awk '{ printf "%d\n", $1 * 100 }' "${1:-/proc/uptime}"; }
 
 # in_ns NS CMD...: CMD in the namespace (the caller's when NS is empty). Its variable has
 # a name of its own: sh functions share their callers' variables.
@@ -217,11 +218,11 @@ echo "collect: gathering into $NAME.tar.gz (about $INTERVAL s)" >&2
 have ss || note "ss not found: sockets come from /proc/net/tcp (no timers, tcp_info or buffers)"
 [ "$(id -u 2>/dev/null)" = 0 ] || note "not run as root: owners of other users' sockets and slab sizes may be missing"
 
-FIRST=$(now_cs)
+FIRST=$(uptime_cs)
 reading 1 "" "$B"
 # analyze takes the interval between the two copies of /proc/uptime: wait from the first
 # copy, which a slow first reading (cold caches, a busy host) can take well after FIRST.
-COPIED=$(awk '{ printf "%d\n", $1 * 100 }' "$B/proc/1/uptime" 2>/dev/null)
+COPIED=$(uptime_cs "$B/proc/1/uptime" 2>/dev/null)
 case "$COPIED" in ''|*[!0-9]*) ;; *) FIRST=$COPIED ;; esac
 sysctls "" "$B" @SYSCTL_PATHS@
 for f in @ONCE_FILES@; do grab "" "/proc/$f" "$B/proc/1/$f" || true; done
@@ -262,7 +263,7 @@ if [ "$ALL_NETNS" = 1 ] && [ -z "$FULL" ]; then
         note "--all-netns needs root and ip: other namespaces not gathered"
     fi
 fi
-LEFT=$(( (FIRST + INTERVAL * 100 + 1 - $(now_cs) + 99) / 100 ))  # + 1 cs: never just short
+LEFT=$(( (FIRST + INTERVAL * 100 + 1 - $(uptime_cs) + 99) / 100 ))  # + 1 cs: never just short
 if [ "$LEFT" -gt 0 ] && [ -z "$FULL" ]; then sleep "$LEFT"; fi
 reading 2 "" "$B"
 while IFS= read -r ns <&3; do reading 2 "$ns" "$B/netns/$ns"; done 3< "$NETNS"

@@ -43,10 +43,16 @@ def rows(v: Views, offs: np.ndarray, width: int, start: int = 0) -> np.ndarray:
     step = int(offs[1] - offs[0]) if n > 1 else width
     spaced = n == 1 or (step > 0 and bool((np.diff(offs) == step).all()))
     if spaced and first + (n - 1) * step + width <= v.u8.shape[0]:
-        return as_strided(v.u8[first:], shape=(n, width), strides=(step, 1), writeable=False)
+        return spaced_rows(v, first, n, step, width)
     window = as_strided(v.u8, shape=(v.u8.shape[0] - width + 1, width), strides=(1, 1),
                         writeable=False)
     return window[offs + start]
+
+
+def spaced_rows(v: Views, first: int, count: int, step: int, width: int) -> np.ndarray:
+    """`width` bytes at first, first + step, ... (count of them) as a read-only strided
+    view of the buffer; the caller has checked that the last one fits."""
+    return as_strided(v.u8[first:], shape=(count, width), strides=(step, 1), writeable=False)
 
 
 def field(r: np.ndarray, at: int, dtype: str) -> np.ndarray:
@@ -105,8 +111,7 @@ def _run(v: Views, off: int, end: int, seq: int, port: int, mtype: int,
     count = (end - off - length) // step + 1
     # The predicted headers, read through a strided view (no index lists): each lies inside
     # the buffer, since a message of `length` (>= 16) bytes fits from every predicted start.
-    r = as_strided(v.u8[off:], shape=(count, NLMSG_HDRLEN), strides=(step, 1),
-                   writeable=False)
+    r = spaced_rows(v, off, count, step, NLMSG_HDRLEN)
     good = ((field(r, 0, "=u4") == np.uint32(length)) & (field(r, 8, "=u4") == np.uint32(seq))
             & (field(r, 12, "=u4") == np.uint32(port)) & (field(r, 4, "=u2") == mtype))
     bad = np.flatnonzero(~good)
