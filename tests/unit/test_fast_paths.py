@@ -63,6 +63,22 @@ def test_btf_reader_refuses_what_is_not_btf(tmp_path: object) -> None:
     assert btf.load("/nonexistent/vmlinux") is None
 
 
+@pytest.mark.parametrize("expect", [0, 10, 300_000, 10_000_000])
+def test_iterator_output_is_read_whole_whatever_the_estimate(tmp_path: Path,
+                                                             expect: int) -> None:
+    """Records are read whole and in order when the host's open-file estimate is far too
+    small (the buffer grows several times), close, or far too large."""
+    records = np.zeros(300_001, bpf_iter.RECORD)
+    records["pid"] = np.arange(300_001) // 7
+    records["fd"] = np.arange(300_001) % 7
+    records["ino"] = np.arange(300_001, dtype=np.uint64) * 3
+    path = tmp_path / "records"
+    path.write_bytes(records.tobytes() + b"\1\2\3")  # a cut record at the end: left out
+    with open(path, "rb") as fh:
+        got = bpf_iter._read_all(fh.fileno(), expect)
+    assert got.dtype == bpf_iter.RECORD and np.array_equal(got, records)
+
+
 def test_iterator_program_is_whole_instructions_with_the_given_offsets() -> None:
     code = bpf_iter.program(f_inode=40, i_mode=0, i_ino=64, tgid=1300)
     assert len(code) % 8 == 0 and len(code) // 8 == 24

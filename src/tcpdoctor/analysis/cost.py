@@ -111,18 +111,59 @@ def _object_sizes(c: dict[str, np.ndarray], slab: dict[str, tuple[int, int]]) ->
     return out
 
 
-def by_state(snap: Snapshot, sc: SocketCost) -> dict[str, dict[str, int]]:
+@dataclass
+class Sheet:
+    """Each cost summed per (state, owner) group: one bincount per cost over one group key,
+    from which the per-state, per-owner and largest-item views are read. (A bincount per
+    view and cost, each casting a million small state codes to intp and a million costs to
+    float, took three times as long.)"""
+
+    owners: np.ndarray  # -1 (no known owner), then the owners' pids
+    group: np.ndarray  # each row's group: state * len(owners) + owner slot
+    sums: dict[str, np.ndarray]  # "sockets" and each cost: (NUM_STATES + 1, len(owners))
+
+    def per_state(self, name: str) -> np.ndarray:
+        return self.sums[name].sum(axis=1)
+
+    def per_owner(self, name: str) -> np.ndarray:
+        return self.sums[name].sum(axis=0)
+
+
+COSTS = ("objects", "receive", "send", "other", "fds")
+
+
+def sheet(snap: Snapshot, sc: SocketCost, mask: np.ndarray | None = None) -> Sheet:
+    """The sums of the sockets in mask (all when None), grouped by state and owner."""
+    c = snap.columns
+    def pick(col: np.ndarray) -> np.ndarray:  # no copy of a million rows when all are asked
+        return col if mask is None else col[mask]
+    rows = len(snap) if mask is None else int(np.count_nonzero(mask))
+    pid = pick(c["pid"]) if "pid" in c else constant(-1, rows, np.int32)
+    # Owners are few: a small sorted table of them numbers the groups, without sorting
+    # every socket.
+    owners, slot = owner_slots(pid, snap.process_names) if mask is not None or "pid" not in c \
+        else snap.owner_slots()
+    group = pick(c["state"]).astype(np.intp) * owners.shape[0] + slot
+    shape = (NUM_STATES + 1, owners.shape[0])
+    weight = None if snap.weights is None else pick(snap.weights)
+    sums = {"sockets": np.bincount(group, weight, shape[0] * shape[1]).reshape(shape)}
+    for name in COSTS:
+        sums[name] = np.bincount(group, pick(getattr(sc, name)),
+                                 shape[0] * shape[1]).reshape(shape)
+    return Sheet(owners, group, sums)
+
+
+def by_state(snap: Snapshot, sc: SocketCost, sums: Sheet | None = None,
+             ) -> dict[str, dict[str, int]]:
     """Memory and fds per state (states with sockets only)."""
-    state = snap.columns["state"]
-    counts = snap.state_counts()
-    sums = {name: np.bincount(state, getattr(sc, name).astype(np.float64), NUM_STATES)
-            for name in ("objects", "receive", "send", "other", "fds")}
+    g = sums or sheet(snap, sc)
+    per = {name: g.per_state(name) for name in ("sockets", *COSTS)}
     out = {}
     for i, name in enumerate(STATE_NAMES, 1):
-        if counts[name]:
-            row = {"sockets": counts[name], "object_bytes": int(sums["objects"][i]),
-                   "buffer_bytes": int(sums["receive"][i] + sums["send"][i] + sums["other"][i]),
-                   "fds": int(sums["fds"][i])}
+        if per["sockets"][i]:
+            row = {"sockets": int(per["sockets"][i]), "object_bytes": int(per["objects"][i]),
+                   "buffer_bytes": int(per["receive"][i] + per["send"][i] + per["other"][i]),
+                   "fds": int(per["fds"][i])}
             row["memory_bytes"] = row["object_bytes"] + row["buffer_bytes"]
             out[name] = row
     return out
@@ -165,18 +206,18 @@ def priced_by_counts(snap: Snapshot, kernel: KernelState | None) -> dict[str, An
             "buffers_measured": False}
 
 
-def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10) -> list[dict[str, Any]]:
+def by_process(snap: Snapshot, sc: SocketCost, limit: int = 10,
+               sums: Sheet | None = None) -> list[dict[str, Any]]:
     """The owners whose sockets hold the most memory."""
     if "pid" not in snap.columns:
         return []
-    table, slot = snap.owner_slots()
-    size = table.shape[0]
-    mem = np.bincount(slot, (sc.objects + sc.buffers).astype(np.float64), size)
-    fds = np.bincount(slot, sc.fds.astype(np.float64), size)
-    weight = snap.weights
-    socks = np.bincount(slot, weight, size)
+    g = sums or sheet(snap, sc)
+    mem = (g.per_owner("objects") + g.per_owner("receive") + g.per_owner("send")
+           + g.per_owner("other"))
+    fds, socks = g.per_owner("fds"), g.per_owner("sockets")
     mem[0] = socks[0] = 0  # slot 0: sockets without a known owner
     order = [i for i in np.argsort(-mem, kind="stable")[:limit] if socks[i] > 0]
+    table = g.owners
     return [{"pid": int(table[i]), "name": snap.process_names.get(int(table[i]), "?"),
              "sockets": int(socks[i]), "memory_bytes": int(mem[i]), "fds": int(fds[i])}
             for i in order]
@@ -186,34 +227,25 @@ KINDS = (Msg("receive buffers"), Msg("send buffers"), Msg("socket objects"))
 
 
 def largest(snap: Snapshot, sc: SocketCost, limit: int = 3, mask: np.ndarray | None = None,
-            kinds: tuple[str, ...] = KINDS) -> list[dict[str, Any]]:
+            kinds: tuple[str, ...] = KINDS, sums: Sheet | None = None) -> list[dict[str, Any]]:
     """The biggest single items among the sockets in mask: receive or send buffers, or
-    objects, of one state and one owner (ownerless sockets, TIME_WAIT say, per state)."""
-    c = snap.columns
-    def pick(col: np.ndarray) -> np.ndarray:  # no copy of a million rows when all are asked
-        return col if mask is None else col[mask]
-    pid = pick(c["pid"]) if "pid" in c else constant(-1, len(snap) if mask is None
-                                                     else int(np.count_nonzero(mask)), np.int32)
-    # Groups are (state, owner): owners are few, so a small sorted table of them numbers the
-    # groups, and bincount sums them, without sorting every socket.
-    owners, slot = owner_slots(pid, snap.process_names) if mask is not None or "pid" not in c \
-        else snap.owner_slots()
-    group = pick(c["state"]).astype(np.int64) * owners.shape[0] + slot
-    size = (NUM_STATES + 1) * owners.shape[0]
-    weight = None if snap.weights is None else pick(snap.weights)
-    counts = np.bincount(group, weight, size).astype(np.int64)
-    columns = dict(zip(KINDS, (sc.receive, sc.send, sc.objects), strict=True))
+    objects, of one state and one owner (ownerless sockets, TIME_WAIT say, per state).
+    sums: the sheet of those same sockets, where the caller has it."""
+    g = sums or sheet(snap, sc, mask)
+    width = g.owners.shape[0]
+    counts = g.sums["sockets"].ravel()
+    columns: dict[str, str] = dict(zip(KINDS, ("receive", "send", "objects"), strict=True))
     items: list[dict[str, Any]] = []
     for what in kinds:
-        sums = np.bincount(group, pick(columns[what]).astype(np.float64), size)
-        for g in np.argsort(-sums, kind="stable")[:limit]:
-            if sums[g] > 0:
-                p = int(owners[g % owners.shape[0]])
-                rows = np.flatnonzero(group == g)
+        totals = g.sums[columns[what]].ravel()
+        for k in np.argsort(-totals, kind="stable")[:limit]:
+            if totals[k] > 0:
+                p = int(g.owners[k % width])
+                rows = np.flatnonzero(g.group == k)
                 if mask is not None:
                     rows = np.flatnonzero(mask)[rows]
-                items.append({"what": what, "state": STATE_NAMES[int(g // owners.shape[0]) - 1],
-                              "sockets": int(counts[g]), "bytes": int(sums[g]), "pid": p,
+                items.append({"what": what, "state": STATE_NAMES[int(k // width) - 1],
+                              "sockets": int(counts[k]), "bytes": int(totals[k]), "pid": p,
                               "name": snap.process_names.get(p, "?") if p >= 0 else None,
                               **_where(snap, rows)})
     items.sort(key=lambda it: -it["bytes"])
@@ -302,10 +334,11 @@ def item_text(item: dict[str, Any]) -> str:
 def summary(snap: Snapshot, kernel: KernelState | None, sc: SocketCost,
             deltas: dict[str, int] | None, interval: float) -> dict[str, Any]:
     """The cost section of a report (JSON), from which the cost lines are written."""
+    sums = sheet(snap, sc)
     return {
         "total": sc.of(), "objects_priced": sc.objects_known,
-        "buffers_measured": sc.buffers_known, "by_state": by_state(snap, sc),
-        "processes": by_process(snap, sc), "largest": largest(snap, sc),
+        "buffers_measured": sc.buffers_known, "by_state": by_state(snap, sc, sums),
+        "processes": by_process(snap, sc, sums=sums), "largest": largest(snap, sc, sums=sums),
         "host": host_memory(kernel), "cpu": cpu(deltas, interval),
         # which of these figures are the whole host's, whatever namespace was read
         "host_wide": ["host", "cpu"],

@@ -12,7 +12,7 @@ from tcpdoctor.analysis.dimensions import GROUP_KEYS, HISTORY_DIMENSIONS, WATCH_
 from tcpdoctor.errors import TcpDoctorError
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr, is_v4, parse_addr, prefix_masks
-from tcpdoctor.model.columns import factorize
+from tcpdoctor.model.columns import among_ports, factorize
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import NUM_STATES, STATE_NAMES, parse_state_option
 
@@ -60,7 +60,7 @@ def key_columns(snap: Snapshot, key: str, prefix4: int, prefix6: int) -> list[np
     if key == "service-port":
         # The local port when it is one of this host's listeners, else the remote port: client
         # sockets then group by the service they call, not by their ephemeral port.
-        return [np.where(np.isin(c["sport"], snap.listening_ports()), c["sport"], c["dport"])]
+        return [np.where(among_ports(c["sport"], snap.listening_ports()), c["sport"], c["dport"])]
     if key == "process":
         if "pid" not in c:
             raise TcpDoctorError(Msg("--by process needs owner lookup (drop --no-processes)"))

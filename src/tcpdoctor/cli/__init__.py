@@ -4,6 +4,7 @@ options.py, exit codes in exit.py. Nothing here parses input or formats reports.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -167,4 +168,7 @@ def start(argv: list[str] | None) -> int | None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit codes follow docs/spec.md (0/1/2 health, 3 = could
     not run)."""
+    # numpy's OpenBLAS starts a thread per CPU at import, and nothing here multiplies
+    # matrices: one thread leaves the cores to the dump (set before numpy loads).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     sys.exit(run(lambda: start(argv)))

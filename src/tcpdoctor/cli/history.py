@@ -22,7 +22,7 @@ def series(sock: SocketOptions, thresholds: Any, top_n: int,
     from tcpdoctor.history.series import Series
     from tcpdoctor.util.malloc import limit_malloc_arenas
 
-    limit_malloc_arenas()
+    limit_malloc_arenas(long_running=True)
     repeat = Repeated(sock.target(every_netns=sock.all_netns), thresholds,
                       every_netns=sock.all_netns, trace=trace)
     return Series(repeat, top_n, namespaces)

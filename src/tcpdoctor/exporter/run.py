@@ -83,7 +83,7 @@ def run_exporter(targets: list[Target], thresholds: Thresholds | None,
         from tcpdoctor.exporter import collector, http  # noqa: F401  (the extra, checked now)
     except ImportError:
         raise TcpDoctorError(INSTALL_HINT) from None
-    limit_malloc_arenas()
+    limit_malloc_arenas(long_running=True)
     readers: dict[str, Callable[[], Any]] = (
         {"all": collector.readings(targets[0], thresholds, every_netns=True,
                                    on_round=_poster(opts))} if every_netns

@@ -154,18 +154,36 @@ def open_files() -> np.ndarray | None:
             os.close(fd)
 
 
-def _read_all(fd: int) -> np.ndarray:
-    """The iterator's output, read into one buffer that doubles as it fills (no list of
-    chunks joined at the end: that would hold the records twice)."""
-    buf = bytearray(READ_SIZE)
+def _read_all(fd: int, expect: int | None = None) -> np.ndarray:
+    """The iterator's output, read into one buffer sized for `expect` records (the host's
+    open files, fs.file-nr) and doubled only when more come: no list of chunks joined at
+    the end (that would hold the records twice), and no zero-filled growth on the way (a
+    million files: 16 MB copied and zeroed four times over)."""
+    if expect is None:
+        expect = _open_files_estimate()
+    most = MAX_RECORDS * RECORD.itemsize
+    buf = np.empty(min(max(expect * RECORD.itemsize, READ_SIZE), most) + READ_SIZE, np.uint8)
     fill = 0
     with io.FileIO(fd, "r", closefd=False) as fh:
-        while fill < MAX_RECORDS * RECORD.itemsize:
-            if len(buf) - fill < READ_SIZE:
-                buf.extend(bytes(len(buf)))
-            got = fh.readinto(memoryview(buf)[fill:])
+        while fill < most:
+            if buf.shape[0] - fill < READ_SIZE:
+                bigger = np.empty(min(2 * buf.shape[0], most + READ_SIZE), np.uint8)
+                bigger[:fill] = buf[:fill]
+                buf = bigger
+            got = fh.readinto(buf[fill:].data)
             if not got:
                 break
             fill += got
-    whole = fill // RECORD.itemsize * RECORD.itemsize
-    return np.frombuffer(buf, dtype=RECORD, count=whole // RECORD.itemsize)
+    return buf[:fill // RECORD.itemsize * RECORD.itemsize].view(RECORD)
+
+
+def _open_files_estimate() -> int:
+    """Open files on the host now, with room for a few more (fs.file-nr's first field
+    counts allocated file objects; a descriptor shared after fork is one object, so this
+    is an estimate, and the reader grows past it)."""
+    try:
+        with open("/proc/sys/fs/file-nr", "rb") as fh:
+            allocated = int(fh.read(64).split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return min(allocated + allocated // 8 + 4096, MAX_RECORDS)

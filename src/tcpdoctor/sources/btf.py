@@ -19,6 +19,9 @@ KIND_STRUCT, KIND_UNION, KIND_FUNC = 4, 5, 12
 # Bytes that follow the 12-byte header of each kind: fixed, or per vlen entry.
 _FIXED = {1: 4, 3: 12, 14: 4, 17: 4}
 _PER_ENTRY = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
+# The same in 32-bit words, indexed by kind (5 bits), for the walk's inner loop.
+_FIXED_WORDS = [_FIXED.get(k, 0) // 4 for k in range(32)]
+_PER_ENTRY_WORDS = [_PER_ENTRY.get(k, 0) // 4 for k in range(32)]
 
 _HEADER = struct.Struct("=HBBIIIII")
 _TYPE = struct.Struct("=III")
@@ -40,29 +43,7 @@ class Btf:
         self.strings_at = hdr_len + str_off
         self.strings_end = self.strings_at + str_len
         self.types_end = self.types_at + type_len
-        self.offsets = [0]  # record offset by type id (id 0 is void), walked as far as asked
-
-    def _walk(self) -> Iterator[tuple[int, int, int, int]]:
-        """(type id, record offset, name offset, info) of every type, in id order."""
-        unpack = _TYPE.unpack_from
-        blob = self.blob
-        for type_id in range(1, len(self.offsets)):
-            name_off, info, _size = unpack(blob, self.offsets[type_id])
-            yield type_id, self.offsets[type_id], name_off, info
-        off = self.types_at
-        if len(self.offsets) > 1:
-            _name, info, _size = unpack(blob, self.offsets[-1])
-            off = self.offsets[-1] + self._length(info)
-        while off + 12 <= self.types_end:
-            name_off, info, _size = unpack(blob, off)
-            self.offsets.append(off)
-            yield len(self.offsets) - 1, off, name_off, info
-            off += self._length(info)
-
-    @staticmethod
-    def _length(info: int) -> int:
-        kind = (info >> 24) & 0x1F
-        return 12 + _FIXED.get(kind, 0) + _PER_ENTRY.get(kind, 0) * (info & 0xFFFF)
+        self.records: dict[int, int] = {}  # record offset of each type id found so far
 
     def name(self, name_off: int) -> str:
         start = self.strings_at + name_off
@@ -84,20 +65,41 @@ class Btf:
                 by_off.setdefault(at + 1 - self.strings_at, []).append((kind, name))
                 at = self.blob.find(needle, at + 1, self.strings_end)
         found: dict[tuple[int, str], int] = {}
-        for type_id, _off, name_off, info in self._walk():
-            for key in by_off.get(name_off, ()):
+        for type_id, off, info, keys in self._named(by_off):
+            for key in keys:
                 if key[0] == (info >> 24) & 0x1F and key not in found:
                     found[key] = type_id
+                    self.records[type_id] = off
                     if len(found) == len(wanted):
                         return found
         return found
+
+    def _named(self, by_off: dict[int, list[tuple[int, str]]],
+               ) -> Iterator[tuple[int, int, int, list[tuple[int, str]]]]:
+        """(type id, record offset, info, keys) of each type whose name offset is in by_off.
+
+        Type ids are ordinal, so every record is stepped over (60,000+ in a vmlinux BTF):
+        one word view and a loop of integer steps, about 15 ms where a struct unpack per
+        record took 70."""
+        size = (self.types_end - self.types_at) // 4 * 4
+        words = memoryview(self.blob)[self.types_at:self.types_at + size].cast("I")
+        count, fixed, per = len(words), _FIXED_WORDS, _PER_ENTRY_WORDS
+        pos, type_id = 0, 1
+        while pos + 3 <= count:
+            info = words[pos + 1]
+            keys = by_off.get(words[pos])
+            if keys is not None:
+                yield type_id, self.types_at + 4 * pos, info, keys
+            kind = (info >> 24) & 0x1F
+            pos += 3 + fixed[kind] + per[kind] * (info & 0xFFFF)
+            type_id += 1
 
     def member_offset(self, struct_name: str, member: str) -> int | None:
         """Byte offset of a direct member of a struct (not a bitfield), or None."""
         type_id = self.find(KIND_STRUCT, struct_name)
         if type_id is None:
             return None
-        off = self.offsets[type_id]
+        off = self.records[type_id]
         _name, info, _size = _TYPE.unpack_from(self.blob, off)
         bitfields = bool(info >> 31)
         for i in range(info & 0xFFFF):

@@ -8,6 +8,7 @@ import numpy as np
 
 from tcpdoctor.analysis.context import Context
 from tcpdoctor.i18n import Msg
+from tcpdoctor.model.columns import among_ports
 from tcpdoctor.model.tcp import DEFAULT_PORT_RANGE, TCP_LISTEN, TCP_TIME_WAIT
 
 TIME_WAIT_FIXED = (Msg("TIME_WAIT lasts a fixed 60 s on Linux (TCP_TIMEWAIT_LEN): "
@@ -68,10 +69,17 @@ def _service_ports(ctx: Context) -> tuple[np.ndarray, str]:
 
 
 def server_side_tw(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
-    c = ctx.snap.columns
-    tw = c["state"] == TCP_TIME_WAIT
-    server = tw & np.isin(c["sport"], service_ports(ctx)[0])
-    return server, tw & ~server
+    """TIME_WAIT on a service port (this host closed first as the server) and the rest;
+    worked out once per report: both TIME_WAIT rules ask."""
+    if "server_side_tw" not in ctx.memo:
+        c = ctx.snap.columns
+        tw = c["state"] == TCP_TIME_WAIT
+        server = tw & among_ports(c["sport"], service_ports(ctx)[0])
+        client = tw & ~server
+        server.flags.writeable = client.flags.writeable = False  # shared by both rules
+        ctx.memo["server_side_tw"] = (server, client)
+    found: tuple[np.ndarray, np.ndarray] = ctx.memo["server_side_tw"]
+    return found
 
 
 

@@ -14,7 +14,7 @@ from tcpdoctor.analysis.rules.common import (
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr, is_v4
-from tcpdoctor.model.columns import distinct, factorize
+from tcpdoctor.model.columns import among_ports, distinct, factorize
 from tcpdoctor.model.tcp import (
     TCP_ESTABLISHED,
     TCP_LISTEN,
@@ -34,7 +34,7 @@ def ephemeral(ctx: Context, th: dict[str, float]) -> Found | None:
     # connect() never picks a port a listener holds), even when the service port lies
     # inside the range.
     m = (c["state"] != TCP_LISTEN) & (c["sport"] >= lo) & (c["sport"] <= hi)
-    m &= ~np.isin(c["sport"], ctx.snap.listening_ports())
+    m &= ~among_ports(c["sport"], ctx.snap.listening_ports())
     m = ctx.snap.addressed(m)
     if not m.any() or size <= 0:
         return None
