@@ -15,10 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tcpdoctor.analysis import cost
 from tcpdoctor.errors import ParseError
 from tcpdoctor.model import columns
 from tcpdoctor.model.addresses import V4_MAPPED
+from tcpdoctor.model.kernel_state import KernelState
+from tcpdoctor.model.tcp import STATE_NAMES
 from tcpdoctor.sources import bpf_iter, btf, netlink, owners
+from tests import synth
 
 DUMP = Path(__file__).resolve().parents[1] / "data" / "ss1.dump"
 
@@ -247,3 +251,57 @@ def test_rows_and_strided_views_read_every_field_as_struct_does(
     want = [_reference(m) for m in chosen]
     for name in want[0]:
         assert np.asarray(cols[name]).astype(np.int64).tolist() == [w[name] for w in want], name
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.sampled_from(["ESTABLISHED", "TIME_WAIT",
+                                                              "CLOSE_WAIT", "SYN_RECV"]),
+                          st.sampled_from([-1, 7, 300, 4_000_000]), st.integers(0, 5000),
+                          st.integers(0, 3000)), min_size=1, max_size=8),
+       st.one_of(st.none(), st.integers(0, 2**32)))
+def test_cost_views_from_one_sheet_equal_per_socket_sums(
+        groups: list[tuple[int, str, int, int, int]], pick: int | None) -> None:
+    """by_state, by_process and largest, read from one sheet of (state, owner) sums, give
+    the sums written out socket by socket (owners unknown, large pids, a masked subset)."""
+    snap = synth.snapshot(*[{"n": n, "state": state, "pid": pid, "rmem_alloc": r,
+                             "wmem_queued": w, "has_mem": 1, "inode": 5 if pid >= 0 else 0}
+                            for n, state, pid, r, w in groups],
+                          names={7: "a", 300: "b", 4_000_000: "c"})
+    kernel = KernelState(0.0, slab={"TCP": (2000, 0), "tw_sock_TCP": (200, 0),
+                                    "request_sock_TCP": (300, 0)})
+    sc = cost.socket_cost(snap, kernel)
+    c = snap.columns
+    rows = range(len(snap))
+    def total(col: np.ndarray, where: list[int]) -> int:
+        return sum(int(col[i]) for i in where)
+    for code, name in enumerate(STATE_NAMES, 1):
+        mine = [i for i in rows if c["state"][i] == code]
+        got = cost.by_state(snap, sc).get(name)
+        assert (got is None) == (not mine)
+        if mine:
+            assert got == {"sockets": len(mine), "object_bytes": total(sc.objects, mine),
+                           "buffer_bytes": total(sc.buffers, mine),
+                           "fds": total(sc.fds, mine),
+                           "memory_bytes": total(sc.objects + sc.buffers, mine)}
+    for item in cost.by_process(snap, sc):
+        mine = [i for i in rows if c["pid"][i] == item["pid"]]
+        assert item["sockets"] == len(mine) and item["fds"] == total(sc.fds, mine)
+        assert item["memory_bytes"] == total(sc.objects + sc.buffers, mine)
+    mask = None if pick is None else np.array([(pick >> (i % 32)) & 1 == 1 for i in rows])
+    for item in cost.largest(snap, sc, 3, mask):
+        column = {"receive buffers": sc.receive, "send buffers": sc.send,
+                  "socket objects": sc.objects}[item["what"]]
+        mine = [i for i in rows if (mask is None or mask[i])
+                and STATE_NAMES[c["state"][i] - 1] == item["state"]
+                and (c["pid"][i] if c["pid"][i] in (7, 300, 4_000_000) else -1) == item["pid"]]
+        assert item["sockets"] == len(mine) and item["bytes"] == total(column, mine) > 0
+
+
+def test_port_membership_by_table_equals_isin() -> None:
+    rng = np.random.default_rng(7)
+    col = rng.integers(0, 1 << 16, 50_000).astype(np.uint16)
+    for ports in (np.array([], np.int64), np.array([0, 22, 443, 65535]),
+                  np.unique(col[:300]), np.array([-1, 70000, 80])):
+        assert np.array_equal(columns.among_ports(col, ports), np.isin(col, ports))
+        wide = col.astype(np.int32)  # another width: isin itself
+        assert np.array_equal(columns.among_ports(wide, ports), np.isin(wide, ports))
