@@ -26,11 +26,11 @@ def limit_malloc_arenas(count: int = 2, long_running: bool = False) -> None:
         # a big dump, freed as they are joined, stay resident (a million sockets: +100 MB).
         # A command that reads once and exits takes 4 MB: the blocks of one dump chunk and
         # a million-row mask are then reused from the heap instead of being mapped, faulted
-        # in, zeroed and unmapped each time (check at a million sockets: about 0.3 s less
-        # kernel time, the same peak RSS); the joined columns above it still get their own
-        # mappings, and drain_columns trims. The exporter, watch and record keep 128 KB:
-        # over their many readings the heap would hold more (an exporter at a million
-        # sockets: 316 MB instead of 262).
+        # in, zeroed and unmapped each time (check at a million sockets: about 82,000 page
+        # faults instead of 100,000, the same peak RSS); the joined columns above it still
+        # get their own mappings, and drain_columns trims. The exporter, watch and record
+        # keep 128 KB: over their many readings the heap would hold more (an exporter at a
+        # million sockets peaked at 316 MB with 4 MB, 262-264 MB with 128 KB).
         libc.mallopt(M_MMAP_THRESHOLD,
                      MMAP_THRESHOLD if long_running else ONE_SHOT_MMAP_THRESHOLD)
 
