@@ -305,3 +305,19 @@ def test_port_membership_by_table_equals_isin() -> None:
         assert np.array_equal(columns.among_ports(col, ports), np.isin(col, ports))
         wide = col.astype(np.int32)  # another width: isin itself
         assert np.array_equal(columns.among_ports(wide, ports), np.isin(wide, ports))
+
+
+def test_cost_views_keep_a_socket_of_no_known_state_out_of_every_state() -> None:
+    """A damaged capture's state code (found by the fuzzer: the sheet's reshape failed): the
+    socket counts for its owner, in no state and in no largest item."""
+    snap = synth.snapshot({"n": 3, "state": "ESTABLISHED", "pid": 7, "rmem_alloc": 10,
+                           "has_mem": 1, "inode": 5},
+                          {"n": 2, "state": "CLOSE_WAIT", "pid": 7, "rmem_alloc": 1000,
+                           "has_mem": 1, "inode": 6}, names={7: "a"})
+    snap.columns["state"][3:] = 40
+    sc = cost.socket_cost(snap, None)
+    assert cost.by_state(snap, sc) == {"ESTABLISHED": {
+        "sockets": 3, "object_bytes": 0, "buffer_bytes": 30, "fds": 3, "memory_bytes": 30}}
+    assert cost.by_process(snap, sc)[0]["sockets"] == 5
+    items = cost.largest(snap, sc)
+    assert [(i["state"], i["bytes"]) for i in items] == [("ESTABLISHED", 30)]

@@ -143,7 +143,10 @@ def sheet(snap: Snapshot, sc: SocketCost, mask: np.ndarray | None = None) -> She
     # every socket.
     owners, slot = owner_slots(pid, snap.process_names) if mask is not None or "pid" not in c \
         else snap.owner_slots()
-    group = pick(c["state"]).astype(np.intp) * owners.shape[0] + slot
+    state = pick(c["state"]).astype(np.intp)
+    # A code no state has (a damaged capture): row 0, counted for its owner, in no state.
+    state[(state < 0) | (state > NUM_STATES)] = 0
+    group = state * owners.shape[0] + slot
     shape = (NUM_STATES + 1, owners.shape[0])
     weight = None if snap.weights is None else pick(snap.weights)
     sums = {"sockets": np.bincount(group, weight, shape[0] * shape[1]).reshape(shape)}
@@ -239,7 +242,7 @@ def largest(snap: Snapshot, sc: SocketCost, limit: int = 3, mask: np.ndarray | N
     for what in kinds:
         totals = g.sums[columns[what]].ravel()
         for k in np.argsort(-totals, kind="stable")[:limit]:
-            if totals[k] > 0:
+            if totals[k] > 0 and k >= width:  # row 0: no known state
                 p = int(g.owners[k % width])
                 rows = np.flatnonzero(g.group == k)
                 if mask is not None:
