@@ -18,7 +18,7 @@ import numpy as np
 from tcpdoctor.analysis.context import Context, top_destinations
 from tcpdoctor.analysis.counted import STATE_RULES
 from tcpdoctor.analysis.registry import REGISTRY, Finding
-from tcpdoctor.analysis.rules.common import service_ports
+from tcpdoctor.analysis.rules.common import on_service_port
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import (
@@ -79,7 +79,7 @@ def _focus(ctx: Context, mask: np.ndarray, n: int, rows: int) -> dict[str, Any] 
     if procs and procs[0]["count"] >= FOCUS * n:
         return {"process": procs[0]}
     # A local port is a focus only where it serves: ephemeral ports say nothing.
-    ports = ctx.top("sport", mask & np.isin(ctx.snap.columns["sport"], service_ports(ctx)[0]),
+    ports = ctx.top("sport", mask & on_service_port(ctx),
                     limit=1)
     if ports and ports[0][1] >= FOCUS * n and ports[0][0]:
         return {"local_port": int(ports[0][0]), "rows": ports[0][1]}
@@ -92,7 +92,7 @@ def _focus(ctx: Context, mask: np.ndarray, n: int, rows: int) -> dict[str, Any] 
 def _rule_for(ctx: Context, state: int, mask: np.ndarray) -> str:
     """The rule a state's pathology belongs to (TIME_WAIT: by which side serves)."""
     if state == TCP_TIME_WAIT:
-        served = np.isin(ctx.snap.columns["sport"], service_ports(ctx)[0])
+        served = on_service_port(ctx)
         return ("TIME_WAIT_SERVER_CLOSE" if ctx.count(mask & served) * 2 > ctx.count(mask)
                 else "TIME_WAIT_CLIENT_SHORT")
     return STATE_RULES[state]

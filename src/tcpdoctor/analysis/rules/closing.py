@@ -10,8 +10,8 @@ from tcpdoctor.analysis.context import Context, level, sysctl_rec, top_destinati
 from tcpdoctor.analysis.registry import Found, rule
 from tcpdoctor.analysis.rules.common import (
     in_state,
+    on_service_port,
     ports_text,
-    service_ports,
 )
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.tcp import (
@@ -41,7 +41,7 @@ def close_wait(ctx: Context, th: dict[str, float]) -> Found | None:
                  count=procs[0]['count'])
              if procs else Msg("their owner is unknown (run as root to see it)"))
     # A client's CLOSE_WAIT sits on ephemeral ports: name the services it called instead.
-    outbound = ctx.count(cw & ~np.isin(ctx.snap.columns["sport"], service_ports(ctx)[0]))
+    outbound = ctx.count(cw & ~on_service_port(ctx))
     if outbound * 2 > n:
         dests = top_destinations(ctx.snap, cw, 3)
         where = Msg("towards {destinations}",
@@ -98,7 +98,7 @@ def _never_accepted(ctx: Context, cw: np.ndarray) -> int:
     c = ctx.snap.columns
     if "pid" not in c:
         return 0  # no owners in this input: nothing says who holds what
-    return ctx.count(cw & (c["pid"] < 0) & np.isin(c["sport"], service_ports(ctx)[0]))
+    return ctx.count(cw & (c["pid"] < 0) & on_service_port(ctx))
 
 
 @rule("FIN_WAIT2_BUILDUP", "This side closed but peers never finish their close",

@@ -31,7 +31,7 @@ def owners_by_listen_port(ctx: Context, mask: np.ndarray) -> list[dict[str, Any]
     c = ctx.snap.columns
     ports = ctx.top("sport", mask, limit=20)
     per_port = dict(ports)
-    listen = (c["state"] == TCP_LISTEN) & np.isin(c["sport"], list(per_port))
+    listen = (c["state"] == TCP_LISTEN) & among_ports(c["sport"], np.array(list(per_port)))
     procs = ctx.processes(listen)
     for p in procs:
         mine = listen & (c["pid"] == p["pid"])
@@ -68,13 +68,24 @@ def _service_ports(ctx: Context) -> tuple[np.ndarray, str]:
     return found, how
 
 
+def on_service_port(ctx: Context) -> np.ndarray:
+    """Whether each socket's local port is one of service_ports; worked out once per report
+    (read-only: the TIME_WAIT and CLOSE_WAIT rules and the excerpt patterns share it)."""
+    if "on_service_port" not in ctx.memo:
+        served = among_ports(ctx.snap.columns["sport"], service_ports(ctx)[0])
+        served.flags.writeable = False
+        ctx.memo["on_service_port"] = served
+    found: np.ndarray = ctx.memo["on_service_port"]
+    return found
+
+
 def server_side_tw(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """TIME_WAIT on a service port (this host closed first as the server) and the rest;
     worked out once per report: both TIME_WAIT rules ask."""
     if "server_side_tw" not in ctx.memo:
         c = ctx.snap.columns
         tw = c["state"] == TCP_TIME_WAIT
-        server = tw & among_ports(c["sport"], service_ports(ctx)[0])
+        server = tw & on_service_port(ctx)
         client = tw & ~server
         server.flags.writeable = client.flags.writeable = False  # shared by both rules
         ctx.memo["server_side_tw"] = (server, client)

@@ -19,6 +19,7 @@ from tcpdoctor.analysis.rules.common import (
 from tcpdoctor.analysis.rules.traced import traced_closer, traced_opener
 from tcpdoctor.analysis.severity import Severity
 from tcpdoctor.i18n import Msg
+from tcpdoctor.model.columns import among_ports
 from tcpdoctor.model.tcp import (
     TCP_LISTEN,
     TCP_TIME_WAIT,
@@ -90,7 +91,7 @@ def time_wait_client(ctx: Context, th: dict[str, float]) -> Found | None:
         return None
     # Likely owners: processes that still hold live connections to the same services.
     live = (c["state"] != TCP_TIME_WAIT) & (c["state"] != TCP_LISTEN)
-    same = live & np.isin(c["dport"], np.unique(c["dport"][client]))
+    same = live & among_ports(c["dport"], np.unique(c["dport"][client]))
     procs = ctx.processes(same)
     recs = []
     reuse = ctx.sysctl_int("net.ipv4.tcp_tw_reuse")
