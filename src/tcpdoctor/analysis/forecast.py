@@ -20,7 +20,7 @@ import numpy as np
 from tcpdoctor.analysis.context import Context, level
 from tcpdoctor.i18n import Msg
 from tcpdoctor.model.addresses import format_addr
-from tcpdoctor.model.columns import factorize, group_rows
+from tcpdoctor.model.columns import among_ports, factorize, group_rows
 from tcpdoctor.model.kernel_state import KernelState
 from tcpdoctor.model.snapshot import Snapshot
 from tcpdoctor.model.tcp import TCP_LISTEN, TCP_TIME_WAIT
@@ -129,7 +129,7 @@ def _ports(ctx: Context, r: Readings) -> list[Forecast]:
     b = r.after.columns
     listening = np.union1d(r.before.listening_ports(), r.after.listening_ports())
     held = ((b["state"] != TCP_LISTEN) & (b["sport"] >= lo) & (b["sport"] <= hi)
-            & ~np.isin(b["sport"], listening))
+            & ~among_ports(b["sport"], listening))
     if not held.any() or limit <= 0:
         return []
     keys, inv, counts = factorize([b["raddr_hi"][held], b["raddr_lo"][held], b["dport"][held]])
@@ -160,7 +160,7 @@ def _live_per_destination(r: Readings, listening: np.ndarray, lo: int, hi: int,
     of the later reading's groups."""
     a = r.before.columns
     m = ((a["state"] != TCP_LISTEN) & (a["state"] != TCP_TIME_WAIT) & (a["sport"] >= lo)
-         & (a["sport"] <= hi) & ~np.isin(a["sport"], listening))
+         & (a["sport"] <= hi) & ~among_ports(a["sport"], listening))
     out = np.zeros(keys[0].shape[0], dtype=np.int64)
     if not m.any():
         return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from tcpdoctor.i18n import Msg
-from tcpdoctor.model.columns import WEIGHT, constant, group_rows, is_constant
+from tcpdoctor.model.columns import WEIGHT, among_ports, constant, group_rows, is_constant
 from tcpdoctor.model.tcp import TCP_LISTEN, TIMER_PROBE
 
 FOLDED = ("expires", "retrans", "lastack", "rtt")
@@ -41,7 +41,7 @@ def fold(cols: dict[str, np.ndarray], listen_ports: np.ndarray,
     state, sport, dport = cols["state"], cols["sport"], cols["dport"]
     n = state.shape[0]
     listening = state == TCP_LISTEN
-    server = ~listening & np.isin(sport, listen_ports)
+    server = ~listening & among_ports(sport, listen_ports)
     client = ~listening & ~server
     lo, hi = port_range
     out["dport"] = np.where(server, 0, dport).astype(dport.dtype)
