@@ -99,16 +99,20 @@ def drain_columns(parts: list[dict[str, np.ndarray]],
             col = (pieces[0] if len(pieces) == 1 else np.concatenate(pieces)).astype(
                 dt, copy=False)
             del pieces
-            # A column equal everywhere (the high half of every IPv4 address, a buffer no
-            # socket uses) becomes a view of one value: 8 MB less a column at a million.
-            if col.shape[0] > 1 and bool((col[::997] == col[0]).all()) and \
-                    bool((col == col[0]).all()):  # a sample first: most columns vary
-                col = constant(col[0], col.shape[0], col.dtype)
-            out[name] = col
+            out[name] = col = squeeze(col)
             if col.nbytes >= TRIM_BYTES:  # only a big table leaves much on the heap
                 trim()
     parts.clear()
     return out
+
+
+def squeeze(col: np.ndarray) -> np.ndarray:
+    """A column equal everywhere (the high half of every IPv4 address, a buffer no socket
+    uses) as a view of one value: 8 MB less a column at a million; others unchanged."""
+    if col.shape[0] > 1 and bool((col[::997] == col[0]).all()) and \
+            bool((col == col[0]).all()):  # a sample first: most columns vary
+        return constant(col[0], col.shape[0], col.dtype)
+    return col
 
 
 def constant(value: Any, n: int, dtype: Any) -> np.ndarray:

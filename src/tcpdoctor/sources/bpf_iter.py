@@ -81,7 +81,7 @@ def program(f_inode: int, i_mode: int, i_ino: int, tgid: int) -> bytes:
     return b"".join(body)
 
 
-def _syscall() -> tuple[Syscall, int] | None:
+def syscall() -> tuple[Syscall, int] | None:
     number = SYS_BPF.get(platform.machine())
     if number is None:
         return None
@@ -99,13 +99,13 @@ def _bpf(call: tuple[Syscall, int], cmd: int, attr: bytearray) -> int:
     return fd
 
 
-def _load(call: tuple[Syscall, int], code: bytes, btf_id: int) -> int:
+def _load(call: tuple[Syscall, int], code: bytes, btf_id: int, name: bytes) -> int:
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")  # bpf_seq_write is a GPL-only helper
     attr = bytearray(128)
     struct.pack_into("<IIQQ", attr, 0, BPF_PROG_TYPE_TRACING, len(code) // 8,
                      ctypes.addressof(insns), ctypes.addressof(license_))
-    attr[48:48 + 14] = b"tcpdoctor_own\0"[:14]
+    attr[48:48 + 15] = (name + b"\0" * 15)[:15]  # BPF_OBJ_NAME_LEN 16, NUL-terminated
     struct.pack_into("<I", attr, 68, BPF_TRACE_ITER)  # expected_attach_type
     struct.pack_into("<I", attr, 108, btf_id)  # attach_btf_id: the iterator's target
     return _bpf(call, BPF_PROG_LOAD, attr)
@@ -125,33 +125,47 @@ def available(proc_root: str) -> bool:
 def open_files() -> np.ndarray | None:
     """Every open file of every process (threads sharing a table once), as RECORD rows;
     None where the kernel refuses the iterator."""
-    call = _syscall()
-    types = btf.load() if call is not None else None
+    call = syscall()
+    types = btf.shared() if call is not None else None
     if call is None or types is None:
         return None
-    ids = types.find_all([(btf.KIND_STRUCT, "task_struct"), (btf.KIND_STRUCT, "file"),
-                          (btf.KIND_STRUCT, "inode"), (btf.KIND_FUNC, "bpf_iter_task_file")])
+    with types.lock:  # the lookups only: the socket iterator may be looking up its own
+        ids = types.find_all([(btf.KIND_STRUCT, "task_struct"), (btf.KIND_STRUCT, "file"),
+                              (btf.KIND_STRUCT, "inode"),
+                              (btf.KIND_FUNC, "bpf_iter_task_file")])
+        offsets = [types.member_offset("file", "f_inode"),
+                   types.member_offset("inode", "i_mode"),
+                   types.member_offset("inode", "i_ino"),
+                   types.member_offset("task_struct", "tgid")]
     target = ids.get((btf.KIND_FUNC, "bpf_iter_task_file"))
-    offsets = [types.member_offset("file", "f_inode"), types.member_offset("inode", "i_mode"),
-               types.member_offset("inode", "i_ino"), types.member_offset("task_struct", "tgid")]
     if target is None or None in offsets:
         return None
     f_inode, i_mode, i_ino, tgid = (int(o) for o in offsets if o is not None)
     fds: list[int] = []
     try:
-        fds.append(_load(call, program(f_inode, i_mode, i_ino, tgid), target))
-        link = bytearray(64)
-        struct.pack_into("<III", link, 0, fds[0], 0, BPF_TRACE_ITER)
-        fds.append(_bpf(call, BPF_LINK_CREATE, link))
-        it = bytearray(16)
-        struct.pack_into("<I", it, 0, fds[1])
-        fds.append(_bpf(call, BPF_ITER_CREATE, it))
-        return _read_all(fds[2])
+        return _read_all(start(call, program(f_inode, i_mode, i_ino, tgid), target,
+                               b"tcpdoctor_own", fds))
     except OSError:
         return None
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def start(call: tuple[Syscall, int], code: bytes, target: int, name: bytes,
+          fds: list[int]) -> int:
+    """Load an iterator program, link it and open the iterator: the descriptor to read.
+    Every descriptor made is appended to fds, for the caller to close (also on errors);
+    the iterator walks the kernel's objects as the calling thread sees them (its network
+    namespace, for sockets)."""
+    fds.append(_load(call, code, target, name))
+    link = bytearray(64)
+    struct.pack_into("<III", link, 0, fds[-1], 0, BPF_TRACE_ITER)
+    fds.append(_bpf(call, BPF_LINK_CREATE, link))
+    it = bytearray(16)
+    struct.pack_into("<I", it, 0, fds[-1])
+    fds.append(_bpf(call, BPF_ITER_CREATE, it))
+    return fds[-1]
 
 
 def _read_all(fd: int, expect: int | None = None) -> np.ndarray:

@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bool,
           proc_root: str, mem: bool = False) -> tuple[dict[str, np.ndarray], str, list[str]]:
     notes: list[str] = []
+    if source == "auto" and (info or mem):
+        from tcpdoctor.sources import bpf_tcp
+
+        # The per-socket figures through the kernel's TCP iterator where it may run: one
+        # walk of the socket hash and no netlink message per socket (docs/benchmarks.md).
+        got = bpf_tcp.read_sockets(want, info, families) if bpf_tcp.available(
+            proc_root) else None
+        if got is not None:
+            return got, "bpf", notes
     if source in ("auto", "netlink"):
         try:
             return (netlink.read_sockets(want, info, families, mem=mem), "netlink", notes)
