@@ -226,3 +226,15 @@ def test_the_reader_is_not_tried_off_the_host_or_when_switched_off(
     assert not bpf_tcp.available("/tmp/proc-fixture")
     monkeypatch.setenv("TCPDOCTOR_NO_BPF", "1")
     assert not bpf_tcp.available("/proc")
+
+
+def test_a_time_namespace_offset_turns_the_reader_off(tmp_path: Path) -> None:
+    """The jiffies' unit comes from CLOCK_MONOTONIC: an offset one (a container's time
+    namespace) would mislead it, and the netlink reader serves instead."""
+    path = tmp_path / "timens_offsets"
+    for text, offset in (("monotonic 0 0\nboottime 0 0\n", 0),
+                         ("monotonic 86400 0\nboottime 0 0\n", 86400),
+                         ("monotonic 0 5\n", 1), ("monotonic x 0\n", None), ("", 0)):
+        path.write_text(text)
+        assert bpf_tcp._monotonic_offset(str(path)) == offset, text
+    assert bpf_tcp._monotonic_offset(str(tmp_path / "none")) == 0  # before Linux 5.6

@@ -49,9 +49,33 @@ _refused: list[bool] = []  # the kernel refused the program once in this process
 
 def available(proc_root: str) -> bool:
     """Where this reader may be tried: the host's /proc (not a fixture tree), as root,
-    not switched off (TCPDOCTOR_NO_BPF, as for the owner iterator)."""
-    return (proc_root.rstrip("/") == "/proc" and os.geteuid() == 0
-            and not os.environ.get("TCPDOCTOR_NO_BPF"))
+    not switched off (TCPDOCTOR_NO_BPF, as for the owner iterator), with CLOCK_MONOTONIC
+    not offset by a time namespace (the jiffies' unit is told from it)."""
+    if proc_root.rstrip("/") != "/proc" or os.geteuid() != 0 or os.environ.get(
+            "TCPDOCTOR_NO_BPF"):
+        return False
+    return _monotonic_offset("/proc/self/timens_offsets") == 0
+
+
+def _monotonic_offset(path: str) -> int | None:
+    """This process's time namespace's CLOCK_MONOTONIC offset in seconds (0 without time
+    namespaces, before Linux 5.6); None when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(4096).decode("ascii", "replace")
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        return None
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] in ("monotonic", "1"):
+            try:
+                seconds, nanoseconds = int(words[1]), int(words[2])
+            except ValueError:
+                return None
+            return seconds or (1 if nanoseconds else 0)
+    return 0
 
 
 def read_sockets(want: frozenset[str], info: bool, families: tuple[int, ...],
