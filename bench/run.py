@@ -257,6 +257,10 @@ def report(data: dict[str, Any]) -> str:
               f"(the exporter's peak RSS "
               f"{res.get(EXPORTER, {}).get('server_rss_mb', float('nan')):.1f} MB)",
               f"  top / floor                 {ratio(res, top, floor):>8}   (target <= 1.5x)",
+              f"  check / states              {ratio(res, chk, st):>8}   "
+              f"(check: {res.get(chk, {}).get('wall', float('nan')):.3f} s, "
+              f"{res.get(chk, {}).get('rss_mb', float('nan')):.1f} MB; "
+              "target <= 2.5 s and 200 MB at 1M)",
               f"  check (owners) / ss -tanp   "
               f"{ratio(res, chk, 'ss -tanp > /dev/null', data['timeout']):>8}   "
               "(target <= 1.0x)",

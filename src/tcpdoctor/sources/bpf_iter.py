@@ -126,30 +126,46 @@ def open_files() -> np.ndarray | None:
     """Every open file of every process (threads sharing a table once), as RECORD rows;
     None where the kernel refuses the iterator."""
     call = syscall()
-    types = btf.shared() if call is not None else None
-    if call is None or types is None:
+    plan = _plan() if call is not None else None
+    if call is None or plan is None:
         return None
-    with types.lock:  # the lookups only: the socket iterator may be looking up its own
-        ids = types.find_all([(btf.KIND_STRUCT, "task_struct"), (btf.KIND_STRUCT, "file"),
-                              (btf.KIND_STRUCT, "inode"),
-                              (btf.KIND_FUNC, "bpf_iter_task_file")])
-        offsets = [types.member_offset("file", "f_inode"),
-                   types.member_offset("inode", "i_mode"),
-                   types.member_offset("inode", "i_ino"),
-                   types.member_offset("task_struct", "tgid")]
-    target = ids.get((btf.KIND_FUNC, "bpf_iter_task_file"))
-    if target is None or None in offsets:
-        return None
-    f_inode, i_mode, i_ino, tgid = (int(o) for o in offsets if o is not None)
+    target, code = plan
     fds: list[int] = []
     try:
-        return _read_all(start(call, program(f_inode, i_mode, i_ino, tgid), target,
-                               b"tcpdoctor_own", fds))
+        return _read_all(start(call, code, target, b"tcpdoctor_own", fds))
     except OSError:
         return None
     finally:
         for fd in fds:
             os.close(fd)
+
+
+_plans: list[tuple[int, bytes] | None] = []  # _plan()'s answer, once worked out
+
+
+def _plan() -> tuple[int, bytes] | None:
+    """The iterator's BTF id and the program, from the kernel's BTF once per process (the
+    exporter's scrapes do not read it again); None without them."""
+    if _plans:
+        return _plans[0]
+    with btf.borrowed() as types:
+        if types is None:
+            return None
+        with types.lock:  # the lookups only: the socket iterator may be looking up its own
+            ids = types.find_all([(btf.KIND_STRUCT, "task_struct"), (btf.KIND_STRUCT, "file"),
+                                  (btf.KIND_STRUCT, "inode"),
+                                  (btf.KIND_FUNC, "bpf_iter_task_file")])
+            offsets = [types.member_offset("file", "f_inode"),
+                       types.member_offset("inode", "i_mode"),
+                       types.member_offset("inode", "i_ino"),
+                       types.member_offset("task_struct", "tgid")]
+    target = ids.get((btf.KIND_FUNC, "bpf_iter_task_file"))
+    if target is None or None in offsets:
+        _plans.append(None)
+    else:
+        f_inode, i_mode, i_ino, tgid = (int(o) for o in offsets if o is not None)
+        _plans.append((target, program(f_inode, i_mode, i_ino, tgid)))
+    return _plans[0]
 
 
 def start(call: tuple[Syscall, int], code: bytes, target: int, name: bytes,

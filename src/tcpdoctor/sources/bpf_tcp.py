@@ -45,6 +45,7 @@ MAX_SOCKETS = 1 << 26  # 67 million: stop reading beyond (no host holds that man
 EXACT_HZ = (100, 200, 250, 500, 1000)
 _U32 = np.uint64(0xFFFF_FFFF)
 _refused: list[bool] = []  # the kernel refused the program once in this process
+_plans: list[tuple[int, bytes] | None] = []  # _plan()'s answer, once worked out
 
 
 def available(proc_root: str) -> bool:
@@ -84,20 +85,13 @@ def read_sockets(want: frozenset[str], info: bool, families: tuple[int, ...],
     reader's, with tcp_info columns when info, else the buffer ones only); None where the
     kernel refuses the iterator or the jiffies' unit cannot be told."""
     call = bpf_iter.syscall()
-    types = btf.shared() if call is not None and not _refused else None
-    if call is None or types is None:
+    plan = _plan() if call is not None and not _refused else None
+    if call is None or plan is None:
         return None
-    try:
-        with types.lock:  # the owner iterator may be looking up its types meanwhile
-            target = types.find(btf.KIND_FUNC, "bpf_iter_tcp")
-            loads = resolve(types.field) if target is not None else None
-    except (ValueError, struct.error):  # a BTF blob that does not hold together
-        return None
-    if target is None or loads is None:
-        return None
+    target, code = plan
     fds: list[int] = []
     try:
-        fd = bpf_iter.start(call, program(loads), target, b"tcpdoctor_tcp", fds)
+        fd = bpf_iter.start(call, code, target, b"tcpdoctor_tcp", fds)
     except OSError:
         # Refused (no CAP_BPF in a container, lockdown, a verifier that says no): the
         # same answer next time, so a long-running exporter stops asking.
@@ -116,6 +110,25 @@ def read_sockets(want: frozenset[str], info: bool, families: tuple[int, ...],
         keep = np.isin(cols["family"], families)
         cols = {k: v[keep] for k, v in cols.items()}
     return cols
+
+
+def _plan() -> tuple[int, bytes] | None:
+    """The iterator's BTF id and the program, worked out once per process from the
+    kernel's BTF (a scrape of the exporter does not read it again); None without them."""
+    if not _plans:
+        target, loads = None, None
+        try:
+            with btf.borrowed() as types:
+                if types is None:
+                    return None
+                with types.lock:  # the owner iterator may be looking up its types meanwhile
+                    target = types.find(btf.KIND_FUNC, "bpf_iter_tcp")
+                    loads = resolve(types.field) if target is not None else None
+        except (ValueError, struct.error):  # a BTF blob that does not hold together
+            loads = None
+        _plans.append(None if target is None or loads is None else (target,
+                                                                      program(loads)))
+    return _plans[0]
 
 
 def _read(fd: int, want: frozenset[str], info: bool) -> dict[str, np.ndarray] | None:

@@ -8,6 +8,7 @@ iterator asks for is looked up; anything unexpected answers None and the caller 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 from array import array
@@ -218,13 +219,25 @@ def load(path: str = VMLINUX) -> Btf | None:
 
 
 _shared: list[Btf | None] = []
+_users = [0]
 _shared_lock = threading.Lock()
 
 
-def shared() -> Btf | None:
-    """The running kernel's BTF, loaded once per process: the owner and socket iterators
-    run on two threads at once and look up their types in one index (hold its lock)."""
+@contextlib.contextmanager
+def borrowed() -> Iterator[Btf | None]:
+    """The running kernel's BTF, shared by whoever looks types up at the same time (the
+    owner and socket iterators start on two threads at once: one read, one index) and
+    dropped when the last of them is done: 5-10 MB a one-shot command need not keep.
+    Hold its lock while looking up."""
     with _shared_lock:
         if not _shared:
             _shared.append(load())
-        return _shared[0]
+        _users[0] += 1
+        types = _shared[0]
+    try:
+        yield types
+    finally:
+        with _shared_lock:
+            _users[0] -= 1
+            if not _users[0]:
+                _shared.clear()

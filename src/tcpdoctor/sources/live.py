@@ -56,10 +56,15 @@ def _read(source: str, families: tuple[int, ...], want: frozenset[str], info: bo
 
 def source_in_use() -> str:
     """Which source `--source auto` reads on this host, and why (for --version)."""
+    from tcpdoctor.sources import bpf_tcp
+
     try:
         netlink.open_socket().close()
     except netlink.NetlinkUnavailable as exc:
         return Msg("/proc/net/tcp (netlink unavailable: {exc})", exc=exc)
+    if bpf_tcp.available("/proc"):
+        return Msg("netlink (NETLINK_SOCK_DIAG); tcp_info and buffer memory through a BPF "
+                   "TCP iterator where the kernel loads it")
     return Msg("netlink (NETLINK_SOCK_DIAG)")
 
 
