@@ -31,9 +31,10 @@ def limit_malloc_arenas(count: int = 2, long_running: bool = False) -> None:
         # mappings, and drain_columns trims. Not 4 MB: a million-row 32-bit column (4.0 MB)
         # would then come from the heap too, and the rules' freed ones stay there while the
         # next rule maps its 8 MB arrays afresh (check with the BPF socket reader and
-        # TIME_WAIT present: 199 MB peak with 4 MB, 171 MB with 3 MB, the same time). The exporter, watch and record
-        # keep 128 KB: over their many readings the heap would hold more (an exporter at a
-        # million sockets peaked at 316 MB with 4 MB, 262-264 MB with 128 KB).
+        # TIME_WAIT present: 199 MB peak with 4 MB, 171 MB with 3 MB, the same time). The
+        # exporter, watch and record keep 128 KB: over their many readings the heap would
+        # hold more (an exporter at a million sockets peaked at 316 MB with 4 MB, 262-264
+        # MB with 128 KB).
         libc.mallopt(M_MMAP_THRESHOLD,
                      MMAP_THRESHOLD if long_running else ONE_SHOT_MMAP_THRESHOLD)
 
