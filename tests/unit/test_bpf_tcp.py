@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcpdoctor.model.addresses import V4_MAPPED
 from tcpdoctor.model.columns import BASE_COLUMNS, INFO_COLUMNS, is_constant
@@ -238,3 +240,17 @@ def test_a_time_namespace_offset_turns_the_reader_off(tmp_path: Path) -> None:
         path.write_text(text)
         assert bpf_tcp._monotonic_offset(str(path)) == offset, text
     assert bpf_tcp._monotonic_offset(str(tmp_path / "none")) == 0  # before Linux 5.6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=prog.RECORD.itemsize * 6),
+       st.sampled_from(bpf_tcp.EXACT_HZ), st.booleans())
+def test_any_record_bytes_convert_without_error(data: bytes, hz: int, info: bool) -> None:
+    """Whatever a kernel writes into the fields (a kind, a state or a family this reader
+    does not know, counters that wrapped), every record becomes one row of each column."""
+    n = len(data) // prog.RECORD.itemsize
+    recs = np.frombuffer(data[:n * prog.RECORD.itemsize], prog.RECORD)
+    cols = bpf_tcp.convert(recs, hz, info)
+    assert set(cols) >= set(BASE_COLUMNS) | set(INFO_COLUMNS)
+    assert all(v.shape == (n,) for v in cols.values())
+    assert bool((cols["state"] != 12).all())  # request sockets folded into SYN_RECV
