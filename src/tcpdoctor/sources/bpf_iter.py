@@ -15,6 +15,7 @@ and the caller reads /proc instead.
 from __future__ import annotations
 
 import ctypes
+import functools
 import io
 import os
 import platform
@@ -140,14 +141,10 @@ def open_files() -> np.ndarray | None:
             os.close(fd)
 
 
-_plans: list[tuple[int, bytes] | None] = []  # _plan()'s answer, once worked out
-
-
+@functools.cache
 def _plan() -> tuple[int, bytes] | None:
     """The iterator's BTF id and the program, from the kernel's BTF once per process (the
     exporter's scrapes do not read it again); None without them."""
-    if _plans:
-        return _plans[0]
     with btf.borrowed() as types:
         if types is None:
             return None
@@ -161,11 +158,9 @@ def _plan() -> tuple[int, bytes] | None:
                        types.member_offset("task_struct", "tgid")]
     target = ids.get((btf.KIND_FUNC, "bpf_iter_task_file"))
     if target is None or None in offsets:
-        _plans.append(None)
-    else:
-        f_inode, i_mode, i_ino, tgid = (int(o) for o in offsets if o is not None)
-        _plans.append((target, program(f_inode, i_mode, i_ino, tgid)))
-    return _plans[0]
+        return None
+    f_inode, i_mode, i_ino, tgid = (int(o) for o in offsets if o is not None)
+    return target, program(f_inode, i_mode, i_ino, tgid)
 
 
 def start(call: tuple[Syscall, int], code: bytes, target: int, name: bytes,

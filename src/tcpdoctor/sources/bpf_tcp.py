@@ -14,6 +14,7 @@ and the caller dumps through sock_diag, as without it.
 
 from __future__ import annotations
 
+import functools
 import io
 import mmap
 import os
@@ -45,7 +46,6 @@ MAX_SOCKETS = 1 << 26  # 67 million: stop reading beyond (no host holds that man
 EXACT_HZ = (100, 200, 250, 500, 1000)
 _U32 = np.uint64(0xFFFF_FFFF)
 _refused: list[bool] = []  # the kernel refused the program once in this process
-_plans: list[tuple[int, bytes] | None] = []  # _plan()'s answer, once worked out
 
 
 def available(proc_root: str) -> bool:
@@ -112,23 +112,20 @@ def read_sockets(want: frozenset[str], info: bool, families: tuple[int, ...],
     return cols
 
 
+@functools.cache
 def _plan() -> tuple[int, bytes] | None:
     """The iterator's BTF id and the program, worked out once per process from the
     kernel's BTF (a scrape of the exporter does not read it again); None without them."""
-    if not _plans:
-        target, loads = None, None
-        try:
-            with btf.borrowed() as types:
-                if types is None:
-                    return None
-                with types.lock:  # the owner iterator may be looking up its types meanwhile
-                    target = types.find(btf.KIND_FUNC, "bpf_iter_tcp")
-                    loads = resolve(types.field) if target is not None else None
-        except (ValueError, struct.error):  # a BTF blob that does not hold together
-            loads = None
-        _plans.append(None if target is None or loads is None else (target,
-                                                                      program(loads)))
-    return _plans[0]
+    try:
+        with btf.borrowed() as types:
+            if types is None:
+                return None
+            with types.lock:  # the owner iterator may be looking up its types meanwhile
+                target = types.find(btf.KIND_FUNC, "bpf_iter_tcp")
+                loads = resolve(types.field) if target is not None else None
+    except (ValueError, struct.error):  # a BTF blob that does not hold together
+        return None
+    return None if target is None or loads is None else (target, program(loads))
 
 
 def _read(fd: int, want: frozenset[str], info: bool) -> dict[str, np.ndarray] | None:
